@@ -1,0 +1,31 @@
+//! Back up one tenant to every configured region.
+
+use std::sync::Arc;
+
+use lifeboat_core::backup::{self, BackupError, BackupReport, BackupRequest};
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::TenantName;
+use lifeboat_core::manifest::BackupKind;
+use lifeboat_core::progress::Progress;
+use lifeboat_core::region::Region;
+use tokio_util::sync::CancellationToken;
+
+/// Connect to every configured region and take one backup of `tenant`.
+pub async fn backup_tenant(
+    config: &Config,
+    tenant: &TenantName,
+    kind: BackupKind,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+) -> Result<BackupReport, BackupError> {
+    let regions = config.regions.iter().map(Region::new).collect();
+    backup::run_backup(BackupRequest {
+        config,
+        tenant,
+        kind,
+        regions,
+        progress,
+        cancel,
+    })
+    .await
+}

@@ -1,0 +1,9 @@
+//! The agent: runs jobs next to the databases.
+//!
+//! Today it runs them in-process for the command line (`lifeboat backup`, `lifeboat
+//! restore`); with the controller it will claim the same jobs over its HTTP API. A backup
+//! goes through core's data path; a restore is a sequence of provisioner steps around
+//! core's restore stream, with fallback from region to region.
+
+pub mod backup_job;
+pub mod restore_job;

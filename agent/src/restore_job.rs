@@ -1,0 +1,195 @@
+//! Restore a backup into a new database, verified, trying each region in turn.
+//!
+//! Steps: resolve the backup, refuse an existing target, then for each region in
+//! configured order: read the manifest, create the database, stream the object into
+//! pg_restore, verify row counts against the manifest. A failure that another region
+//! might not have (missing, corrupt or truncated object, dead region) drops the database
+//! and moves on; any other failure drops it and stops. A database that existed before
+//! is never touched.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use lifeboat_core::keys::{Identities, KeyError};
+use lifeboat_core::postgres::PgTools;
+use lifeboat_core::progress::{Progress, Stage};
+use lifeboat_core::region::Region;
+use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget};
+use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreJobError {
+    #[error(transparent)]
+    UnknownName(#[from] lifeboat_core::config::UnknownName),
+    #[error("identity_file is not configured: restores need the age identity (private key)")]
+    NoIdentity,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("cancelled; the half-restored database was dropped")]
+    Cancelled,
+    #[error("backup {backup} of tenant {tenant} could not be restored from any region: {reasons}")]
+    AllRegionsFailed {
+        tenant: TenantName,
+        backup: BackupId,
+        reasons: String,
+    },
+}
+
+/// A region that was tried and failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedAttempt {
+    pub region: RegionName,
+    pub error: String,
+}
+
+/// A verified restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub tenant: TenantName,
+    pub backup_id: BackupId,
+    pub database: String,
+    pub region: RegionName,
+    pub failed_attempts: Vec<FailedAttempt>,
+    pub stored_bytes: u64,
+    pub dump_bytes: u64,
+    pub tables_verified: usize,
+    pub rows_verified: u64,
+    pub duration: Duration,
+}
+
+/// What to restore where.
+#[derive(Debug)]
+pub struct RestoreRequest<'a> {
+    pub tenant: &'a TenantName,
+    pub selector: BackupSelector,
+    pub into_database: &'a str,
+}
+
+/// Restore `request.selector` of `request.tenant` into the new database `into_database`
+/// on the tenant's cluster.
+pub async fn restore_into_new_database(
+    config: &Config,
+    request: RestoreRequest<'_>,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreJobError> {
+    let started = Instant::now();
+    let tenant = config.tenant(request.tenant)?;
+    let cluster = config.cluster(&tenant.cluster)?;
+    let identity_file = config
+        .identity_file
+        .as_deref()
+        .ok_or(RestoreJobError::NoIdentity)?;
+    let identities = Arc::new(Identities::load(identity_file)?);
+    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    let span =
+        tracing::info_span!("restore", tenant = %request.tenant, database = request.into_database);
+    let _entered = span.enter();
+    progress.stage(Stage::Connecting);
+
+    if provisioner::database_exists(cluster, request.into_database).await? {
+        return Err(ProvisionError::DatabaseExists {
+            cluster: cluster.name.to_string(),
+            database: request.into_database.to_owned(),
+        }
+        .into());
+    }
+    let backup_id = restore::resolve_backup(&regions, request.tenant, request.selector).await?;
+    let target = RestoreTarget {
+        tools: PgTools::locate(config.pg_bin_dir.as_deref()),
+        cluster: cluster.clone(),
+        database: request.into_database.to_owned(),
+    };
+
+    let mut failed_attempts = Vec::new();
+    for region in &regions {
+        let manifest = match restore::read_manifest(region, request.tenant, backup_id).await {
+            Ok(manifest) => manifest,
+            Err(error) if error.is_region_specific() => {
+                tracing::warn!(region = %region.name(), %error, "manifest unavailable, trying the next region");
+                failed_attempts.push(FailedAttempt {
+                    region: region.name().clone(),
+                    error: error.to_string(),
+                });
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        progress.stage(Stage::Downloading);
+        provisioner::create_database(cluster, request.into_database).await?;
+        let attempt = async {
+            let streamed = restore::stream_restore(
+                region,
+                &manifest,
+                identities.clone(),
+                &target,
+                progress.clone(),
+            )
+            .await?;
+            progress.stage(Stage::Verifying);
+            let verified = provisioner::verify_row_counts(
+                cluster,
+                request.into_database,
+                &manifest.row_counts,
+            )
+            .await?;
+            Ok::<_, RestoreJobError>((streamed, verified))
+        };
+        let attempt = tokio::select! {
+            attempt = attempt => attempt,
+            () = cancel.cancelled() => Err(RestoreJobError::Cancelled),
+        };
+        match attempt {
+            Ok((streamed, VerifiedCounts { tables, rows })) => {
+                progress.stage(Stage::Done);
+                tracing::info!(region = %region.name(), tables, rows, "restore verified");
+                return Ok(RestoreReport {
+                    tenant: request.tenant.clone(),
+                    backup_id,
+                    database: request.into_database.to_owned(),
+                    region: streamed.region,
+                    failed_attempts,
+                    stored_bytes: streamed.stored_bytes,
+                    dump_bytes: streamed.dump_bytes,
+                    tables_verified: tables,
+                    rows_verified: rows,
+                    duration: started.elapsed(),
+                });
+            }
+            Err(error) => {
+                if let Err(drop_error) =
+                    provisioner::drop_database(cluster, request.into_database).await
+                {
+                    tracing::error!(%drop_error, "could not drop the half-restored database");
+                }
+                // Dropping the database (WITH FORCE) also stops a pg_restore still running.
+                let region_specific = matches!(&error, RestoreJobError::Restore(restore_error) if restore_error.is_region_specific());
+                if !region_specific {
+                    return Err(error);
+                }
+                tracing::warn!(region = %region.name(), %error, "restore from region failed, trying the next region");
+                failed_attempts.push(FailedAttempt {
+                    region: region.name().clone(),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+    Err(RestoreJobError::AllRegionsFailed {
+        tenant: request.tenant.clone(),
+        backup: backup_id,
+        reasons: failed_attempts
+            .iter()
+            .map(|attempt| attempt.error.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}

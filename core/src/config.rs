@@ -1,0 +1,560 @@
+//! The one typed configuration, built at start and passed down.
+//!
+//! Sources, later ones winning: the TOML file, then `LIFEBOAT_*` environment variables
+//! with `__` between levels (`LIFEBOAT_REGIONS__EU__SECRET_ACCESS_KEY`). Loading has two
+//! passes: figment deserialises the raw shape (unknown keys are errors, so typos are
+//! caught), then [`RawConfig::validate`] checks meaning and collects *every* problem with
+//! its key, which is what `lifeboat config check` prints. Secrets are read into
+//! [`SecretString`]s here and never printed: `Debug` on them is redacted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::ids::{ClusterName, RegionName, TenantName};
+use crate::keys::{self, Recipient};
+use crate::policy;
+
+/// One thing wrong with the configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found, in key order.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "invalid configuration:")?;
+        for problem in &self.problems {
+            write!(formatter, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The configuration file as written, before its meaning is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    recipients: Vec<String>,
+    identity_file: Option<PathBuf>,
+    #[serde(default = "default_compression_level")]
+    compression_level: i32,
+    min_regions: Option<usize>,
+    #[serde(default = "default_part_size_bytes")]
+    part_size_bytes: u64,
+    #[serde(default = "default_max_region_lag_parts")]
+    max_region_lag_parts: usize,
+    #[serde(default = "default_region_patience_seconds")]
+    region_patience_seconds: u64,
+    pg_bin_dir: Option<PathBuf>,
+    #[serde(default)]
+    clusters: BTreeMap<String, RawCluster>,
+    #[serde(default)]
+    regions: BTreeMap<String, RawRegion>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+fn default_compression_level() -> i32 {
+    policy::DEFAULT_COMPRESSION_LEVEL
+}
+fn default_part_size_bytes() -> u64 {
+    policy::DEFAULT_PART_SIZE_BYTES
+}
+fn default_max_region_lag_parts() -> usize {
+    policy::DEFAULT_MAX_REGION_LAG_PARTS
+}
+fn default_region_patience_seconds() -> u64 {
+    policy::DEFAULT_REGION_PATIENCE.as_secs()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_maintenance_database() -> String {
+    "postgres".to_owned()
+}
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    host: Option<String>,
+    #[serde(default = "default_port")]
+    port: u16,
+    user: Option<String>,
+    password: Option<SecretString>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_maintenance_database")]
+    maintenance_database: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    #[serde(default = "default_s3_region")]
+    s3_region: String,
+    access_key_id: Option<String>,
+    secret_access_key: Option<SecretString>,
+    secret_access_key_file: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    path_style: bool,
+    #[serde(default)]
+    priority: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    cluster: Option<String>,
+    database: Option<String>,
+}
+
+/// A PostgreSQL cluster lifeboat dumps from and restores into.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: ClusterName,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<SecretString>,
+    pub maintenance_database: String,
+}
+
+/// One S3-compatible region.
+#[derive(Debug, Clone)]
+pub struct RegionConfig {
+    pub name: RegionName,
+    pub endpoint: String,
+    pub bucket: String,
+    pub s3_region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub path_style: bool,
+    pub priority: i64,
+}
+
+/// Where a tenant's database lives.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: TenantName,
+    pub cluster: ClusterName,
+    pub database: String,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub recipients: Vec<Recipient>,
+    pub identity_file: Option<PathBuf>,
+    pub compression_level: i32,
+    pub min_regions: usize,
+    pub part_size_bytes: u64,
+    pub max_region_lag_parts: usize,
+    pub region_patience: std::time::Duration,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub clusters: BTreeMap<ClusterName, ClusterConfig>,
+    /// In restore order: ascending `priority`, then name.
+    pub regions: Vec<RegionConfig>,
+    pub tenants: BTreeMap<TenantName, TenantConfig>,
+}
+
+/// Environment variables that configure the command line, not the configuration file.
+const ENVIRONMENT_VARIABLES_NOT_IN_FILE: &[&str] = &["config", "log", "log_format"];
+
+impl Config {
+    /// Load from `path` (if given) and the environment, then validate.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_raw(path)?.validate()
+    }
+
+    /// Load without checking meaning; `validate` does that.
+    pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError::single(
+                    path.display().to_string(),
+                    "configuration file does not exist",
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("LIFEBOAT_")
+                .split("__")
+                .ignore(ENVIRONMENT_VARIABLES_NOT_IN_FILE),
+        );
+        figment.extract::<RawConfig>().map_err(|error| ConfigError {
+            problems: error
+                .into_iter()
+                .map(|error| ConfigProblem {
+                    key: if error.path.is_empty() {
+                        "(file)".to_owned()
+                    } else {
+                        error.path.join(".")
+                    },
+                    message: error.kind.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    pub fn tenant(&self, name: &TenantName) -> Result<&TenantConfig, UnknownName> {
+        self.tenants.get(name).ok_or_else(|| UnknownName {
+            kind: "tenant",
+            name: name.to_string(),
+            known: self.tenants.keys().map(ToString::to_string).collect(),
+        })
+    }
+
+    pub fn cluster(&self, name: &ClusterName) -> Result<&ClusterConfig, UnknownName> {
+        self.clusters.get(name).ok_or_else(|| UnknownName {
+            kind: "cluster",
+            name: name.to_string(),
+            known: self.clusters.keys().map(ToString::to_string).collect(),
+        })
+    }
+
+    pub fn region(&self, name: &RegionName) -> Result<&RegionConfig, UnknownName> {
+        self.regions
+            .iter()
+            .find(|region| &region.name == name)
+            .ok_or_else(|| UnknownName {
+                kind: "region",
+                name: name.to_string(),
+                known: self.regions.iter().map(|r| r.name.to_string()).collect(),
+            })
+    }
+}
+
+/// A tenant, cluster or region that is not configured.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} {name:?} (configured: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+/// Collects problems while validating, so all of them are reported at once.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl RawConfig {
+    /// Check meaning, read secret files, and return the typed configuration or every problem.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut problems = Problems::default();
+
+        let mut recipients = Vec::new();
+        if self.recipients.is_empty() {
+            problems.add(
+                "recipients",
+                "at least one age recipient (age1…) is required to encrypt backups",
+            );
+        }
+        for (index, text) in self.recipients.iter().enumerate() {
+            match Recipient::from_str(text) {
+                Ok(recipient) => recipients.push(recipient),
+                Err(error) => problems.add(format!("recipients[{index}]"), error.to_string()),
+            }
+        }
+
+        if let Some(identity_file) = &self.identity_file
+            && let Err(error) = keys::check_private_file_permissions(identity_file)
+        {
+            problems.add("identity_file", error.to_string());
+        }
+
+        if !policy::COMPRESSION_LEVELS.contains(&self.compression_level) {
+            problems.add(
+                "compression_level",
+                format!(
+                    "{} is outside zstd's levels {}..={}",
+                    self.compression_level,
+                    policy::COMPRESSION_LEVELS.start(),
+                    policy::COMPRESSION_LEVELS.end()
+                ),
+            );
+        }
+        if !policy::PART_SIZE_BYTES.contains(&self.part_size_bytes) {
+            problems.add(
+                "part_size_bytes",
+                format!(
+                    "{} is outside S3's part sizes {}..={}",
+                    self.part_size_bytes,
+                    policy::PART_SIZE_BYTES.start(),
+                    policy::PART_SIZE_BYTES.end()
+                ),
+            );
+        }
+        if self.max_region_lag_parts == 0 {
+            problems.add("max_region_lag_parts", "must be at least 1");
+        }
+
+        let mut clusters = BTreeMap::new();
+        for (name, raw) in self.clusters {
+            let key = format!("clusters.{name}");
+            let Some(name) = parse_name(&mut problems, &key, ClusterName::parse(&name)) else {
+                continue;
+            };
+            let host = required(&mut problems, &key, "host", raw.host);
+            let user = required(&mut problems, &key, "user", raw.user);
+            let password = optional_secret(
+                &mut problems,
+                &key,
+                ("password", raw.password),
+                ("password_file", raw.password_file),
+            );
+            if let (Some(host), Some(user)) = (host, user) {
+                clusters.insert(
+                    name.clone(),
+                    ClusterConfig {
+                        name,
+                        host,
+                        port: raw.port,
+                        user,
+                        password,
+                        maintenance_database: raw.maintenance_database,
+                    },
+                );
+            }
+        }
+
+        let mut regions = Vec::new();
+        if self.regions.is_empty() {
+            problems.add("regions", "at least one region is required");
+        }
+        for (name, raw) in self.regions {
+            let key = format!("regions.{name}");
+            let Some(name) = parse_name(&mut problems, &key, RegionName::parse(&name)) else {
+                continue;
+            };
+            let endpoint = required(&mut problems, &key, "endpoint", raw.endpoint);
+            if let Some(endpoint) = &endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                problems.add(
+                    format!("{key}.endpoint"),
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                );
+            }
+            let bucket = required(&mut problems, &key, "bucket", raw.bucket);
+            if let Some(bucket) = &bucket
+                && !is_valid_bucket_name(bucket)
+            {
+                problems.add(
+                    format!("{key}.bucket"),
+                    format!(
+                        "{bucket:?} is not a valid bucket name (3-63 lowercase letters, digits, '.' and '-')"
+                    ),
+                );
+            }
+            let access_key_id = required(&mut problems, &key, "access_key_id", raw.access_key_id);
+            let secret_access_key = optional_secret(
+                &mut problems,
+                &key,
+                ("secret_access_key", raw.secret_access_key),
+                ("secret_access_key_file", raw.secret_access_key_file),
+            );
+            if secret_access_key.is_none() {
+                problems.add(
+                    format!("{key}.secret_access_key"),
+                    "missing: give secret_access_key or secret_access_key_file",
+                );
+            }
+            if let (Some(endpoint), Some(bucket), Some(access_key_id), Some(secret_access_key)) =
+                (endpoint, bucket, access_key_id, secret_access_key)
+            {
+                regions.push(RegionConfig {
+                    name,
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                    bucket,
+                    s3_region: raw.s3_region,
+                    access_key_id,
+                    secret_access_key,
+                    path_style: raw.path_style,
+                    priority: raw.priority,
+                });
+            }
+        }
+        regions
+            .sort_by(|left, right| (left.priority, &left.name).cmp(&(right.priority, &right.name)));
+
+        let region_count = regions.len();
+        let min_regions = self.min_regions.unwrap_or(region_count / 2 + 1);
+        if min_regions == 0 || (region_count > 0 && min_regions > region_count) {
+            problems.add(
+                "min_regions",
+                format!("{min_regions} is not between 1 and the {region_count} configured regions"),
+            );
+        }
+
+        let mut tenants = BTreeMap::new();
+        for (name, raw) in self.tenants {
+            let key = format!("tenants.{name}");
+            let Some(name) = parse_name(&mut problems, &key, TenantName::parse(&name)) else {
+                continue;
+            };
+            let Some(cluster) = required(&mut problems, &key, "cluster", raw.cluster) else {
+                continue;
+            };
+            let Some(cluster) = parse_name(
+                &mut problems,
+                &format!("{key}.cluster"),
+                ClusterName::parse(&cluster),
+            ) else {
+                continue;
+            };
+            if !clusters.contains_key(&cluster) {
+                problems.add(
+                    format!("{key}.cluster"),
+                    format!("unknown cluster {:?}", cluster.as_str()),
+                );
+            }
+            let database = raw.database.unwrap_or_else(|| name.to_string());
+            if database.is_empty() || database.len() > 63 || database.contains('\0') {
+                problems.add(
+                    format!("{key}.database"),
+                    "must be 1 to 63 bytes without NUL characters",
+                );
+            }
+            tenants.insert(
+                name.clone(),
+                TenantConfig {
+                    name,
+                    cluster,
+                    database,
+                },
+            );
+        }
+
+        if !problems.0.is_empty() {
+            return Err(ConfigError {
+                problems: problems.0,
+            });
+        }
+        Ok(Config {
+            recipients,
+            identity_file: self.identity_file,
+            compression_level: self.compression_level,
+            min_regions,
+            part_size_bytes: self.part_size_bytes,
+            max_region_lag_parts: self.max_region_lag_parts,
+            region_patience: std::time::Duration::from_secs(self.region_patience_seconds),
+            pg_bin_dir: self.pg_bin_dir,
+            clusters,
+            regions,
+            tenants,
+        })
+    }
+}
+
+fn parse_name<T>(
+    problems: &mut Problems,
+    key: &str,
+    parsed: Result<T, crate::ids::NameError>,
+) -> Option<T> {
+    parsed
+        .map_err(|error| problems.add(key, error.to_string()))
+        .ok()
+}
+
+fn required(
+    problems: &mut Problems,
+    key: &str,
+    field: &str,
+    value: Option<String>,
+) -> Option<String> {
+    match value {
+        Some(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            problems.add(format!("{key}.{field}"), "missing");
+            None
+        }
+    }
+}
+
+/// A secret given inline or as a file, never both.
+fn optional_secret(
+    problems: &mut Problems,
+    key: &str,
+    (inline_field, inline): (&str, Option<SecretString>),
+    (file_field, file): (&str, Option<PathBuf>),
+) -> Option<SecretString> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("{key}.{file_field}"),
+                format!("give either {inline_field} or {file_field}, not both"),
+            );
+            None
+        }
+        (Some(secret), None) => Some(secret),
+        (None, Some(path)) => match keys::read_private_file(&path) {
+            Ok(text) => Some(SecretString::from(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            )),
+            Err(error) => {
+                problems.add(format!("{key}.{file_field}"), error.to_string());
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn is_valid_bucket_name(bucket: &str) -> bool {
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+}

@@ -1,0 +1,23 @@
+//! lifeboat's shared vocabulary and data path.
+//!
+//! Everything that both writes and reads backups lives here, so that the agent, the
+//! controller and the command line agree on names, formats and object layout:
+//! - [`ids`]: validated names and time-ordered backup ids, parsed once at the edge;
+//! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
+//! - [`keys`]: age recipients (public) and identities (private, restore side only);
+//! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
+//! - [`region`]: one S3-compatible region, through aws-sdk-s3;
+//! - [`postgres`]: pg_dump / pg_restore processes and the snapshot's row counts;
+//! - [`backup`]: dump → zstd → age → multipart fan-out to every region → manifests;
+//! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback.
+
+pub mod backup;
+pub mod config;
+pub mod ids;
+pub mod keys;
+pub mod manifest;
+pub mod policy;
+pub mod postgres;
+pub mod progress;
+pub mod region;
+pub mod restore;

@@ -1,0 +1,38 @@
+//! Limits and defaults of the data path, written down in one place.
+//!
+//! Memory on the backup path is bounded by parts: the one being filled, one waiting to be
+//! fanned out, and at most `window + max_region_lag_parts` still needed by some region.
+//! With the defaults that is (1 + 1 + 2 + 4) × 5 MiB = 40 MiB whatever the database size.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// S3 allows parts from 5 MiB (all but the last) to 5 GiB, and at most 10,000 of them.
+pub const PART_SIZE_BYTES: RangeInclusive<u64> = 5 * 1024 * 1024..=5 * 1024 * 1024 * 1024;
+pub const MAX_PARTS: u64 = 10_000;
+/// Smallest legal part: the most parts in flight for the least memory. 10,000 of them
+/// allow a 50 GiB stored object; raise `part_size_bytes` for larger tenants.
+pub const DEFAULT_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
+
+/// Uploads in flight per region: enough to hide one request's latency behind another.
+pub const UPLOADS_IN_FLIGHT_PER_REGION: usize = 2;
+/// How many parts a region may fall behind the others before it is dropped.
+pub const DEFAULT_MAX_REGION_LAG_PARTS: usize = 4;
+/// How long the others wait for a slow region before going on without it (it keeps
+/// receiving parts until it falls `max_region_lag_parts` behind).
+pub const DEFAULT_REGION_PATIENCE: Duration = Duration::from_secs(5);
+
+/// zstd level 1: about 2:1 on typical dumps at several hundred MB/s on one core.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+pub const COMPRESSION_LEVELS: RangeInclusive<i32> = -7..=22;
+
+/// Timeouts for one S3 request attempt; the SDK retries transient failures.
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const S3_OPERATION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const S3_MAX_ATTEMPTS: u32 = 3;
+
+/// Manifests fetched at once when listing a region.
+pub const MANIFEST_FETCHES_IN_FLIGHT: usize = 16;
+
+/// How much of a child process's stderr is kept for an error message.
+pub const STDERR_TAIL_BYTES: usize = 4096;

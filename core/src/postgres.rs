@@ -1,0 +1,381 @@
+//! PostgreSQL: connections, the exported snapshot, exact row counts, and the pg_dump and
+//! pg_restore processes.
+//!
+//! Row counts are taken with `count(*)` inside the very transaction that exports the
+//! snapshot pg_dump uses (`pg_dump --snapshot`), so they describe exactly the rows in the
+//! dump. The counting runs while pg_dump streams, on the server, in the one connection
+//! that must stay open anyway until pg_dump has imported the snapshot.
+//!
+//! Passwords reach the child processes through `PGPASSWORD` in their environment, never
+//! their arguments (which `ps` shows to everyone). Database names go through a quoted
+//! `dbname='…'` connection string so any name works, quotes and spaces included.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+use crate::config::ClusterConfig;
+use crate::manifest::TableRowCount;
+use crate::policy;
+
+/// A failure talking to PostgreSQL or running its tools.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("database {database:?} does not exist on cluster {cluster}")]
+    DatabaseMissing { cluster: String, database: String },
+    #[error("cannot connect to cluster {cluster} ({host}:{port}) database {database:?}: {message}")]
+    Unreachable {
+        cluster: String,
+        host: String,
+        port: u16,
+        database: String,
+        message: String,
+    },
+    #[error("query on cluster {cluster} failed: {action}: {source}")]
+    Query {
+        cluster: String,
+        action: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    ToolFailed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// Where `pg_dump` and `pg_restore` are: the configured directory, else `pg_config
+/// --bindir`, else the `PATH`.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    bin_dir: Option<PathBuf>,
+}
+
+impl PgTools {
+    pub fn locate(configured_bin_dir: Option<&Path>) -> PgTools {
+        if let Some(directory) = configured_bin_dir {
+            return PgTools {
+                bin_dir: Some(directory.to_owned()),
+            };
+        }
+        let from_pg_config = Command::new("pg_config")
+            .arg("--bindir")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+            .filter(|directory| directory.join("pg_dump").is_file());
+        PgTools {
+            bin_dir: from_pg_config,
+        }
+    }
+
+    pub fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(directory) => directory.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// `pg_dump --version`'s line, e.g. `pg_dump (PostgreSQL) 15.18`.
+    pub fn version(&self, name: &str) -> Result<String, PostgresError> {
+        let program = self.program(name);
+        let output = Command::new(&program)
+            .arg("--version")
+            .output()
+            .map_err(|source| PostgresError::Spawn {
+                program: program.display().to_string(),
+                source,
+            })?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+}
+
+/// Quote an SQL identifier: `"` around, inner `"` doubled.
+pub fn quote_identifier(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// A libpq connection string naming only the database, safe for any name.
+pub fn database_conninfo(database: &str) -> String {
+    format!(
+        "dbname='{}'",
+        database.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+/// Environment for libpq tools: where to connect and as whom, password included.
+pub fn libpq_environment(cluster: &ClusterConfig) -> Vec<(&'static str, OsString)> {
+    let mut environment = vec![
+        ("PGHOST", OsString::from(&cluster.host)),
+        ("PGPORT", OsString::from(cluster.port.to_string())),
+        ("PGUSER", OsString::from(&cluster.user)),
+        ("PGAPPNAME", OsString::from("lifeboat")),
+        ("PGCONNECT_TIMEOUT", OsString::from("10")),
+    ];
+    if let Some(password) = &cluster.password {
+        environment.push(("PGPASSWORD", OsString::from(password.expose_secret())));
+    }
+    environment
+}
+
+/// Connect to `database` on `cluster`; the connection is driven by a spawned task.
+pub async fn connect(
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<tokio_postgres::Client, PostgresError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&cluster.host)
+        .port(cluster.port)
+        .user(&cluster.user)
+        .dbname(database)
+        .application_name("lifeboat")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(password) = &cluster.password {
+        config.password(password.expose_secret());
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(|error| {
+        if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+            PostgresError::DatabaseMissing {
+                cluster: cluster.name.to_string(),
+                database: database.to_owned(),
+            }
+        } else {
+            PostgresError::Unreachable {
+                cluster: cluster.name.to_string(),
+                host: cluster.host.clone(),
+                port: cluster.port,
+                database: database.to_owned(),
+                message: error
+                    .as_db_error()
+                    .map(|db_error| db_error.message().to_owned())
+                    .unwrap_or_else(|| error.to_string()),
+            }
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn query_error(
+    cluster: &ClusterConfig,
+    action: &str,
+) -> impl FnOnce(tokio_postgres::Error) -> PostgresError {
+    let cluster = cluster.name.to_string();
+    let action = action.to_owned();
+    move |source| PostgresError::Query {
+        cluster,
+        action,
+        source,
+    }
+}
+
+/// Open a repeatable-read, read-only transaction and export its snapshot for pg_dump.
+/// The transaction stays open as long as `client` is used for nothing else.
+pub async fn export_snapshot(
+    cluster: &ClusterConfig,
+    client: &tokio_postgres::Client,
+) -> Result<String, PostgresError> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(query_error(cluster, "begin snapshot transaction"))?;
+    let row = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(query_error(cluster, "export snapshot"))?;
+    Ok(row.get(0))
+}
+
+pub async fn server_version(
+    cluster: &ClusterConfig,
+    client: &tokio_postgres::Client,
+) -> Result<String, PostgresError> {
+    let row = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map_err(query_error(cluster, "read server version"))?;
+    Ok(row.get(0))
+}
+
+const LIST_TABLES: &str = "\
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema'
+  AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2";
+
+/// Exact rows of every user table, in the client's current transaction.
+pub async fn count_rows(
+    cluster: &ClusterConfig,
+    client: &tokio_postgres::Client,
+) -> Result<Vec<TableRowCount>, PostgresError> {
+    let tables = client
+        .query(LIST_TABLES, &[])
+        .await
+        .map_err(query_error(cluster, "list tables"))?;
+    let mut counts = Vec::with_capacity(tables.len());
+    for table in tables {
+        let schema: String = table.get(0);
+        let name: String = table.get(1);
+        let statement = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_identifier(&schema),
+            quote_identifier(&name)
+        );
+        let row = client
+            .query_one(&statement, &[])
+            .await
+            .map_err(query_error(
+                cluster,
+                &format!("count rows of {schema}.{name}"),
+            ))?;
+        let rows: i64 = row.get(0);
+        counts.push(TableRowCount {
+            schema,
+            table: name,
+            rows: u64::try_from(rows).unwrap_or(0),
+        });
+    }
+    Ok(counts)
+}
+
+/// The last bytes a child wrote to stderr, collected on a thread of their own.
+#[derive(Debug, Clone, Default)]
+pub struct StderrTail(Arc<Mutex<Vec<u8>>>);
+
+impl StderrTail {
+    /// Take `child`'s stderr and keep its tail.
+    pub fn capture(child: &mut Child) -> StderrTail {
+        let tail = StderrTail::default();
+        if let Some(mut stderr) = child.stderr.take() {
+            let buffer = tail.0.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(read) = stderr.read(&mut chunk) {
+                    if read == 0 {
+                        break;
+                    }
+                    if let Ok(mut kept) = buffer.lock() {
+                        kept.extend_from_slice(&chunk[..read]);
+                        let excess = kept.len().saturating_sub(policy::STDERR_TAIL_BYTES);
+                        kept.drain(..excess);
+                    }
+                }
+            });
+        }
+        tail
+    }
+
+    pub fn text(&self) -> String {
+        // Give the reader thread a moment to see the last bytes after the child exits.
+        std::thread::sleep(Duration::from_millis(20));
+        let kept = self.0.lock().map(|kept| kept.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&kept).trim().to_owned()
+    }
+}
+
+/// Wait for a tool and turn a failure into an error carrying its stderr.
+pub fn wait_for_tool(
+    program: &str,
+    child: &mut Child,
+    stderr: &StderrTail,
+) -> Result<(), PostgresError> {
+    let status = child.wait().map_err(|source| PostgresError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(PostgresError::ToolFailed {
+        program: program.to_owned(),
+        status: status.to_string(),
+        stderr: stderr.text(),
+    })
+}
+
+/// Start `pg_dump --format=custom --compress=0` of `database` in `snapshot`, stdout piped.
+pub fn spawn_pg_dump(
+    tools: &PgTools,
+    cluster: &ClusterConfig,
+    database: &str,
+    snapshot: &str,
+) -> Result<(Child, StderrTail), PostgresError> {
+    let program = tools.program("pg_dump");
+    let mut child = Command::new(&program)
+        .arg("--format=custom")
+        .arg("--compress=0")
+        .arg(format!("--snapshot={snapshot}"))
+        .arg("--lock-wait-timeout=120s")
+        .arg("--no-password")
+        .arg(format!("--dbname={}", database_conninfo(database)))
+        .envs(libpq_environment(cluster))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| PostgresError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let stderr = StderrTail::capture(&mut child);
+    Ok((child, stderr))
+}
+
+/// Start `pg_restore` into `database` reading a custom-format dump on stdin, in one
+/// transaction, stopping at the first error.
+pub fn spawn_pg_restore(
+    tools: &PgTools,
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<(Child, StderrTail), PostgresError> {
+    let program = tools.program("pg_restore");
+    let mut child = Command::new(&program)
+        .arg("--exit-on-error")
+        .arg("--single-transaction")
+        .arg("--no-password")
+        .arg(format!("--dbname={}", database_conninfo(database)))
+        .envs(libpq_environment(cluster))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| PostgresError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let stderr = StderrTail::capture(&mut child);
+    Ok((child, stderr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_database_names_are_quoted() {
+        assert_eq!(quote_identifier(r#"we"ird"#), r#""we""ird""#);
+        assert_eq!(database_conninfo(r"it's a \db"), r"dbname='it\'s a \\db'");
+    }
+}

@@ -1,0 +1,60 @@
+//! `lifeboat backup --tenant NAME`: one backup, no controller needed.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use lifeboat_core::ids::TenantName;
+use lifeboat_core::manifest::BackupKind;
+
+use super::{cancel_on_signal, load_config, parse_flag};
+use crate::output::{human_bytes, human_duration, progress_for};
+
+pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
+    let progress = progress_for(json, &format!("backup {tenant}"));
+    let report = lifeboat_agent::backup_job::backup_tenant(
+        &config,
+        &tenant,
+        BackupKind::Manual,
+        progress,
+        cancel_on_signal(),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let manifest = &report.manifest;
+    println!(
+        "backup {} of tenant {} committed to {} in {}",
+        manifest.backup_id,
+        tenant,
+        manifest
+            .regions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        human_duration(report.duration)
+    );
+    println!(
+        "  dump {} → stored {} ({} tables, {} rows)",
+        human_bytes(manifest.object.dump_bytes),
+        human_bytes(manifest.object.stored_bytes),
+        manifest.row_counts.len(),
+        manifest
+            .row_counts
+            .iter()
+            .map(|count| count.rows)
+            .sum::<u64>()
+    );
+    for region in report.regions.iter().filter(|region| !region.stored) {
+        println!(
+            "  DEGRADED: region {} does not hold it: {}",
+            region.region,
+            region.error.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

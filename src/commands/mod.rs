@@ -1,0 +1,54 @@
+//! One module per command.
+
+pub mod backup;
+pub mod backups_list;
+pub mod config_check;
+pub mod demo;
+pub mod keygen;
+pub mod restore;
+
+use std::path::Path;
+
+use anyhow::Context;
+use lifeboat_core::config::Config;
+use tokio_util::sync::CancellationToken;
+
+/// Load and validate the configuration, or fail with every problem listed.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM.
+pub fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        eprintln!("stopping…");
+        token.cancel();
+    });
+    cancel
+}
+
+/// Parse a name from the command line, naming the flag on failure.
+pub fn parse_flag<T, E>(
+    flag: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    parse(value).with_context(|| format!("--{flag}"))
+}

@@ -1,0 +1,67 @@
+//! `lifeboat restore --tenant NAME (--backup ID | --latest) --into DBNAME`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use lifeboat_agent::restore_job::{self, RestoreRequest};
+use lifeboat_core::ids::{BackupId, TenantName};
+use lifeboat_core::restore::BackupSelector;
+
+use super::{cancel_on_signal, load_config, parse_flag};
+use crate::output::{human_bytes, human_duration, progress_for};
+
+pub async fn run(
+    config_path: Option<&Path>,
+    tenant: &str,
+    backup: Option<&str>,
+    into: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
+    let selector = match backup {
+        Some(backup) => BackupSelector::Id(parse_flag("backup", backup, BackupId::parse)?),
+        None => BackupSelector::Latest,
+    };
+    if into.is_empty() || into.len() > 63 || into.contains('\0') {
+        anyhow::bail!("--into: a database name must be 1 to 63 bytes without NUL characters");
+    }
+    let progress = progress_for(json, &format!("restore {tenant}"));
+    let report = restore_job::restore_into_new_database(
+        &config,
+        RestoreRequest {
+            tenant: &tenant,
+            selector,
+            into_database: into,
+        },
+        progress,
+        cancel_on_signal(),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "restored backup {} of tenant {} into database {:?} from region {} in {}",
+        report.backup_id,
+        tenant,
+        report.database,
+        report.region,
+        human_duration(report.duration)
+    );
+    println!(
+        "  verified {} tables, {} rows; read {} → {}",
+        report.tables_verified,
+        report.rows_verified,
+        human_bytes(report.stored_bytes),
+        human_bytes(report.dump_bytes)
+    );
+    for attempt in &report.failed_attempts {
+        println!(
+            "  region {} failed first: {}",
+            attempt.region, attempt.error
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! The `lifeboat` binary: one command line, many roles. This file is the clap definition
+//! and the wiring; each command's work is in `commands/` and the crates it calls.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Encrypted PostgreSQL backups to several S3-compatible regions, restored and verified.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about)]
+struct Cli {
+    /// Configuration file (TOML); `LIFEBOAT_*` variables override it.
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LIFEBOAT_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a new age identity (private key, mode 0600) and print its recipient.
+    Keygen {
+        /// Where to write the identity; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Back up one tenant to every configured region.
+    Backup {
+        #[arg(long)]
+        tenant: String,
+        /// Print the result as JSON, without progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new database, then verify its row counts.
+    Restore {
+        #[arg(long)]
+        tenant: String,
+        /// The backup to restore.
+        #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
+        backup: Option<String>,
+        /// Restore the newest backup in any region.
+        #[arg(long)]
+        latest: bool,
+        /// The database to create; it must not exist.
+        #[arg(long)]
+        into: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Backups, read from the manifests in a region (no catalog needed).
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Run everything on this machine: a PostgreSQL cluster, three regions, three
+    /// tenants; back up, restore, verify and print a summary.
+    Demo {
+        /// Working directory; emptied at start.
+        #[arg(long, default_value = "lifeboat-demo")]
+        dir: PathBuf,
+        /// Keep the working directory (data, keys, config) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in the configuration, with its key.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupsCommand {
+    /// List backups.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The region to read; default: the first that answers, in configured order.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config_path = cli.config.as_deref();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Keygen { out } => commands::keygen::run(&out),
+            Command::Config {
+                command: ConfigCommand::Check,
+            } => commands::config_check::run(config_path),
+            Command::Backup { tenant, json } => {
+                commands::backup::run(config_path, &tenant, json).await
+            }
+            Command::Restore {
+                tenant,
+                backup,
+                latest: _,
+                into,
+                json,
+            } => commands::restore::run(config_path, &tenant, backup.as_deref(), &into, json).await,
+            Command::Backups {
+                command:
+                    BackupsCommand::List {
+                        tenant,
+                        region,
+                        json,
+                    },
+            } => {
+                commands::backups_list::run(config_path, tenant.as_deref(), region.as_deref(), json)
+                    .await
+            }
+            Command::Demo { dir, keep } => commands::demo::run(&dir, keep).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! What the command line shows people: logs on stderr, progress bars on a terminal, sizes
+//! and durations in human units.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lifeboat_core::progress::{Progress, Silent, Stage};
+use tracing_subscriber::EnvFilter;
+
+/// Logs go to stderr; `LIFEBOAT_LOG` sets the filter (default `warn`).
+pub fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A bar on stderr when it is a terminal and JSON was not asked for; otherwise nothing.
+pub fn progress_for(json: bool, what: &str) -> Arc<dyn Progress> {
+    if json || !std::io::stderr().is_terminal() {
+        return Arc::new(Silent);
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix} {msg:12} {bytes:>10} {bytes_per_sec:>12} {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Arc::new(TerminalProgress { bar })
+}
+
+struct TerminalProgress {
+    bar: ProgressBar,
+}
+
+impl Progress for TerminalProgress {
+    fn stage(&self, stage: Stage) {
+        if stage == Stage::Done {
+            self.bar.finish_and_clear();
+        } else {
+            self.bar.set_message(stage.as_str());
+        }
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+}
+
+impl Drop for TerminalProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
+pub fn human_duration(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
