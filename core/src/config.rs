@@ -222,12 +222,16 @@ impl Config {
                 .split("__")
                 .ignore(ENVIRONMENT_VARIABLES_NOT_IN_FILE),
         );
+        let whole_file = path.map_or_else(
+            || "(environment)".to_owned(),
+            |path| path.display().to_string(),
+        );
         figment.extract::<RawConfig>().map_err(|error| ConfigError {
             problems: error
                 .into_iter()
                 .map(|error| ConfigProblem {
                     key: if error.path.is_empty() {
-                        "(file)".to_owned()
+                        whole_file.clone()
                     } else {
                         error.path.join(".")
                     },
@@ -368,6 +372,7 @@ impl RawConfig {
         }
 
         let mut regions = Vec::new();
+        let configured_region_count = self.regions.len();
         if self.regions.is_empty() {
             problems.add("regions", "at least one region is required");
         }
@@ -427,7 +432,7 @@ impl RawConfig {
         regions
             .sort_by(|left, right| (left.priority, &left.name).cmp(&(right.priority, &right.name)));
 
-        let region_count = regions.len();
+        let region_count = configured_region_count;
         let min_regions = self.min_regions.unwrap_or(region_count / 2 + 1);
         if min_regions == 0 || (region_count > 0 && min_regions > region_count) {
             problems.add(

@@ -1,0 +1,672 @@
+//! A throwaway PostgreSQL cluster from the local install, for the demo and the tests.
+//!
+//! We run `initdb` and then `postgres` itself as a direct child (not `pg_ctl`), so the pid we hold
+//! is the postmaster's and dropping [`PostgresCluster`] stops the server for sure. Durability is
+//! switched off (`fsync`, `full_page_writes`, `synchronous_commit`): the data is thrown away.
+//!
+//! `initdb` and `postgres` refuse to run as root. When we are root, both run as the `postgres`
+//! user (set with `CommandExt::uid/gid`, no `su` wrapper in between) and the cluster directory is
+//! handed to that user.
+
+use std::ffi::OsString;
+use std::fs::{self, Permissions};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Uid, User, chown, geteuid};
+use tempfile::TempDir;
+use tokio_postgres::NoTls;
+
+use crate::ports::free_loopback_port;
+use crate::server_process::{ServerLog, stop_child};
+
+/// The address every sandbox server listens on.
+const LOOPBACK_HOST: &str = "127.0.0.1";
+
+/// The account that runs the server when the sandbox itself runs as root.
+const ACCOUNT_FOR_ROOT: &str = "postgres";
+
+/// How long `postgres` may take to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a fast shutdown (SIGINT) may take before the server is killed.
+const SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// How many free ports we try when another process takes the one we picked.
+const START_ATTEMPTS: usize = 3;
+
+/// How often we try to connect while the server starts.
+const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What PostgreSQL writes when the port it was given is taken.
+const PORT_IN_USE_LOG_MESSAGE: &str = "Address already in use";
+
+/// A PostgreSQL cluster started from the local install (`initdb` + `postgres` binaries).
+///
+/// Dropping it stops the server (SIGINT fast shutdown, SIGKILL after 10 s) and removes its
+/// temporary directory if it has one.
+#[derive(Debug)]
+pub struct PostgresCluster {
+    /// `None` once stopped.
+    server_process: Option<Child>,
+    cluster_directory: PathBuf,
+    server_log: ServerLog,
+    port: u16,
+    server_account: ServerAccount,
+    bin_dir: PathBuf,
+    /// Declared last so that it is removed after the server has stopped (see `Drop`).
+    temporary_directory: Option<TempDir>,
+}
+
+/// The operating-system account that owns the data directory and runs the server.
+#[derive(Debug, Clone)]
+struct ServerAccount {
+    name: String,
+    /// Set when we run as root: the server processes switch to this user and group.
+    switch_to_user: Option<(Uid, Gid)>,
+}
+
+/// Why one attempt to start the server failed.
+enum StartFailure {
+    /// Another process took the port between our check and the server's bind: try another.
+    PortInUse(anyhow::Error),
+    Permanent(anyhow::Error),
+}
+
+impl PostgresCluster {
+    /// Initialises `dir/data` if it is not a cluster yet (so a second run reuses it), then starts
+    /// `postgres` on a free port of 127.0.0.1 with its socket in `dir` and its log in
+    /// `dir/postgres.log`, and waits until it accepts connections (30 s at most).
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let started_at = Instant::now();
+        let bin_dir = tokio::task::spawn_blocking(postgres_bin_dir)
+            .await
+            .context("join the task that finds the postgres binaries")??;
+        let server_account = ServerAccount::for_current_user()?;
+        let cluster_directory = prepare_cluster_directory(dir, &server_account)?;
+        let data_directory = cluster_directory.join("data");
+        if data_directory.join("PG_VERSION").is_file() {
+            tracing::debug!(data_directory = %data_directory.display(), "reusing initialised postgres data directory");
+        } else {
+            initialise_data_directory(&bin_dir, &cluster_directory, &server_account).await?;
+        }
+
+        let mut port_in_use_errors = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_loopback_port()?;
+            let (server_log, log_file) =
+                ServerLog::open_for_append(&cluster_directory.join("postgres.log"))?;
+            let server_process = spawn_postgres(
+                &bin_dir,
+                &cluster_directory,
+                port,
+                &server_account,
+                &log_file,
+            )?;
+            // Owned by the cluster from here on, so that an error or a cancelled future stops it.
+            let mut cluster = Self {
+                server_process: Some(server_process),
+                cluster_directory: cluster_directory.clone(),
+                server_log,
+                port,
+                server_account: server_account.clone(),
+                bin_dir: bin_dir.clone(),
+                temporary_directory: None,
+            };
+            match cluster.wait_until_accepting_connections().await {
+                Ok(()) => {
+                    tracing::info!(
+                        port,
+                        directory = %cluster_directory.display(),
+                        startup_milliseconds = started_at.elapsed().as_millis(),
+                        "postgres is ready"
+                    );
+                    return Ok(cluster);
+                }
+                Err(StartFailure::PortInUse(error)) => {
+                    tracing::warn!(
+                        attempt,
+                        port,
+                        "postgres port was taken, retrying on another port"
+                    );
+                    port_in_use_errors.push(error);
+                }
+                Err(StartFailure::Permanent(error)) => return Err(error),
+            }
+        }
+        let last_error = port_in_use_errors
+            .pop()
+            .unwrap_or_else(|| anyhow!("no start attempt was made"));
+        Err(last_error.context(format!(
+            "start postgres: the chosen port was taken {START_ATTEMPTS} times"
+        )))
+    }
+
+    /// Like [`PostgresCluster::start`], in a fresh temporary directory removed on drop.
+    pub async fn start_temporary() -> anyhow::Result<Self> {
+        let temporary_directory = tempfile::Builder::new()
+            .prefix("lifeboat-postgres-")
+            .tempdir()
+            .context("create a temporary directory for postgres")?;
+        // Temporary directories are created 0700; when we are root the server runs as another
+        // user who must be able to enter it.
+        fs::set_permissions(temporary_directory.path(), Permissions::from_mode(0o755))
+            .with_context(|| {
+                format!(
+                    "make temporary directory {} traversable",
+                    temporary_directory.path().display()
+                )
+            })?;
+        let mut cluster = Self::start(temporary_directory.path()).await?;
+        cluster.temporary_directory = Some(temporary_directory);
+        Ok(cluster)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn host(&self) -> &str {
+        LOOPBACK_HOST
+    }
+
+    /// The role created by `initdb`: `postgres` when we run as root, else the current user.
+    pub fn superuser(&self) -> &str {
+        &self.server_account.name
+    }
+
+    /// Where `initdb`, `postgres` and `pg_dump` of this installation live.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The directory holding `data/`, the unix socket and `postgres.log`.
+    pub fn directory(&self) -> &Path {
+        &self.cluster_directory
+    }
+
+    /// A keyword/value connection string (tokio-postgres and libpq) for `database` as the
+    /// superuser over TCP.
+    pub fn connection_string(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user={} dbname={}",
+            LOOPBACK_HOST,
+            self.port,
+            quote_connection_value(self.superuser()),
+            quote_connection_value(database)
+        )
+    }
+
+    /// Connects to `database` as the superuser; the connection runs on a spawned task.
+    pub async fn connect(&self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.connection_string(database), NoTls)
+                .await
+                .with_context(|| {
+                    format!("connect to database {database:?} on port {}", self.port)
+                })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "postgres connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Stops the server (fast shutdown) and removes the temporary directory if there is one.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || self.stop_blocking())
+            .await
+            .context("join the task that stops postgres")?
+    }
+
+    fn stop_blocking(mut self) -> anyhow::Result<()> {
+        let Some(mut server_process) = self.server_process.take() else {
+            return Ok(());
+        };
+        let (exit_status, was_killed) =
+            stop_child(&mut server_process, Signal::SIGINT, SHUTDOWN_GRACE_PERIOD)
+                .context("stop postgres")?;
+        ensure!(
+            !was_killed,
+            "stop postgres: it did not shut down within {} s and was killed; tail of {}:\n{}",
+            SHUTDOWN_GRACE_PERIOD.as_secs(),
+            self.server_log.path.display(),
+            self.server_log.tail()
+        );
+        ensure!(
+            exit_status.success(),
+            "stop postgres: it exited with {exit_status}; tail of {}:\n{}",
+            self.server_log.path.display(),
+            self.server_log.tail()
+        );
+        tracing::info!(port = self.port, "postgres stopped");
+        Ok(())
+    }
+
+    async fn wait_until_accepting_connections(&mut self) -> Result<(), StartFailure> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut connection_config: tokio_postgres::Config = self
+            .connection_string("postgres")
+            .parse()
+            .map_err(|error| {
+                StartFailure::Permanent(anyhow!("parse the connection string: {error}"))
+            })?;
+        connection_config.connect_timeout(Duration::from_secs(2));
+        loop {
+            let Some(server_process) = self.server_process.as_mut() else {
+                return Err(StartFailure::Permanent(anyhow!("postgres is not running")));
+            };
+            let exit_status = server_process
+                .try_wait()
+                .context("check whether postgres exited")
+                .map_err(StartFailure::Permanent)?;
+            if let Some(exit_status) = exit_status {
+                self.server_process = None;
+                let log_tail = self.server_log.tail();
+                let error = anyhow!(
+                    "postgres exited with {exit_status} before accepting connections on port {}; tail of {}:\n{log_tail}",
+                    self.port,
+                    self.server_log.path.display()
+                );
+                if log_tail.contains(PORT_IN_USE_LOG_MESSAGE) {
+                    return Err(StartFailure::PortInUse(error));
+                }
+                return Err(StartFailure::Permanent(error));
+            }
+            let connection_error = match connection_config.connect(NoTls).await {
+                Ok((_client, _connection)) => return Ok(()),
+                Err(error) => error,
+            };
+            if Instant::now() >= deadline {
+                return Err(StartFailure::Permanent(anyhow!(
+                    "postgres did not accept connections on port {} within {} s (last error: {connection_error}); tail of {}:\n{}",
+                    self.port,
+                    STARTUP_TIMEOUT.as_secs(),
+                    self.server_log.path.display(),
+                    self.server_log.tail()
+                )));
+            }
+            tokio::time::sleep(READINESS_POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        let Some(mut server_process) = self.server_process.take() else {
+            return;
+        };
+        match stop_child(&mut server_process, Signal::SIGINT, SHUTDOWN_GRACE_PERIOD) {
+            Ok((exit_status, was_killed)) => {
+                tracing::debug!(port = self.port, %exit_status, was_killed, "postgres stopped on drop");
+            }
+            Err(error) => {
+                tracing::warn!(
+                    port = self.port,
+                    error = format!("{error:#}"),
+                    "stop postgres on drop"
+                );
+            }
+        }
+    }
+}
+
+impl ServerAccount {
+    fn for_current_user() -> anyhow::Result<Self> {
+        let effective_user_id = geteuid();
+        if effective_user_id.is_root() {
+            let user = User::from_name(ACCOUNT_FOR_ROOT)
+                .with_context(|| format!("look up user {ACCOUNT_FOR_ROOT:?}"))?
+                .with_context(|| {
+                    format!(
+                        "find user {ACCOUNT_FOR_ROOT:?}: initdb and postgres refuse to run as root, \
+                         so the sandbox runs them as {ACCOUNT_FOR_ROOT:?} (install the postgresql package, which creates it)"
+                    )
+                })?;
+            return Ok(Self {
+                name: user.name,
+                switch_to_user: Some((user.uid, user.gid)),
+            });
+        }
+        let user = User::from_uid(effective_user_id)
+            .with_context(|| format!("look up the current user (uid {effective_user_id})"))?
+            .with_context(|| format!("find a user name for uid {effective_user_id}"))?;
+        Ok(Self {
+            name: user.name,
+            switch_to_user: None,
+        })
+    }
+
+    /// Makes the command run as this account if we are root.
+    fn apply_to(&self, command: &mut Command) {
+        if let Some((user_id, group_id)) = self.switch_to_user {
+            command.uid(user_id.as_raw()).gid(group_id.as_raw());
+        }
+    }
+}
+
+/// Creates `dir`, hands it to the server account and checks that account can reach it.
+/// Returns the absolute path.
+fn prepare_cluster_directory(
+    dir: &Path,
+    server_account: &ServerAccount,
+) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("create postgres directory {}", dir.display()))?;
+    let cluster_directory = dir
+        .canonicalize()
+        .with_context(|| format!("resolve postgres directory {}", dir.display()))?;
+    let Some((user_id, group_id)) = server_account.switch_to_user else {
+        return Ok(cluster_directory);
+    };
+    let data_directory = cluster_directory.join("data");
+    for directory in [&cluster_directory, &data_directory] {
+        if directory.exists() {
+            chown(directory.as_path(), Some(user_id), Some(group_id)).with_context(|| {
+                format!(
+                    "give {} to user {}",
+                    directory.display(),
+                    server_account.name
+                )
+            })?;
+        }
+    }
+    ensure_ancestors_are_traversable(&cluster_directory, server_account, user_id, group_id)?;
+    Ok(cluster_directory)
+}
+
+/// The server, running as another user, must be able to walk down to its directory.
+fn ensure_ancestors_are_traversable(
+    directory: &Path,
+    server_account: &ServerAccount,
+    user_id: Uid,
+    group_id: Gid,
+) -> anyhow::Result<()> {
+    for ancestor in directory.ancestors().skip(1) {
+        let metadata = fs::metadata(ancestor)
+            .with_context(|| format!("read the permissions of {}", ancestor.display()))?;
+        let mode = metadata.mode();
+        let is_traversable = if metadata.uid() == user_id.as_raw() {
+            mode & 0o100 != 0
+        } else if metadata.gid() == group_id.as_raw() {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        ensure!(
+            is_traversable,
+            "use {} for postgres: user {} cannot traverse {} (mode {:o}); choose a directory under /tmp or run `chmod o+x {}`",
+            directory.display(),
+            server_account.name,
+            ancestor.display(),
+            mode & 0o7777,
+            ancestor.display()
+        );
+    }
+    Ok(())
+}
+
+/// Locale arguments for `initdb`, most wanted first.
+const INITDB_LOCALE_CHOICES: [&str; 2] = ["--locale=C.UTF-8", "--no-locale"];
+
+async fn initialise_data_directory(
+    bin_dir: &Path,
+    cluster_directory: &Path,
+    server_account: &ServerAccount,
+) -> anyhow::Result<()> {
+    let started_at = Instant::now();
+    let mut failures = Vec::new();
+    for locale_argument in INITDB_LOCALE_CHOICES {
+        match run_initdb(bin_dir, cluster_directory, server_account, locale_argument).await {
+            Ok(()) => {
+                tracing::info!(
+                    directory = %cluster_directory.display(),
+                    locale_argument,
+                    initdb_milliseconds = started_at.elapsed().as_millis(),
+                    "initialised postgres data directory"
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(
+                    locale_argument,
+                    error = format!("{error:#}"),
+                    "initdb failed"
+                );
+                failures.push(format!("with {locale_argument}: {error:#}"));
+            }
+        }
+    }
+    bail!(
+        "initialise postgres data directory in {}:\n{}",
+        cluster_directory.display(),
+        failures.join("\n")
+    )
+}
+
+async fn run_initdb(
+    bin_dir: &Path,
+    cluster_directory: &Path,
+    server_account: &ServerAccount,
+    locale_argument: &str,
+) -> anyhow::Result<()> {
+    let initdb_path = bin_dir.join("initdb");
+    let mut command = Command::new(&initdb_path);
+    command
+        .arg("--pgdata")
+        .arg(cluster_directory.join("data"))
+        .arg("--username")
+        .arg(&server_account.name)
+        .args([
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+            locale_argument,
+        ])
+        .current_dir(cluster_directory)
+        .stdin(Stdio::null());
+    server_account.apply_to(&mut command);
+    let output = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("run {}", initdb_path.display()))?;
+    ensure!(
+        output.status.success(),
+        "initdb exited with {}:\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn spawn_postgres(
+    bin_dir: &Path,
+    cluster_directory: &Path,
+    port: u16,
+    server_account: &ServerAccount,
+    log_file: &fs::File,
+) -> anyhow::Result<Child> {
+    let postgres_path = bin_dir.join("postgres");
+    let mut command = Command::new(&postgres_path);
+    command
+        .arg("-D")
+        .arg(cluster_directory.join("data"))
+        .arg("-c")
+        .arg(format!("port={port}"))
+        .arg("-c")
+        .arg(format!("listen_addresses={LOOPBACK_HOST}"))
+        .arg("-c")
+        .arg(unix_socket_directories_setting(cluster_directory)?)
+        // Throwaway data: trade durability for speed.
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+        ])
+        .current_dir(cluster_directory)
+        .stdin(Stdio::null())
+        .stdout(
+            log_file
+                .try_clone()
+                .context("share the postgres log file")?,
+        )
+        .stderr(
+            log_file
+                .try_clone()
+                .context("share the postgres log file")?,
+        );
+    server_account.apply_to(&mut command);
+    let server_process = command
+        .spawn()
+        .with_context(|| format!("spawn {}", postgres_path.display()))?;
+    tracing::debug!(pid = server_process.id(), port, "spawned postgres");
+    Ok(server_process)
+}
+
+/// `unix_socket_directories` is a list: the directory is double-quoted so that commas or spaces
+/// in the path are not taken as separators (a double quote inside is doubled).
+fn unix_socket_directories_setting(cluster_directory: &Path) -> anyhow::Result<OsString> {
+    let directory = cluster_directory.to_str().with_context(|| {
+        format!(
+            "use {} as a socket directory: it is not UTF-8",
+            cluster_directory.display()
+        )
+    })?;
+    Ok(OsString::from(format!(
+        "unix_socket_directories=\"{}\"",
+        directory.replace('"', "\"\"")
+    )))
+}
+
+/// Quotes a value for a keyword/value connection string: `'...'` with `\` and `'` escaped.
+fn quote_connection_value(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for character in value.chars() {
+        if character == '\\' || character == '\'' {
+            quoted.push('\\');
+        }
+        quoted.push(character);
+    }
+    quoted.push('\'');
+    quoted
+}
+
+/// Where the PostgreSQL server binaries (`initdb`, `postgres`, `pg_dump`) live: `pg_config
+/// --bindir`, else the directory of `initdb` on `PATH`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(bin_dir) = bin_dir_from_pg_config() {
+        return Ok(bin_dir);
+    }
+    if let Some(bin_dir) = bin_dir_from_initdb_on_path() {
+        return Ok(bin_dir);
+    }
+    if let Some(bin_dir) = newest_debian_bin_dir() {
+        return Ok(bin_dir);
+    }
+    bail!(
+        "find the PostgreSQL server binaries (initdb, postgres): `pg_config --bindir` gave none, \
+         initdb is not on PATH and no /usr/lib/postgresql/<version>/bin exists; \
+         install PostgreSQL (e.g. `apt-get install postgresql`)"
+    )
+}
+
+fn has_server_binaries(bin_dir: &Path) -> bool {
+    bin_dir.join("initdb").is_file() && bin_dir.join("postgres").is_file()
+}
+
+fn bin_dir_from_pg_config() -> Option<PathBuf> {
+    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let bin_dir = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    has_server_binaries(&bin_dir).then_some(bin_dir)
+}
+
+fn bin_dir_from_initdb_on_path() -> Option<PathBuf> {
+    let search_path = std::env::var_os("PATH")?;
+    std::env::split_paths(&search_path)
+        .map(|directory| directory.join("initdb"))
+        .find(|candidate| candidate.is_file())
+        // Resolve symlinks such as /usr/local/bin/initdb so that pg_dump is found beside it.
+        .and_then(|initdb_path| initdb_path.canonicalize().ok())
+        .and_then(|initdb_path| initdb_path.parent().map(Path::to_path_buf))
+        .filter(|bin_dir| has_server_binaries(bin_dir))
+}
+
+fn newest_debian_bin_dir() -> Option<PathBuf> {
+    let versions_directory = Path::new("/usr/lib/postgresql");
+    fs::read_dir(versions_directory)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = parse_major_version(entry.file_name().to_str()?)?;
+            let bin_dir = entry.path().join("bin");
+            has_server_binaries(&bin_dir).then_some((version, bin_dir))
+        })
+        .max_by_key(|(version, _)| version.clone())
+        .map(|(_, bin_dir)| bin_dir)
+}
+
+/// "15" → [15], "9.6" → [9, 6]; anything else is not a version directory.
+fn parse_major_version(directory_name: &str) -> Option<Vec<u32>> {
+    directory_name
+        .split('.')
+        .map(|component| component.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_values_are_quoted_and_escaped() {
+        assert_eq!(quote_connection_value("lifeboat"), "'lifeboat'");
+        assert_eq!(quote_connection_value("it's"), r"'it\'s'");
+        assert_eq!(quote_connection_value(r"back\slash"), r"'back\\slash'");
+        assert_eq!(quote_connection_value(""), "''");
+    }
+
+    #[test]
+    fn quoted_database_names_survive_tokio_postgres_parsing() {
+        let awkward_name = r"a 'strange' \ name";
+        let connection_string = format!(
+            "host=127.0.0.1 dbname={}",
+            quote_connection_value(awkward_name)
+        );
+        let config: tokio_postgres::Config =
+            connection_string.parse().expect("parse connection string");
+        assert_eq!(config.get_dbname(), Some(awkward_name));
+    }
+
+    #[test]
+    fn version_directories_sort_numerically() {
+        assert!(parse_major_version("15") > parse_major_version("9.6"));
+        assert_eq!(parse_major_version("9.6"), Some(vec![9, 6]));
+        assert_eq!(parse_major_version("lost+found"), None);
+    }
+
+    #[test]
+    fn socket_directory_setting_is_double_quoted() {
+        let setting =
+            unix_socket_directories_setting(Path::new("/tmp/a,b \"c\"")).expect("utf-8 path");
+        assert_eq!(
+            setting,
+            OsString::from("unix_socket_directories=\"/tmp/a,b \"\"c\"\"\"")
+        );
+    }
+}

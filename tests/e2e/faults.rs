@@ -1,0 +1,235 @@
+//! Regions that are down, die, or hold bad bytes.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use lifeboat_core::backup::BackupError;
+use lifeboat_core::progress::Progress;
+use lifeboat_core::restore::BackupSelector;
+use tokio::sync::oneshot;
+
+use crate::harness::{Backend, Settings, TestEnv, all_keys, backup, backup_with_progress, restore};
+
+/// Signals once the dump has passed `threshold_bytes`, so a test can act mid-backup.
+struct SignalAfterBytes {
+    threshold_bytes: u64,
+    seen_bytes: AtomicU64,
+    signal: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Progress for SignalAfterBytes {
+    fn add_bytes(&self, bytes: u64) {
+        let seen = self.seen_bytes.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if seen >= self.threshold_bytes
+            && let Some(signal) = self.signal.lock().expect("lock").take()
+        {
+            let _ = signal.send(());
+        }
+    }
+}
+
+fn signal_after(threshold_bytes: u64) -> (Arc<SignalAfterBytes>, oneshot::Receiver<()>) {
+    let (sender, receiver) = oneshot::channel();
+    (
+        Arc::new(SignalAfterBytes {
+            threshold_bytes,
+            seen_bytes: AtomicU64::new(0),
+            signal: Mutex::new(Some(sender)),
+        }),
+        receiver,
+    )
+}
+
+/// Enough data for several 5 MiB parts after compression.
+const LARGE_ROWS: u32 = 120_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_stopped_before_backup_leaves_it_degraded_and_says_which() {
+    let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 1000).await;
+    let config = env.config(&Settings::default());
+    env.regions[1].kill();
+
+    let report = backup(&config, "acme").await.expect("backup on two regions");
+    assert!(report.degraded);
+    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
+    assert_eq!(holding, ["eu", "ap"]);
+    let missing = report
+        .regions
+        .iter()
+        .find(|region| region.region.as_str() == "us")
+        .expect("us reported");
+    assert!(!missing.stored);
+    assert!(missing.error.as_deref().is_some_and(|error| error.contains("us")), "{missing:?}");
+
+    restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect("restore from the regions that hold it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_killed_during_backup_is_dropped_and_the_others_commit() {
+    let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", LARGE_ROWS).await;
+    let config = env.config(&Settings::default());
+    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
+
+    let killed_region = &mut env.regions[2];
+    let (report, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
+        mid_backup.await.expect("backup reached the threshold");
+        killed_region.kill();
+    });
+    let report = report.expect("backup commits on the surviving regions");
+    assert!(report.manifest.object.part_count >= 3, "{:?}", report.manifest.object);
+    assert!(report.degraded);
+    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
+    assert_eq!(holding, ["eu", "us"]);
+    let dropped = report
+        .regions
+        .iter()
+        .find(|region| region.region.as_str() == "ap")
+        .expect("ap reported");
+    assert!(!dropped.stored && dropped.error.is_some(), "{dropped:?}");
+
+    let restored = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect("restore");
+    assert_eq!(restored.rows_verified, u64::from(LARGE_ROWS) * 3 + 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
+    let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 1000).await;
+    let config = env.config(&Settings::default());
+    for region in &mut env.regions {
+        region.kill();
+    }
+
+    let error = backup(&config, "acme").await.expect_err("no region can take it");
+    assert!(matches!(error, BackupError::TooFewRegions { available: 0, .. }), "{error}");
+    let message = error.to_string();
+    for name in ["eu", "us", "ap"] {
+        assert!(message.contains(&format!("region {name}")), "{message}");
+    }
+
+    for region in &mut env.regions {
+        region.restart().await;
+    }
+    for index in 0..3 {
+        let region = env.region(&config, index);
+        assert!(all_keys(&region).await.is_empty());
+        assert!(region.list_multipart_uploads("").await.expect("list uploads").is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_that_loses_its_quorum_midway_aborts_every_upload_it_can_reach() {
+    let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", LARGE_ROWS).await;
+    let config = env.config(&Settings {
+        min_regions: Some(3),
+        ..Settings::default()
+    });
+    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
+
+    let killed_region = &mut env.regions[0];
+    let (result, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
+        mid_backup.await.expect("backup reached the threshold");
+        killed_region.kill();
+    });
+    let error = result.expect_err("three regions were required");
+    assert!(matches!(error, BackupError::TooFewRegions { .. }), "{error}");
+
+    for index in 1..3 {
+        let region = env.region(&config, index);
+        assert!(all_keys(&region).await.is_empty(), "region {index} kept objects");
+        assert!(
+            region.list_multipart_uploads("").await.expect("list uploads").is_empty(),
+            "region {index} kept an open upload"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_object_in_first_region_falls_back_to_the_next() {
+    let env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 2000).await;
+    let config = env.config(&Settings::default());
+    let report = backup(&config, "acme").await.expect("backup");
+    let key = &report.manifest.object.key;
+
+    let first = env.region(&config, 0);
+    let mut object = first
+        .get_object(key)
+        .await
+        .expect("get")
+        .body
+        .collect()
+        .await
+        .expect("read")
+        .to_vec();
+    let middle = object.len() / 2;
+    object[middle] ^= 0x40;
+    first.put_object(key, Bytes::from(object)).await.expect("corrupt object");
+
+    let restored = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect("restore falls back");
+    assert_eq!(restored.region.as_str(), "us");
+    assert_eq!(restored.failed_attempts.len(), 1);
+    assert_eq!(restored.failed_attempts[0].region.as_str(), "eu");
+    assert!(
+        restored.failed_attempts[0].error.contains("corrupt"),
+        "{}",
+        restored.failed_attempts[0].error
+    );
+    assert_eq!(
+        env.table_fingerprints("acme").await,
+        env.table_fingerprints("acme_restored").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_object_and_dead_region_fall_back_to_the_next() {
+    let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 1000).await;
+    let config = env.config(&Settings::default());
+    let report = backup(&config, "acme").await.expect("backup");
+    env.region(&config, 0)
+        .delete_object(&report.manifest.object.key)
+        .await
+        .expect("delete object in eu");
+    env.regions[1].kill();
+
+    let restored = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect("restore from ap");
+    assert_eq!(restored.region.as_str(), "ap");
+    let failed: Vec<&str> = restored.failed_attempts.iter().map(|a| a.region.as_str()).collect();
+    assert_eq!(failed, ["eu", "us"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_object_is_detected_and_no_database_is_left() {
+    let env = TestEnv::start(Backend::Embedded, 2).await;
+    env.create_tenant_database("acme", 2000).await;
+    let config = env.config(&Settings::default());
+    let report = backup(&config, "acme").await.expect("backup");
+    let key = &report.manifest.object.key;
+    for index in 0..2 {
+        let region = env.region(&config, index);
+        let object = region.get_object(key).await.expect("get").body.collect().await.expect("read");
+        let truncated = object.into_bytes().slice(..(report.manifest.object.stored_bytes as usize / 2));
+        region.put_object(key, truncated).await.expect("truncate");
+    }
+
+    let error = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect_err("truncated everywhere");
+    let message = error.to_string();
+    assert!(message.contains("truncated"), "{message}");
+    assert!(!env.database_exists("acme_restored").await);
+}

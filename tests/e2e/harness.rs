@@ -1,0 +1,319 @@
+//! `TestEnv`: one PostgreSQL cluster, N regions, an age key pair and a config file, all in
+//! a temporary directory and all stopped when the value is dropped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::TenantName;
+use lifeboat_core::manifest::BackupKind;
+use lifeboat_core::progress::{Progress, Silent};
+use lifeboat_core::region::Region;
+use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster, SeaweedRegion};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+pub const ACCESS_KEY_ID: &str = "lifeboat-test";
+pub const SECRET_ACCESS_KEY: &str = "test-secret-Zq81kL0p";
+pub const BUCKET: &str = "lifeboat-test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Seaweed,
+    Embedded,
+}
+
+pub enum RegionServer {
+    Seaweed(SeaweedRegion),
+    Embedded(EmbeddedRegion),
+}
+
+impl RegionServer {
+    pub fn endpoint(&self) -> String {
+        match self {
+            RegionServer::Seaweed(region) => region.endpoint(),
+            RegionServer::Embedded(region) => region.endpoint(),
+        }
+    }
+
+    /// Kill the region's server now, as a crash would.
+    pub fn kill(&mut self) {
+        match self {
+            RegionServer::Seaweed(region) => region.kill(),
+            RegionServer::Embedded(_) => panic!("only SeaweedFS regions can be killed"),
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        match self {
+            RegionServer::Seaweed(region) => region.restart().await.expect("restart region"),
+            RegionServer::Embedded(_) => panic!("only SeaweedFS regions can be restarted"),
+        }
+    }
+}
+
+/// Settings a test may change; the rest are the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub min_regions: Option<usize>,
+    /// `(tenant, database)`; default: `acme` → `acme`.
+    pub tenants: Vec<(String, String)>,
+    pub identity_file: Option<PathBuf>,
+    pub extra: String,
+}
+
+pub struct TestEnv {
+    pub postgres: PostgresCluster,
+    pub regions: Vec<RegionServer>,
+    pub region_names: Vec<String>,
+    pub recipient: String,
+    pub identity_path: PathBuf,
+    pub dir: TempDir,
+}
+
+impl TestEnv {
+    pub async fn start(backend: Backend, region_count: usize) -> TestEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (postgres, regions) = tokio::join!(PostgresCluster::start_temporary(), async {
+            let mut regions = Vec::new();
+            for index in 0..region_count {
+                let region = match backend {
+                    Backend::Seaweed => RegionServer::Seaweed(
+                        SeaweedRegion::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, BUCKET)
+                            .await
+                            .expect("start SeaweedFS region"),
+                    ),
+                    Backend::Embedded => RegionServer::Embedded(
+                        EmbeddedRegion::start(
+                            &dir.path().join(format!("region-{index}")),
+                            ACCESS_KEY_ID,
+                            SECRET_ACCESS_KEY,
+                            BUCKET,
+                        )
+                        .await
+                        .expect("start embedded region"),
+                    ),
+                };
+                regions.push(region);
+            }
+            regions
+        });
+        let postgres = postgres.expect("start PostgreSQL");
+        let identity_path = dir.path().join("identity.txt");
+        let recipient = lifeboat_core::keys::generate_identity_file(&identity_path)
+            .expect("keygen")
+            .to_string();
+        let region_names = ["eu", "us", "ap", "sa", "af"][..region_count]
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        TestEnv {
+            postgres,
+            regions,
+            region_names,
+            recipient,
+            identity_path,
+            dir,
+        }
+    }
+
+    /// Write a config file with `settings` and load it.
+    pub fn config_file(&self, settings: &Settings) -> PathBuf {
+        let mut text = format!(
+            "recipients = [\"{}\"]\nidentity_file = {:?}\npg_bin_dir = {:?}\n",
+            self.recipient,
+            settings
+                .identity_file
+                .as_deref()
+                .unwrap_or(&self.identity_path)
+                .display()
+                .to_string(),
+            self.postgres.bin_dir().display().to_string(),
+        );
+        if let Some(min_regions) = settings.min_regions {
+            text.push_str(&format!("min_regions = {min_regions}\n"));
+        }
+        text.push_str("region_patience_seconds = 2\n");
+        text.push_str(&settings.extra);
+        text.push_str(&format!(
+            "\n[clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\n",
+            self.postgres.port(),
+            self.postgres.superuser()
+        ));
+        for (priority, (name, server)) in self.region_names.iter().zip(&self.regions).enumerate() {
+            text.push_str(&format!(
+                "\n[regions.{name}]\nendpoint = {:?}\nbucket = {BUCKET:?}\naccess_key_id = {ACCESS_KEY_ID:?}\nsecret_access_key = {SECRET_ACCESS_KEY:?}\npriority = {priority}\n",
+                server.endpoint()
+            ));
+        }
+        let tenants = if settings.tenants.is_empty() {
+            vec![("acme".to_owned(), "acme".to_owned())]
+        } else {
+            settings.tenants.clone()
+        };
+        for (tenant, database) in tenants {
+            text.push_str(&format!(
+                "\n[tenants.{tenant}]\ncluster = \"main\"\ndatabase = {database:?}\n"
+            ));
+        }
+        let path = self.dir.path().join(format!("lifeboat-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    pub fn config(&self, settings: &Settings) -> Config {
+        Config::load(Some(&self.config_file(settings))).expect("valid test config")
+    }
+
+    pub fn region(&self, config: &Config, index: usize) -> Region {
+        Region::new(&config.regions[index])
+    }
+
+    /// Create `database` with sample data of about `rows` rows in each of three tables,
+    /// one of them in a schema and with a name that need quoting.
+    pub async fn create_tenant_database(&self, database: &str, rows: u32) {
+        let admin = self.postgres.connect("postgres").await.expect("connect");
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {}",
+                lifeboat_core::postgres::quote_identifier(database)
+            ))
+            .await
+            .expect("create database");
+        let client = self.postgres.connect(database).await.expect("connect tenant");
+        client
+            .batch_execute(&SAMPLE_SQL.replace("{rows}", &rows.to_string()))
+            .await
+            .expect("load sample data");
+    }
+
+    /// Per table, a hash of all rows in primary-key order: equal hashes, equal data.
+    pub async fn table_fingerprints(&self, database: &str) -> BTreeMap<String, (i64, String)> {
+        let client = self.postgres.connect(database).await.expect("connect");
+        let mut fingerprints = BTreeMap::new();
+        for (table, order) in [
+            ("public.customers", "id"),
+            ("public.events", "id"),
+            ("\"Sales Dept\".\"Q3 \"\"final\"\" numbers\"", "id"),
+        ] {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) FROM {table} t"
+                    ),
+                    &[],
+                )
+                .await
+                .expect("fingerprint table");
+            fingerprints.insert(table.to_owned(), (row.get(0), row.get(1)));
+        }
+        fingerprints
+    }
+
+    pub async fn database_exists(&self, database: &str) -> bool {
+        let client = self.postgres.connect("postgres").await.expect("connect");
+        client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                &[&database],
+            )
+            .await
+            .expect("query")
+            .get(0)
+    }
+
+    /// The lifeboat binary with `--config`.
+    pub fn lifeboat(&self, config_path: &Path, arguments: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("--config")
+            .arg(config_path)
+            .args(arguments)
+            .env_remove("LIFEBOAT_CONFIG")
+            .output()
+            .expect("run lifeboat")
+    }
+}
+
+pub async fn backup(
+    config: &Config,
+    tenant: &str,
+) -> Result<lifeboat_core::backup::BackupReport, lifeboat_core::backup::BackupError> {
+    backup_with_progress(config, tenant, Arc::new(Silent)).await
+}
+
+pub async fn backup_with_progress(
+    config: &Config,
+    tenant: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<lifeboat_core::backup::BackupReport, lifeboat_core::backup::BackupError> {
+    lifeboat_agent::backup_job::backup_tenant(
+        config,
+        &TenantName::parse(tenant).expect("tenant"),
+        BackupKind::Manual,
+        progress,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+pub async fn restore(
+    config: &Config,
+    tenant: &str,
+    selector: lifeboat_core::restore::BackupSelector,
+    into: &str,
+) -> Result<lifeboat_agent::restore_job::RestoreReport, lifeboat_agent::restore_job::RestoreJobError> {
+    lifeboat_agent::restore_job::restore_into_new_database(
+        config,
+        lifeboat_agent::restore_job::RestoreRequest {
+            tenant: &TenantName::parse(tenant).expect("tenant"),
+            selector,
+            into_database: into,
+        },
+        Arc::new(Silent),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// All keys in a region's bucket.
+pub async fn all_keys(region: &Region) -> Vec<String> {
+    region.list_keys("").await.expect("list keys")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const SAMPLE_SQL: &str = r#"
+CREATE TABLE customers (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    profile jsonb NOT NULL,
+    created_at timestamptz NOT NULL
+);
+INSERT INTO customers (name, profile, created_at)
+SELECT 'Customer ' || i || ' ' || (ARRAY['Smith', 'García', 'O''Brien', 'Müller'])[1 + i % 4],
+       jsonb_build_object('plan', (ARRAY['free', 'pro'])[1 + i % 2], 'seats', i % 40, 'note', md5(i::text)),
+       timestamptz '2024-01-01 00:00:00+00' + make_interval(mins => i)
+FROM generate_series(1, {rows}) AS i;
+CREATE INDEX customers_created_at ON customers (created_at);
+
+CREATE TABLE events (
+    id bigserial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES customers (id),
+    payload text NOT NULL
+);
+INSERT INTO events (customer_id, payload)
+SELECT 1 + i % {rows}, md5(i::text) || md5((i * 31)::text) || md5((i * 17)::text)
+FROM generate_series(1, {rows} * 2) AS i;
+
+CREATE SCHEMA "Sales Dept";
+CREATE TABLE "Sales Dept"."Q3 ""final"" numbers" (id int PRIMARY KEY, amount numeric(10, 2));
+INSERT INTO "Sales Dept"."Q3 ""final"" numbers" SELECT i, i * 1.5 FROM generate_series(1, 100) AS i;
+"#;

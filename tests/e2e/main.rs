@@ -1,0 +1,12 @@
+//! End-to-end tests of the data path against real servers: PostgreSQL clusters started
+//! from the local install and S3-compatible regions, both SeaweedFS (`weed mini`, one
+//! process per region so a region can be killed) and the embedded s3s-fs server.
+//!
+//! Each test starts its own servers through [`harness::TestEnv`]; dropping it stops them.
+
+mod bad_input;
+mod break_glass;
+mod faults;
+mod harness;
+mod listing;
+mod round_trip;
