@@ -20,6 +20,7 @@ use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreJobError {
@@ -81,6 +82,19 @@ pub async fn restore_into_new_database(
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
 ) -> Result<RestoreReport, RestoreJobError> {
+    let span =
+        tracing::info_span!("restore", tenant = %request.tenant, database = request.into_database);
+    restore_instrumented(config, request, progress, cancel)
+        .instrument(span)
+        .await
+}
+
+async fn restore_instrumented(
+    config: &Config,
+    request: RestoreRequest<'_>,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreJobError> {
     let started = Instant::now();
     let tenant = config.tenant(request.tenant)?;
     let cluster = config.cluster(&tenant.cluster)?;
@@ -90,9 +104,6 @@ pub async fn restore_into_new_database(
         .ok_or(RestoreJobError::NoIdentity)?;
     let identities = Arc::new(Identities::load(identity_file)?);
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    let span =
-        tracing::info_span!("restore", tenant = %request.tenant, database = request.into_database);
-    let _entered = span.enter();
     progress.stage(Stage::Connecting);
 
     if provisioner::database_exists(cluster, request.into_database).await? {

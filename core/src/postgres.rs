@@ -315,24 +315,24 @@ pub fn wait_for_tool(
     })
 }
 
-/// Start `pg_dump --format=custom --compress=0` of `database` in `snapshot`, stdout piped.
-pub fn spawn_pg_dump(
+/// Start a libpq tool connected to `database` on `cluster`, its stderr captured.
+fn spawn_tool(
     tools: &PgTools,
+    name: &str,
+    arguments: &[String],
     cluster: &ClusterConfig,
     database: &str,
-    snapshot: &str,
+    stdin: Stdio,
+    stdout: Stdio,
 ) -> Result<(Child, StderrTail), PostgresError> {
-    let program = tools.program("pg_dump");
+    let program = tools.program(name);
     let mut child = Command::new(&program)
-        .arg("--format=custom")
-        .arg("--compress=0")
-        .arg(format!("--snapshot={snapshot}"))
-        .arg("--lock-wait-timeout=120s")
+        .args(arguments)
         .arg("--no-password")
         .arg(format!("--dbname={}", database_conninfo(database)))
         .envs(libpq_environment(cluster))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| PostgresError::Spawn {
@@ -343,6 +343,30 @@ pub fn spawn_pg_dump(
     Ok((child, stderr))
 }
 
+/// Start `pg_dump --format=custom --compress=0` of `database` in `snapshot`, stdout piped.
+pub fn spawn_pg_dump(
+    tools: &PgTools,
+    cluster: &ClusterConfig,
+    database: &str,
+    snapshot: &str,
+) -> Result<(Child, StderrTail), PostgresError> {
+    let arguments = [
+        "--format=custom".to_owned(),
+        "--compress=0".to_owned(),
+        format!("--snapshot={snapshot}"),
+        "--lock-wait-timeout=120s".to_owned(),
+    ];
+    spawn_tool(
+        tools,
+        "pg_dump",
+        &arguments,
+        cluster,
+        database,
+        Stdio::null(),
+        Stdio::piped(),
+    )
+}
+
 /// Start `pg_restore` into `database` reading a custom-format dump on stdin, in one
 /// transaction, stopping at the first error.
 pub fn spawn_pg_restore(
@@ -350,23 +374,19 @@ pub fn spawn_pg_restore(
     cluster: &ClusterConfig,
     database: &str,
 ) -> Result<(Child, StderrTail), PostgresError> {
-    let program = tools.program("pg_restore");
-    let mut child = Command::new(&program)
-        .arg("--exit-on-error")
-        .arg("--single-transaction")
-        .arg("--no-password")
-        .arg(format!("--dbname={}", database_conninfo(database)))
-        .envs(libpq_environment(cluster))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| PostgresError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
-    let stderr = StderrTail::capture(&mut child);
-    Ok((child, stderr))
+    let arguments = [
+        "--exit-on-error".to_owned(),
+        "--single-transaction".to_owned(),
+    ];
+    spawn_tool(
+        tools,
+        "pg_restore",
+        &arguments,
+        cluster,
+        database,
+        Stdio::piped(),
+        Stdio::null(),
+    )
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl Region {
         &self.bucket
     }
 
-    fn error<E>(&self, operation: &'static str, key: &str, error: SdkError<E>) -> RegionError
+    fn error<E>(&self, operation: &'static str, key: &str, error: &SdkError<E>) -> RegionError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -141,7 +141,7 @@ impl Region {
             .raw_response()
             .map(|response| response.status().as_u16());
         let code = error.code().map(str::to_owned);
-        let kind = match (&error, status, code.as_deref()) {
+        let kind = match (error, status, code.as_deref()) {
             (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
                 RegionErrorKind::Unreachable
             }
@@ -155,7 +155,7 @@ impl Region {
         let message = match (code, error.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code,
-            _ => DisplayErrorContext(&error).to_string(),
+            _ => DisplayErrorContext(error).to_string(),
         };
         RegionError {
             region: self.name.clone(),
@@ -175,7 +175,7 @@ impl Region {
             .content_type("application/octet-stream")
             .send()
             .await
-            .map_err(|error| self.error("create multipart upload", key, error))?;
+            .map_err(|error| self.error("create multipart upload", key, &error))?;
         output.upload_id.ok_or_else(|| RegionError {
             region: self.name.clone(),
             operation: "create multipart upload",
@@ -204,7 +204,7 @@ impl Region {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|error| self.error("upload part", key, error))?;
+            .map_err(|error| self.error("upload part", key, &error))?;
         Ok(output.e_tag.unwrap_or_default())
     }
 
@@ -236,7 +236,7 @@ impl Region {
             .multipart_upload(completed)
             .send()
             .await
-            .map_err(|error| self.error("complete multipart upload", key, error))?;
+            .map_err(|error| self.error("complete multipart upload", key, &error))?;
         Ok(())
     }
 
@@ -252,7 +252,7 @@ impl Region {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(|error| self.error("abort multipart upload", key, error))?;
+            .map_err(|error| self.error("abort multipart upload", key, &error))?;
         Ok(())
     }
 
@@ -274,7 +274,7 @@ impl Region {
                 .set_upload_id_marker(upload_id_marker.take())
                 .send()
                 .await
-                .map_err(|error| self.error("list multipart uploads", prefix, error))?;
+                .map_err(|error| self.error("list multipart uploads", prefix, &error))?;
             for upload in output.uploads() {
                 uploads.push((
                     upload.key().unwrap_or_default().to_owned(),
@@ -301,7 +301,7 @@ impl Region {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|error| self.error("put object", key, error))?;
+            .map_err(|error| self.error("put object", key, &error))?;
         Ok(())
     }
 
@@ -335,7 +335,7 @@ impl Region {
             .key(key)
             .send()
             .await
-            .map_err(|error| self.error("get object", key, error))?;
+            .map_err(|error| self.error("get object", key, &error))?;
         Ok(ObjectReader {
             content_length: output
                 .content_length
@@ -361,7 +361,7 @@ impl Region {
                     .unwrap_or(0),
             )),
             Err(error) => {
-                let error = self.error("head object", key, error);
+                let error = self.error("head object", key, &error);
                 if error.kind == RegionErrorKind::NotFound {
                     Ok(None)
                 } else {
@@ -384,7 +384,7 @@ impl Region {
                 .set_continuation_token(continuation_token.take())
                 .send()
                 .await
-                .map_err(|error| self.error("list objects", prefix, error))?;
+                .map_err(|error| self.error("list objects", prefix, &error))?;
             keys.extend(
                 output
                     .contents()
@@ -405,7 +405,7 @@ impl Region {
             .key(key)
             .send()
             .await
-            .map_err(|error| self.error("delete object", key, error))?;
+            .map_err(|error| self.error("delete object", key, &error))?;
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //! several instances coexist, and keep them for a restart.
 //! `weed` checks its ports before starting and exits at once if one is taken; we then try again
 //! with new ports. `TMPDIR` points into the region's directory because `weed` puts its glog files
-//! and some unix sockets there.
+//! there; the unix sockets it binds beside its gRPC ports always go to /tmp and are removed when
+//! the region is killed.
 
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt as _;
@@ -199,6 +200,7 @@ impl SeaweedRegion {
         match kill_child(&mut server_process) {
             Ok(exit_status) => {
                 tracing::info!(endpoint = %self.endpoint(), %exit_status, "seaweedfs region killed");
+                self.remove_grpc_socket_files();
             }
             Err(error) => {
                 tracing::warn!(endpoint = %self.endpoint(), error = format!("{error:#}"), "kill seaweedfs region");
@@ -226,6 +228,31 @@ impl SeaweedRegion {
             "seaweedfs region restarted"
         );
         Ok(())
+    }
+
+    /// `weed` binds a unix socket `/tmp/seaweedfs-<component>-grpc-<port>.sock` beside each gRPC
+    /// port (always in /tmp, whatever `TMPDIR` says) and a killed server leaves them behind. The
+    /// ports were ours, so are the files.
+    fn remove_grpc_socket_files(&self) {
+        let ports = self.ports;
+        let grpc_ports = [
+            ("admin", ports.admin_grpc),
+            ("filer", ports.filer_grpc),
+            ("master", ports.master_grpc),
+            ("s3", ports.s3_grpc),
+            ("volume", ports.volume_grpc),
+        ];
+        for (component, grpc_port) in grpc_ports {
+            let socket_path =
+                PathBuf::from(format!("/tmp/seaweedfs-{component}-grpc-{grpc_port}.sock"));
+            match fs::remove_file(&socket_path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::debug!(%error, path = %socket_path.display(), "remove seaweedfs grpc socket file");
+                }
+            }
+        }
     }
 
     fn data_directory(&self) -> PathBuf {
@@ -363,11 +390,7 @@ impl SeaweedRegion {
             "weed mini exited with {exit_status} before serving S3 on port {}; tail of its log:\n{log_tail}",
             self.ports.s3
         );
-        let log_tail_lowercase = log_tail.to_lowercase();
-        if PORT_UNAVAILABLE_LOG_MESSAGES
-            .iter()
-            .any(|message| log_tail_lowercase.contains(message))
-        {
+        if mentions_unavailable_port(&log_tail) {
             return Err(StartFailure::PortUnavailable(error));
         }
         Err(StartFailure::Permanent(error))
@@ -447,6 +470,14 @@ impl SeaweedPorts {
             admin_grpc: admin + GRPC_PORT_OFFSET,
         })
     }
+}
+
+/// Whether `weed`'s last words say that one of its ports was taken.
+fn mentions_unavailable_port(log_tail: &str) -> bool {
+    let log_tail_lowercase = log_tail.to_lowercase();
+    PORT_UNAVAILABLE_LOG_MESSAGES
+        .iter()
+        .any(|message| log_tail_lowercase.contains(message))
 }
 
 /// Writes the S3 identity file: one identity allowed every action, readable by us only.
@@ -547,6 +578,20 @@ fn resolve_pyenv_shim(path: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_conflicts_are_recognised_in_the_weed_log() {
+        // Written by weed 4.48 when another process holds the volume port.
+        let pre_check_failure = "E1123 11:48:59.862579 mini.go:1244 Port allocation failed: port 21336 for Volume \
+             (specified by flag volume.port) is not available on 127.0.0.1 and cannot be used";
+        assert!(mentions_unavailable_port(pre_check_failure));
+        assert!(mentions_unavailable_port(
+            "listen tcp 127.0.0.1:20001: bind: Address already in use"
+        ));
+        assert!(!mentions_unavailable_port(
+            "F1123 mini.go:99 cannot create directory /nope: permission denied"
+        ));
+    }
 
     #[test]
     fn json_strings_are_escaped() {

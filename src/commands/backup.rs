@@ -21,11 +21,25 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
         cancel_on_signal(),
     )
     .await?;
+    let manifest = &report.manifest;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let summary = serde_json::json!({
+            "tenant": tenant,
+            "backup_id": manifest.backup_id,
+            "regions": manifest.regions,
+            "degraded": report.degraded,
+            "region_results": report.regions,
+            "dump_bytes": manifest.object.dump_bytes,
+            "stored_bytes": manifest.object.stored_bytes,
+            "sha256": manifest.object.sha256,
+            "part_count": manifest.object.part_count,
+            "duration_seconds": report.duration.as_secs_f64(),
+            "row_count_seconds": report.row_count_duration.as_secs_f64(),
+            "manifest": manifest,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let manifest = &report.manifest;
     println!(
         "backup {} of tenant {} committed to {} in {}",
         manifest.backup_id,

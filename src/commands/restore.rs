@@ -39,7 +39,19 @@ pub async fn run(
     )
     .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let summary = serde_json::json!({
+            "tenant": report.tenant,
+            "backup_id": report.backup_id,
+            "database": report.database,
+            "region": report.region,
+            "failed_attempts": report.failed_attempts,
+            "stored_bytes": report.stored_bytes,
+            "dump_bytes": report.dump_bytes,
+            "tables_verified": report.tables_verified,
+            "rows_verified": report.rows_verified,
+            "duration_seconds": report.duration.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -24,14 +24,25 @@ async fn wrong_identity_is_a_clear_error_and_leaves_no_database() {
         ..Settings::default()
     });
 
-    let error = restore(&wrong_config, "acme", BackupSelector::Latest, "acme_restored")
-        .await
-        .expect_err("wrong key");
+    let error = restore(
+        &wrong_config,
+        "acme",
+        BackupSelector::Latest,
+        "acme_restored",
+    )
+    .await
+    .expect_err("wrong key");
     assert!(
-        matches!(error, RestoreJobError::Restore(RestoreError::WrongIdentity { .. })),
+        matches!(
+            error,
+            RestoreJobError::Restore(RestoreError::WrongIdentity { .. })
+        ),
         "{error}"
     );
-    assert!(error.to_string().contains("does not match any recipient"), "{error}");
+    assert!(
+        error.to_string().contains("does not match any recipient"),
+        "{error}"
+    );
     assert!(!env.database_exists("acme_restored").await);
 }
 
@@ -42,7 +53,10 @@ async fn restore_into_an_existing_database_is_refused_and_leaves_it_untouched() 
     let config = env.config(&Settings::default());
     backup(&config, "acme").await.expect("backup");
     let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin.batch_execute("CREATE DATABASE taken").await.expect("create");
+    admin
+        .batch_execute("CREATE DATABASE taken")
+        .await
+        .expect("create");
     let taken = env.postgres.connect("taken").await.expect("connect");
     taken
         .batch_execute("CREATE TABLE precious (note text); INSERT INTO precious VALUES ('keep me')")
@@ -53,7 +67,10 @@ async fn restore_into_an_existing_database_is_refused_and_leaves_it_untouched() 
         .await
         .expect_err("refused");
     assert!(
-        matches!(error, RestoreJobError::Provision(ProvisionError::DatabaseExists { .. })),
+        matches!(
+            error,
+            RestoreJobError::Provision(ProvisionError::DatabaseExists { .. })
+        ),
         "{error}"
     );
     let notes: Vec<String> = taken
@@ -65,7 +82,10 @@ async fn restore_into_an_existing_database_is_refused_and_leaves_it_untouched() 
         .collect();
     assert_eq!(notes, ["keep me"]);
     let tables: i64 = taken
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
         .await
         .expect("count tables")
         .get(0);
@@ -77,7 +97,12 @@ async fn missing_tenant_database_is_a_clear_error_and_uploads_nothing() {
     let env = TestEnv::start(Backend::Embedded, 2).await;
     let config = env.config(&Settings::default());
     let error = backup(&config, "acme").await.expect_err("no database");
-    assert!(error.to_string().contains("database \"acme\" does not exist"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("database \"acme\" does not exist"),
+        "{error}"
+    );
     for index in 0..2 {
         let region = env.region(&config, index);
         assert!(all_keys(&region).await.is_empty());
@@ -91,22 +116,49 @@ async fn command_line_names_what_is_wrong_and_exits_non_zero() {
 
     let unknown_tenant = env.lifeboat(&config_path, &["backup", "--tenant", "nobody"]);
     assert!(!unknown_tenant.status.success());
-    assert!(stderr(&unknown_tenant).contains("unknown tenant \"nobody\" (configured: acme)"), "{}", stderr(&unknown_tenant));
+    assert!(
+        stderr(&unknown_tenant).contains("unknown tenant \"nobody\" (configured: acme)"),
+        "{}",
+        stderr(&unknown_tenant)
+    );
 
     let quoted = env.lifeboat(&config_path, &["backup", "--tenant", "it's me"]);
     assert!(!quoted.status.success());
     assert!(stderr(&quoted).contains("--tenant"), "{}", stderr(&quoted));
-    assert!(stderr(&quoted).contains("not a slug"), "{}", stderr(&quoted));
+    assert!(
+        stderr(&quoted).contains("not a slug"),
+        "{}",
+        stderr(&quoted)
+    );
 
-    let bad_id = env.lifeboat(&config_path, &["restore", "--tenant", "acme", "--backup", "yesterday", "--into", "x"]);
+    let bad_id = env.lifeboat(
+        &config_path,
+        &[
+            "restore",
+            "--tenant",
+            "acme",
+            "--backup",
+            "yesterday",
+            "--into",
+            "x",
+        ],
+    );
     assert!(!bad_id.status.success());
-    assert!(stderr(&bad_id).contains("\"yesterday\" is not a lifeboat backup id"), "{}", stderr(&bad_id));
+    assert!(
+        stderr(&bad_id).contains("\"yesterday\" is not a lifeboat backup id"),
+        "{}",
+        stderr(&bad_id)
+    );
 
     let malformed = env.dir.path().join("malformed.toml");
     std::fs::write(&malformed, "recipients = [\n").expect("write");
     let output = env.lifeboat(&malformed, &["config", "check"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("malformed.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("malformed.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,11 +167,16 @@ async fn config_check_reports_every_problem_with_its_key() {
     let open_identity = env.dir.path().join("open-identity.txt");
     lifeboat_core::keys::generate_identity_file(&open_identity).expect("keygen");
     std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&open_identity).expect("stat").permissions(),
+        &mut std::fs::metadata(&open_identity)
+            .expect("stat")
+            .permissions(),
         0o644,
     );
-    std::fs::set_permissions(&open_identity, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
+    std::fs::set_permissions(
+        &open_identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
     let path = env.dir.path().join("broken.toml");
     std::fs::write(
         &path,
@@ -161,10 +218,19 @@ cluster = "nowhere"
         "min_regions: 5",
         "tenants.acme.cluster: unknown cluster \"nowhere\"",
     ] {
-        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
     }
-    assert!(!report.contains(SECRET_ACCESS_KEY), "secret leaked:\n{report}");
-    assert!(!report.contains("AGE-SECRET-KEY"), "identity leaked:\n{report}");
+    assert!(
+        !report.contains(SECRET_ACCESS_KEY),
+        "secret leaked:\n{report}"
+    );
+    assert!(
+        !report.contains("AGE-SECRET-KEY"),
+        "identity leaked:\n{report}"
+    );
 
     let valid = env.lifeboat(&env.config_file(&Settings::default()), &["config", "check"]);
     assert!(valid.status.success(), "{}", stderr(&valid));
@@ -184,7 +250,11 @@ async fn unreachable_postgres_and_refused_credentials_fail_clearly_without_leaki
     std::fs::write(&unreachable, text).expect("write");
     let output = env.lifeboat(&unreachable, &["backup", "--tenant", "acme"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("cannot connect to cluster main (127.0.0.1:1)"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot connect to cluster main (127.0.0.1:1)"),
+        "{}",
+        stderr(&output)
+    );
 
     let wrong_secret = env.config_file(&Settings::default());
     let text = std::fs::read_to_string(&wrong_secret)
@@ -201,7 +271,10 @@ async fn unreachable_postgres_and_refused_credentials_fail_clearly_without_leaki
     assert!(!output.status.success());
     let errors = stderr(&output);
     assert!(errors.contains("region eu"), "{errors}");
-    assert!(!errors.contains("wrong-secret-9f8e7d"), "secret leaked:\n{errors}");
+    assert!(
+        !errors.contains("wrong-secret-9f8e7d"),
+        "secret leaked:\n{errors}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,10 +294,22 @@ async fn manifest_of_an_unknown_version_is_refused_by_name() {
 
     let output = env.lifeboat(
         &config_path,
-        &["restore", "--tenant", "acme", "--backup", &backup_id.to_string(), "--into", "acme_restored"],
+        &[
+            "restore",
+            "--tenant",
+            "acme",
+            "--backup",
+            &backup_id.to_string(),
+            "--into",
+            "acme_restored",
+        ],
     );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("has version 99; this lifeboat reads version 1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("has version 99; this lifeboat reads version 1"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!env.database_exists("acme_restored").await);
     assert_eq!(all_keys(&env.region(&config, 0)).await.len(), 1);
 }

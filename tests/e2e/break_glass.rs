@@ -27,11 +27,16 @@ async fn stored_object_restores_with_stock_age_zstd_and_pg_restore() {
     let object_path = env.dir.path().join("backup.dump.zst.age");
     std::fs::write(&object_path, object.into_bytes()).expect("write object");
     let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin.batch_execute("CREATE DATABASE break_glass").await.expect("create");
+    admin
+        .batch_execute("CREATE DATABASE break_glass")
+        .await
+        .expect("create");
 
     let output = Command::new("bash")
         .arg("-c")
-        .arg(r#"set -o pipefail; age -d -i "$KEY" "$FILE" | zstd -d | "$PG_RESTORE" -d break_glass"#)
+        .arg(
+            r#"set -o pipefail; age -d -i "$KEY" "$FILE" | zstd -d | "$PG_RESTORE" -d break_glass"#,
+        )
         .env("KEY", &env.identity_path)
         .env("FILE", &object_path)
         .env("PG_RESTORE", env.postgres.bin_dir().join("pg_restore"))
@@ -40,7 +45,11 @@ async fn stored_object_restores_with_stock_age_zstd_and_pg_restore() {
         .env("PGUSER", env.postgres.superuser())
         .output()
         .expect("run the pipeline");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         env.table_fingerprints("acme").await,
         env.table_fingerprints("break_glass").await

@@ -52,7 +52,9 @@ async fn region_stopped_before_backup_leaves_it_degraded_and_says_which() {
     let config = env.config(&Settings::default());
     env.regions[1].kill();
 
-    let report = backup(&config, "acme").await.expect("backup on two regions");
+    let report = backup(&config, "acme")
+        .await
+        .expect("backup on two regions");
     assert!(report.degraded);
     let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
     assert_eq!(holding, ["eu", "ap"]);
@@ -62,7 +64,13 @@ async fn region_stopped_before_backup_leaves_it_degraded_and_says_which() {
         .find(|region| region.region.as_str() == "us")
         .expect("us reported");
     assert!(!missing.stored);
-    assert!(missing.error.as_deref().is_some_and(|error| error.contains("us")), "{missing:?}");
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("us")),
+        "{missing:?}"
+    );
 
     restore(&config, "acme", BackupSelector::Latest, "acme_restored")
         .await
@@ -82,7 +90,11 @@ async fn region_killed_during_backup_is_dropped_and_the_others_commit() {
         killed_region.kill();
     });
     let report = report.expect("backup commits on the surviving regions");
-    assert!(report.manifest.object.part_count >= 3, "{:?}", report.manifest.object);
+    assert!(
+        report.manifest.object.part_count >= 3,
+        "{:?}",
+        report.manifest.object
+    );
     assert!(report.degraded);
     let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
     assert_eq!(holding, ["eu", "us"]);
@@ -108,8 +120,13 @@ async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
         region.kill();
     }
 
-    let error = backup(&config, "acme").await.expect_err("no region can take it");
-    assert!(matches!(error, BackupError::TooFewRegions { available: 0, .. }), "{error}");
+    let error = backup(&config, "acme")
+        .await
+        .expect_err("no region can take it");
+    assert!(
+        matches!(error, BackupError::TooFewRegions { available: 0, .. }),
+        "{error}"
+    );
     let message = error.to_string();
     for name in ["eu", "us", "ap"] {
         assert!(message.contains(&format!("region {name}")), "{message}");
@@ -121,7 +138,13 @@ async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
     for index in 0..3 {
         let region = env.region(&config, index);
         assert!(all_keys(&region).await.is_empty());
-        assert!(region.list_multipart_uploads("").await.expect("list uploads").is_empty());
+        assert!(
+            region
+                .list_multipart_uploads("")
+                .await
+                .expect("list uploads")
+                .is_empty()
+        );
     }
 }
 
@@ -141,13 +164,23 @@ async fn backup_that_loses_its_quorum_midway_aborts_every_upload_it_can_reach() 
         killed_region.kill();
     });
     let error = result.expect_err("three regions were required");
-    assert!(matches!(error, BackupError::TooFewRegions { .. }), "{error}");
+    assert!(
+        matches!(error, BackupError::TooFewRegions { .. }),
+        "{error}"
+    );
 
     for index in 1..3 {
         let region = env.region(&config, index);
-        assert!(all_keys(&region).await.is_empty(), "region {index} kept objects");
         assert!(
-            region.list_multipart_uploads("").await.expect("list uploads").is_empty(),
+            all_keys(&region).await.is_empty(),
+            "region {index} kept objects"
+        );
+        assert!(
+            region
+                .list_multipart_uploads("")
+                .await
+                .expect("list uploads")
+                .is_empty(),
             "region {index} kept an open upload"
         );
     }
@@ -173,7 +206,10 @@ async fn corrupted_object_in_first_region_falls_back_to_the_next() {
         .to_vec();
     let middle = object.len() / 2;
     object[middle] ^= 0x40;
-    first.put_object(key, Bytes::from(object)).await.expect("corrupt object");
+    first
+        .put_object(key, Bytes::from(object))
+        .await
+        .expect("corrupt object");
 
     let restored = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
         .await
@@ -208,7 +244,11 @@ async fn missing_object_and_dead_region_fall_back_to_the_next() {
         .await
         .expect("restore from ap");
     assert_eq!(restored.region.as_str(), "ap");
-    let failed: Vec<&str> = restored.failed_attempts.iter().map(|a| a.region.as_str()).collect();
+    let failed: Vec<&str> = restored
+        .failed_attempts
+        .iter()
+        .map(|a| a.region.as_str())
+        .collect();
     assert_eq!(failed, ["eu", "us"]);
 }
 
@@ -221,8 +261,17 @@ async fn truncated_object_is_detected_and_no_database_is_left() {
     let key = &report.manifest.object.key;
     for index in 0..2 {
         let region = env.region(&config, index);
-        let object = region.get_object(key).await.expect("get").body.collect().await.expect("read");
-        let truncated = object.into_bytes().slice(..(report.manifest.object.stored_bytes as usize / 2));
+        let object = region
+            .get_object(key)
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("read");
+        let truncated = object
+            .into_bytes()
+            .slice(..(report.manifest.object.stored_bytes as usize / 2));
         region.put_object(key, truncated).await.expect("truncate");
     }
 
@@ -232,4 +281,45 @@ async fn truncated_object_is_detected_and_no_database_is_left() {
     let message = error.to_string();
     assert!(message.contains("truncated"), "{message}");
     assert!(!env.database_exists("acme_restored").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_region_is_dropped_after_a_bounded_lag_and_the_others_commit() {
+    let env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", LARGE_ROWS).await;
+    let proxy = crate::stall_proxy::StallProxy::start(&env.regions[1].endpoint()).await;
+    let config_path = env.config_file(&Settings::default());
+    let text = std::fs::read_to_string(&config_path)
+        .expect("read config")
+        .replace(&env.regions[1].endpoint(), &proxy.endpoint);
+    std::fs::write(&config_path, text).expect("write config");
+    let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
+    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
+
+    let started = std::time::Instant::now();
+    let (report, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
+        mid_backup.await.expect("backup reached the threshold");
+        proxy.stall();
+    });
+    let report = report.expect("backup commits without the stalled region");
+    // Patience is 2 s per part and the lag bound 4 parts: far below the 120 s request timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
+    assert_eq!(holding, ["eu", "ap"]);
+    let stalled = report
+        .regions
+        .iter()
+        .find(|region| region.region.as_str() == "us")
+        .expect("us reported");
+    assert!(
+        stalled
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("parts behind")),
+        "{stalled:?}"
+    );
 }

@@ -158,7 +158,10 @@ impl TestEnv {
                 "\n[tenants.{tenant}]\ncluster = \"main\"\ndatabase = {database:?}\n"
             ));
         }
-        let path = self.dir.path().join(format!("lifeboat-{}.toml", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .dir
+            .path()
+            .join(format!("lifeboat-{}.toml", uuid::Uuid::new_v4().simple()));
         std::fs::write(&path, text).expect("write config");
         path
     }
@@ -182,7 +185,11 @@ impl TestEnv {
             ))
             .await
             .expect("create database");
-        let client = self.postgres.connect(database).await.expect("connect tenant");
+        let client = self
+            .postgres
+            .connect(database)
+            .await
+            .expect("connect tenant");
         client
             .batch_execute(&SAMPLE_SQL.replace("{rows}", &rows.to_string()))
             .await
@@ -263,7 +270,8 @@ pub async fn restore(
     tenant: &str,
     selector: lifeboat_core::restore::BackupSelector,
     into: &str,
-) -> Result<lifeboat_agent::restore_job::RestoreReport, lifeboat_agent::restore_job::RestoreJobError> {
+) -> Result<lifeboat_agent::restore_job::RestoreReport, lifeboat_agent::restore_job::RestoreJobError>
+{
     lifeboat_agent::restore_job::restore_into_new_database(
         config,
         lifeboat_agent::restore_job::RestoreRequest {

@@ -25,18 +25,39 @@ async fn backups_list_reads_manifests_with_no_catalog() {
     let manifests: Vec<serde_json::Value> = serde_json::from_slice(&all.stdout).expect("json");
     assert_eq!(manifests.len(), 3);
 
-    let acme = env.lifeboat(&config_path, &["backups", "list", "--tenant", "acme", "--region", "us", "--json"]);
+    let acme = env.lifeboat(
+        &config_path,
+        &[
+            "backups", "list", "--tenant", "acme", "--region", "us", "--json",
+        ],
+    );
     assert!(acme.status.success(), "{}", stderr(&acme));
     let manifests: Vec<serde_json::Value> = serde_json::from_slice(&acme.stdout).expect("json");
-    let ids: Vec<&str> = manifests.iter().map(|m| m["backup_id"].as_str().expect("id")).collect();
-    assert_eq!(ids, [first.manifest.backup_id.to_string(), second.manifest.backup_id.to_string()]);
+    let ids: Vec<&str> = manifests
+        .iter()
+        .map(|m| m["backup_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            first.manifest.backup_id.to_string(),
+            second.manifest.backup_id.to_string()
+        ]
+    );
 
     let text = env.lifeboat(&config_path, &["backups", "list"]);
     assert!(text.status.success());
     let table = stdout(&text);
-    assert!(table.contains("globex") && table.contains(&first.manifest.backup_id.to_string()), "{table}");
+    assert!(
+        table.contains("globex") && table.contains(&first.manifest.backup_id.to_string()),
+        "{table}"
+    );
 
     let unknown_region = env.lifeboat(&config_path, &["backups", "list", "--region", "mars"]);
     assert!(!unknown_region.status.success());
-    assert!(stderr(&unknown_region).contains("unknown region \"mars\""), "{}", stderr(&unknown_region));
+    assert!(
+        stderr(&unknown_region).contains("unknown region \"mars\""),
+        "{}",
+        stderr(&unknown_region)
+    );
 }

@@ -10,3 +10,4 @@ mod faults;
 mod harness;
 mod listing;
 mod round_trip;
+mod stall_proxy;

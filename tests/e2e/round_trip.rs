@@ -42,8 +42,16 @@ async fn round_trip(backend: Backend, database: &str, restored_database: &str) {
             .await
             .expect("read object")
             .into_bytes();
-        assert_eq!(object.len() as u64, manifest.object.stored_bytes, "region {index}");
-        assert_eq!(hex::encode(Sha256::digest(&object)), manifest.object.sha256, "region {index}");
+        assert_eq!(
+            object.len() as u64,
+            manifest.object.stored_bytes,
+            "region {index}"
+        );
+        assert_eq!(
+            hex::encode(Sha256::digest(&object)),
+            manifest.object.sha256,
+            "region {index}"
+        );
     }
 
     let restored = restore(&config, "acme", BackupSelector::Latest, restored_database)
@@ -67,7 +75,12 @@ async fn round_trip_on_seaweedfs_restores_identical_data_from_identical_objects(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_on_the_embedded_server_handles_names_with_quotes_spaces_and_unicode() {
-    round_trip(Backend::Embedded, "Acme \"Corp\" db's", "restored ünïcode 'db'").await;
+    round_trip(
+        Backend::Embedded,
+        "Acme \"Corp\" db's",
+        "restored ünïcode 'db'",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

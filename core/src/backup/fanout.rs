@@ -9,8 +9,8 @@
 //! is dropped. So a dead or stalled region costs at most a bounded number of parts of
 //! waiting and of memory, and a region that errors is dropped at once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,11 +56,18 @@ pub(crate) struct FanOutLimits {
     pub patience: Duration,
 }
 
+type UploaderResult = Result<Vec<(i32, String)>, RegionError>;
+
 struct RegionLane {
     upload: OpenUpload,
     parts: Option<mpsc::UnboundedSender<(i32, Bytes)>>,
     stored_parts: Arc<AtomicU64>,
-    task: Option<JoinHandle<Result<Vec<(i32, String)>, RegionError>>>,
+    /// Kept to abort the uploader; its result arrives through `result`.
+    task: Option<JoinHandle<()>>,
+    /// Filled by the uploader just before it notifies, so whoever is woken finds it.
+    result: Arc<Mutex<Option<UploaderResult>>>,
+    /// Every part's etag, once the uploader has finished.
+    finished: Option<Vec<(i32, String)>>,
     dropped: Option<String>,
 }
 
@@ -84,7 +91,7 @@ async fn upload_parts(
     mut parts: mpsc::UnboundedReceiver<(i32, Bytes)>,
     stored_parts: Arc<AtomicU64>,
     progress: Arc<Notify>,
-) -> Result<Vec<(i32, String)>, RegionError> {
+) -> UploaderResult {
     let mut in_flight = FuturesUnordered::new();
     let mut etags = Vec::new();
     let mut more_parts = true;
@@ -116,7 +123,6 @@ async fn upload_parts(
         }
     };
     drop(in_flight);
-    progress.notify_one();
     result?;
     etags.sort_unstable_by_key(|(number, _)| *number);
     Ok(etags)
@@ -135,17 +141,29 @@ pub(crate) async fn fan_out(
         .map(|upload| {
             let (sender, receiver) = mpsc::unbounded_channel();
             let stored_parts = Arc::new(AtomicU64::new(0));
-            let task = tokio::spawn(upload_parts(
+            let result = Arc::new(Mutex::new(None));
+            let uploader = upload_parts(
                 upload.clone(),
                 receiver,
                 stored_parts.clone(),
                 progress.clone(),
-            ));
+            );
+            let task_result = result.clone();
+            let task_progress = progress.clone();
+            let task = tokio::spawn(async move {
+                let outcome = uploader.await;
+                if let Ok(mut slot) = task_result.lock() {
+                    *slot = Some(outcome);
+                }
+                task_progress.notify_one();
+            });
             RegionLane {
                 upload,
                 parts: Some(sender),
                 stored_parts,
                 task: Some(task),
+                result,
+                finished: None,
                 dropped: None,
             }
         })
@@ -172,7 +190,7 @@ pub(crate) async fn fan_out(
 
         let mut quorum_ready_since: Option<Instant> = None;
         loop {
-            reap_failed_lanes(&mut lanes).await;
+            collect_finished_lanes(&mut lanes, true);
             for lane in lanes.iter_mut().filter(|lane| lane.is_live()) {
                 let lag = parts_sent - lane.stored_parts.load(Ordering::SeqCst);
                 if lag > drop_lag {
@@ -222,46 +240,87 @@ pub(crate) async fn fan_out(
     }
 
     // All parts sent: close the channels and wait for each live region to store the rest.
+    // Once `min_regions` hold everything, the others get a bounded allowance, so a stalled
+    // region cannot hold the commit up until its requests time out.
     for lane in &mut lanes {
         lane.parts = None;
     }
-    let mut outcomes = Vec::with_capacity(lanes.len());
-    for mut lane in lanes {
-        let outcome = match (lane.dropped.take(), lane.task.take()) {
-            (Some(reason), _) => UploadOutcome::Dropped(reason),
-            (None, Some(task)) => match task.await {
-                Ok(Ok(etags)) if etags.len() as u64 == parts_sent => UploadOutcome::Stored(etags),
-                Ok(Ok(etags)) => {
+    let straggler_allowance = limits.patience * limits.max_region_lag_parts as u32;
+    let mut quorum_finished_since: Option<Instant> = None;
+    loop {
+        collect_finished_lanes(&mut lanes, false);
+        let finished = lanes.iter().filter(|lane| lane.finished.is_some()).count();
+        let pending = lanes
+            .iter()
+            .filter(|lane| lane.is_live() && lane.finished.is_none())
+            .count();
+        if pending == 0 {
+            break;
+        }
+        let deadline = if finished >= limits.min_regions {
+            let since = *quorum_finished_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= straggler_allowance {
+                for lane in lanes
+                    .iter_mut()
+                    .filter(|lane| lane.is_live() && lane.finished.is_none())
+                {
+                    let lag = parts_sent - lane.stored_parts.load(Ordering::SeqCst);
+                    lane.drop_with(format!(
+                        "still {lag} parts behind {} s after the other regions had finished",
+                        straggler_allowance.as_secs()
+                    ));
+                }
+                break;
+            }
+            Some(since + straggler_allowance)
+        } else {
+            None
+        };
+        tokio::select! {
+            () = progress.notified() => {}
+            () = sleep_until_optional(deadline) => {}
+            () = cancel.cancelled() => {
+                for lane in &mut lanes {
+                    if let Some(task) = lane.task.take() {
+                        task.abort();
+                    }
+                }
+                return Err((lanes.into_iter().map(|lane| lane.upload).collect(), FanOutError::Cancelled));
+            }
+        }
+    }
+    let outcomes = lanes
+        .into_iter()
+        .map(|lane| {
+            let outcome = match (lane.dropped, lane.finished) {
+                (Some(reason), _) => UploadOutcome::Dropped(reason),
+                (None, Some(etags)) if etags.len() as u64 == parts_sent => {
+                    UploadOutcome::Stored(etags)
+                }
+                (None, Some(etags)) => {
                     UploadOutcome::Dropped(format!("stored {} of {parts_sent} parts", etags.len()))
                 }
-                Ok(Err(error)) => UploadOutcome::Dropped(error.to_string()),
-                Err(join_error) => {
-                    UploadOutcome::Dropped(format!("uploader stopped: {join_error}"))
-                }
-            },
-            (None, None) => UploadOutcome::Dropped("uploader stopped".to_owned()),
-        };
-        outcomes.push((lane.upload, outcome));
-    }
+                (None, None) => UploadOutcome::Dropped("uploader stopped".to_owned()),
+            };
+            (lane.upload, outcome)
+        })
+        .collect();
     Ok(outcomes)
 }
 
-/// Drop every live lane whose task has already ended: before the channel closes, a task
-/// only ends on an error.
-async fn reap_failed_lanes(lanes: &mut [RegionLane]) {
+/// Collect every live lane whose uploader has ended: with an error it is dropped; without
+/// one it has finished, which before the last part (`more_parts`) is itself an error.
+fn collect_finished_lanes(lanes: &mut [RegionLane], more_parts: bool) {
     for lane in lanes.iter_mut().filter(|lane| lane.is_live()) {
-        if !lane.task.as_ref().is_some_and(JoinHandle::is_finished) {
+        let Some(result) = lane.result.lock().ok().and_then(|mut slot| slot.take()) else {
             continue;
+        };
+        lane.task = None;
+        match result {
+            Ok(etags) if !more_parts => lane.finished = Some(etags),
+            Ok(_) => lane.drop_with("uploader ended early".to_owned()),
+            Err(error) => lane.drop_with(error.to_string()),
         }
-        let Some(task) = lane.task.take() else {
-            continue;
-        };
-        let reason = match task.await {
-            Ok(Err(error)) => error.to_string(),
-            Ok(Ok(_)) => "uploader ended early".to_owned(),
-            Err(join_error) => format!("uploader stopped: {join_error}"),
-        };
-        lane.drop_with(reason);
     }
 }
 

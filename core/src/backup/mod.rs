@@ -20,6 +20,7 @@ use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::ids::{BackupId, RegionName, TenantName};
@@ -105,16 +106,22 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
 
 /// Take one backup of `request.tenant` and commit it to at least `min_regions` regions.
 pub async fn run_backup(request: BackupRequest<'_>) -> Result<BackupReport, BackupError> {
+    let backup_id = BackupId::new();
+    let span = tracing::info_span!("backup", tenant = %request.tenant, backup = %backup_id);
+    run_backup_as(request, backup_id).instrument(span).await
+}
+
+async fn run_backup_as(
+    request: BackupRequest<'_>,
+    backup_id: BackupId,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let started_at = Utc::now();
     let config = request.config;
     let tenant = config.tenant(request.tenant)?;
     let cluster = config.cluster(&tenant.cluster)?;
     let tools = PgTools::locate(config.pg_bin_dir.as_deref());
-    let backup_id = BackupId::new();
     let object_key = ObjectKey::Dump(request.tenant, backup_id).to_key();
-    let span = tracing::info_span!("backup", tenant = %request.tenant, backup = %backup_id);
-    let _entered = span.enter();
     request.progress.stage(Stage::Connecting);
 
     let snapshot_client = postgres::connect(cluster, &tenant.database).await?;

@@ -146,12 +146,30 @@ async fn seaweed_region_keeps_a_multipart_object_across_kill_and_restart() {
 
     let directory = region.directory().to_path_buf();
     let endpoint = region.endpoint();
+    let s3_port: u16 = endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("endpoint ends with a port");
+    // weed binds a unix socket in /tmp beside each gRPC port (HTTP port + 10000).
+    let s3_grpc_socket =
+        std::path::PathBuf::from(format!("/tmp/seaweedfs-s3-grpc-{}.sock", s3_port + 10_000));
+    assert!(
+        s3_grpc_socket.exists(),
+        "{} should exist while the region runs",
+        s3_grpc_socket.display()
+    );
     drop(region);
     assert!(
         !s3_port_accepts_connections(&endpoint),
         "a dropped region must not listen"
     );
     assert!(!directory.exists(), "the region's directory outlives it");
+    assert!(
+        !s3_grpc_socket.exists(),
+        "{} outlives the region",
+        s3_grpc_socket.display()
+    );
 }
 
 #[tokio::test]
