@@ -196,8 +196,22 @@ pub struct Config {
     pub tenants: BTreeMap<TenantName, TenantConfig>,
 }
 
-/// Environment variables that configure the command line, not the configuration file.
-const ENVIRONMENT_VARIABLES_NOT_IN_FILE: &[&str] = &["config", "log", "log_format"];
+/// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
+/// command line's own, like `LIFEBOAT_CONFIG`, or a script's) are not configuration;
+/// a typo below these keys is still refused as an unknown field.
+const ENVIRONMENT_KEYS: &[&str] = &[
+    "recipients",
+    "identity_file",
+    "compression_level",
+    "min_regions",
+    "part_size_bytes",
+    "max_region_lag_parts",
+    "region_patience_seconds",
+    "pg_bin_dir",
+    "clusters",
+    "regions",
+    "tenants",
+];
 
 impl Config {
     /// Load from `path` (if given) and the environment, then validate.
@@ -217,11 +231,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(
-            Env::prefixed("LIFEBOAT_")
-                .split("__")
-                .ignore(ENVIRONMENT_VARIABLES_NOT_IN_FILE),
-        );
+        figment = figment.merge(Env::prefixed("LIFEBOAT_").split("__").filter(|key| {
+            // Keys arrive as written in the environment, usually upper case.
+            let top_level = key.as_str().split('.').next().unwrap_or_default();
+            ENVIRONMENT_KEYS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(top_level))
+        }));
         let whole_file = path.map_or_else(
             || "(environment)".to_owned(),
             |path| path.display().to_string(),
@@ -552,6 +568,37 @@ fn optional_secret(
             }
         },
         (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn write_config(directory: &Path, text: &str) -> PathBuf {
+        let path = directory.join("lifeboat.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_majority_quorum() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n[regions.b]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\npriority = 1\n[regions.a]\nendpoint = \"http://127.0.0.1:2\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\npriority = 2\n[regions.c]\nendpoint = \"http://127.0.0.1:3\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\npriority = 2\n"
+            ),
+        );
+        let config = Config::load(Some(&path)).expect("valid");
+        assert_eq!(config.min_regions, 2);
+        assert_eq!(config.part_size_bytes, policy::DEFAULT_PART_SIZE_BYTES);
+        let order: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(order, ["b", "a", "c"], "priority first, then name");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret_access_key: \"s\""), "{debug}");
     }
 }
 

@@ -232,8 +232,31 @@ cluster = "nowhere"
         "identity leaked:\n{report}"
     );
 
-    let valid = env.lifeboat(&env.config_file(&Settings::default()), &["config", "check"]);
+    let valid_path = env.config_file(&Settings::default());
+    let valid = env.lifeboat(&valid_path, &["config", "check"]);
     assert!(valid.status.success(), "{}", stderr(&valid));
+
+    // LIFEBOAT_* variables override the file; ones that name no config key are left alone.
+    let overridden = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("--config")
+        .arg(&valid_path)
+        .args(["config", "check"])
+        .env("LIFEBOAT_MIN_REGIONS", "7")
+        .env("LIFEBOAT_REGIONS__EU__ENDPOINT", "gopher://nowhere")
+        .env("LIFEBOAT_BIN", "/usr/local/bin/lifeboat")
+        .output()
+        .expect("run");
+    let report = stderr(&overridden);
+    assert!(!overridden.status.success());
+    assert!(
+        report.contains("min_regions: 7 is not between 1 and the 1 configured regions"),
+        "{report}"
+    );
+    assert!(
+        report.contains("regions.eu.endpoint: \"gopher://nowhere\""),
+        "{report}"
+    );
+    assert!(!report.contains("bin"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
