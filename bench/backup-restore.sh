@@ -859,7 +859,7 @@ write_lifeboat_config() {
     {
         printf 'recipients = ["%s"]\n' "$RECIPIENT"
         printf 'identity_file = "%s"\n' "$KEY_FILE"
-        printf 'compression_level = 1\nmin_regions = 2\n\n'
+        printf 'min_regions = 2\n\n'
         printf '[clusters.bench]\nhost = "127.0.0.1"\nport = %s\nuser = "postgres"\n\n' "$PG_PORT"
         local i
         for i in 1 2 3; do

@@ -571,6 +571,15 @@ fn optional_secret(
     }
 }
 
+fn is_valid_bucket_name(bucket: &str) -> bool {
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,13 +609,4 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret_access_key: \"s\""), "{debug}");
     }
-}
-
-fn is_valid_bucket_name(bucket: &str) -> bool {
-    (3..=63).contains(&bucket.len())
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

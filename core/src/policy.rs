@@ -22,8 +22,10 @@ pub const DEFAULT_MAX_REGION_LAG_PARTS: usize = 4;
 /// receiving parts until it falls `max_region_lag_parts` behind).
 pub const DEFAULT_REGION_PATIENCE: Duration = Duration::from_secs(5);
 
-/// zstd level 1: about 2:1 on typical dumps at several hundred MB/s on one core.
-pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+/// zstd level 2: about 2:1 on typical dumps at several hundred MB/s on one core. Level 1
+/// only ties pg_dump's default gzip on size; level 2 is 1.8% smaller for ~10% more zstd CPU,
+/// level 3 4% smaller for ~70% more (measured on the benchmark's data, BENCHMARKS.md).
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 2;
 pub const COMPRESSION_LEVELS: RangeInclusive<i32> = -7..=22;
 
 /// Timeouts for one S3 request attempt; the SDK retries transient failures.

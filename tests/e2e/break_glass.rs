@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Backend, Settings, TestEnv, backup};
+use crate::harness::{Backend, Settings, TestEnv, backup, read_object};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_object_restores_with_stock_age_zstd_and_pg_restore() {
@@ -15,17 +15,9 @@ async fn stored_object_restores_with_stock_age_zstd_and_pg_restore() {
     env.create_tenant_database("acme", 2000).await;
     let config = env.config(&Settings::default());
     let report = backup(&config, "acme").await.expect("backup");
-    let object = env
-        .region(&config, 0)
-        .get_object(&report.manifest.object.key)
-        .await
-        .expect("get")
-        .body
-        .collect()
-        .await
-        .expect("read");
+    let object = read_object(&env.region(&config, 0), &report.manifest.object.key).await;
     let object_path = env.dir.path().join("backup.dump.zst.age");
-    std::fs::write(&object_path, object.into_bytes()).expect("write object");
+    std::fs::write(&object_path, object).expect("write object");
     let admin = env.postgres.connect("postgres").await.expect("connect");
     admin
         .batch_execute("CREATE DATABASE break_glass")

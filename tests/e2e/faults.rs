@@ -10,7 +10,9 @@ use lifeboat_core::progress::Progress;
 use lifeboat_core::restore::BackupSelector;
 use tokio::sync::oneshot;
 
-use crate::harness::{Backend, Settings, TestEnv, all_keys, backup, backup_with_progress, restore};
+use crate::harness::{
+    Backend, Settings, TestEnv, all_keys, backup, backup_with_progress, read_object, restore,
+};
 
 /// Signals once the dump has passed `threshold_bytes`, so a test can act mid-backup.
 struct SignalAfterBytes {
@@ -28,6 +30,19 @@ impl Progress for SignalAfterBytes {
             let _ = signal.send(());
         }
     }
+}
+
+/// Back up `acme` and inject `fault` once 4 MiB of the dump have streamed past.
+async fn backup_with_fault_midway(
+    config: &lifeboat_core::config::Config,
+    fault: impl FnOnce(),
+) -> Result<lifeboat_core::backup::BackupReport, BackupError> {
+    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
+    let (report, ()) = tokio::join!(backup_with_progress(config, "acme", progress), async {
+        mid_backup.await.expect("backup reached the threshold");
+        fault();
+    });
+    report
 }
 
 fn signal_after(threshold_bytes: u64) -> (Arc<SignalAfterBytes>, oneshot::Receiver<()>) {
@@ -82,14 +97,10 @@ async fn region_killed_during_backup_is_dropped_and_the_others_commit() {
     let mut env = TestEnv::start(Backend::Seaweed, 3).await;
     env.create_tenant_database("acme", LARGE_ROWS).await;
     let config = env.config(&Settings::default());
-    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
-
     let killed_region = &mut env.regions[2];
-    let (report, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
-        mid_backup.await.expect("backup reached the threshold");
-        killed_region.kill();
-    });
-    let report = report.expect("backup commits on the surviving regions");
+    let report = backup_with_fault_midway(&config, || killed_region.kill())
+        .await
+        .expect("backup commits on the surviving regions");
     assert!(
         report.manifest.object.part_count >= 3,
         "{:?}",
@@ -156,14 +167,10 @@ async fn backup_that_loses_its_quorum_midway_aborts_every_upload_it_can_reach() 
         min_regions: Some(3),
         ..Settings::default()
     });
-    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
-
     let killed_region = &mut env.regions[0];
-    let (result, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
-        mid_backup.await.expect("backup reached the threshold");
-        killed_region.kill();
-    });
-    let error = result.expect_err("three regions were required");
+    let error = backup_with_fault_midway(&config, || killed_region.kill())
+        .await
+        .expect_err("three regions were required");
     assert!(
         matches!(error, BackupError::TooFewRegions { .. }),
         "{error}"
@@ -195,15 +202,7 @@ async fn corrupted_object_in_first_region_falls_back_to_the_next() {
     let key = &report.manifest.object.key;
 
     let first = env.region(&config, 0);
-    let mut object = first
-        .get_object(key)
-        .await
-        .expect("get")
-        .body
-        .collect()
-        .await
-        .expect("read")
-        .to_vec();
+    let mut object = read_object(&first, key).await.to_vec();
     let middle = object.len() / 2;
     object[middle] ^= 0x40;
     first
@@ -261,17 +260,8 @@ async fn truncated_object_is_detected_and_no_database_is_left() {
     let key = &report.manifest.object.key;
     for index in 0..2 {
         let region = env.region(&config, index);
-        let object = region
-            .get_object(key)
-            .await
-            .expect("get")
-            .body
-            .collect()
-            .await
-            .expect("read");
-        let truncated = object
-            .into_bytes()
-            .slice(..(report.manifest.object.stored_bytes as usize / 2));
+        let object = read_object(&region, key).await;
+        let truncated = object.slice(..(report.manifest.object.stored_bytes as usize / 2));
         region.put_object(key, truncated).await.expect("truncate");
     }
 
@@ -294,14 +284,10 @@ async fn stalled_region_is_dropped_after_a_bounded_lag_and_the_others_commit() {
         .replace(&env.regions[1].endpoint(), &proxy.endpoint);
     std::fs::write(&config_path, text).expect("write config");
     let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
-    let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
-
     let started = std::time::Instant::now();
-    let (report, ()) = tokio::join!(backup_with_progress(&config, "acme", progress), async {
-        mid_backup.await.expect("backup reached the threshold");
-        proxy.stall();
-    });
-    let report = report.expect("backup commits without the stalled region");
+    let report = backup_with_fault_midway(&config, || proxy.stall())
+        .await
+        .expect("backup commits without the stalled region");
     // Patience is 2 s per part and the lag bound 4 parts: far below the 120 s request timeout.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),

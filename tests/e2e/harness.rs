@@ -285,6 +285,19 @@ pub async fn restore(
     .await
 }
 
+/// A whole stored object.
+pub async fn read_object(region: &Region, key: &str) -> bytes::Bytes {
+    region
+        .get_object(key)
+        .await
+        .expect("get object")
+        .body
+        .collect()
+        .await
+        .expect("read object")
+        .into_bytes()
+}
+
 /// All keys in a region's bucket.
 pub async fn all_keys(region: &Region) -> Vec<String> {
     region.list_keys("").await.expect("list keys")

@@ -3,7 +3,7 @@
 use lifeboat_core::restore::BackupSelector;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Backend, Settings, TestEnv, backup, restore};
+use crate::harness::{Backend, Settings, TestEnv, backup, read_object, restore};
 
 async fn round_trip(backend: Backend, database: &str, restored_database: &str) {
     let env = TestEnv::start(backend, 3).await;
@@ -33,15 +33,7 @@ async fn round_trip(backend: Backend, database: &str, restored_database: &str) {
 
     for index in 0..3 {
         let region = env.region(&config, index);
-        let object = region
-            .get_object(&manifest.object.key)
-            .await
-            .expect("object in region")
-            .body
-            .collect()
-            .await
-            .expect("read object")
-            .into_bytes();
+        let object = read_object(&region, &manifest.object.key).await;
         assert_eq!(
             object.len() as u64,
             manifest.object.stored_bytes,
