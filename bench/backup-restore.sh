@@ -823,10 +823,11 @@ lifeboat_backup() { # round
     M[$r.lb_dump_bytes]=$(jq -r '.dump_bytes // "n/a"' "$json")
     M[$r.lb_stored_bytes]=$(jq -r '.stored_bytes // "n/a"' "$json")
     M[$r.lb_r1_delta]=$((after - before))
+    M[$r.lb_row_count_s]=$(jq -r '.row_count_seconds // "n/a"' "$json")
     M[$r.lb_regions]=$(jq -r '(.regions // []) | map(if type == "object" then (.name // .region // tostring) else tostring end) | join(",")' "$json")
     detail "$r" "lifeboat backup (process tree)" "$w" "$c" "$tree" "${M[$r.lb_stored_bytes]}" "regions: ${M[$r.lb_regions]}; bucket r1 grew ${M[$r.lb_r1_delta]} B; $(<"$TD/$r.lb_backup.server")"
     detail "$r" "  lifeboat itself" "" "$own" "$hwm" "" "CPU: ${M[$r.lb_backup_method]}; RSS: VmHWM"
-    detail "$r" "  its pg_dump" "" "$cc" "$crss" "${M[$r.lb_dump_bytes]}" "dump_bytes from JSON"
+    detail "$r" "  its pg_dump" "" "$cc" "$crss" "${M[$r.lb_dump_bytes]}" "dump_bytes from JSON; exact row counts took ${M[$r.lb_row_count_s]} s, concurrently with the dump"
 }
 
 lifeboat_restore() { # round
@@ -859,7 +860,9 @@ write_lifeboat_config() {
     {
         printf 'recipients = ["%s"]\n' "$RECIPIENT"
         printf 'identity_file = "%s"\n' "$KEY_FILE"
-        printf 'min_regions = 2\n\n'
+        printf 'min_regions = 2\n'
+        # Extra top-level settings to compare, e.g. BENCH_CONFIG_EXTRA='part_size_bytes = 8388608'
+        printf '%b\n\n' "${BENCH_CONFIG_EXTRA:-}"
         printf '[clusters.bench]\nhost = "127.0.0.1"\nport = %s\nuser = "postgres"\n\n' "$PG_PORT"
         local i
         for i in 1 2 3; do

@@ -54,7 +54,16 @@ pub async fn run(dir: &Path, keep: bool) -> anyhow::Result<ExitCode> {
     let cancel = cancel_on_signal();
     let outcome = tokio::select! {
         outcome = run_demo(&dir, cancel.clone()) => outcome,
-        () = cancel.cancelled() => Err(anyhow::anyhow!("interrupted; everything the demo started was stopped")),
+        () = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Ctrl-C reaches the whole process group, so PostgreSQL may stop first and a step fail
+    // with its error: say what really happened.
+    let outcome = if cancel.is_cancelled() {
+        Err(anyhow::anyhow!(
+            "interrupted; everything the demo started was stopped"
+        ))
+    } else {
+        outcome
     };
     if keep {
         eprintln!("kept {}", dir.display());

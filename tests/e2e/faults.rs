@@ -172,8 +172,12 @@ async fn backup_that_loses_its_quorum_midway_aborts_every_upload_it_can_reach() 
         .await
         .expect_err("three regions were required");
     assert!(
-        matches!(error, BackupError::TooFewRegions { .. }),
+        matches!(error, BackupError::TooFewRegions { available: 2, .. }),
         "{error}"
+    );
+    assert!(
+        error.to_string().contains("eu: "),
+        "the dropped region is named: {error}"
     );
 
     for index in 1..3 {

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::RegionName;
 use crate::policy;
 use crate::region::{Region, RegionError};
 
@@ -46,7 +47,12 @@ pub(crate) enum FanOutError {
     #[error("cancelled")]
     Cancelled,
     #[error("fewer than {min_regions} regions are still taking the backup")]
-    TooFewRegions { min_regions: usize },
+    TooFewRegions {
+        min_regions: usize,
+        available: usize,
+        /// Why each dropped region was dropped.
+        dropped: Vec<(RegionName, String)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +211,14 @@ pub(crate) async fn fan_out(
             if lags.len() < limits.min_regions {
                 break 'parts Some(FanOutError::TooFewRegions {
                     min_regions: limits.min_regions,
+                    available: lags.len(),
+                    dropped: lanes
+                        .iter()
+                        .filter_map(|lane| {
+                            let reason = lane.dropped.clone()?;
+                            Some((lane.upload.region.name().clone(), reason))
+                        })
+                        .collect(),
                 });
             }
             lags.sort_unstable();

@@ -214,11 +214,21 @@ async fn run_backup_as(
                 (_, Err(encode_error)) if !matches!(encode_error, EncodeError::UploadsStopped) => {
                     encode_error_to_backup_error(encode_error)
                 }
-                (FanOutError::TooFewRegions { min_regions }, _) => BackupError::TooFewRegions {
-                    min_regions,
-                    available: 0,
-                    reasons: describe_failures(&failures),
-                },
+                (
+                    FanOutError::TooFewRegions {
+                        min_regions,
+                        available,
+                        dropped,
+                    },
+                    _,
+                ) => {
+                    failures.extend(dropped);
+                    BackupError::TooFewRegions {
+                        min_regions,
+                        available,
+                        reasons: describe_failures(&failures),
+                    }
+                }
             });
         }
     };
