@@ -233,3 +233,27 @@ fn md5_matches_the_rfc_examples() {
         "9e107d9d372bb6826bd81d3542a419d6"
     );
 }
+
+/// The two-part object at `key` is listed under `backups/` with its full size, and HEAD
+/// agrees; returns the HEAD answer for server-specific checks.
+pub async fn assert_listed_with_its_size(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+    let expected_size =
+        i64::try_from(FIRST_PART_SIZE_BYTES + LAST_PART_SIZE_BYTES).expect("size fits i64");
+    assert_eq!(
+        list_objects(client, bucket, "backups/").await,
+        vec![(key.to_owned(), expected_size)]
+    );
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("head object");
+    assert_eq!(head.content_length(), Some(expected_size));
+    head
+}
