@@ -73,6 +73,16 @@ enum Command {
         #[command(subcommand)]
         command: BackupsCommand,
     },
+    /// The controller (today: its catalog).
+    Controller {
+        #[command(subcommand)]
+        command: ControllerCommand,
+    },
+    /// Tenants in the catalog.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Run everything on this machine: a PostgreSQL cluster, three regions, three
     /// tenants; back up, restore, verify and print a summary.
     Demo {
@@ -89,6 +99,47 @@ enum Command {
 enum ConfigCommand {
     /// Report every problem in the configuration, with its key.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum ControllerCommand {
+    /// Apply the catalog's migrations (safe to repeat).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Add a tenant.
+    Add {
+        /// A slug: lowercase letters, digits and '-'.
+        name: String,
+        /// A configured cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Default: the tenant's name.
+        #[arg(long)]
+        database: Option<String>,
+        /// Cron expression (UTC); default: daily, spread over 01:00-05:00 by the name.
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long, default_value_t = 7)]
+        keep_daily: u32,
+        #[arg(long, default_value_t = 4)]
+        keep_weekly: u32,
+        #[arg(long, default_value_t = 12)]
+        keep_monthly: u32,
+        #[arg(long, default_value_t = 0)]
+        keep_yearly: u32,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant as JSON.
+    Show { name: String },
+    /// Remove a tenant from the catalog (its backups stay).
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +197,43 @@ fn main() -> ExitCode {
                 commands::backups_list::run(config_path, tenant.as_deref(), region.as_deref(), json)
                     .await
             }
+            Command::Controller {
+                command: ControllerCommand::Migrate,
+            } => commands::catalog::migrate(config_path).await,
+            Command::Tenant { command } => match command {
+                TenantCommand::Add {
+                    name,
+                    cluster,
+                    database,
+                    schedule,
+                    keep_daily,
+                    keep_weekly,
+                    keep_monthly,
+                    keep_yearly,
+                } => {
+                    commands::catalog::add(
+                        config_path,
+                        commands::catalog::AddArguments {
+                            name: &name,
+                            cluster: &cluster,
+                            database: database.as_deref(),
+                            schedule: schedule.as_deref(),
+                            retention: lifeboat_controller::tenants::Retention {
+                                keep_daily,
+                                keep_weekly,
+                                keep_monthly,
+                                keep_yearly,
+                            },
+                        },
+                    )
+                    .await
+                }
+                TenantCommand::List { json } => commands::catalog::list(config_path, json).await,
+                TenantCommand::Show { name } => commands::catalog::show(config_path, &name).await,
+                TenantCommand::Remove { name } => {
+                    commands::catalog::remove(config_path, &name).await
+                }
+            },
             Command::Demo { dir, keep } => commands::demo::run(&dir, keep).await,
         }
     });

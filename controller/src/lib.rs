@@ -1,4 +1,9 @@
 //! The controller: catalog, scheduler, job queue, retention, scrub and repair, HTTP API.
 //!
-//! It arrives with the controller issue; until then `lifeboat backup` and `lifeboat
-//! restore` run jobs directly through the agent crate.
+//! Built up issue by issue. Today: the catalog in PostgreSQL ([`catalog`]: pool and
+//! embedded migrations), tenants in it ([`tenants`]) and their schedules ([`schedule`]).
+//! The controller depends on core only; agents will reach it over HTTP.
+
+pub mod catalog;
+pub mod schedule;
+pub mod tenants;

@@ -84,6 +84,19 @@ pub struct RawConfig {
     regions: BTreeMap<String, RawRegion>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
+    catalog: Option<RawCatalog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    cluster: Option<String>,
+    #[serde(default = "default_catalog_database")]
+    database: String,
+}
+
+fn default_catalog_database() -> String {
+    "lifeboat".to_owned()
 }
 
 fn default_compression_level() -> i32 {
@@ -179,6 +192,13 @@ pub struct TenantConfig {
     pub database: String,
 }
 
+/// Where the controller's catalog lives.
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    pub cluster: ClusterName,
+    pub database: String,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -194,6 +214,8 @@ pub struct Config {
     /// In restore order: ascending `priority`, then name.
     pub regions: Vec<RegionConfig>,
     pub tenants: BTreeMap<TenantName, TenantConfig>,
+    /// Only the controller and catalog commands need it.
+    pub catalog: Option<CatalogConfig>,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -211,6 +233,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "clusters",
     "regions",
     "tenants",
+    "catalog",
 ];
 
 impl Config {
@@ -496,6 +519,28 @@ impl RawConfig {
             );
         }
 
+        let mut catalog = None;
+        if let Some(raw) = self.catalog
+            && let Some(cluster) = required(&mut problems, "catalog", "cluster", raw.cluster)
+            && let Some(cluster) = parse_name(
+                &mut problems,
+                "catalog.cluster",
+                ClusterName::parse(&cluster),
+            )
+        {
+            if clusters.contains_key(&cluster) {
+                catalog = Some(CatalogConfig {
+                    cluster,
+                    database: raw.database,
+                });
+            } else {
+                problems.add(
+                    "catalog.cluster",
+                    format!("unknown cluster {:?}", cluster.as_str()),
+                );
+            }
+        }
+
         if !problems.0.is_empty() {
             return Err(ConfigError {
                 problems: problems.0,
@@ -513,6 +558,7 @@ impl RawConfig {
             clusters,
             regions,
             tenants,
+            catalog,
         })
     }
 }

@@ -400,7 +400,7 @@ impl SeaweedRegion {
     /// (in case `-bucket` did not create it).
     async fn probe_bucket(&self, probe_client: &aws_sdk_s3::Client) -> anyhow::Result<()> {
         let head_error = match probe_client.head_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return probe_data_path(probe_client).await,
             Err(error) => error,
         };
         let bucket_is_missing = head_error
@@ -517,6 +517,56 @@ fn json_string(value: &str) -> String {
 }
 
 /// An S3 client for the readiness probes: no retries and a short timeout, since we poll anyway.
+/// Bucket for the readiness round trip, apart from the region's own so tests that list
+/// their bucket see nothing of it.
+pub const PROBE_BUCKET: &str = "lifeboat-readiness-probe";
+
+/// The filer answers HeadBucket before the volume server has registered with the master
+/// (after a restart, and slowly under load); a written and read-back object proves that
+/// data can be stored and fetched.
+async fn probe_data_path(probe_client: &aws_sdk_s3::Client) -> anyhow::Result<()> {
+    match probe_client
+        .create_bucket()
+        .bucket(PROBE_BUCKET)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(error)
+            if error.as_service_error().is_some_and(|service_error| {
+                service_error.is_bucket_already_owned_by_you()
+                    || service_error.is_bucket_already_exists()
+            }) => {}
+        Err(error) => return Err(anyhow::Error::new(error).context("create the probe bucket")),
+    }
+    let body: &'static [u8] = b"ready";
+    probe_client
+        .put_object()
+        .bucket(PROBE_BUCKET)
+        .key("probe")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+        .send()
+        .await
+        .context("write the probe object")?;
+    let read_back = probe_client
+        .get_object()
+        .bucket(PROBE_BUCKET)
+        .key("probe")
+        .send()
+        .await
+        .context("read the probe object")?
+        .body
+        .collect()
+        .await
+        .context("read the probe object's body")?
+        .into_bytes();
+    anyhow::ensure!(
+        read_back.as_ref() == body,
+        "the probe object came back altered"
+    );
+    Ok(())
+}
+
 fn probe_client(endpoint: &str, credentials: Credentials) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())

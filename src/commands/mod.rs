@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod backups_list;
+pub mod catalog;
 pub mod config_check;
 pub mod demo;
 pub mod keygen;

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod break_glass;
+mod catalog;
 mod faults;
 mod harness;
 mod listing;

@@ -1,0 +1,158 @@
+//! The catalog: lifeboat's own PostgreSQL database.
+//!
+//! It stores tenants, and will store backups, copies, jobs, drills and the audit log. It is a
+//! cache of the buckets as far as backups go (manifests are the truth); tenants and the audit
+//! log live only here. Migrations are embedded SQL files (`controller/migrations/`), applied
+//! by `lifeboat controller migrate` and at controller start, recorded by refinery in
+//! `refinery_schema_history`.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use lifeboat_core::config::ClusterConfig;
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Connections the controller keeps open to its catalog.
+const POOL_SIZE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "catalog database {database:?} does not exist on cluster {cluster}; create it first (CREATE DATABASE)"
+    )]
+    DatabaseMissing { cluster: String, database: String },
+    #[error(
+        "cannot reach the catalog on cluster {cluster} ({host}:{port}) database {database:?}: {message}"
+    )]
+    Unreachable {
+        cluster: String,
+        host: String,
+        port: u16,
+        database: String,
+        message: String,
+    },
+    #[error("cannot set up the catalog connection pool: {0}")]
+    Pool(String),
+    #[error("applying catalog migrations failed: {0}")]
+    Migration(String),
+    #[error("catalog query failed: {action}: {source}")]
+    Query {
+        action: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// A pool of connections to the catalog database.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: Pool,
+    cluster: ClusterConfig,
+    database: String,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
+/// The applied migration versions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied_now: Vec<String>,
+    pub latest_version: Option<i32>,
+}
+
+impl Catalog {
+    /// Connect to `database` on `cluster`; the first connection is made now so that a
+    /// missing database or a dead server is reported at once.
+    pub async fn connect(cluster: &ClusterConfig, database: &str) -> Result<Catalog, CatalogError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&cluster.host)
+            .port(cluster.port)
+            .user(&cluster.user)
+            .dbname(database)
+            .application_name("lifeboat-controller")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(password) = &cluster.password {
+            config.password(password.expose_secret());
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|error| CatalogError::Pool(error.to_string()))?;
+        let catalog = Catalog {
+            pool,
+            cluster: cluster.clone(),
+            database: database.to_owned(),
+        };
+        // Connect once now: a missing database or a dead server is reported at start.
+        drop(catalog.connection().await?);
+        Ok(catalog)
+    }
+
+    /// A pooled connection.
+    pub async fn connection(&self) -> Result<deadpool_postgres::Object, CatalogError> {
+        let cluster = &self.cluster;
+        let database = &self.database;
+        self.pool.get().await.map_err(|error| {
+            let missing = match &error {
+                deadpool_postgres::PoolError::Backend(backend) => {
+                    backend.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+                }
+                _ => false,
+            };
+            if missing {
+                CatalogError::DatabaseMissing {
+                    cluster: cluster.name.to_string(),
+                    database: database.to_owned(),
+                }
+            } else {
+                CatalogError::Unreachable {
+                    cluster: cluster.name.to_string(),
+                    host: cluster.host.clone(),
+                    port: cluster.port,
+                    database: database.to_owned(),
+                    message: error.to_string(),
+                }
+            }
+        })
+    }
+
+    /// Apply every embedded migration not applied yet. Safe to run again.
+    pub async fn migrate(&self) -> Result<MigrationReport, CatalogError> {
+        let mut connection = self.connection().await?;
+        let client: &mut tokio_postgres::Client = &mut connection;
+        let report = embedded::migrations::runner()
+            .run_async(client)
+            .await
+            .map_err(|error| CatalogError::Migration(error.to_string()))?;
+        let applied_now: Vec<String> = report
+            .applied_migrations()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let latest_version = embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|migration| migration.version())
+            .max();
+        Ok(MigrationReport {
+            applied_now,
+            latest_version,
+        })
+    }
+}

@@ -1,0 +1,235 @@
+//! Tenants in the catalog: add, list, show, remove, each change audited in the same
+//! transaction.
+//!
+//! Removing a tenant removes its catalog row only; its backups stay in the buckets until
+//! retention (a later issue) deletes them.
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::ids::{ClusterName, TenantName};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::schedule::{self, InvalidSchedule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant {0} already exists")]
+    Exists(TenantName),
+    #[error("tenant {0} does not exist")]
+    NotFound(TenantName),
+    #[error("unknown cluster {cluster:?} (configured: {known})")]
+    UnknownCluster { cluster: String, known: String },
+    #[error("--database: a database name must be 1 to 63 bytes without NUL characters")]
+    InvalidDatabase,
+    #[error(transparent)]
+    Schedule(#[from] InvalidSchedule),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("the catalog holds a tenant named {0:?}, which is not a slug")]
+    InvalidStoredName(String),
+    #[error("catalog query failed: {action}: {source}")]
+    Query {
+        action: &'static str,
+        source: tokio_postgres::Error,
+    },
+}
+
+fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> TenantError {
+    move |source| TenantError::Query { action, source }
+}
+
+/// Grandfather-father-son retention: how many of each to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 12,
+            keep_yearly: 0,
+        }
+    }
+}
+
+/// A tenant to add.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub name: TenantName,
+    pub cluster: ClusterName,
+    /// Default: the tenant's name.
+    pub database: Option<String>,
+    /// Default: daily, spread over the backup window.
+    pub schedule: Option<String>,
+    pub retention: Retention,
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub name: TenantName,
+    pub cluster: String,
+    pub database: String,
+    /// As given; `None` for the default.
+    pub schedule: Option<String>,
+    /// What the scheduler uses.
+    pub effective_schedule: String,
+    pub retention: Retention,
+    pub legal_hold: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+const SELECT_TENANTS: &str = "SELECT name, cluster, database_name, schedule, keep_daily, keep_weekly, keep_monthly, keep_yearly, legal_hold, created_at FROM tenants";
+
+fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, TenantError> {
+    let name_text: String = row.get(0);
+    let name =
+        TenantName::parse(&name_text).map_err(|_| TenantError::InvalidStoredName(name_text))?;
+    let schedule: Option<String> = row.get(3);
+    let count = |index: usize| u32::try_from(row.get::<_, i32>(index)).unwrap_or(0);
+    Ok(Tenant {
+        effective_schedule: schedule
+            .clone()
+            .unwrap_or_else(|| schedule::default_schedule(&name, schedule::DEFAULT_WINDOW)),
+        name,
+        cluster: row.get(1),
+        database: row.get(2),
+        schedule,
+        retention: Retention {
+            keep_daily: count(4),
+            keep_weekly: count(5),
+            keep_monthly: count(6),
+            keep_yearly: count(7),
+        },
+        legal_hold: row.get(8),
+        created_at: row.get(9),
+    })
+}
+
+/// Add a tenant; `known_clusters` are the configured ones.
+pub async fn add_tenant(
+    catalog: &Catalog,
+    new: NewTenant,
+    known_clusters: &[ClusterName],
+    actor: &str,
+) -> Result<Tenant, TenantError> {
+    if !known_clusters.contains(&new.cluster) {
+        return Err(TenantError::UnknownCluster {
+            cluster: new.cluster.to_string(),
+            known: known_clusters
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let database = new.database.unwrap_or_else(|| new.name.to_string());
+    if database.is_empty() || database.len() > 63 || database.contains('\0') {
+        return Err(TenantError::InvalidDatabase);
+    }
+    if let Some(expression) = &new.schedule {
+        schedule::parse_cron(expression)?;
+    }
+    let to_int = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin"))?;
+    let inserted = transaction
+        .query_one(
+            &format!(
+                "INSERT INTO tenants (name, cluster, database_name, schedule, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 RETURNING {}",
+                SELECT_TENANTS
+                    .trim_start_matches("SELECT ")
+                    .trim_end_matches(" FROM tenants")
+            ),
+            &[
+                &new.name.as_str(),
+                &new.cluster.as_str(),
+                &database,
+                &new.schedule,
+                &to_int(new.retention.keep_daily),
+                &to_int(new.retention.keep_weekly),
+                &to_int(new.retention.keep_monthly),
+                &to_int(new.retention.keep_yearly),
+            ],
+        )
+        .await;
+    let row = match inserted {
+        Ok(row) => row,
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(TenantError::Exists(new.name));
+        }
+        Err(error) => return Err(query_error("insert tenant")(error)),
+    };
+    let tenant = tenant_from_row(&row)?;
+    transaction
+        .execute(
+            "INSERT INTO audit_log (actor, action, tenant, details) VALUES ($1, 'tenant.add', $2, jsonb_build_object('cluster', $3::text, 'database', $4::text))",
+            &[&actor, &new.name.as_str(), &new.cluster.as_str(), &tenant.database],
+        )
+        .await
+        .map_err(query_error("audit tenant.add"))?;
+    transaction.commit().await.map_err(query_error("commit"))?;
+    Ok(tenant)
+}
+
+pub async fn list_tenants(catalog: &Catalog) -> Result<Vec<Tenant>, TenantError> {
+    let connection = catalog.connection().await?;
+    let rows = connection
+        .query(&format!("{SELECT_TENANTS} ORDER BY name"), &[])
+        .await
+        .map_err(query_error("list tenants"))?;
+    rows.iter().map(tenant_from_row).collect()
+}
+
+pub async fn show_tenant(catalog: &Catalog, name: &TenantName) -> Result<Tenant, TenantError> {
+    let connection = catalog.connection().await?;
+    let row = connection
+        .query_opt(
+            &format!("{SELECT_TENANTS} WHERE name = $1"),
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(query_error("show tenant"))?
+        .ok_or_else(|| TenantError::NotFound(name.clone()))?;
+    tenant_from_row(&row)
+}
+
+pub async fn remove_tenant(
+    catalog: &Catalog,
+    name: &TenantName,
+    actor: &str,
+) -> Result<(), TenantError> {
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin"))?;
+    let removed = transaction
+        .execute("DELETE FROM tenants WHERE name = $1", &[&name.as_str()])
+        .await
+        .map_err(query_error("remove tenant"))?;
+    if removed == 0 {
+        return Err(TenantError::NotFound(name.clone()));
+    }
+    transaction
+        .execute(
+            "INSERT INTO audit_log (actor, action, tenant) VALUES ($1, 'tenant.remove', $2)",
+            &[&actor, &name.as_str()],
+        )
+        .await
+        .map_err(query_error("audit tenant.remove"))?;
+    transaction.commit().await.map_err(query_error("commit"))?;
+    Ok(())
+}

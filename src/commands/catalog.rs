@@ -1,0 +1,142 @@
+//! `lifeboat controller migrate` and `lifeboat tenant add|list|show|remove`: the catalog
+//! from the command line.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use comfy_table::Table;
+use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::tenants::{self, NewTenant, Retention};
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::{ClusterName, TenantName};
+
+use super::{load_config, parse_flag};
+
+async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
+    let catalog = config
+        .catalog
+        .as_ref()
+        .context("no [catalog] in the configuration: set catalog.cluster (and catalog.database, default \"lifeboat\")")?;
+    let cluster = config.cluster(&catalog.cluster)?;
+    Ok(Catalog::connect(cluster, &catalog.database).await?)
+}
+
+/// Who is acting, for the audit log: the operating-system user of the command line.
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
+pub async fn migrate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let catalog = open_catalog(&config).await?;
+    let report = catalog.migrate().await?;
+    if report.applied_now.is_empty() {
+        println!(
+            "catalog is up to date (version {})",
+            report.latest_version.unwrap_or(0)
+        );
+    } else {
+        println!("applied {}", report.applied_now.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tenant add` arguments.
+#[derive(Debug)]
+pub struct AddArguments<'a> {
+    pub name: &'a str,
+    pub cluster: &'a str,
+    pub database: Option<&'a str>,
+    pub schedule: Option<&'a str>,
+    pub retention: Retention,
+}
+
+pub async fn add(
+    config_path: Option<&Path>,
+    arguments: AddArguments<'_>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", arguments.name, TenantName::parse)?;
+    let cluster = parse_flag("cluster", arguments.cluster, ClusterName::parse)?;
+    let catalog = open_catalog(&config).await?;
+    let known_clusters: Vec<ClusterName> = config.clusters.keys().cloned().collect();
+    let tenant = tenants::add_tenant(
+        &catalog,
+        NewTenant {
+            name,
+            cluster,
+            database: arguments.database.map(str::to_owned),
+            schedule: arguments.schedule.map(str::to_owned),
+            retention: arguments.retention,
+        },
+        &known_clusters,
+        &actor(),
+    )
+    .await?;
+    println!(
+        "added tenant {} (cluster {}, database {:?}, schedule {})",
+        tenant.name, tenant.cluster, tenant.database, tenant.effective_schedule
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let catalog = open_catalog(&config).await?;
+    let all = tenants::list_tenants(&catalog).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header([
+        "tenant",
+        "cluster",
+        "database",
+        "schedule",
+        "keep d/w/m/y",
+        "legal hold",
+    ]);
+    for tenant in &all {
+        let retention = tenant.retention;
+        table.add_row([
+            tenant.name.to_string(),
+            tenant.cluster.clone(),
+            tenant.database.clone(),
+            tenant.effective_schedule.clone(),
+            format!(
+                "{}/{}/{}/{}",
+                retention.keep_daily,
+                retention.keep_weekly,
+                retention.keep_monthly,
+                retention.keep_yearly
+            ),
+            if tenant.legal_hold { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", name, TenantName::parse)?;
+    let catalog = open_catalog(&config).await?;
+    let tenant = tenants::show_tenant(&catalog, &name).await?;
+    println!("{}", serde_json::to_string_pretty(&tenant)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", name, TenantName::parse)?;
+    let catalog = open_catalog(&config).await?;
+    tenants::remove_tenant(&catalog, &name, &actor()).await?;
+    println!("removed tenant {name} from the catalog; its backups stay in the regions");
+    Ok(ExitCode::SUCCESS)
+}
