@@ -6,11 +6,8 @@
 //! by `lifeboat controller migrate` and at controller start, recorded by refinery in
 //! `refinery_schema_history`.
 
-use std::time::Duration;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use lifeboat_core::config::ClusterConfig;
-use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
 mod embedded {
@@ -72,17 +69,8 @@ impl Catalog {
     /// Connect to `database` on `cluster`; the first connection is made now so that a
     /// missing database or a dead server is reported at once.
     pub async fn connect(cluster: &ClusterConfig, database: &str) -> Result<Catalog, CatalogError> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&cluster.host)
-            .port(cluster.port)
-            .user(&cluster.user)
-            .dbname(database)
-            .application_name("lifeboat-controller")
-            .connect_timeout(Duration::from_secs(10));
-        if let Some(password) = &cluster.password {
-            config.password(password.expose_secret());
-        }
+        let config =
+            lifeboat_core::postgres::client_config(cluster, database, "lifeboat-controller");
         let manager = Manager::from_config(
             config,
             NoTls,

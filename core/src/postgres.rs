@@ -132,22 +132,32 @@ pub fn libpq_environment(cluster: &ClusterConfig) -> Vec<(&'static str, OsString
     environment
 }
 
-/// Connect to `database` on `cluster`; the connection is driven by a spawned task.
-pub async fn connect(
+/// Driver settings for `database` on `cluster`, for one connection or a pool.
+pub fn client_config(
     cluster: &ClusterConfig,
     database: &str,
-) -> Result<tokio_postgres::Client, PostgresError> {
+    application_name: &str,
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&cluster.host)
         .port(cluster.port)
         .user(&cluster.user)
         .dbname(database)
-        .application_name("lifeboat")
+        .application_name(application_name)
         .connect_timeout(Duration::from_secs(10));
     if let Some(password) = &cluster.password {
         config.password(password.expose_secret());
     }
+    config
+}
+
+/// Connect to `database` on `cluster`; the connection is driven by a spawned task.
+pub async fn connect(
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<tokio_postgres::Client, PostgresError> {
+    let config = client_config(cluster, database, "lifeboat");
     let (client, connection) = config.connect(NoTls).await.map_err(|error| {
         if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
             PostgresError::DatabaseMissing {
