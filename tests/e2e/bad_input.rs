@@ -166,12 +166,6 @@ async fn config_check_reports_every_problem_with_its_key() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     let open_identity = env.dir.path().join("open-identity.txt");
     lifeboat_core::keys::generate_identity_file(&open_identity).expect("keygen");
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&open_identity)
-            .expect("stat")
-            .permissions(),
-        0o644,
-    );
     std::fs::set_permissions(
         &open_identity,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
