@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use lifeboat_core::backup::{self, BackupError, BackupReport, BackupRequest};
-use lifeboat_core::config::Config;
-use lifeboat_core::ids::TenantName;
+use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::Progress;
 use lifeboat_core::region::Region;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// Connect to every configured region and take one backup of `tenant`.
 pub async fn backup_tenant(
     config: &Config,
-    tenant: &TenantName,
+    tenant: &TenantConfig,
     kind: BackupKind,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,

@@ -139,6 +139,11 @@ impl BackupId {
         Ok(Self(uuid))
     }
 
+    /// The id as a UUID, for the catalog's `uuid` columns.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+
     /// When the backup started, from the id's embedded millisecond timestamp.
     pub fn created_at(&self) -> DateTime<Utc> {
         let (seconds, nanoseconds) = self

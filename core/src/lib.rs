@@ -2,6 +2,7 @@
 //!
 //! Everything that both writes and reads backups lives here, so that the agent, the
 //! controller and the command line agree on names, formats and object layout:
+//! - [`api`]: the controller's HTTP API between agents and the controller;
 //! - [`ids`]: validated names and time-ordered backup ids, parsed once at the edge;
 //! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
 //! - [`keys`]: age recipients (public) and identities (private, restore side only);
@@ -11,6 +12,7 @@
 //! - [`backup`]: dump → zstd → age → multipart fan-out to every region → manifests;
 //! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback.
 
+pub mod api;
 pub mod backup;
 pub mod config;
 pub mod ids;

@@ -15,7 +15,7 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     let progress = progress_for(json, &format!("backup {tenant}"));
     let report = lifeboat_agent::backup_job::backup_tenant(
         &config,
-        &tenant,
+        config.tenant(&tenant)?,
         BackupKind::Manual,
         progress,
         cancel_on_signal(),

@@ -170,7 +170,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         let backup_started = Instant::now();
         let backup = lifeboat_agent::backup_job::backup_tenant(
             &config,
-            &tenant,
+            config.tenant(&tenant)?,
             BackupKind::Manual,
             Arc::new(Silent),
             cancel.clone(),

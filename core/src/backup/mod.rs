@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Config;
-use crate::ids::{BackupId, RegionName, TenantName};
+use crate::config::{Config, TenantConfig};
+use crate::ids::{BackupId, RegionName};
 use crate::manifest::{BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject};
 use crate::postgres::{self, PgTools, PostgresError};
 use crate::progress::{Progress, Stage};
@@ -52,7 +52,7 @@ pub enum BackupError {
 }
 
 /// How one region fared.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionResult {
     pub region: RegionName,
     pub stored: bool,
@@ -76,7 +76,8 @@ pub struct BackupReport {
 /// What to back up, and how.
 pub struct BackupRequest<'a> {
     pub config: &'a Config,
-    pub tenant: &'a TenantName,
+    /// The tenant and where its database is; the catalog or the config says.
+    pub tenant: &'a TenantConfig,
     pub kind: BackupKind,
     pub regions: Vec<Region>,
     pub progress: Arc<dyn Progress>,
@@ -87,7 +88,7 @@ impl std::fmt::Debug for BackupRequest<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("BackupRequest")
-            .field("tenant", &self.tenant)
+            .field("tenant", &self.tenant.name)
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
@@ -107,7 +108,7 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
 /// Take one backup of `request.tenant` and commit it to at least `min_regions` regions.
 pub async fn run_backup(request: BackupRequest<'_>) -> Result<BackupReport, BackupError> {
     let backup_id = BackupId::new();
-    let span = tracing::info_span!("backup", tenant = %request.tenant, backup = %backup_id);
+    let span = tracing::info_span!("backup", tenant = %request.tenant.name, backup = %backup_id);
     run_backup_as(request, backup_id).instrument(span).await
 }
 
@@ -118,10 +119,10 @@ async fn run_backup_as(
     let started = Instant::now();
     let started_at = Utc::now();
     let config = request.config;
-    let tenant = config.tenant(request.tenant)?;
+    let tenant = request.tenant;
     let cluster = config.cluster(&tenant.cluster)?;
     let tools = PgTools::locate(config.pg_bin_dir.as_deref());
-    let object_key = ObjectKey::Dump(request.tenant, backup_id).to_key();
+    let object_key = ObjectKey::Dump(&tenant.name, backup_id).to_key();
     request.progress.stage(Stage::Connecting);
 
     let snapshot_client = postgres::connect(cluster, &tenant.database).await?;
@@ -300,7 +301,7 @@ async fn run_backup_as(
 
     let mut manifest = Manifest {
         version: crate::manifest::MANIFEST_VERSION,
-        tenant: request.tenant.clone(),
+        tenant: tenant.name.clone(),
         backup_id,
         kind: request.kind,
         started_at,
@@ -343,7 +344,7 @@ async fn run_backup_as(
     }
 
     // The commit point: the manifest, in every region holding the whole object.
-    let manifest_key = ObjectKey::Manifest(request.tenant, backup_id).to_key();
+    let manifest_key = ObjectKey::Manifest(&tenant.name, backup_id).to_key();
     let manifest_bytes = Bytes::from(manifest.to_json());
     let written = join_all(holding_regions.iter().map(|upload| {
         let manifest_bytes = manifest_bytes.clone();

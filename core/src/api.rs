@@ -1,0 +1,283 @@
+//! The controller's HTTP API as agents use it: the jobs they claim and the reports they send.
+//!
+//! Both sides (`controller` serves it, `agent` calls it) use these types, so the wire format
+//! has one definition. Every body is JSON; every error is [`ErrorBody`] with a 4xx or 5xx
+//! status. Agents authenticate with `Authorization: Bearer <token>`.
+//!
+//! ```text
+//! POST /api/v1/agent/claim           ClaimRequest   -> 200 ClaimedJob | 204 nothing to do
+//! POST /api/v1/jobs/{id}/heartbeat   Heartbeat      -> 200 LeaseRenewed | 409 lease lost
+//! POST /api/v1/jobs/{id}/report      JobReport      -> 200 | 409 lease lost | 422 malformed
+//! ```
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::backup::RegionResult;
+use crate::ids::{BackupId, ClusterName, RegionName, TenantName};
+use crate::manifest::{BackupKind, Manifest};
+
+/// The path every API route starts with.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// The longest an agent may ask the controller to hold a claim open.
+pub const MAX_CLAIM_WAIT_SECONDS: u64 = 30;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    Backup,
+    Restore,
+    Drill,
+    Replicate,
+    Delete,
+    Scrub,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 6] = [
+        JobKind::Backup,
+        JobKind::Restore,
+        JobKind::Drill,
+        JobKind::Replicate,
+        JobKind::Delete,
+        JobKind::Scrub,
+    ];
+
+    /// The name stored in the catalog's `jobs.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+            JobKind::Drill => "drill",
+            JobKind::Replicate => "replicate",
+            JobKind::Delete => "delete",
+            JobKind::Scrub => "scrub",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The work of one job, with everything the agent needs to do it (the agent has no catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum JobWork {
+    /// Back up one tenant's database to every region the agent knows.
+    Backup {
+        tenant: TenantName,
+        cluster: ClusterName,
+        database: String,
+        backup_kind: BackupKind,
+    },
+    /// Copy a backup's stored object and manifest, as they are (still encrypted), from the
+    /// first healthy source region to `to`.
+    Replicate {
+        tenant: TenantName,
+        backup_id: BackupId,
+        sources: Vec<RegionName>,
+        to: RegionName,
+        stored_bytes: u64,
+        sha256: String,
+    },
+    /// Check copies in one region: present with the right size; those marked `full` are
+    /// also read whole and hashed against the manifest's SHA-256.
+    Scrub {
+        region: RegionName,
+        copies: Vec<ScrubTarget>,
+    },
+    /// Remove a backup's object and manifest from the given regions.
+    Delete {
+        tenant: TenantName,
+        backup_id: BackupId,
+        regions: Vec<RegionName>,
+    },
+}
+
+impl JobWork {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobWork::Backup { .. } => JobKind::Backup,
+            JobWork::Replicate { .. } => JobKind::Replicate,
+            JobWork::Scrub { .. } => JobKind::Scrub,
+            JobWork::Delete { .. } => JobKind::Delete,
+        }
+    }
+}
+
+/// One copy for scrub to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubTarget {
+    pub tenant: TenantName,
+    pub backup_id: BackupId,
+    pub stored_bytes: u64,
+    pub sha256: String,
+    /// Read the whole object and hash it, not only its size.
+    pub full: bool,
+}
+
+/// An agent asks for work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The clusters this agent can reach; jobs on other clusters are left for other agents.
+    pub clusters: Vec<ClusterName>,
+    /// Hold the request open this long when nothing is ready (long poll), at most
+    /// [`MAX_CLAIM_WAIT_SECONDS`].
+    pub wait_seconds: u64,
+}
+
+/// A job handed to an agent, with its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub id: i64,
+    /// Carried by every heartbeat and report of this attempt; a report with an older token
+    /// (from an attempt whose lease expired) is refused.
+    pub lease_token: Uuid,
+    /// Heartbeat well within this.
+    pub lease_seconds: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub work: JobWork,
+}
+
+/// Renew the lease of a running job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub lease_token: Uuid,
+}
+
+/// The lease was renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenewed {
+    pub lease_seconds: u64,
+}
+
+/// How a job attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobReport {
+    pub lease_token: Uuid,
+    pub outcome: JobOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum JobOutcome {
+    Succeeded {
+        result: JobResult,
+    },
+    /// `retryable: false` fails the job now (bad input, missing database); otherwise it is
+    /// retried with backoff until its attempts run out.
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+}
+
+/// What a successful job produced; its kind must match the job's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum JobResult {
+    Backup {
+        manifest: Box<Manifest>,
+        regions: Vec<RegionResult>,
+        duration_ms: u64,
+    },
+    Replicate {
+        region: RegionName,
+    },
+    Scrub {
+        region: RegionName,
+        copies: Vec<CopyCheck>,
+    },
+    Delete {
+        regions: Vec<RegionName>,
+    },
+}
+
+impl JobResult {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobResult::Backup { .. } => JobKind::Backup,
+            JobResult::Replicate { .. } => JobKind::Replicate,
+            JobResult::Scrub { .. } => JobKind::Scrub,
+            JobResult::Delete { .. } => JobKind::Delete,
+        }
+    }
+}
+
+/// What scrub found for one copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyCheck {
+    pub backup_id: BackupId,
+    pub state: CopyState,
+    /// Whether the whole object was read and hashed.
+    pub hashed: bool,
+    /// What was wrong, for a copy that is not `present`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The state of one copy of a backup in one region (`backup_copies.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyState {
+    Present,
+    Missing,
+    Corrupt,
+}
+
+impl CopyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Present => "present",
+            CopyState::Missing => "missing",
+            CopyState::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_work_round_trips_and_refuses_unknown_fields() {
+        let work = JobWork::Backup {
+            tenant: TenantName::parse("acme").expect("tenant"),
+            cluster: ClusterName::parse("main").expect("cluster"),
+            database: "acme \"db\"".to_owned(),
+            backup_kind: BackupKind::Scheduled,
+        };
+        let json = serde_json::to_string(&work).expect("serialise");
+        assert!(json.contains(r#""kind":"backup""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<JobWork>(&json).expect("parse"),
+            work
+        );
+        let extra = json.replace(r#""kind":"backup""#, r#""kind":"backup","rm":"-rf""#);
+        assert!(serde_json::from_str::<JobWork>(&extra).is_err());
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}
