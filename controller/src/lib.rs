@@ -4,6 +4,7 @@
 //! embedded migrations), tenants in it ([`tenants`]) and their schedules ([`schedule`]).
 //! The controller depends on core only; agents will reach it over HTTP.
 
+pub mod backups;
 pub mod catalog;
 pub mod schedule;
 pub mod tenants;
