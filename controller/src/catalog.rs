@@ -37,6 +37,8 @@ pub enum CatalogError {
     Pool(String),
     #[error("applying catalog migrations failed: {0}")]
     Migration(String),
+    #[error("the catalog holds something this lifeboat cannot read: {0}")]
+    Inconsistent(String),
     #[error("catalog query failed: {action}: {source}")]
     Query {
         action: String,

@@ -6,5 +6,7 @@
 
 pub mod backups;
 pub mod catalog;
+pub mod queue;
 pub mod schedule;
+pub mod scheduler;
 pub mod tenants;

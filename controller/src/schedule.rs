@@ -45,14 +45,50 @@ pub fn parse_cron(expression: &str) -> Result<cron::Schedule, InvalidSchedule> {
     })
 }
 
-/// The default schedule of `tenant`: daily at its hashed minute of `window`.
-pub fn default_schedule(tenant: &TenantName, window: BackupWindow) -> String {
+/// The minute of the day (UTC) at which `tenant`'s default schedule runs.
+pub fn default_minute_of_day(tenant: &TenantName, window: BackupWindow) -> u32 {
     let digest = Sha256::digest(tenant.as_str().as_bytes());
     let mut first_bytes = [0u8; 8];
     first_bytes.copy_from_slice(&digest[..8]);
     let offset = u64::from_be_bytes(first_bytes) % u64::from(window.length_minutes.max(1));
     let minute_of_day = (u64::from(window.start_minute_of_day) + offset) % (24 * 60);
+    // Below 1440 by the modulo.
+    u32::try_from(minute_of_day).unwrap_or(0)
+}
+
+/// The default schedule of `tenant`: daily at its hashed minute of `window`.
+pub fn default_schedule(tenant: &TenantName, window: BackupWindow) -> String {
+    let minute_of_day = default_minute_of_day(tenant, window);
     format!("0 {} {} * * *", minute_of_day % 60, minute_of_day / 60)
+}
+
+impl FromStr for BackupWindow {
+    type Err = String;
+
+    /// `HH:MM-HH:MM` in UTC; a window may wrap past midnight (`22:00-02:00`).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid =
+            || format!("backup window {text:?} is not HH:MM-HH:MM (UTC), e.g. 01:00-05:00");
+        let (start, end) = text.split_once('-').ok_or_else(invalid)?;
+        let minute = |part: &str| -> Result<u32, String> {
+            let (hours, minutes) = part.trim().split_once(':').ok_or_else(invalid)?;
+            let hours: u32 = hours.parse().map_err(|_| invalid())?;
+            let minutes: u32 = minutes.parse().map_err(|_| invalid())?;
+            if hours > 23 || minutes > 59 {
+                return Err(invalid());
+            }
+            Ok(hours * 60 + minutes)
+        };
+        let (start, end) = (minute(start)?, minute(end)?);
+        let length_minutes = (end + 24 * 60 - start) % (24 * 60);
+        if length_minutes == 0 {
+            return Err(format!("backup window {text:?} is empty"));
+        }
+        Ok(BackupWindow {
+            start_minute_of_day: start,
+            length_minutes,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +123,15 @@ mod tests {
         assert!(parse_cron("0 30 2 * * *").is_ok());
         let error = parse_cron("every night").expect_err("refused");
         assert!(error.to_string().contains("\"every night\""), "{error}");
+    }
+
+    #[test]
+    fn backup_windows_parse_and_may_wrap_midnight() {
+        let window: BackupWindow = "22:30-02:00".parse().expect("window");
+        assert_eq!(window.start_minute_of_day, 22 * 60 + 30);
+        assert_eq!(window.length_minutes, 210);
+        assert!("25:00-01:00".parse::<BackupWindow>().is_err());
+        assert!("01:00-01:00".parse::<BackupWindow>().is_err());
+        assert!("nightly".parse::<BackupWindow>().is_err());
     }
 }

@@ -1,0 +1,486 @@
+//! The job queue, in the catalog.
+//!
+//! - **Enqueue** with an optional dedup key: a key is used at most once, ever, so a scheduled
+//!   slot becomes one job even when two controllers enqueue it.
+//! - **Claim** with `FOR UPDATE SKIP LOCKED`: claimers never wait on each other's candidate
+//!   rows. Concurrency limits (per database cluster, per region, one job per tenant at a
+//!   time) are checked under transaction-scoped advisory locks taken with *try*, so two
+//!   claimers cannot both take the last place under a limit, and no claimer ever blocks.
+//! - **Lease**: a claimed job carries a fresh lease token and an expiry that heartbeats push
+//!   back. Reports and heartbeats must carry the token of the current attempt; a stale one
+//!   (its lease expired and the job moved on) is refused, so an attempt that lost its lease
+//!   can never complete the job twice.
+//! - **Retry**: a failed attempt, or an expired lease, requeues the job after an exponential
+//!   backoff until `max_attempts`; then it stays `failed` with its last error.
+
+use std::time::Duration;
+
+use lifeboat_core::api::{ClaimedJob, JobKind, JobWork};
+use lifeboat_core::ids::ClusterName;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, CatalogError};
+
+/// How the queue hands out and retries work.
+#[derive(Debug, Clone)]
+pub struct QueuePolicy {
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// Jobs running at once against one database cluster.
+    pub max_per_cluster: i64,
+    /// Jobs running at once against one region (replicate, scrub).
+    pub max_per_region: i64,
+    /// First retry delay; doubled at each further attempt, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Attempts before a job is left `failed`.
+    pub max_attempts: i32,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy {
+            lease: Duration::from_secs(60),
+            max_per_cluster: 4,
+            max_per_region: 8,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(30 * 60),
+            max_attempts: 4,
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// The delay before attempt `attempts + 1`, after `attempts` failed ones.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(20);
+        self.retry_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.retry_max)
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub work: JobWork,
+    /// Used once, ever: a second enqueue with the same key is a no-op.
+    pub dedup_key: Option<String>,
+}
+
+impl NewJob {
+    /// The tenant, cluster and region the limits apply to.
+    fn scope(&self) -> (Option<String>, Option<String>, Option<String>) {
+        match &self.work {
+            JobWork::Backup {
+                tenant, cluster, ..
+            } => (Some(tenant.to_string()), Some(cluster.to_string()), None),
+            JobWork::Replicate { tenant, to, .. } => {
+                (Some(tenant.to_string()), None, Some(to.to_string()))
+            }
+            JobWork::Scrub { region, .. } => (None, None, Some(region.to_string())),
+            JobWork::Delete { tenant, .. } => (Some(tenant.to_string()), None, None),
+        }
+    }
+}
+
+/// A job that has finished, or not, as the catalog holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobStatus {
+    pub id: i64,
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("job {0} does not exist")]
+    NoSuchJob(i64),
+    #[error(
+        "job {0} is no longer held by this lease (it expired and the job was retried or finished); stop working on it"
+    )]
+    LeaseLost(i64),
+    #[error("job {id}: {message}")]
+    InvalidReport { id: i64, message: String },
+}
+
+fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
+    move |source| CatalogError::Query {
+        action: action.to_owned(),
+        source,
+    }
+}
+
+/// Enqueue `jobs`; those whose dedup key was used before are skipped. Returns the ids of the
+/// jobs inserted now. One statement, however many jobs.
+pub async fn enqueue<C: GenericClient>(
+    client: &C,
+    jobs: &[NewJob],
+    max_attempts: i32,
+) -> Result<Vec<i64>, CatalogError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut tenants = Vec::with_capacity(jobs.len());
+    let mut clusters = Vec::with_capacity(jobs.len());
+    let mut regions = Vec::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    let mut params = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let (tenant, cluster, region) = job.scope();
+        kinds.push(job.work.kind().as_str().to_owned());
+        tenants.push(tenant);
+        clusters.push(cluster);
+        regions.push(region);
+        keys.push(job.dedup_key.clone());
+        params.push(serde_json::to_value(&job.work).unwrap_or_default());
+    }
+    let rows = client
+        .query(
+            "INSERT INTO jobs (kind, tenant, cluster, region, dedup_key, params, max_attempts)
+             SELECT kind, tenant, cluster, region, dedup_key, params, $7
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+                  AS new (kind, tenant, cluster, region, dedup_key, params)
+             ON CONFLICT (dedup_key) DO NOTHING
+             RETURNING id",
+            &[
+                &kinds,
+                &tenants,
+                &clusters,
+                &regions,
+                &keys,
+                &params,
+                &max_attempts,
+            ],
+        )
+        .await
+        .map_err(query_error("enqueue jobs"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// A stable 64-bit advisory-lock key for a limit's scope.
+fn lock_key(scope: &str, name: &str) -> String {
+    format!("lifeboat.limit.{scope}.{name}")
+}
+
+/// Claim the oldest ready job this agent can run, or `None`.
+pub async fn claim(
+    catalog: &Catalog,
+    agent: &str,
+    clusters: &[ClusterName],
+    policy: &QueuePolicy,
+) -> Result<Option<ClaimedJob>, CatalogError> {
+    let clusters: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin claim"))?;
+    // Candidates: ready, on a cluster this agent serves (or none), not obviously over a
+    // limit. The limits are checked again below under locks; this only saves lock traffic.
+    let candidates = transaction
+        .query(
+            "SELECT id, tenant, cluster, region FROM jobs
+             WHERE state = 'queued' AND run_after <= now()
+               AND (cluster IS NULL OR cardinality($1::text[]) = 0 OR cluster = ANY($1))
+             ORDER BY run_after, id
+             LIMIT 4
+             FOR UPDATE SKIP LOCKED",
+            &[&clusters],
+        )
+        .await
+        .map_err(query_error("find a job to claim"))?;
+    for candidate in candidates {
+        let id: i64 = candidate.get(0);
+        let tenant: Option<String> = candidate.get(1);
+        let cluster: Option<String> = candidate.get(2);
+        let region: Option<String> = candidate.get(3);
+        if !within_limits(
+            &*transaction,
+            tenant.as_deref(),
+            cluster.as_deref(),
+            region.as_deref(),
+            policy,
+        )
+        .await?
+        {
+            continue;
+        }
+        let lease_token = Uuid::new_v4();
+        let lease_ms = i64::try_from(policy.lease.as_millis()).unwrap_or(i64::MAX);
+        let row = transaction
+            .query_one(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2,
+                        lease_token = $3, lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
+                        started_at = now()
+                 WHERE id = $1
+                 RETURNING params, attempts",
+                &[&id, &agent, &lease_token, &lease_ms],
+            )
+            .await
+            .map_err(query_error("claim job"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(query_error("commit claim"))?;
+        let params: serde_json::Value = row.get(0);
+        let attempts: i32 = row.get(1);
+        let work: JobWork = serde_json::from_value(params).map_err(|error| {
+            CatalogError::Inconsistent(format!("job {id} has unreadable parameters: {error}"))
+        })?;
+        return Ok(Some(ClaimedJob {
+            id,
+            lease_token,
+            lease_seconds: policy.lease.as_secs().max(1),
+            attempt: u32::try_from(attempts).unwrap_or(0),
+            work,
+        }));
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit claim"))?;
+    Ok(None)
+}
+
+/// Whether a job with this scope may start now. Each scope is locked with a
+/// transaction-scoped *try* lock: if another claimer is deciding for the same scope right
+/// now, this candidate is skipped rather than waited for, so claims never block or deadlock.
+async fn within_limits<C: GenericClient>(
+    client: &C,
+    tenant: Option<&str>,
+    cluster: Option<&str>,
+    region: Option<&str>,
+    policy: &QueuePolicy,
+) -> Result<bool, CatalogError> {
+    let checks: [(&str, Option<&str>, &str, i64); 3] = [
+        ("tenant", tenant, "tenant", 1),
+        ("cluster", cluster, "cluster", policy.max_per_cluster),
+        ("region", region, "region", policy.max_per_region),
+    ];
+    for (scope, name, column, limit) in checks {
+        let Some(name) = name else { continue };
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&lock_key(scope, name)],
+            )
+            .await
+            .map_err(query_error("lock a concurrency limit"))?
+            .get(0);
+        if !locked {
+            return Ok(false);
+        }
+        // The column name comes from the fixed list above, never from input.
+        let running: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM jobs WHERE state = 'running' AND {column} = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(query_error("count running jobs"))?
+            .get(0);
+        if running >= limit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Push back the lease of a running job held by `lease_token`.
+pub async fn heartbeat(
+    catalog: &Catalog,
+    id: i64,
+    lease_token: Uuid,
+    policy: &QueuePolicy,
+) -> Result<(), QueueError> {
+    let connection = catalog.connection().await?;
+    let lease_ms = i64::try_from(policy.lease.as_millis()).unwrap_or(i64::MAX);
+    let renewed = connection
+        .execute(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::bigint / 1000.0)
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            &[&id, &lease_token, &lease_ms],
+        )
+        .await
+        .map_err(query_error("renew lease"))?;
+    if renewed == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost_or_missing(&**connection, id).await)
+    }
+}
+
+async fn lease_lost_or_missing<C: GenericClient>(client: &C, id: i64) -> QueueError {
+    match client
+        .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&id])
+        .await
+    {
+        Ok(Some(_)) => QueueError::LeaseLost(id),
+        Ok(None) => QueueError::NoSuchJob(id),
+        Err(error) => QueueError::Catalog(query_error("look up job")(error)),
+    }
+}
+
+/// The running job `id` held by `lease_token`, locked for the rest of `transaction`.
+pub async fn lock_running<C: GenericClient>(
+    client: &C,
+    id: i64,
+    lease_token: Uuid,
+) -> Result<(JobKind, JobWork), QueueError> {
+    let row = client
+        .query_opt(
+            "SELECT kind, params FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR UPDATE",
+            &[&id, &lease_token],
+        )
+        .await
+        .map_err(query_error("look up running job"))?;
+    let Some(row) = row else {
+        return Err(lease_lost_or_missing(client, id).await);
+    };
+    let kind: String = row.get(0);
+    let params: serde_json::Value = row.get(1);
+    let kind = JobKind::parse(&kind).ok_or_else(|| QueueError::InvalidReport {
+        id,
+        message: format!("the catalog holds an unknown job kind {kind:?}"),
+    })?;
+    let work = serde_json::from_value(params).map_err(|error| QueueError::InvalidReport {
+        id,
+        message: format!("the catalog holds unreadable job parameters: {error}"),
+    })?;
+    Ok((kind, work))
+}
+
+/// Mark a job locked by [`lock_running`] as succeeded.
+pub async fn mark_succeeded<C: GenericClient>(
+    client: &C,
+    id: i64,
+    result: &serde_json::Value,
+) -> Result<(), CatalogError> {
+    client
+        .execute(
+            "UPDATE jobs SET state = 'succeeded', result = $2, finished_at = now(),
+                    lease_token = NULL, lease_expires_at = NULL, last_error = NULL
+             WHERE id = $1",
+            &[&id, result],
+        )
+        .await
+        .map_err(query_error("mark job succeeded"))?;
+    Ok(())
+}
+
+/// Record a failed attempt of a job locked by [`lock_running`]: retried after a backoff
+/// while attempts remain and the failure is retryable, else failed for good.
+pub async fn mark_failed<C: GenericClient>(
+    client: &C,
+    id: i64,
+    error: &str,
+    retryable: bool,
+    policy: &QueuePolicy,
+) -> Result<(), CatalogError> {
+    client
+        .execute(
+            &format!(
+                "UPDATE jobs SET
+                    state = CASE WHEN $3 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+                    run_after = now() + {backoff},
+                    finished_at = CASE WHEN $3 AND attempts < max_attempts THEN NULL ELSE now() END,
+                    last_error = $2, lease_token = NULL, lease_expires_at = NULL
+                 WHERE id = $1",
+                backoff = backoff_sql(4)
+            ),
+            &[&id, &error, &retryable, &backoff_millis(policy)],
+        )
+        .await
+        .map_err(query_error("mark job failed"))?;
+    Ok(())
+}
+
+/// `min(base * 2^(attempts-1), max)` as an SQL interval, with parameter `$n` bound to
+/// [`backoff_millis`].
+fn backoff_sql(n: usize) -> String {
+    format!(
+        "make_interval(secs => least((${n}::bigint[])[1] * power(2, greatest(attempts - 1, 0)), (${n}::bigint[])[2]) / 1000.0)"
+    )
+}
+
+fn backoff_millis(policy: &QueuePolicy) -> Vec<i64> {
+    [policy.retry_base, policy.retry_max]
+        .iter()
+        .map(|duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+        .collect()
+}
+
+/// Requeue (or fail, when out of attempts) every running job whose lease has expired: its
+/// agent died or lost touch. Returns how many.
+pub async fn reap_expired_leases(
+    catalog: &Catalog,
+    policy: &QueuePolicy,
+) -> Result<u64, CatalogError> {
+    let connection = catalog.connection().await?;
+    let reaped = connection
+        .execute(
+            &format!(
+                "UPDATE jobs SET
+                    state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+                    run_after = now() + {backoff},
+                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+                    last_error = 'lease expired: agent ' || coalesce(lease_owner, '?') || ' stopped sending heartbeats',
+                    lease_token = NULL, lease_expires_at = NULL
+                 WHERE state = 'running' AND lease_expires_at < now()",
+                backoff = backoff_sql(1)
+            ),
+            &[&backoff_millis(policy)],
+        )
+        .await
+        .map_err(query_error("reap expired leases"))?;
+    Ok(reaped)
+}
+
+/// The state of the given jobs.
+pub async fn job_statuses(catalog: &Catalog, ids: &[i64]) -> Result<Vec<JobStatus>, CatalogError> {
+    let connection = catalog.connection().await?;
+    let rows = connection
+        .query(
+            "SELECT id, kind, tenant, state, attempts, last_error, result FROM jobs WHERE id = ANY($1) ORDER BY id",
+            &[&ids],
+        )
+        .await
+        .map_err(query_error("read job states"))?;
+    Ok(rows
+        .iter()
+        .map(|row| JobStatus {
+            id: row.get(0),
+            kind: row.get(1),
+            tenant: row.get(2),
+            state: row.get(3),
+            attempts: row.get(4),
+            last_error: row.get(5),
+            result: row.get(6),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let policy = QueuePolicy {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(10),
+            ..QueuePolicy::default()
+        };
+        let delays: Vec<u64> = (1..=5).map(|n| policy.backoff(n).as_secs()).collect();
+        assert_eq!(delays, vec![2, 4, 8, 10, 10]);
+    }
+}
