@@ -4,9 +4,13 @@
 //! embedded migrations), tenants in it ([`tenants`]) and their schedules ([`schedule`]).
 //! The controller depends on core only; agents will reach it over HTTP.
 
+pub mod agents;
 pub mod backups;
 pub mod catalog;
+pub mod metrics;
 pub mod queue;
+pub mod reports;
 pub mod schedule;
 pub mod scheduler;
+pub mod server;
 pub mod tenants;

@@ -1,0 +1,150 @@
+//! Applying an agent's report: the job's effect on the catalog and its new state, in one
+//! transaction, so a report is applied entirely or not at all.
+
+use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork};
+use lifeboat_core::ids::RegionName;
+
+use crate::backups;
+use crate::catalog::{Catalog, CatalogError};
+use crate::queue::{self, QueueError, QueuePolicy};
+
+fn invalid(id: i64, message: impl Into<String>) -> QueueError {
+    QueueError::InvalidReport {
+        id,
+        message: message.into(),
+    }
+}
+
+fn begin_error(source: tokio_postgres::Error) -> QueueError {
+    QueueError::Catalog(CatalogError::Query {
+        action: "apply a job report".to_owned(),
+        source,
+    })
+}
+
+/// Apply `report` to job `id`. `regions` are the configured regions: a report naming any
+/// other is malformed. Nothing changes when an error is returned.
+pub async fn apply_report(
+    catalog: &Catalog,
+    id: i64,
+    report: &JobReport,
+    regions: &[RegionName],
+    policy: &QueuePolicy,
+) -> Result<(), QueueError> {
+    let mut connection = catalog.connection().await?;
+    let transaction = connection.transaction().await.map_err(begin_error)?;
+    let (kind, work) = queue::lock_running(&*transaction, id, report.lease_token).await?;
+    match &report.outcome {
+        JobOutcome::Failed { error, retryable } => {
+            if error.trim().is_empty() {
+                return Err(invalid(id, "a failure report needs a non-empty error"));
+            }
+            // Bounded: an error is a message, not a log.
+            let error: String = error.chars().take(4000).collect();
+            queue::mark_failed(&*transaction, id, &error, *retryable, policy).await?;
+        }
+        JobOutcome::Succeeded { result } => {
+            if result.kind() != kind {
+                return Err(invalid(
+                    id,
+                    format!(
+                        "the job is a {kind} job but the report carries a {} result",
+                        result.kind()
+                    ),
+                ));
+            }
+            let summary = apply_result(&*transaction, id, &work, result, regions).await?;
+            queue::mark_succeeded(&*transaction, id, &summary).await?;
+        }
+    }
+    transaction.commit().await.map_err(begin_error)?;
+    Ok(())
+}
+
+fn known_region(id: i64, region: &RegionName, regions: &[RegionName]) -> Result<(), QueueError> {
+    if regions.contains(region) {
+        Ok(())
+    } else {
+        Err(invalid(id, format!("the report names unknown region {region}")))
+    }
+}
+
+/// The result's effect on the catalog; returns what is kept in `jobs.result`.
+async fn apply_result(
+    client: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    work: &JobWork,
+    result: &JobResult,
+    regions: &[RegionName],
+) -> Result<serde_json::Value, QueueError> {
+    match (work, result) {
+        (
+            JobWork::Backup {
+                tenant,
+                cluster,
+                backup_kind,
+                ..
+            },
+            JobResult::Backup {
+                manifest,
+                regions: region_results,
+                duration_ms,
+            },
+        ) => {
+            if &manifest.tenant != tenant
+                || &manifest.source.cluster != cluster
+                || manifest.kind != *backup_kind
+            {
+                return Err(invalid(
+                    id,
+                    format!(
+                        "the manifest is for tenant {} on cluster {} ({:?}), not this job's {tenant} on {cluster}",
+                        manifest.tenant, manifest.source.cluster, manifest.kind
+                    ),
+                ));
+            }
+            if !manifest.regions.iter().all(|region| {
+                region_results
+                    .iter()
+                    .any(|result| result.stored && &result.region == region)
+            }) {
+                return Err(invalid(
+                    id,
+                    "the manifest lists a region the report does not say was stored",
+                ));
+            }
+            let mut copies = Vec::new();
+            for result in region_results {
+                known_region(id, &result.region, regions)?;
+                let state = if result.stored {
+                    CopyState::Present
+                } else {
+                    CopyState::Missing
+                };
+                copies.push((result.region.clone(), state));
+            }
+            if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
+                return Err(invalid(id, "a successful backup must be stored in a region"));
+            }
+            backups::record_backup(client, manifest, &copies).await?;
+            let present = copies
+                .iter()
+                .filter(|(_, state)| *state == CopyState::Present)
+                .count();
+            Ok(serde_json::json!({
+                "backup_id": manifest.backup_id,
+                "stored_bytes": manifest.object.stored_bytes,
+                "duration_ms": duration_ms,
+                "regions": region_results,
+                "degraded": present < regions.len(),
+            }))
+        }
+        _ => Err(invalid(
+            id,
+            format!(
+                "{} results are not accepted by this controller yet",
+                result.kind()
+            ),
+        )),
+    }
+}
