@@ -73,15 +73,41 @@ enum Command {
         #[command(subcommand)]
         command: BackupsCommand,
     },
-    /// The controller (today: its catalog).
+    /// The controller: catalog, scheduler, job queue and the agents' API.
     Controller {
         #[command(subcommand)]
         command: ControllerCommand,
     },
+    /// Run jobs for a controller (`lifeboat agent --controller URL`), or manage agent tokens.
+    #[command(args_conflicts_with_subcommands = true)]
+    Agent {
+        #[command(subcommand)]
+        command: Option<AgentCommand>,
+        #[command(flatten)]
+        flags: commands::controller::AgentFlags,
+    },
+    /// Back up every tenant in the catalog through the job queue, wait, summarise; exits
+    /// non-zero if any tenant lacks a good backup from this run. Meant for cron.
+    Nightly(commands::nightly::NightlyFlags),
     /// Tenants in the catalog.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// The catalog's backups, rebuilt from a region's manifests.
+    Catalog {
+        #[command(subcommand)]
+        command: commands::rebuild::CatalogCommand,
+    },
+    /// Retention: trash the backups each tenant's policy no longer keeps.
+    Retention {
+        #[command(subcommand)]
+        command: commands::retention::RetentionCommand,
+    },
+    /// Trashed backups: list, restore, purge.
+    Trash {
+        #[command(subcommand)]
+        command: commands::retention::TrashCommand,
     },
     /// Run everything on this machine: a PostgreSQL cluster, three regions, three
     /// tenants; back up, restore, verify and print a summary.
@@ -105,6 +131,25 @@ enum ConfigCommand {
 enum ControllerCommand {
     /// Apply the catalog's migrations (safe to repeat).
     Migrate,
+    /// Run the controller: migrations, scheduler, queue, API, and an embedded agent.
+    Serve(commands::controller::ServeFlags),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Agent tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for an agent; it is printed once and stored hashed.
+    Create { name: String },
+    /// Revoke an agent's token; its next request is refused.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,10 +185,18 @@ enum TenantCommand {
     Show { name: String },
     /// Remove a tenant from the catalog (its backups stay).
     Remove { name: String },
+    /// Put a tenant under legal hold: none of its backups is trashed or purged.
+    Hold { name: String },
+    /// Lift a tenant's legal hold.
+    Unhold { name: String },
 }
 
 #[derive(Debug, Subcommand)]
 enum BackupsCommand {
+    /// Put a backup under legal hold (catalog): never trashed or purged.
+    Hold { backup: String },
+    /// Lift a backup's legal hold.
+    Unhold { backup: String },
     /// List backups.
     List {
         #[arg(long)]
@@ -200,6 +253,28 @@ fn main() -> ExitCode {
             Command::Controller {
                 command: ControllerCommand::Migrate,
             } => commands::catalog::migrate(config_path).await,
+            Command::Controller {
+                command: ControllerCommand::Serve(flags),
+            } => commands::controller::serve(config_path, flags).await,
+            Command::Agent {
+                command: None,
+                flags,
+            } => commands::controller::agent(config_path, flags).await,
+            Command::Agent {
+                command:
+                    Some(AgentCommand::Token {
+                        command: TokenCommand::Create { name },
+                    }),
+                ..
+            } => commands::controller::token_create(config_path, &name).await,
+            Command::Agent {
+                command:
+                    Some(AgentCommand::Token {
+                        command: TokenCommand::Revoke { name },
+                    }),
+                ..
+            } => commands::controller::token_revoke(config_path, &name).await,
+            Command::Nightly(flags) => commands::nightly::run(config_path, flags).await,
             Command::Tenant { command } => match command {
                 TenantCommand::Add {
                     name,
@@ -230,10 +305,25 @@ fn main() -> ExitCode {
                 }
                 TenantCommand::List { json } => commands::catalog::list(config_path, json).await,
                 TenantCommand::Show { name } => commands::catalog::show(config_path, &name).await,
+                TenantCommand::Hold { name } => {
+                    commands::retention::hold_tenant(config_path, &name, true).await
+                }
+                TenantCommand::Unhold { name } => {
+                    commands::retention::hold_tenant(config_path, &name, false).await
+                }
                 TenantCommand::Remove { name } => {
                     commands::catalog::remove(config_path, &name).await
                 }
             },
+            Command::Backups {
+                command: BackupsCommand::Hold { backup },
+            } => commands::retention::hold_backup(config_path, &backup, true).await,
+            Command::Backups {
+                command: BackupsCommand::Unhold { backup },
+            } => commands::retention::hold_backup(config_path, &backup, false).await,
+            Command::Catalog { command } => commands::rebuild::run(config_path, command).await,
+            Command::Retention { command } => commands::retention::run(config_path, command).await,
+            Command::Trash { command } => commands::retention::trash(config_path, command).await,
             Command::Demo { dir, keep } => commands::demo::run(&dir, keep).await,
         }
     });

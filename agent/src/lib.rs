@@ -3,7 +3,10 @@
 //! Today it runs them in-process for the command line (`lifeboat backup`, `lifeboat
 //! restore`); with the controller it will claim the same jobs over its HTTP API. A backup
 //! goes through core's data path; a restore is a sequence of provisioner steps around
-//! core's restore stream, with fallback from region to region.
+//! core's restore stream, with fallback from region to region. Maintenance jobs (scrub,
+//! replicate) check and repair the stored copies without any keys.
 
 pub mod backup_job;
+pub mod maintenance;
 pub mod restore_job;
+pub mod worker;

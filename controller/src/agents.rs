@@ -32,18 +32,15 @@ fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Ca
     }
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+/// The SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// A new random token.
 pub fn generate_token() -> String {
     let random = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
-    format!(
-        "{TOKEN_PREFIX}{}{}",
-        random[0].simple(),
-        random[1].simple()
-    )
+    format!("{TOKEN_PREFIX}{}{}", random[0].simple(), random[1].simple())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -56,7 +53,11 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Create a token for agent `name`; returns the token, which is not stored.
-pub async fn create_token(catalog: &Catalog, name: &str, actor: &str) -> Result<String, TokenError> {
+pub async fn create_token(
+    catalog: &Catalog,
+    name: &str,
+    actor: &str,
+) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::InvalidName(name.to_owned()));
     }

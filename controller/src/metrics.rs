@@ -117,7 +117,11 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
             "Jobs waiting to be claimed, by kind.",
             "queued",
         ),
-        ("lifeboat_jobs_running", "Jobs being worked on, by kind.", "running"),
+        (
+            "lifeboat_jobs_running",
+            "Jobs being worked on, by kind.",
+            "running",
+        ),
         (
             "lifeboat_jobs_failed",
             "Jobs that failed after their last attempt, by kind.",

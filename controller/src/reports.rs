@@ -53,7 +53,7 @@ pub async fn apply_report(
                     ),
                 ));
             }
-            let summary = apply_result(&*transaction, id, &work, result, regions).await?;
+            let summary = apply_result(&transaction, id, &work, result, regions).await?;
             queue::mark_succeeded(&*transaction, id, &summary).await?;
         }
     }
@@ -65,7 +65,10 @@ fn known_region(id: i64, region: &RegionName, regions: &[RegionName]) -> Result<
     if regions.contains(region) {
         Ok(())
     } else {
-        Err(invalid(id, format!("the report names unknown region {region}")))
+        Err(invalid(
+            id,
+            format!("the report names unknown region {region}"),
+        ))
     }
 }
 
@@ -124,7 +127,10 @@ async fn apply_result(
                 copies.push((result.region.clone(), state));
             }
             if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
-                return Err(invalid(id, "a successful backup must be stored in a region"));
+                return Err(invalid(
+                    id,
+                    "a successful backup must be stored in a region",
+                ));
             }
             backups::record_backup(client, manifest, &copies).await?;
             let present = copies

@@ -95,7 +95,10 @@ impl IntoResponse for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(error: CatalogError) -> ApiError {
         tracing::error!(error = %error, "catalog error while serving a request");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the catalog is unavailable")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the catalog is unavailable",
+        )
     }
 }
 
@@ -132,10 +135,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, A
         .ok()
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("the Authorization header must be Bearer <agent token>"))?;
-    if let Some(embedded) = &state.embedded_token {
-        if embedded.expose_secret() == token {
-            return Ok("embedded".to_owned());
-        }
+    // Compared as hashes, so the comparison's timing says nothing about the token.
+    if let Some(embedded) = &state.embedded_token
+        && agents::token_hash(embedded.expose_secret()) == agents::token_hash(token)
+    {
+        return Ok("embedded".to_owned());
     }
     agents::authenticate(&state.catalog, token)
         .await?
@@ -155,7 +159,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = metrics::render(&state.catalog, &state.options.regions).await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response())
@@ -178,8 +185,13 @@ async fn claim(
     loop {
         // Register for a wakeup before looking, so work enqueued in between is not missed.
         let notified = state.work_ready.notified();
-        if let Some(job) =
-            queue::claim(&state.catalog, &agent, &request.clusters, &state.options.policy).await?
+        if let Some(job) = queue::claim(
+            &state.catalog,
+            &agent,
+            &request.clusters,
+            &state.options.policy,
+        )
+        .await?
         {
             tracing::info!(job = job.id, kind = %job.work.kind(), agent, attempt = job.attempt, "job claimed");
             return Ok(Json(job).into_response());
@@ -205,7 +217,13 @@ async fn heartbeat(
 ) -> Result<Json<LeaseRenewed>, ApiError> {
     authenticate(&state, &headers).await?;
     let request = json_body(body)?;
-    queue::heartbeat(&state.catalog, id, request.lease_token, &state.options.policy).await?;
+    queue::heartbeat(
+        &state.catalog,
+        id,
+        request.lease_token,
+        &state.options.policy,
+    )
+    .await?;
     Ok(Json(LeaseRenewed {
         lease_seconds: state.options.policy.lease.as_secs().max(1),
     }))

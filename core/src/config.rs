@@ -85,7 +85,32 @@ pub struct RawConfig {
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
     catalog: Option<RawCatalog>,
+    #[serde(default)]
+    retention: RawRetention,
 }
+
+/// `[retention]`: how long trashed backups wait before they are purged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default = "default_trash_days")]
+    trash_days: u32,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            trash_days: default_trash_days(),
+        }
+    }
+}
+
+fn default_trash_days() -> u32 {
+    14
+}
+
+/// The longest trash period accepted, in days (ten years).
+const MAX_TRASH_DAYS: u32 = 3650;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +241,8 @@ pub struct Config {
     pub tenants: BTreeMap<TenantName, TenantConfig>,
     /// Only the controller and catalog commands need it.
     pub catalog: Option<CatalogConfig>,
+    /// How long a trashed backup waits before it is purged (`[retention] trash_days`).
+    pub trash_period: std::time::Duration,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -234,6 +261,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "regions",
     "tenants",
     "catalog",
+    "retention",
 ];
 
 impl Config {
@@ -541,6 +569,13 @@ impl RawConfig {
             }
         }
 
+        if self.retention.trash_days > MAX_TRASH_DAYS {
+            problems.add(
+                "retention.trash_days",
+                format!("must be at most {MAX_TRASH_DAYS} days"),
+            );
+        }
+
         if !problems.0.is_empty() {
             return Err(ConfigError {
                 problems: problems.0,
@@ -559,6 +594,9 @@ impl RawConfig {
             regions,
             tenants,
             catalog,
+            trash_period: std::time::Duration::from_secs(
+                u64::from(self.retention.trash_days) * 24 * 60 * 60,
+            ),
         })
     }
 }

@@ -10,11 +10,13 @@
 //! - [`region`]: one S3-compatible region, through aws-sdk-s3;
 //! - [`postgres`]: pg_dump / pg_restore processes and the snapshot's row counts;
 //! - [`backup`]: dump → zstd → age → multipart fan-out to every region → manifests;
-//! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback.
+//! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback;
+//! - [`copy`]: a backup's copy in one region: check it (scrub), copy it again (repair).
 
 pub mod api;
 pub mod backup;
 pub mod config;
+pub mod copy;
 pub mod ids;
 pub mod keys;
 pub mod manifest;

@@ -409,3 +409,66 @@ impl Region {
         Ok(())
     }
 }
+
+/// An open multipart upload, as [`Region::list_open_uploads`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMultipartUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// When the server says the upload was created; `None` if it did not say.
+    pub initiated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Region {
+    /// Open multipart uploads under `prefix` with their creation times, or `None` when the
+    /// server does not implement ListMultipartUploads (s3s-fs answers 501).
+    pub async fn list_open_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Vec<OpenMultipartUpload>>, RegionError> {
+        let mut uploads = Vec::new();
+        let mut key_marker = None;
+        let mut upload_id_marker = None;
+        loop {
+            let output = match self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(error) => {
+                    let status = error
+                        .raw_response()
+                        .map(|response| response.status().as_u16());
+                    if status == Some(501) || error.code() == Some("NotImplemented") {
+                        return Ok(None);
+                    }
+                    return Err(self.error("list multipart uploads", prefix, &error));
+                }
+            };
+            for upload in output.uploads() {
+                let initiated = upload.initiated().and_then(|initiated| {
+                    chrono::DateTime::from_timestamp(initiated.secs(), initiated.subsec_nanos())
+                });
+                uploads.push(OpenMultipartUpload {
+                    key: upload.key().unwrap_or_default().to_owned(),
+                    upload_id: upload.upload_id().unwrap_or_default().to_owned(),
+                    initiated,
+                });
+            }
+            if output.is_truncated() != Some(true) {
+                return Ok(Some(uploads));
+            }
+            key_marker = output.next_key_marker().map(str::to_owned);
+            upload_id_marker = output.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                return Ok(Some(uploads));
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 
 use super::{load_config, parse_flag};
 
-async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
+pub(crate) async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
     let catalog = config
         .catalog
         .as_ref()
@@ -23,7 +23,7 @@ async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
 }
 
 /// Who is acting, for the audit log: the operating-system user of the command line.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_owned());

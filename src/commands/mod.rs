@@ -4,9 +4,13 @@ pub mod backup;
 pub mod backups_list;
 pub mod catalog;
 pub mod config_check;
+pub mod controller;
 pub mod demo;
 pub mod keygen;
+pub mod nightly;
+pub mod rebuild;
 pub mod restore;
+pub mod retention;
 
 use std::path::Path;
 

@@ -257,7 +257,9 @@ pub async fn backup_with_progress(
 ) -> Result<lifeboat_core::backup::BackupReport, lifeboat_core::backup::BackupError> {
     lifeboat_agent::backup_job::backup_tenant(
         config,
-        &TenantName::parse(tenant).expect("tenant"),
+        config
+            .tenant(&TenantName::parse(tenant).expect("tenant"))
+            .expect("configured tenant"),
         BackupKind::Manual,
         progress,
         CancellationToken::new(),

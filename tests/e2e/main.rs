@@ -7,8 +7,12 @@
 mod bad_input;
 mod break_glass;
 mod catalog;
+mod controller;
 mod faults;
 mod harness;
 mod listing;
+mod rebuild;
+mod retention;
 mod round_trip;
+mod scrub;
 mod stall_proxy;

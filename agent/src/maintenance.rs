@@ -1,0 +1,132 @@
+//! Maintenance jobs on the stored copies: scrub (check the copies in one region, abort its
+//! stale uploads) and replicate (copy a backup into a region that lacks it).
+//!
+//! Both work on encrypted bytes only, so an agent holding public keys can run them. The
+//! controller plans the jobs from its catalog and applies their results; the agent only
+//! needs the regions in its config.
+
+use std::time::Duration;
+
+use lifeboat_core::api::{CopyCheck, JobResult, ScrubTarget};
+use lifeboat_core::config::{Config, UnknownName};
+use lifeboat_core::copy::{self, ReplicateError};
+use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use lifeboat_core::manifest;
+use lifeboat_core::region::{Region, RegionError, RegionErrorKind};
+
+pub use lifeboat_core::copy::STALE_UPLOAD_AGE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error(transparent)]
+    UnknownRegion(#[from] UnknownName),
+    /// The region could not be asked; the copies' states are unknown, not missing.
+    #[error("scrub of region {region} stopped: {source}")]
+    ScrubRegion {
+        region: RegionName,
+        source: RegionError,
+    },
+    #[error(transparent)]
+    Replicate(#[from] ReplicateError),
+}
+
+impl MaintenanceError {
+    /// Whether a later attempt cannot do better (the job should fail now).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            MaintenanceError::UnknownRegion(_) => true,
+            MaintenanceError::ScrubRegion { .. } => false,
+            MaintenanceError::Replicate(error) => error.is_permanent(),
+        }
+    }
+}
+
+/// Check `targets` in `region_name`, then abort its uploads under `tenants/` older than
+/// [`STALE_UPLOAD_AGE`].
+pub async fn run_scrub(
+    config: &Config,
+    region_name: &RegionName,
+    targets: &[ScrubTarget],
+) -> Result<JobResult, MaintenanceError> {
+    run_scrub_with_upload_age(config, region_name, targets, STALE_UPLOAD_AGE).await
+}
+
+/// [`run_scrub`] with another age after which an open upload counts as stale.
+pub async fn run_scrub_with_upload_age(
+    config: &Config,
+    region_name: &RegionName,
+    targets: &[ScrubTarget],
+    stale_upload_age: Duration,
+) -> Result<JobResult, MaintenanceError> {
+    let region = Region::new(config.region(region_name)?);
+    let mut copies: Vec<CopyCheck> = Vec::with_capacity(targets.len());
+    for (backup_id, checked) in copy::check_copies(&region, targets).await {
+        match checked {
+            Ok(check) => copies.push(check),
+            // The region is down or refuses us: nothing can be said about any copy.
+            Err(error)
+                if matches!(
+                    error.kind,
+                    RegionErrorKind::Unreachable | RegionErrorKind::AccessDenied
+                ) =>
+            {
+                return Err(MaintenanceError::ScrubRegion {
+                    region: region_name.clone(),
+                    source: error,
+                });
+            }
+            // One odd answer: leave that copy's state as it was and check the rest.
+            Err(error) => {
+                tracing::warn!(region = %region_name, backup = %backup_id, %error, "copy left unchecked");
+            }
+        }
+    }
+    let stale_before = copy::created_before_age(stale_upload_age);
+    match copy::abort_stale_uploads(&region, &manifest::listing_prefix(None), stale_before).await {
+        Ok(0) => {}
+        Ok(aborted) => tracing::info!(region = %region_name, aborted, "stale uploads aborted"),
+        Err(error) => {
+            tracing::warn!(region = %region_name, %error, "cannot list uploads to abort stale ones");
+        }
+    }
+    Ok(JobResult::Scrub {
+        region: region_name.clone(),
+        copies,
+    })
+}
+
+/// Copy a backup into `to` from the first of `sources` (in the given order) with a good copy.
+pub async fn run_replicate(
+    config: &Config,
+    tenant: &TenantName,
+    backup_id: BackupId,
+    sources: &[RegionName],
+    to: &RegionName,
+    stored_bytes: u64,
+    sha256: &str,
+) -> Result<JobResult, MaintenanceError> {
+    let target = Region::new(config.region(to)?);
+    // A source this agent does not know is skipped: another may still have a good copy.
+    let source_regions: Vec<Region> = sources
+        .iter()
+        .filter(|source| *source != to)
+        .filter_map(|source| match config.region(source) {
+            Ok(region_config) => Some(Region::new(region_config)),
+            Err(error) => {
+                tracing::warn!(%error, "replication source skipped");
+                None
+            }
+        })
+        .collect();
+    copy::replicate(
+        &source_regions,
+        &target,
+        tenant,
+        backup_id,
+        stored_bytes,
+        sha256,
+        config.part_size_bytes,
+    )
+    .await?;
+    Ok(JobResult::Replicate { region: to.clone() })
+}

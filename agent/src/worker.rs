@@ -1,0 +1,469 @@
+//! The agent's loop: claim a job from the controller's API, keep its lease alive, do it,
+//! report. `concurrency` loops run side by side.
+//!
+//! - A claim is a long poll, so an idle agent costs one request per `claim_wait`.
+//! - While a job runs, a heartbeat renews its lease every third of the lease. If the
+//!   controller answers that the lease is lost (it expired and the job moved on), the job
+//!   is cancelled: its partial work is cleaned up and nothing is reported.
+//! - Before a backup, multipart uploads left under the tenant's prefix by an earlier attempt
+//!   (an agent killed mid-backup) are aborted. The queue runs one job per tenant at a time,
+//!   so any upload older than this attempt is an orphan.
+//! - The controller unreachable: the loop retries with a capped backoff. A refused token
+//!   stops the agent with an error, since retrying cannot fix it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lifeboat_core::api::{
+    API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
+    JobWork,
+};
+use lifeboat_core::config::{Config, TenantConfig};
+use lifeboat_core::ids::ClusterName;
+use lifeboat_core::manifest::listing_prefix;
+use lifeboat_core::progress::Silent;
+use lifeboat_core::region::Region;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::backup_job;
+
+/// How an agent reaches its controller and what it serves.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The controller's base URL, e.g. `http://127.0.0.1:7070`.
+    pub controller: String,
+    pub token: SecretString,
+    /// Clusters this agent can reach; empty: all configured clusters.
+    pub clusters: Vec<ClusterName>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long one claim request waits for work.
+    pub claim_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the controller at {controller} refused this agent's token: {message}")]
+    Unauthorized { controller: String, message: String },
+    #[error("the controller at {controller} refused the request: {status}: {message}")]
+    Refused {
+        controller: String,
+        status: u16,
+        message: String,
+    },
+    #[error("cannot reach the controller at {controller}: {message}")]
+    Unreachable { controller: String, message: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl AgentError {
+    /// Retrying later may help.
+    fn is_transient(&self) -> bool {
+        match self {
+            AgentError::Unreachable { .. } => true,
+            AgentError::Refused { status, .. } => *status >= 500,
+            AgentError::Unauthorized { .. } | AgentError::Client(_) => false,
+        }
+    }
+}
+
+/// The controller's API, from the agent's side.
+#[derive(Debug, Clone)]
+pub struct ControllerClient {
+    http: reqwest::Client,
+    base: String,
+    token: SecretString,
+}
+
+/// What the controller answered to a heartbeat or a report.
+enum Answer {
+    Ok,
+    /// 404 / 409: the job is gone or no longer ours.
+    LeaseLost(String),
+}
+
+impl ControllerClient {
+    pub fn new(base: &str, token: SecretString) -> Result<ControllerClient, AgentError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|error| AgentError::Client(error.to_string()))?;
+        Ok(ControllerClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> AgentError {
+        AgentError::Unreachable {
+            controller: self.base.clone(),
+            message: error_chain(error),
+        }
+    }
+
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, AgentError> {
+        let response = self
+            .http
+            .post(format!("{}{API_PREFIX}{path}", self.base))
+            .bearer_auth(self.token.expose_secret())
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(AgentError::Unauthorized {
+                controller: self.base.clone(),
+                message: error_message(response).await,
+            });
+        }
+        Ok(response)
+    }
+
+    /// Claim a job, waiting up to `wait` for one.
+    pub async fn claim(
+        &self,
+        clusters: &[ClusterName],
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, AgentError> {
+        let request = ClaimRequest {
+            clusters: clusters.to_vec(),
+            wait_seconds: wait.as_secs(),
+        };
+        let response = self
+            .post("/agent/claim", &request, wait + Duration::from_secs(10))
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::OK => response
+                .json::<ClaimedJob>()
+                .await
+                .map(Some)
+                .map_err(|error| self.unreachable(&error)),
+            status => Err(self.refused(status, response).await),
+        }
+    }
+
+    async fn refused(&self, status: StatusCode, response: reqwest::Response) -> AgentError {
+        AgentError::Refused {
+            controller: self.base.clone(),
+            status: status.as_u16(),
+            message: error_message(response).await,
+        }
+    }
+
+    async fn answer(&self, response: reqwest::Response) -> Result<Answer, AgentError> {
+        match response.status() {
+            status if status.is_success() => Ok(Answer::Ok),
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
+                Ok(Answer::LeaseLost(error_message(response).await))
+            }
+            status => Err(self.refused(status, response).await),
+        }
+    }
+
+    async fn heartbeat(&self, job: &ClaimedJob) -> Result<Answer, AgentError> {
+        let response = self
+            .post(
+                &format!("/jobs/{}/heartbeat", job.id),
+                &Heartbeat {
+                    lease_token: job.lease_token,
+                },
+                Duration::from_secs(10),
+            )
+            .await?;
+        self.answer(response).await
+    }
+
+    async fn report(&self, job: &ClaimedJob, outcome: JobOutcome) -> Result<Answer, AgentError> {
+        let response = self
+            .post(
+                &format!("/jobs/{}/report", job.id),
+                &JobReport {
+                    lease_token: job.lease_token,
+                    outcome,
+                },
+                Duration::from_secs(30),
+            )
+            .await?;
+        self.answer(response).await
+    }
+}
+
+/// An error with its causes: reqwest's own message alone rarely says what went wrong.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+async fn error_message(response: reqwest::Response) -> String {
+    let status = response.status();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => status.to_string(),
+    }
+}
+
+/// Serve jobs until `cancel`, or until the controller refuses the token.
+pub async fn run_agent(
+    config: Arc<Config>,
+    options: AgentOptions,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let client = ControllerClient::new(&options.controller, options.token.clone())?;
+    let clusters = if options.clusters.is_empty() {
+        config.clusters.keys().cloned().collect()
+    } else {
+        options.clusters.clone()
+    };
+    let mut loops = tokio::task::JoinSet::new();
+    for slot in 0..options.concurrency.max(1) {
+        let (config, client, clusters, cancel) = (
+            config.clone(),
+            client.clone(),
+            clusters.clone(),
+            cancel.clone(),
+        );
+        let wait = options.claim_wait;
+        loops.spawn(async move {
+            claim_loop(&config, &client, &clusters, wait, &cancel)
+                .instrument(tracing::info_span!("agent", slot))
+                .await
+        });
+    }
+    let mut outcome = Ok(());
+    while let Some(joined) = loops.join_next().await {
+        if let Ok(Err(error)) = joined {
+            // A fatal error in one loop stops them all.
+            cancel.cancel();
+            outcome = Err(error);
+        }
+    }
+    outcome
+}
+
+async fn claim_loop(
+    config: &Config,
+    client: &ControllerClient,
+    clusters: &[ClusterName],
+    wait: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
+    let mut retry_delay = Duration::from_millis(250);
+    while !cancel.is_cancelled() {
+        let claimed = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            claimed = client.claim(clusters, wait) => claimed,
+        };
+        match claimed {
+            Ok(Some(job)) => {
+                retry_delay = Duration::from_millis(250);
+                let span = job_span(&job);
+                run_claimed(config, client, job, cancel)
+                    .instrument(span)
+                    .await?;
+            }
+            Ok(None) => retry_delay = Duration::from_millis(250),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(error = %error, retry_in_ms = retry_delay.as_millis() as u64, "claim failed; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(retry_delay) => {}
+                }
+                retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// A span per job, with the fields an operator greps for.
+fn job_span(job: &ClaimedJob) -> tracing::Span {
+    let (tenant, backup, region) = match &job.work {
+        JobWork::Backup { tenant, .. } => (Some(tenant.to_string()), None, None),
+        JobWork::Replicate {
+            tenant,
+            backup_id,
+            to,
+            ..
+        } => (
+            Some(tenant.to_string()),
+            Some(backup_id.to_string()),
+            Some(to.to_string()),
+        ),
+        JobWork::Scrub { region, .. } => (None, None, Some(region.to_string())),
+        JobWork::Delete {
+            tenant, backup_id, ..
+        } => (Some(tenant.to_string()), Some(backup_id.to_string()), None),
+    };
+    tracing::info_span!(
+        "job",
+        job = job.id,
+        kind = %job.work.kind(),
+        attempt = job.attempt,
+        tenant = tenant.as_deref(),
+        backup = backup.as_deref(),
+        region = region.as_deref(),
+    )
+}
+
+/// Do one claimed job with its heartbeat running beside it, then report.
+async fn run_claimed(
+    config: &Config,
+    client: &ControllerClient,
+    job: ClaimedJob,
+    agent_cancel: &CancellationToken,
+) -> Result<(), AgentError> {
+    let job_cancel = agent_cancel.child_token();
+    let heartbeat = {
+        let (client, job, job_cancel) = (client.clone(), job.clone(), job_cancel.clone());
+        tokio::spawn(async move { keep_lease(&client, &job, &job_cancel).await })
+    };
+    let started = Instant::now();
+    let outcome = execute(config, &job, job_cancel.clone()).await;
+    heartbeat.abort();
+    if job_cancel.is_cancelled() {
+        // Lease lost or the agent is stopping: someone else will (re)do the job.
+        tracing::warn!("job abandoned: its lease was lost or the agent is stopping");
+        return Ok(());
+    }
+    let succeeded = matches!(outcome, JobOutcome::Succeeded { .. });
+    if let JobOutcome::Failed { error, .. } = &outcome {
+        tracing::warn!(error = %error, "job failed");
+    }
+    // The report is retried while the lease may still be ours.
+    let deadline = Instant::now() + Duration::from_secs(job.lease_seconds);
+    loop {
+        match client.report(&job, outcome.clone()).await {
+            Ok(Answer::Ok) => {
+                tracing::info!(
+                    succeeded,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "job reported"
+                );
+                return Ok(());
+            }
+            Ok(Answer::LeaseLost(message)) => {
+                tracing::warn!(%message, "report refused: the lease was lost");
+                return Ok(());
+            }
+            Err(error) if error.is_transient() && Instant::now() < deadline => {
+                tracing::warn!(error = %error, "report failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) if error.is_transient() => {
+                tracing::error!(error = %error, "report failed; the lease will expire and the job will be retried");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Renew the lease every third of it; cancel the job if the lease is lost, or if the
+/// controller cannot be reached for longer than the lease.
+async fn keep_lease(client: &ControllerClient, job: &ClaimedJob, job_cancel: &CancellationToken) {
+    let lease = Duration::from_secs(job.lease_seconds.max(1));
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match client.heartbeat(job).await {
+            Ok(Answer::Ok) => last_renewed = Instant::now(),
+            Ok(Answer::LeaseLost(message)) => {
+                tracing::warn!(%message, "lease lost; cancelling the job");
+                job_cancel.cancel();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "heartbeat failed");
+                if last_renewed.elapsed() > lease {
+                    tracing::warn!("lease expired without a heartbeat; cancelling the job");
+                    job_cancel.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Do the work; every error becomes a failed outcome with its message.
+async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -> JobOutcome {
+    match &job.work {
+        JobWork::Backup {
+            tenant,
+            cluster,
+            database,
+            backup_kind,
+        } => {
+            if config.cluster(cluster).is_err() {
+                return JobOutcome::Failed {
+                    error: format!("this agent has no credentials for cluster {cluster}"),
+                    retryable: true,
+                };
+            }
+            let attempt_started = Utc::now();
+            let prefix = listing_prefix(Some(tenant));
+            for region in config.regions.iter().map(Region::new) {
+                match lifeboat_core::copy::abort_stale_uploads(&region, &prefix, attempt_started)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(aborted) => {
+                        tracing::info!(region = %region.name(), aborted, "aborted uploads left by an earlier attempt");
+                    }
+                    Err(error) => {
+                        tracing::warn!(region = %region.name(), error = %error, "cannot list open uploads");
+                    }
+                }
+            }
+            let tenant_config = TenantConfig {
+                name: tenant.clone(),
+                cluster: cluster.clone(),
+                database: database.clone(),
+            };
+            match backup_job::backup_tenant(
+                config,
+                &tenant_config,
+                *backup_kind,
+                Arc::new(Silent),
+                cancel,
+            )
+            .await
+            {
+                Ok(report) => JobOutcome::Succeeded {
+                    result: JobResult::Backup {
+                        duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                        manifest: Box::new(report.manifest),
+                        regions: report.regions,
+                    },
+                },
+                Err(error) => JobOutcome::Failed {
+                    error: format!("{error:#}"),
+                    retryable: true,
+                },
+            }
+        }
+        other => JobOutcome::Failed {
+            error: format!("this agent does not run {} jobs yet", other.kind()),
+            retryable: false,
+        },
+    }
+}

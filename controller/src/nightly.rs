@@ -1,0 +1,169 @@
+//! The nightly run, as `lifeboat nightly` drives it from cron: enqueue a backup of every
+//! tenant, wait for the queue to finish them, summarise.
+//!
+//! A run is named by its UTC date; each tenant's backup job has the dedup key
+//! `nightly:<date>:backup:<tenant>`. So running the nightly again the same day (after a
+//! crash, or by a second cron host) waits for the same jobs instead of doing them twice;
+//! only jobs that failed for good are queued again, with fresh attempts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lifeboat_core::api::JobWork;
+use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::manifest::BackupKind;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::queue::{self, JobStatus, NewJob};
+
+fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
+    move |source| CatalogError::Query {
+        action: action.to_owned(),
+        source,
+    }
+}
+
+/// The dedup key of a tenant's backup in nightly run `run`.
+pub fn backup_key(run: &str, tenant: &str) -> String {
+    format!("nightly:{run}:backup:{tenant}")
+}
+
+/// Enqueue run `run`'s backups: one per tenant in the catalog. Returns each tenant's job id.
+pub async fn enqueue_backups(
+    catalog: &Catalog,
+    run: &str,
+    max_attempts: i32,
+) -> Result<BTreeMap<String, i64>, CatalogError> {
+    let mut connection = catalog.connection().await?;
+    let rows = connection
+        .query(
+            "SELECT name, cluster, database_name FROM tenants ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(query_error("read tenants"))?;
+    let mut jobs = Vec::new();
+    for row in &rows {
+        let (Ok(tenant), Ok(cluster)) = (
+            TenantName::parse(row.get(0)),
+            ClusterName::parse(row.get(1)),
+        ) else {
+            return Err(CatalogError::Inconsistent(format!(
+                "tenant {:?} has an invalid name or cluster",
+                row.get::<_, &str>(0)
+            )));
+        };
+        jobs.push(NewJob {
+            dedup_key: Some(backup_key(run, tenant.as_str())),
+            work: JobWork::Backup {
+                tenant,
+                cluster,
+                database: row.get(2),
+                backup_kind: BackupKind::Scheduled,
+            },
+        });
+    }
+    let keys: Vec<String> = jobs
+        .iter()
+        .filter_map(|job| job.dedup_key.clone())
+        .collect();
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin nightly"))?;
+    queue::enqueue(&*transaction, &jobs, max_attempts).await?;
+    // A job of this run that failed for good gets another chance; one that succeeded or is
+    // under way is left alone.
+    transaction
+        .execute(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), finished_at = NULL
+             WHERE dedup_key = ANY($1) AND state = 'failed'",
+            &[&keys],
+        )
+        .await
+        .map_err(query_error("requeue failed nightly jobs"))?;
+    let ids = transaction
+        .query(
+            "SELECT tenant, id FROM jobs WHERE dedup_key = ANY($1)",
+            &[&keys],
+        )
+        .await
+        .map_err(query_error("read nightly jobs"))?;
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit nightly"))?;
+    Ok(ids
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect())
+}
+
+/// Wait until every job in `ids` has succeeded or failed for good, polling every `poll`.
+pub async fn wait_for_jobs(
+    catalog: &Catalog,
+    ids: &[i64],
+    poll: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<JobStatus>, CatalogError> {
+    loop {
+        let statuses = queue::job_statuses(catalog, ids).await?;
+        let finished = statuses
+            .iter()
+            .all(|status| status.state == "succeeded" || status.state == "failed");
+        if finished || cancel.is_cancelled() {
+            return Ok(statuses);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// One tenant's line in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantOutcome {
+    pub tenant: String,
+    pub job: i64,
+    pub state: String,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub degraded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TenantOutcome {
+    pub fn from_status(tenant: &str, status: &JobStatus) -> TenantOutcome {
+        let field = |name: &str| status.result.as_ref().and_then(|result| result.get(name));
+        TenantOutcome {
+            tenant: tenant.to_owned(),
+            job: status.id,
+            state: status.state.clone(),
+            attempts: status.attempts,
+            backup_id: field("backup_id")
+                .and_then(|value| value.as_str())
+                .map(str::to_owned),
+            stored_bytes: field("stored_bytes").and_then(serde_json::Value::as_u64),
+            duration_ms: field("duration_ms").and_then(serde_json::Value::as_u64),
+            degraded: field("degraded")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            error: (status.state != "succeeded")
+                .then(|| status.last_error.clone())
+                .flatten(),
+        }
+    }
+
+    /// A good backup from this run.
+    pub fn succeeded(&self) -> bool {
+        self.state == "succeeded"
+    }
+}

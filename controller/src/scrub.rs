@@ -1,0 +1,526 @@
+//! Scrub and repair: the controller's half. It plans the jobs from the catalog and applies
+//! what agents report; the agents do the reading and copying (`agent::maintenance`).
+//!
+//! What is stored, in `backup_copies`, per backup and region: `state` (present, missing,
+//! corrupt), `checked_at` (last scrub that looked: manifest and size), `hashed_at` (last time
+//! the whole object was read and its SHA-256 compared), `detail` (what was wrong). Only live
+//! backups count: trashed ones are on their way out of every region.
+//!
+//! - [`plan_scrub`]: one scrub job per configured region, over every live backup whose copy
+//!   there is believed present or was never recorded. A daily budget of copies is read in
+//!   full, the ones hashed longest ago (or never) first, so every copy is re-hashed in turn.
+//! - [`apply_scrub_result`]: record what the scrub saw. A copy the agent could not check is
+//!   absent from the result and keeps its state: an unreachable region is not a lost copy.
+//! - [`plan_repairs`]: a replicate job for every live backup lacking a good copy in a
+//!   configured region, from the regions holding one.
+//! - [`apply_replicate_result`]: the copy is present again.
+//! - [`degraded_backups`]: which backups lack a good copy somewhere, for reports.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::api::{CopyCheck, CopyState, JobWork, ScrubTarget};
+use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError};
+
+/// A full read is due once a copy's last one is this old.
+const HASH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Every live backup with its copies, oldest backup first.
+const LIVE_BACKUPS_SQL: &str = "
+    SELECT b.id, b.tenant, b.stored_bytes, b.sha256,
+           c.region, c.state, c.checked_at, c.hashed_at, c.detail
+    FROM backups b
+    LEFT JOIN backup_copies c ON c.backup_id = b.id
+    WHERE b.trashed_at IS NULL
+    ORDER BY b.id, c.region";
+
+/// Upsert the scrub's findings in one statement (all or nothing). A backup deleted since the
+/// job was planned matches no row of `backups` and is skipped.
+const APPLY_SCRUB_SQL: &str = "
+    INSERT INTO backup_copies (backup_id, region, state, checked_at, hashed_at, detail)
+    SELECT b.id, $1, found.state, now(), CASE WHEN found.hashed THEN now() END, found.detail
+    FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[])
+         AS found (backup_id, state, hashed, detail)
+    JOIN backups b ON b.id = found.backup_id
+    ON CONFLICT (backup_id, region) DO UPDATE SET
+        state = EXCLUDED.state,
+        checked_at = EXCLUDED.checked_at,
+        hashed_at = COALESCE(EXCLUDED.hashed_at, backup_copies.hashed_at),
+        detail = EXCLUDED.detail";
+
+/// A replicated copy is present. `hashed_at` is cleared: the bytes were hashed as they were
+/// sent, not as the region stored them, so the next scrub reads this copy back first.
+const APPLY_REPLICATE_SQL: &str = "
+    INSERT INTO backup_copies (backup_id, region, state, checked_at, hashed_at, detail)
+    SELECT id, $2, 'present', now(), NULL, NULL FROM backups WHERE id = $1
+    ON CONFLICT (backup_id, region) DO UPDATE SET
+        state = 'present', checked_at = now(), hashed_at = NULL, detail = NULL";
+
+/// One copy row of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CopyRow {
+    state: CopyState,
+    checked_at: Option<DateTime<Utc>>,
+    hashed_at: Option<DateTime<Utc>>,
+    detail: Option<String>,
+}
+
+/// A live backup and its recorded copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LiveBackup {
+    backup_id: BackupId,
+    tenant: TenantName,
+    stored_bytes: u64,
+    sha256: String,
+    copies: BTreeMap<RegionName, CopyRow>,
+}
+
+/// A backup without a good copy in some configured region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DegradedBackup {
+    pub tenant: TenantName,
+    pub backup_id: BackupId,
+    /// Configured regions holding a good copy.
+    pub present: Vec<RegionName>,
+    pub lacking: Vec<LackingCopy>,
+}
+
+/// A configured region without a good copy of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LackingCopy {
+    pub region: RegionName,
+    /// `None`: the catalog has no row for this region (never stored there, or not recorded).
+    pub state: Option<CopyState>,
+    pub detail: Option<String>,
+}
+
+fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
+    move |source| CatalogError::Query {
+        action: action.to_owned(),
+        source,
+    }
+}
+
+fn parse_state(text: &str) -> Option<CopyState> {
+    [CopyState::Present, CopyState::Missing, CopyState::Corrupt]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+}
+
+async fn load_live_backups(catalog: &Catalog) -> Result<Vec<LiveBackup>, CatalogError> {
+    let connection = catalog.connection().await?;
+    let rows = connection
+        .query(LIVE_BACKUPS_SQL, &[])
+        .await
+        .map_err(query_error("list live backups and their copies"))?;
+    let mut backups: Vec<LiveBackup> = Vec::new();
+    for row in rows {
+        let id: uuid::Uuid = row.get(0);
+        let tenant: String = row.get(1);
+        let (Ok(backup_id), Ok(tenant)) =
+            (BackupId::parse(&id.to_string()), TenantName::parse(&tenant))
+        else {
+            tracing::warn!(backup = %id, %tenant, "catalog backup with an invalid id or tenant skipped");
+            continue;
+        };
+        if backups.last().map(|backup| backup.backup_id) != Some(backup_id) {
+            let stored_bytes: i64 = row.get(2);
+            backups.push(LiveBackup {
+                backup_id,
+                tenant,
+                stored_bytes: u64::try_from(stored_bytes).unwrap_or(0),
+                sha256: row.get(3),
+                copies: BTreeMap::new(),
+            });
+        }
+        let (Some(region), Some(state)) = (
+            row.get::<_, Option<String>>(4),
+            row.get::<_, Option<String>>(5),
+        ) else {
+            continue;
+        };
+        let (Ok(region), Some(state)) = (RegionName::parse(&region), parse_state(&state)) else {
+            tracing::warn!(backup = %backup_id, %region, %state, "catalog copy with an invalid region or state skipped");
+            continue;
+        };
+        if let Some(backup) = backups.last_mut() {
+            backup.copies.insert(
+                region,
+                CopyRow {
+                    state,
+                    checked_at: row.get(6),
+                    hashed_at: row.get(7),
+                    detail: row.get(8),
+                },
+            );
+        }
+    }
+    Ok(backups)
+}
+
+/// One scrub job per configured region (even one with nothing to check: the scrub also
+/// aborts the region's stale uploads).
+///
+/// Each covers every live backup whose copy there is present or unrecorded. Up to
+/// `full_sample_per_day` copies per region, less those already hashed in the last day, are
+/// marked `full`: never hashed first, then the longest ago.
+pub async fn plan_scrub(
+    catalog: &Catalog,
+    configured_regions: &[RegionName],
+    full_sample_per_day: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobWork>, CatalogError> {
+    let backups = load_live_backups(catalog).await?;
+    Ok(scrub_jobs(
+        &backups,
+        configured_regions,
+        full_sample_per_day,
+        now,
+    ))
+}
+
+fn scrub_jobs(
+    backups: &[LiveBackup],
+    configured_regions: &[RegionName],
+    full_sample_per_day: usize,
+    now: DateTime<Utc>,
+) -> Vec<JobWork> {
+    let hash_due_before = now - HASH_INTERVAL;
+    configured_regions
+        .iter()
+        .map(|region| {
+            let mut hashed_recently = 0usize;
+            let mut candidates: Vec<(&LiveBackup, Option<DateTime<Utc>>)> = Vec::new();
+            for backup in backups {
+                match backup.copies.get(region) {
+                    None => candidates.push((backup, None)),
+                    Some(copy) => {
+                        if copy
+                            .hashed_at
+                            .is_some_and(|hashed| hashed > hash_due_before)
+                        {
+                            hashed_recently += 1;
+                        }
+                        if copy.state == CopyState::Present {
+                            candidates.push((backup, copy.hashed_at));
+                        }
+                    }
+                }
+            }
+            // Oldest hash first; `None` (never hashed) sorts before every time.
+            let mut by_hash_age: Vec<usize> = (0..candidates.len()).collect();
+            by_hash_age.sort_by_key(|&index| (candidates[index].1, candidates[index].0.backup_id));
+            let budget = full_sample_per_day.saturating_sub(hashed_recently);
+            let mut full = vec![false; candidates.len()];
+            for &index in by_hash_age
+                .iter()
+                .filter(|&&index| {
+                    candidates[index]
+                        .1
+                        .is_none_or(|hashed| hashed <= hash_due_before)
+                })
+                .take(budget)
+            {
+                full[index] = true;
+            }
+            let copies = candidates
+                .iter()
+                .zip(full)
+                .map(|((backup, _), full)| ScrubTarget {
+                    tenant: backup.tenant.clone(),
+                    backup_id: backup.backup_id,
+                    stored_bytes: backup.stored_bytes,
+                    sha256: backup.sha256.clone(),
+                    full,
+                })
+                .collect();
+            JobWork::Scrub {
+                region: region.clone(),
+                copies,
+            }
+        })
+        .collect()
+}
+
+/// Record what a scrub of `region` found; copies not yet recorded get a row.
+pub async fn apply_scrub_result(
+    catalog: &Catalog,
+    region: &RegionName,
+    copies: &[CopyCheck],
+) -> Result<(), CatalogError> {
+    if copies.is_empty() {
+        return Ok(());
+    }
+    let backup_ids: Vec<uuid::Uuid> = copies.iter().map(|copy| copy.backup_id.as_uuid()).collect();
+    let states: Vec<&str> = copies.iter().map(|copy| copy.state.as_str()).collect();
+    let hashed: Vec<bool> = copies.iter().map(|copy| copy.hashed).collect();
+    let details: Vec<Option<&str>> = copies
+        .iter()
+        .map(|copy| match copy.state {
+            CopyState::Present => None,
+            CopyState::Missing | CopyState::Corrupt => copy.detail.as_deref(),
+        })
+        .collect();
+    let connection = catalog.connection().await?;
+    connection
+        .execute(
+            APPLY_SCRUB_SQL,
+            &[&region.as_str(), &backup_ids, &states, &hashed, &details],
+        )
+        .await
+        .map_err(query_error("record scrub result"))?;
+    for copy in copies
+        .iter()
+        .filter(|copy| copy.state != CopyState::Present)
+    {
+        tracing::warn!(
+            region = %region, backup = %copy.backup_id, state = copy.state.as_str(),
+            detail = copy.detail.as_deref().unwrap_or(""), "scrub found a bad copy"
+        );
+    }
+    Ok(())
+}
+
+/// A replicate job for every live backup lacking a good copy in a configured region that
+/// some other configured region holds.
+///
+/// Sources are ordered by trust: the copy hashed most recently first (it was read whole and
+/// matched), then the one checked most recently, then the configured order. A backup with no
+/// good copy anywhere cannot be repaired and is left to [`degraded_backups`].
+pub async fn plan_repairs(
+    catalog: &Catalog,
+    configured_regions: &[RegionName],
+) -> Result<Vec<JobWork>, CatalogError> {
+    let backups = load_live_backups(catalog).await?;
+    Ok(repair_jobs(&backups, configured_regions))
+}
+
+fn repair_jobs(backups: &[LiveBackup], configured_regions: &[RegionName]) -> Vec<JobWork> {
+    let mut jobs = Vec::new();
+    for backup in backups {
+        let mut sources: Vec<(usize, &RegionName, &CopyRow)> = configured_regions
+            .iter()
+            .enumerate()
+            .filter_map(|(position, region)| {
+                let copy = backup.copies.get(region)?;
+                (copy.state == CopyState::Present).then_some((position, region, copy))
+            })
+            .collect();
+        if sources.is_empty() {
+            continue;
+        }
+        sources.sort_by_key(|(position, _, copy)| {
+            (
+                std::cmp::Reverse(copy.hashed_at),
+                std::cmp::Reverse(copy.checked_at),
+                *position,
+            )
+        });
+        let sources: Vec<RegionName> = sources
+            .into_iter()
+            .map(|(_, region, _)| region.clone())
+            .collect();
+        for region in configured_regions {
+            if backup
+                .copies
+                .get(region)
+                .is_some_and(|copy| copy.state == CopyState::Present)
+            {
+                continue;
+            }
+            jobs.push(JobWork::Replicate {
+                tenant: backup.tenant.clone(),
+                backup_id: backup.backup_id,
+                sources: sources.clone(),
+                to: region.clone(),
+                stored_bytes: backup.stored_bytes,
+                sha256: backup.sha256.clone(),
+            });
+        }
+    }
+    jobs
+}
+
+/// A replicate job put the backup's copy into `region`.
+pub async fn apply_replicate_result(
+    catalog: &Catalog,
+    backup_id: BackupId,
+    region: &RegionName,
+) -> Result<(), CatalogError> {
+    let connection = catalog.connection().await?;
+    connection
+        .execute(
+            APPLY_REPLICATE_SQL,
+            &[&backup_id.as_uuid(), &region.as_str()],
+        )
+        .await
+        .map_err(query_error("record replicated copy"))?;
+    Ok(())
+}
+
+/// Live backups without a good copy in some configured region, oldest first.
+pub async fn degraded_backups(
+    catalog: &Catalog,
+    configured_regions: &[RegionName],
+) -> Result<Vec<DegradedBackup>, CatalogError> {
+    let backups = load_live_backups(catalog).await?;
+    Ok(degraded(&backups, configured_regions))
+}
+
+fn degraded(backups: &[LiveBackup], configured_regions: &[RegionName]) -> Vec<DegradedBackup> {
+    backups
+        .iter()
+        .filter_map(|backup| {
+            let mut present = Vec::new();
+            let mut lacking = Vec::new();
+            for region in configured_regions {
+                match backup.copies.get(region) {
+                    Some(copy) if copy.state == CopyState::Present => present.push(region.clone()),
+                    copy => lacking.push(LackingCopy {
+                        region: region.clone(),
+                        state: copy.map(|copy| copy.state),
+                        detail: copy.and_then(|copy| copy.detail.clone()),
+                    }),
+                }
+            }
+            (!lacking.is_empty()).then(|| DegradedBackup {
+                tenant: backup.tenant.clone(),
+                backup_id: backup.backup_id,
+                present,
+                lacking,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str) -> RegionName {
+        RegionName::parse(name).expect("region")
+    }
+
+    fn copy(state: CopyState, hashed_at: Option<DateTime<Utc>>) -> CopyRow {
+        CopyRow {
+            state,
+            checked_at: hashed_at,
+            hashed_at,
+            detail: None,
+        }
+    }
+
+    fn backup(copies: Vec<(&str, CopyRow)>) -> LiveBackup {
+        LiveBackup {
+            backup_id: BackupId::new(),
+            tenant: TenantName::parse("acme").expect("tenant"),
+            stored_bytes: 42,
+            sha256: "0".repeat(64),
+            copies: copies
+                .into_iter()
+                .map(|(name, row)| (region(name), row))
+                .collect(),
+        }
+    }
+
+    fn targets(job: &JobWork) -> Vec<(BackupId, bool)> {
+        match job {
+            JobWork::Scrub { copies, .. } => copies
+                .iter()
+                .map(|target| (target.backup_id, target.full))
+                .collect(),
+            other => panic!("not a scrub job: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scrub_plan_hashes_never_hashed_then_oldest_within_the_daily_budget() {
+        let now = Utc::now();
+        let old = Some(now - chrono::TimeDelta::days(10));
+        let older = Some(now - chrono::TimeDelta::days(20));
+        let recent = Some(now - chrono::TimeDelta::hours(2));
+        let backups = vec![
+            backup(vec![("eu", copy(CopyState::Present, old))]),
+            backup(vec![("eu", copy(CopyState::Present, older))]),
+            backup(vec![]),
+            backup(vec![("eu", copy(CopyState::Present, recent))]),
+            backup(vec![("eu", copy(CopyState::Missing, None))]),
+        ];
+        let jobs = scrub_jobs(&backups, &[region("eu")], 3, now);
+        assert_eq!(jobs.len(), 1);
+        // The missing copy is repair's business; the unrecorded one is checked. Budget 3
+        // minus one hashed today: the never-hashed one and the older one.
+        assert_eq!(
+            targets(&jobs[0]),
+            vec![
+                (backups[0].backup_id, false),
+                (backups[1].backup_id, true),
+                (backups[2].backup_id, true),
+                (backups[3].backup_id, false),
+            ]
+        );
+        let none_full = scrub_jobs(&backups, &[region("eu"), region("us")], 0, now);
+        assert_eq!(none_full.len(), 2, "one job per configured region");
+        assert!(targets(&none_full[1]).iter().all(|(_, full)| !full));
+        assert_eq!(
+            targets(&none_full[1]).len(),
+            5,
+            "nothing recorded in us: all checked"
+        );
+    }
+
+    #[test]
+    fn replicate_plan_repairs_lacking_copies_from_the_most_recently_hashed_source() {
+        let now = Utc::now();
+        let lost = backup(vec![("eu", copy(CopyState::Corrupt, None))]);
+        let healthy = backup(vec![
+            ("eu", copy(CopyState::Present, None)),
+            ("us", copy(CopyState::Present, None)),
+        ]);
+        let degraded_one = backup(vec![
+            (
+                "eu",
+                copy(CopyState::Present, Some(now - chrono::TimeDelta::days(3))),
+            ),
+            ("us", copy(CopyState::Present, Some(now))),
+            ("ap", copy(CopyState::Missing, None)),
+            ("gone", copy(CopyState::Present, Some(now))),
+        ]);
+        let backups = vec![lost, healthy, degraded_one];
+        let regions = [region("eu"), region("us"), region("ap")];
+        let jobs = repair_jobs(&backups, &regions);
+        let expected_sources = vec![region("us"), region("eu")];
+        assert_eq!(
+            jobs,
+            vec![
+                JobWork::Replicate {
+                    tenant: backups[1].tenant.clone(),
+                    backup_id: backups[1].backup_id,
+                    sources: vec![region("eu"), region("us")],
+                    to: region("ap"),
+                    stored_bytes: 42,
+                    sha256: "0".repeat(64),
+                },
+                JobWork::Replicate {
+                    tenant: backups[2].tenant.clone(),
+                    backup_id: backups[2].backup_id,
+                    sources: expected_sources,
+                    to: region("ap"),
+                    stored_bytes: 42,
+                    sha256: "0".repeat(64),
+                },
+            ]
+        );
+        let report = degraded(&backups, &regions);
+        assert_eq!(report.len(), 3, "all three lack a copy in ap");
+        assert!(
+            report[0].present.is_empty(),
+            "the lost one has no good copy"
+        );
+        assert_eq!(report[0].lacking[0].state, Some(CopyState::Corrupt));
+        assert_eq!(report[1].lacking[0].state, None);
+    }
+}

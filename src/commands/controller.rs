@@ -1,0 +1,297 @@
+//! `lifeboat controller serve`, `lifeboat agent` and `lifeboat agent token …`: the
+//! long-running roles, and the wiring that runs a controller with an embedded agent in one
+//! process (also used by `nightly` and `demo`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lifeboat_agent::worker::{self, AgentOptions};
+use lifeboat_controller::agents;
+use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::queue::QueuePolicy;
+use lifeboat_controller::schedule::{self, BackupWindow};
+use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::ClusterName;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{actor, open_catalog};
+use super::{cancel_on_signal, load_config, parse_flag};
+
+/// `controller serve` flags that shape the queue and the scheduler.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeFlags {
+    /// Address for the API, /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Do not run an agent in this process; jobs wait for `lifeboat agent`s.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Jobs the embedded agent runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub agent_concurrency: usize,
+    /// Where default schedules fall (UTC), HH:MM-HH:MM.
+    #[arg(long, default_value = "01:00-05:00")]
+    pub backup_window: BackupWindow,
+    #[command(flatten)]
+    pub queue: QueueFlags,
+}
+
+/// Queue settings shared by `controller serve` and `nightly`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueFlags {
+    /// A claimed job whose agent sends no heartbeat for this long is retried.
+    #[arg(long, default_value_t = 60)]
+    pub lease_seconds: u64,
+    /// Jobs running at once against one database cluster.
+    #[arg(long, default_value_t = 4)]
+    pub max_jobs_per_cluster: i64,
+    /// Jobs running at once against one region.
+    #[arg(long, default_value_t = 8)]
+    pub max_jobs_per_region: i64,
+    /// First retry delay; doubled for each further attempt, up to 30 minutes.
+    #[arg(long, default_value_t = 30)]
+    pub retry_base_seconds: u64,
+    /// Attempts before a job is left failed.
+    #[arg(long, default_value_t = 4)]
+    pub max_attempts: i32,
+}
+
+impl QueueFlags {
+    pub fn policy(&self) -> anyhow::Result<QueuePolicy> {
+        anyhow::ensure!(
+            self.lease_seconds >= 1,
+            "--lease-seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_jobs_per_cluster >= 1 && self.max_jobs_per_region >= 1,
+            "--max-jobs-per-cluster and --max-jobs-per-region must be at least 1"
+        );
+        anyhow::ensure!(self.max_attempts >= 1, "--max-attempts must be at least 1");
+        Ok(QueuePolicy {
+            lease: Duration::from_secs(self.lease_seconds),
+            max_per_cluster: self.max_jobs_per_cluster,
+            max_per_region: self.max_jobs_per_region,
+            retry_base: Duration::from_secs(self.retry_base_seconds),
+            retry_max: Duration::from_secs(30 * 60)
+                .max(Duration::from_secs(self.retry_base_seconds)),
+            max_attempts: self.max_attempts,
+        })
+    }
+}
+
+/// A controller (and maybe an agent) running in this process.
+pub struct RunningController {
+    pub address: SocketAddr,
+    pub cancel: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    agent: Option<JoinHandle<Result<(), worker::AgentError>>>,
+}
+
+impl RunningController {
+    /// Stop both and wait for them; an agent's fatal error is returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let served = self.server.await.context("controller task")?;
+        served.context("controller API")?;
+        if let Some(agent) = self.agent {
+            agent.await.context("agent task")??;
+        }
+        Ok(())
+    }
+}
+
+/// Start the controller on `listen` and, with `agent_concurrency`, an agent in-process
+/// that authenticates with a token held only in memory.
+pub async fn start(
+    config: &Arc<Config>,
+    catalog: Catalog,
+    listen: SocketAddr,
+    options: ControllerOptions,
+    agent_concurrency: Option<usize>,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunningController> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    let embedded_token = agent_concurrency.map(|_| agents::generate_token());
+    let server = tokio::spawn(server::serve(
+        catalog,
+        listener,
+        options,
+        embedded_token.clone().map(SecretString::from),
+        Controller {
+            work_ready: Arc::default(),
+        },
+        cancel.clone(),
+    ));
+    let agent = match (agent_concurrency, embedded_token) {
+        (Some(concurrency), Some(token)) => {
+            let options = AgentOptions {
+                controller: format!("http://{address}"),
+                token: SecretString::from(token),
+                clusters: Vec::new(),
+                concurrency,
+                claim_wait: Duration::from_secs(10),
+            };
+            Some(tokio::spawn(worker::run_agent(
+                config.clone(),
+                options,
+                cancel.clone(),
+            )))
+        }
+        _ => None,
+    };
+    Ok(RunningController {
+        address,
+        cancel,
+        server,
+        agent,
+    })
+}
+
+/// Open the catalog named in the config and bring its schema up to date.
+pub async fn open_migrated_catalog(config: &Config) -> anyhow::Result<Catalog> {
+    let catalog = open_catalog(config).await?;
+    catalog.migrate().await?;
+    Ok(catalog)
+}
+
+pub fn controller_options(
+    config: &Config,
+    policy: QueuePolicy,
+    schedule: bool,
+    window: BackupWindow,
+) -> ControllerOptions {
+    ControllerOptions {
+        policy,
+        schedule,
+        window,
+        tick_interval: Duration::from_secs(15),
+        regions: config
+            .regions
+            .iter()
+            .map(|region| region.name.clone())
+            .collect(),
+    }
+}
+
+pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load_config(config_path)?);
+    let policy = flags.queue.policy()?;
+    let catalog = open_migrated_catalog(&config).await?;
+    let cancel = cancel_on_signal();
+    let running = start(
+        &config,
+        catalog,
+        flags.listen,
+        controller_options(&config, policy, true, flags.backup_window),
+        (!flags.no_agent).then_some(flags.agent_concurrency),
+        cancel.clone(),
+    )
+    .await?;
+    eprintln!(
+        "controller listening on http://{} ({}); Ctrl-C stops it",
+        running.address,
+        if flags.no_agent {
+            "no embedded agent".to_owned()
+        } else {
+            format!("embedded agent, {} at once", flags.agent_concurrency)
+        }
+    );
+    cancel.cancelled().await;
+    running.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat agent` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentFlags {
+    /// The controller's base URL, e.g. http://controller:7070.
+    #[arg(long)]
+    pub controller: Option<String>,
+    /// A file holding the agent token (default: the LIFEBOAT_AGENT_TOKEN variable).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Serve only these clusters (repeatable); default: every configured cluster.
+    #[arg(long = "cluster")]
+    pub clusters: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+}
+
+fn read_token(token_file: Option<&Path>) -> anyhow::Result<SecretString> {
+    let token = match token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}: cannot read it", path.display()))?,
+        None => std::env::var("LIFEBOAT_AGENT_TOKEN").context(
+            "no agent token: pass --token-file or set LIFEBOAT_AGENT_TOKEN (create one with `lifeboat agent token create NAME`)",
+        )?,
+    };
+    let token = token.trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "the agent token is empty");
+    Ok(SecretString::from(token))
+}
+
+pub async fn agent(config_path: Option<&Path>, flags: AgentFlags) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load_config(config_path)?);
+    let controller = flags
+        .controller
+        .context("--controller URL is required (e.g. http://127.0.0.1:7070)")?;
+    anyhow::ensure!(
+        controller.starts_with("http://") || controller.starts_with("https://"),
+        "--controller {controller:?} must be an http:// or https:// URL"
+    );
+    let token = read_token(flags.token_file.as_deref())?;
+    let mut clusters = Vec::new();
+    for cluster in &flags.clusters {
+        let cluster = parse_flag("cluster", cluster, ClusterName::parse)?;
+        config.cluster(&cluster)?;
+        clusters.push(cluster);
+    }
+    let cancel = cancel_on_signal();
+    eprintln!("agent serving {controller}, {} at once", flags.concurrency);
+    worker::run_agent(
+        config,
+        AgentOptions {
+            controller,
+            token,
+            clusters,
+            concurrency: flags.concurrency,
+            claim_wait: Duration::from_secs(20),
+        },
+        cancel,
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_create(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let catalog = open_migrated_catalog(&config).await?;
+    let token = agents::create_token(&catalog, name, &actor()).await?;
+    eprintln!("agent token for {name:?} (shown once; store it as the agent's --token-file):");
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_revoke(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let catalog = open_catalog(&config).await?;
+    agents::revoke_token(&catalog, name, &actor()).await?;
+    println!("revoked the token of agent {name:?}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The default backup window, for callers without flags.
+pub fn default_window() -> BackupWindow {
+    schedule::DEFAULT_WINDOW
+}

@@ -1,0 +1,621 @@
+//! The controller: scheduler, job queue, agents over HTTP and the nightly, against a real
+//! PostgreSQL (catalog and tenant databases) and real SeaweedFS regions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
+use lifeboat_controller::schedule;
+use lifeboat_controller::scheduler::Scheduler;
+use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_core::api::{
+    ClaimRequest, ClaimedJob, ErrorBody, JobOutcome, JobReport, JobResult, JobWork,
+};
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::manifest::{BackupKind, listing_prefix};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
+
+const CATALOG_DATABASE: &str = "lifeboat_catalog";
+
+fn catalog_settings() -> Settings {
+    Settings {
+        extra: format!("[catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n"),
+        ..Settings::default()
+    }
+}
+
+/// Create the catalog database, migrate it and add `tenants` (each with its own database of
+/// `rows` sample rows). Returns the config file.
+async fn env_with_tenants(env: &TestEnv, tenants: &[&str], rows: u32) -> PathBuf {
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {CATALOG_DATABASE}"))
+        .await
+        .expect("create catalog database");
+    let config = env.config_file(&catalog_settings());
+    let migrated = env.lifeboat(&config, &["controller", "migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    for tenant in tenants {
+        env.create_tenant_database(tenant, rows).await;
+        let added = env.lifeboat(&config, &["tenant", "add", tenant, "--cluster", "main"]);
+        assert!(added.status.success(), "{}", stderr(&added));
+    }
+    config
+}
+
+async fn open_catalog(config: &Config) -> Catalog {
+    let catalog = config.catalog.as_ref().expect("catalog configured");
+    Catalog::connect(
+        config.cluster(&catalog.cluster).expect("cluster"),
+        &catalog.database,
+    )
+    .await
+    .expect("connect catalog")
+}
+
+async fn scalar(catalog: &Catalog, sql: &str) -> i64 {
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one(sql, &[])
+        .await
+        .expect(sql)
+        .get(0)
+}
+
+fn manifests_in(keys: &[String], tenant: &str) -> usize {
+    keys.iter()
+        .filter(|key| {
+            key.starts_with(&format!("tenants/{tenant}/")) && key.ends_with(".manifest.json")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_backs_up_every_tenant_through_the_queue_once_per_run() {
+    let env = TestEnv::start(Backend::Seaweed, 2).await;
+    let config_path = env_with_tenants(&env, &["acme", "globex"], 200).await;
+    let config = env.config(&catalog_settings());
+
+    let first = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r1"]);
+    assert!(
+        first.status.success(),
+        "{}\n{}",
+        stdout(&first),
+        stderr(&first)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).expect("json summary");
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    assert_eq!(summary["degraded"], 0, "{summary}");
+    let first_ids: Vec<String> = summary["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|outcome| outcome["backup_id"].as_str().expect("backup id").to_owned())
+        .collect();
+
+    let catalog = open_catalog(&config).await;
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 2);
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE state = 'present'"
+        )
+        .await,
+        4
+    );
+    for index in 0..2 {
+        let keys = crate::harness::all_keys(&env.region(&config, index)).await;
+        assert_eq!(manifests_in(&keys, "acme"), 1, "{keys:?}");
+        assert_eq!(manifests_in(&keys, "globex"), 1, "{keys:?}");
+    }
+
+    // The same run again: the same backups, nothing done twice.
+    let again = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r1"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json summary");
+    let again_ids: Vec<String> = summary["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|outcome| outcome["backup_id"].as_str().expect("backup id").to_owned())
+        .collect();
+    assert_eq!(again_ids, first_ids);
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 2);
+
+    // A tenant whose database is gone fails the run, with its reason, after its attempts;
+    // the others still get their backups.
+    let added = env.lifeboat(
+        &config_path,
+        &[
+            "tenant",
+            "add",
+            "ghost",
+            "--cluster",
+            "main",
+            "--database",
+            "no_such_db",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let failing = env.lifeboat(
+        &config_path,
+        &[
+            "nightly",
+            "--run",
+            "r2",
+            "--max-attempts",
+            "2",
+            "--retry-base-seconds",
+            "0",
+        ],
+    );
+    assert!(
+        !failing.status.success(),
+        "a failed tenant fails the nightly"
+    );
+    let out = stdout(&failing);
+    assert!(out.contains("2 of 3 tenants backed up"), "{out}");
+    assert!(out.contains("no_such_db"), "the reason is shown: {out}");
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT attempts::bigint FROM jobs WHERE dedup_key = 'nightly:r2:backup:ghost'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &[], 0).await;
+    let config = env.config(&catalog_settings());
+    for index in 0..20 {
+        let name = format!("tenant-{index:02}");
+        let added = env.lifeboat(
+            &config_path,
+            &[
+                "tenant",
+                "add",
+                &name,
+                "--cluster",
+                "main",
+                "--schedule",
+                "0 0 * * * *",
+            ],
+        );
+        assert!(added.status.success(), "{}", stderr(&added));
+    }
+    let catalog_a = open_catalog(&config).await;
+    let catalog_b = open_catalog(&config).await;
+    // Tenants were added just now; start the clock an hour later, on the half hour.
+    let start: DateTime<Utc> = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 30, 0)
+        .expect("time")
+        .and_utc()
+        + chrono::Duration::days(1);
+    let mut a = Scheduler::new(schedule::DEFAULT_WINDOW);
+    let mut b = Scheduler::new(schedule::DEFAULT_WINDOW);
+    for hour in 0..12 {
+        let now = start + chrono::Duration::hours(hour);
+        let (left, right) = tokio::join!(a.tick(&catalog_a, now, 4), b.tick(&catalog_b, now, 4));
+        let (left, right) = (left.expect("tick a"), right.expect("tick b"));
+        assert_eq!(left.due, 20);
+        assert_eq!(
+            left.enqueued + right.enqueued,
+            20,
+            "hour {hour}: {left:?} {right:?}"
+        );
+    }
+    assert_eq!(scalar(&catalog_a, "SELECT count(*) FROM jobs").await, 240);
+
+    // A restarted controller (a new scheduler) at the same time enqueues nothing.
+    let now = start + chrono::Duration::hours(11);
+    let report = Scheduler::new(schedule::DEFAULT_WINDOW)
+        .tick(&catalog_a, now, 4)
+        .await
+        .expect("tick");
+    assert_eq!((report.due, report.enqueued), (0, 0));
+
+    // Down for five hours: each tenant's newest missed slot is caught up, once.
+    let later = start + chrono::Duration::hours(16);
+    let report = a.tick(&catalog_a, later, 4).await.expect("tick");
+    assert_eq!(report.enqueued, 20);
+    assert_eq!(scalar(&catalog_a, "SELECT count(*) FROM jobs").await, 260);
+    let newest_slot = (later - chrono::Duration::minutes(30)).format("%Y-%m-%dT%H:%M:%SZ");
+    assert_eq!(
+        scalar(
+            &catalog_a,
+            &format!("SELECT count(*) FROM jobs WHERE dedup_key LIKE '%:{newest_slot}'")
+        )
+        .await,
+        20
+    );
+}
+
+/// A controller serving the API in this process, with no agent.
+struct InProcessController {
+    base: String,
+    cancel: CancellationToken,
+}
+
+impl Drop for InProcessController {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn serve_in_process(
+    catalog: &Catalog,
+    config: &Config,
+    policy: QueuePolicy,
+) -> InProcessController {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let cancel = CancellationToken::new();
+    tokio::spawn(server::serve(
+        catalog.clone(),
+        listener,
+        ControllerOptions {
+            policy,
+            schedule: false,
+            window: schedule::DEFAULT_WINDOW,
+            tick_interval: Duration::from_secs(60),
+            regions: config
+                .regions
+                .iter()
+                .map(|region| region.name.clone())
+                .collect(),
+        },
+        Some(SecretString::from("lbt_embedded-test-token")),
+        Controller {
+            work_ready: Arc::default(),
+        },
+        cancel.clone(),
+    ));
+    InProcessController { base, cancel }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &[], 0).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    let controller = serve_in_process(&catalog, &config, QueuePolicy::default()).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", controller.base);
+
+    let created = env.lifeboat(&config_path, &["agent", "token", "create", "db-host-1"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let token = stdout(&created).trim().to_owned();
+    assert!(token.starts_with("lbt_"), "{token}");
+    let stored: i64 = scalar(
+        &catalog,
+        &format!(
+            "SELECT count(*) FROM agent_tokens WHERE token_sha256::text LIKE '%{}%'",
+            &token[4..20]
+        ),
+    )
+    .await;
+    assert_eq!(stored, 0, "the token itself is not stored");
+
+    let claim = ClaimRequest {
+        clusters: vec![],
+        wait_seconds: 0,
+    };
+    // No token, a wrong one: 401 with a message.
+    let none = http
+        .post(url("/api/v1/agent/claim"))
+        .json(&claim)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(none.status(), 401);
+    let wrong = http
+        .post(url("/api/v1/agent/claim"))
+        .bearer_auth("lbt_0000")
+        .json(&claim)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+    let body: ErrorBody = wrong.json().await.expect("error body");
+    assert!(body.error.contains("unknown or revoked"), "{}", body.error);
+
+    // A valid token with nothing to do: 204.
+    let idle = http
+        .post(url("/api/v1/agent/claim"))
+        .bearer_auth(&token)
+        .json(&claim)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(idle.status(), 204);
+
+    // A job to work on.
+    let client = catalog.connection().await.expect("connection");
+    let tenant = TenantName::parse("acme").expect("tenant");
+    queue::enqueue(
+        &**client,
+        &[NewJob {
+            dedup_key: None,
+            work: JobWork::Backup {
+                tenant: tenant.clone(),
+                cluster: ClusterName::parse("main").expect("cluster"),
+                database: "acme".to_owned(),
+                backup_kind: BackupKind::Scheduled,
+            },
+        }],
+        4,
+    )
+    .await
+    .expect("enqueue");
+    let job: ClaimedJob = http
+        .post(url("/api/v1/agent/claim"))
+        .bearer_auth(&token)
+        .json(&claim)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("claimed job");
+    assert_eq!(job.attempt, 1);
+
+    let report_url = url(&format!("/api/v1/jobs/{}/report", job.id));
+    // Garbage, a result of the wrong kind, a stale lease: refused, the job still running.
+    let garbage = http
+        .post(&report_url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"lease_token\": 5}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(garbage.status(), 422);
+    let wrong_kind = http
+        .post(&report_url)
+        .bearer_auth(&token)
+        .json(&JobReport {
+            lease_token: job.lease_token,
+            outcome: JobOutcome::Succeeded {
+                result: JobResult::Delete { regions: vec![] },
+            },
+        })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong_kind.status(), 422);
+    let body: ErrorBody = wrong_kind.json().await.expect("error body");
+    assert!(body.error.contains("backup job"), "{}", body.error);
+    let stale = http
+        .post(&report_url)
+        .bearer_auth(&token)
+        .json(&JobReport {
+            lease_token: uuid::Uuid::new_v4(),
+            outcome: JobOutcome::Failed {
+                error: "x".to_owned(),
+                retryable: true,
+            },
+        })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(stale.status(), 409);
+    assert_eq!(
+        scalar(
+            &catalog,
+            &format!(
+                "SELECT count(*) FROM jobs WHERE id = {} AND state = 'running'",
+                job.id
+            )
+        )
+        .await,
+        1
+    );
+
+    // A revoked token is refused at once.
+    let revoked = env.lifeboat(&config_path, &["agent", "token", "revoke", "db-host-1"]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let refused = http
+        .post(url(&format!("/api/v1/jobs/{}/heartbeat", job.id)))
+        .bearer_auth(&token)
+        .json(&lifeboat_core::api::Heartbeat {
+            lease_token: job.lease_token,
+        })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 401);
+
+    // Health and metrics.
+    let health = http.get(url("/healthz")).send().await.expect("send");
+    assert_eq!(health.status(), 200);
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lifeboat_jobs_running{kind=\"backup\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lifeboat_region_copy_failures{region=\"eu\"} 0"),
+        "{metrics}"
+    );
+}
+
+/// A `lifeboat` process in the background, killed when dropped.
+struct Background(Option<Child>);
+
+impl Background {
+    /// Take the process out, to wait for it; it is no longer killed on drop.
+    fn into_child(mut self) -> Child {
+        self.0.take().expect("child")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_lifeboat(config: &Path, arguments: &[&str]) -> Background {
+    Background(Some(
+        Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("--config")
+            .arg(config)
+            .args(arguments)
+            .env_remove("LIFEBOAT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lifeboat"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_once() {
+    let env = TestEnv::start(Backend::Seaweed, 2).await;
+    let config_path = env_with_tenants(&env, &[], 0).await;
+    let config = env.config(&catalog_settings());
+    // Enough incompressible data that the backup is still uploading when the agent dies.
+    env.create_tenant_database("acme", 100).await;
+    let tenant_db = env.postgres.connect("acme").await.expect("connect");
+    tenant_db
+        .batch_execute(
+            "CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a, \
+             md5(random()::text) || md5(random()::text) AS b FROM generate_series(1, 600000) g",
+        )
+        .await
+        .expect("fill");
+    let added = env.lifeboat(
+        &config_path,
+        &["tenant", "add", "acme", "--cluster", "main"],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let token = stdout(&env.lifeboat(&config_path, &["agent", "token", "create", "a1"]))
+        .trim()
+        .to_owned();
+    let token_file = env.dir.path().join("agent-token");
+    std::fs::write(&token_file, &token).expect("token file");
+    let token_file = token_file.display().to_string();
+
+    let port = lifeboat_sandbox::ports::free_loopback_port().expect("port");
+    let listen = format!("127.0.0.1:{port}");
+    let controller_url = format!("http://{listen}");
+    let _controller = spawn_lifeboat(
+        &config_path,
+        &[
+            "controller",
+            "serve",
+            "--listen",
+            &listen,
+            "--no-agent",
+            "--lease-seconds",
+            "2",
+            "--retry-base-seconds",
+            "1",
+        ],
+    );
+    let nightly = spawn_lifeboat(
+        &config_path,
+        &["nightly", "--no-agent", "--json", "--run", "k1"],
+    );
+    let first_agent = spawn_lifeboat(
+        &config_path,
+        &[
+            "agent",
+            "--controller",
+            &controller_url,
+            "--token-file",
+            &token_file,
+        ],
+    );
+
+    // Kill the agent once its upload is open in a region.
+    let region = env.region(&config, 0);
+    let prefix = listing_prefix(Some(&TenantName::parse("acme").expect("tenant")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = region
+            .list_open_uploads(&prefix)
+            .await
+            .expect("list uploads");
+        if open.is_some_and(|uploads| !uploads.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started uploading"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first_agent);
+
+    let _second_agent = spawn_lifeboat(
+        &config_path,
+        &[
+            "agent",
+            "--controller",
+            &controller_url,
+            "--token-file",
+            &token_file,
+        ],
+    );
+    let mut nightly_child = nightly.into_child();
+    let finished = tokio::task::spawn_blocking(move || {
+        let status = nightly_child.wait();
+        let mut out = String::new();
+        if let Some(mut stdout) = nightly_child.stdout.take() {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut out);
+        }
+        (status, out)
+    });
+    let (status, out) = tokio::time::timeout(Duration::from_secs(120), finished)
+        .await
+        .expect("the nightly finished")
+        .expect("join");
+    assert!(status.expect("wait").success(), "{out}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("json summary");
+    assert_eq!(summary["outcomes"][0]["attempts"], 2, "{summary}");
+
+    let catalog = open_catalog(&config).await;
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
+    for index in 0..2 {
+        let region = env.region(&config, index);
+        let keys = crate::harness::all_keys(&region).await;
+        assert_eq!(manifests_in(&keys, "acme"), 1, "{keys:?}");
+        let open = region
+            .list_open_uploads(&prefix)
+            .await
+            .expect("list uploads")
+            .expect("SeaweedFS lists uploads");
+        assert!(open.is_empty(), "no upload left open: {open:?}");
+    }
+}

@@ -1,0 +1,324 @@
+//! Retention, the trash and legal holds, end to end: real backups in real regions, the
+//! catalog rebuilt from them, history shaped by moving `started_at` back in the catalog.
+
+use lifeboat_core::config::Config;
+use lifeboat_core::region::Region;
+
+use crate::harness::{Backend, Settings, TestEnv, all_keys, stderr, stdout};
+
+const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!("not JSON ({error}): {}", stdout(output));
+    })
+}
+
+/// A tenant `acme` with `backups` real backups, oldest first, recorded in a fresh catalog,
+/// and retention keeping one daily backup.
+async fn tenant_with_backups(
+    env: &TestEnv,
+    backups: usize,
+    extra_config: &str,
+) -> (std::path::PathBuf, Vec<String>, tokio_postgres::Client) {
+    env.create_tenant_database("acme", 100).await;
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE lifeboat_catalog")
+        .await
+        .expect("create catalog");
+    let config_path = env.config_file(&Settings {
+        extra: format!("{CATALOG}{extra_config}"),
+        ..Settings::default()
+    });
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    assert!(run(&["controller", "migrate"]).status.success());
+    let added = run(&[
+        "tenant",
+        "add",
+        "acme",
+        "--cluster",
+        "main",
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let mut ids = Vec::new();
+    for _ in 0..backups {
+        let backup = json(&run(&["backup", "--tenant", "acme", "--json"]));
+        ids.push(backup["backup_id"].as_str().expect("id").to_owned());
+    }
+    json(&run(&["catalog", "rebuild", "--region", "eu", "--json"]));
+    let catalog = env
+        .postgres
+        .connect("lifeboat_catalog")
+        .await
+        .expect("connect catalog");
+    (config_path, ids, catalog)
+}
+
+/// Move a backup back in time, past the 30 days manual backups are kept whatever the policy.
+async fn age_backup(catalog: &tokio_postgres::Client, id: &str, days: i32) {
+    let changed = catalog
+        .execute(
+            "UPDATE backups SET started_at = started_at - make_interval(days => $2),
+                                finished_at = finished_at - make_interval(days => $2)
+             WHERE id = $1::text::uuid",
+            &[&id, &days],
+        )
+        .await
+        .expect("age backup");
+    assert_eq!(changed, 1);
+}
+
+fn ids_of(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|entry| entry["backup_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trashed_backup_is_purged_from_every_region_and_the_other_still_restores() {
+    let env = TestEnv::start(Backend::Embedded, 2).await;
+    let (config_path, ids, catalog) = tenant_with_backups(&env, 2, "").await;
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    let (old, new) = (&ids[0], &ids[1]);
+    age_backup(&catalog, old, 40).await;
+
+    let dry = json(&run(&["retention", "run", "--dry-run", "--json"]));
+    let plan = &dry["tenants"][0];
+    assert_eq!(plan["tenant"], "acme");
+    assert_eq!(ids_of(&plan["trash"]), [old.as_str()], "{dry}");
+    assert_eq!(ids_of(&plan["keep"]), [new.as_str()], "{dry}");
+    assert_eq!(plan["keep"][0]["reasons"][0], "newest", "{dry}");
+    assert!(
+        plan["keep"][0]["reasons"][1]
+            .as_str()
+            .expect("reason")
+            .starts_with("daily "),
+        "{dry}"
+    );
+    assert!(
+        plan["trash"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("keep daily 1"),
+        "{dry}"
+    );
+    let in_trash: i64 = catalog
+        .query_one(
+            "SELECT count(*) FROM backups WHERE trashed_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(in_trash, 0, "a dry run changes nothing");
+
+    let applied = json(&run(&[
+        "retention",
+        "run",
+        "--tenant",
+        "acme",
+        "--trash-days",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(ids_of(&applied["tenants"][0]["trash"]), [old.as_str()]);
+    let trash = json(&run(&["trash", "list", "--json"]));
+    assert_eq!(ids_of(&trash), [old.as_str()]);
+
+    let config = Config::load(Some(&config_path)).expect("config");
+    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    for region in &regions {
+        let keys = all_keys(region).await;
+        assert_eq!(
+            keys.iter().filter(|key| key.contains(old.as_str())).count(),
+            2,
+            "trashed, not yet purged: {keys:?}"
+        );
+    }
+
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(ids_of(&purged["purged"]), [old.as_str()], "{purged}");
+    assert_eq!(purged["failed"], serde_json::json!([]));
+    for region in &regions {
+        let keys = all_keys(region).await;
+        assert!(
+            !keys.iter().any(|key| key.contains(old.as_str())),
+            "region {} still holds {old}: {keys:?}",
+            region.name()
+        );
+        assert_eq!(
+            keys.iter().filter(|key| key.contains(new.as_str())).count(),
+            2,
+            "the kept backup's object and manifest stay: {keys:?}"
+        );
+    }
+    let remaining: Vec<String> = catalog
+        .query("SELECT id::text FROM backups", &[])
+        .await
+        .expect("backups")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(remaining, [new.as_str()]);
+    assert_eq!(
+        json(&run(&["trash", "list", "--json"])),
+        serde_json::json!([])
+    );
+
+    let restored = run(&[
+        "restore",
+        "--tenant",
+        "acme",
+        "--latest",
+        "--into",
+        "acme_restored",
+        "--json",
+    ]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stdout(&restored).contains(new.as_str()),
+        "{}",
+        stdout(&restored)
+    );
+    assert_eq!(
+        env.table_fingerprints("acme").await,
+        env.table_fingerprints("acme_restored").await
+    );
+
+    let actions: Vec<String> = catalog
+        .query(
+            "SELECT action FROM audit_log WHERE action LIKE 'retention.%' OR action LIKE 'trash.%' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(actions, ["retention.trash", "trash.purge"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legal_holds_stop_trash_and_purge_and_trash_restore_brings_a_backup_back() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let (config_path, ids, catalog) =
+        tenant_with_backups(&env, 3, "[retention]\ntrash_days = 0\n").await;
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    let (held, unheld, newest) = (&ids[0], &ids[1], &ids[2]);
+    age_backup(&catalog, held, 60).await;
+    age_backup(&catalog, unheld, 50).await;
+
+    let hold = run(&["backups", "hold", held]);
+    assert!(hold.status.success(), "{}", stderr(&hold));
+    let applied = json(&run(&["retention", "run", "--json"]));
+    let plan = &applied["tenants"][0];
+    assert_eq!(ids_of(&plan["trash"]), [unheld.as_str()], "{applied}");
+    assert_eq!(ids_of(&plan["keep"]), [newest.as_str(), held.as_str()]);
+    assert_eq!(
+        plan["keep"][1]["reasons"],
+        serde_json::json!(["legal hold"])
+    );
+
+    // A tenant-wide hold keeps even the trash from being purged.
+    assert!(run(&["tenant", "hold", "acme"]).status.success());
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(purged["purged"], serde_json::json!([]), "{purged}");
+    let trash = json(&run(&["trash", "list", "--json"]));
+    assert_eq!(ids_of(&trash), [unheld.as_str()]);
+    assert_eq!(trash[0]["legal_hold"], true);
+    assert_eq!(
+        trash[0]["purge_after"], trash[0]["trashed_at"],
+        "[retention] trash_days = 0 makes it due at once: {trash}"
+    );
+    let held_plan = json(&run(&["retention", "run", "--dry-run", "--json"]));
+    assert_eq!(held_plan["tenants"][0]["trash"], serde_json::json!([]));
+    assert!(run(&["tenant", "unhold", "acme"]).status.success());
+
+    let restored = run(&["trash", "restore", unheld]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stdout(&restored).contains("unless it is held"),
+        "{}",
+        stdout(&restored)
+    );
+    assert_eq!(
+        json(&run(&["trash", "list", "--json"])),
+        serde_json::json!([])
+    );
+    let state: (Option<String>, bool) = catalog
+        .query_one(
+            "SELECT trash_reason, purge_after IS NULL FROM backups WHERE id = $1::text::uuid",
+            &[&unheld.as_str()],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .expect("backup");
+    assert_eq!(state, (None, true));
+
+    // Nothing left to purge: both older backups stay in the region.
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(purged["purged"], serde_json::json!([]));
+    let config = Config::load(Some(&config_path)).expect("config");
+    let keys = all_keys(&Region::new(&config.regions[0])).await;
+    for id in &ids {
+        assert_eq!(
+            keys.iter().filter(|key| key.contains(id.as_str())).count(),
+            2,
+            "{id}: {keys:?}"
+        );
+    }
+
+    for (arguments, expected) in [
+        (
+            vec!["trash", "restore", newest.as_str()],
+            "is not in the trash",
+        ),
+        (
+            vec!["backups", "hold", "0190a5c4-7d0e-7cc2-8e8a-0f5d7a3b2c11"],
+            "is not in the catalog",
+        ),
+        (
+            vec!["tenant", "hold", "nobody"],
+            "tenant nobody does not exist",
+        ),
+    ] {
+        let output = run(&arguments);
+        assert!(!output.status.success(), "{arguments:?} succeeded");
+        assert!(
+            stderr(&output).contains(expected),
+            "{arguments:?}: {}",
+            stderr(&output)
+        );
+    }
+
+    let actions: Vec<String> = catalog
+        .query(
+            "SELECT action FROM audit_log WHERE action NOT IN ('tenant.add', 'catalog.rebuild') ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "backup.hold",
+            "retention.trash",
+            "tenant.hold",
+            "tenant.unhold",
+            "trash.restore"
+        ]
+    );
+}
