@@ -270,10 +270,7 @@ mod tests {
         };
         let json = serde_json::to_string(&work).expect("serialise");
         assert!(json.contains(r#""kind":"backup""#), "{json}");
-        assert_eq!(
-            serde_json::from_str::<JobWork>(&json).expect("parse"),
-            work
-        );
+        assert_eq!(serde_json::from_str::<JobWork>(&json).expect("parse"), work);
         let extra = json.replace(r#""kind":"backup""#, r#""kind":"backup","rm":"-rf""#);
         assert!(serde_json::from_str::<JobWork>(&extra).is_err());
         for kind in JobKind::ALL {
