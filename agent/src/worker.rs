@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::backup_job;
+use crate::{backup_job, maintenance};
 
 /// How an agent reaches its controller and what it serves.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ pub async fn run_agent(
         );
         let wait = options.claim_wait;
         loops.spawn(async move {
-            claim_loop(&config, &client, &clusters, wait, &cancel)
+            claim_loop(config, client, clusters, wait, cancel)
                 .instrument(tracing::info_span!("agent", slot))
                 .await
         });
@@ -260,23 +260,23 @@ pub async fn run_agent(
 }
 
 async fn claim_loop(
-    config: &Config,
-    client: &ControllerClient,
-    clusters: &[ClusterName],
+    config: Arc<Config>,
+    client: ControllerClient,
+    clusters: Vec<ClusterName>,
     wait: Duration,
-    cancel: &CancellationToken,
+    cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let mut retry_delay = Duration::from_millis(250);
     while !cancel.is_cancelled() {
         let claimed = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            claimed = client.claim(clusters, wait) => claimed,
+            claimed = client.claim(&clusters, wait) => claimed,
         };
         match claimed {
             Ok(Some(job)) => {
                 retry_delay = Duration::from_millis(250);
                 let span = job_span(&job);
-                run_claimed(config, client, job, cancel)
+                run_claimed(config.clone(), client.clone(), job, cancel.clone())
                     .instrument(span)
                     .await?;
             }
@@ -327,10 +327,10 @@ fn job_span(job: &ClaimedJob) -> tracing::Span {
 
 /// Do one claimed job with its heartbeat running beside it, then report.
 async fn run_claimed(
-    config: &Config,
-    client: &ControllerClient,
+    config: Arc<Config>,
+    client: ControllerClient,
     job: ClaimedJob,
-    agent_cancel: &CancellationToken,
+    agent_cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let job_cancel = agent_cancel.child_token();
     let heartbeat = {
@@ -338,7 +338,17 @@ async fn run_claimed(
         tokio::spawn(async move { keep_lease(&client, &job, &job_cancel).await })
     };
     let started = Instant::now();
-    let outcome = execute(config, &job, job_cancel.clone()).await;
+    // The work runs as its own task: owned data, so its future is plainly Send.
+    let outcome = {
+        let (config, job, job_cancel) = (config.clone(), job.clone(), job_cancel.clone());
+        match tokio::spawn(async move { execute(&config, &job, job_cancel).await }).await {
+            Ok(outcome) => outcome,
+            Err(error) => JobOutcome::Failed {
+                error: format!("the job's task failed: {error}"),
+                retryable: true,
+            },
+        }
+    };
     heartbeat.abort();
     if job_cancel.is_cancelled() {
         // Lease lost or the agent is stopping: someone else will (re)do the job.
@@ -404,6 +414,16 @@ async fn keep_lease(client: &ControllerClient, job: &ClaimedJob, job_cancel: &Ca
     }
 }
 
+fn maintenance_outcome(result: Result<JobResult, maintenance::MaintenanceError>) -> JobOutcome {
+    match result {
+        Ok(result) => JobOutcome::Succeeded { result },
+        Err(error) => JobOutcome::Failed {
+            retryable: !error.is_permanent(),
+            error: error.to_string(),
+        },
+    }
+}
+
 /// Do the work; every error becomes a failed outcome with its message.
 async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -> JobOutcome {
     match &job.work {
@@ -461,8 +481,31 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 },
             }
         }
-        other => JobOutcome::Failed {
-            error: format!("this agent does not run {} jobs yet", other.kind()),
+        JobWork::Scrub { region, copies } => {
+            maintenance_outcome(maintenance::run_scrub(config, region, copies).await)
+        }
+        JobWork::Replicate {
+            tenant,
+            backup_id,
+            sources,
+            to,
+            stored_bytes,
+            sha256,
+        } => maintenance_outcome(
+            maintenance::run_replicate(
+                config,
+                tenant,
+                *backup_id,
+                sources,
+                to,
+                *stored_bytes,
+                sha256,
+            )
+            .await,
+        ),
+        JobWork::Delete { .. } => JobOutcome::Failed {
+            error: "this agent does not run delete jobs; the controller purges the trash itself"
+                .to_owned(),
             retryable: false,
         },
     }

@@ -35,12 +35,10 @@ pub async fn enqueue_backups(
     run: &str,
     max_attempts: i32,
 ) -> Result<BTreeMap<String, i64>, CatalogError> {
-    let mut connection = catalog.connection().await?;
-    let rows = connection
-        .query(
-            "SELECT name, cluster, database_name FROM tenants ORDER BY name",
-            &[],
-        )
+    let rows = catalog
+        .connection()
+        .await?
+        .query("SELECT name, cluster, database_name FROM tenants ORDER BY name", &[])
         .await
         .map_err(query_error("read tenants"))?;
     let mut jobs = Vec::new();
@@ -64,17 +62,52 @@ pub async fn enqueue_backups(
             },
         });
     }
+    let ids = enqueue_run_jobs(catalog, &jobs, max_attempts).await?;
+    Ok(jobs
+        .iter()
+        .zip(ids)
+        .filter_map(|(job, id)| match &job.work {
+            JobWork::Backup { tenant, .. } => Some((tenant.to_string(), id)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The dedup key of a maintenance job of run `run`.
+pub fn maintenance_key(run: &str, work: &JobWork) -> String {
+    match work {
+        JobWork::Scrub { region, .. } => format!("nightly:{run}:scrub:{region}"),
+        JobWork::Replicate { backup_id, to, .. } => {
+            format!("nightly:{run}:replicate:{backup_id}:{to}")
+        }
+        JobWork::Delete { backup_id, .. } => format!("nightly:{run}:delete:{backup_id}"),
+        JobWork::Backup { tenant, .. } => backup_key(run, tenant.as_str()),
+    }
+}
+
+/// Enqueue jobs that all carry dedup keys, requeue those of them that failed for good, and
+/// return the job id of each, in order. Running it again with the same keys changes
+/// nothing for jobs that succeeded or are under way.
+pub async fn enqueue_run_jobs(
+    catalog: &Catalog,
+    jobs: &[NewJob],
+    max_attempts: i32,
+) -> Result<Vec<i64>, CatalogError> {
     let keys: Vec<String> = jobs
         .iter()
-        .filter_map(|job| job.dedup_key.clone())
+        .map(|job| job.dedup_key.clone().unwrap_or_default())
         .collect();
+    if keys.iter().any(String::is_empty) {
+        return Err(CatalogError::Inconsistent(
+            "a run's jobs must all have dedup keys".to_owned(),
+        ));
+    }
+    let mut connection = catalog.connection().await?;
     let transaction = connection
         .transaction()
         .await
-        .map_err(query_error("begin nightly"))?;
-    queue::enqueue(&*transaction, &jobs, max_attempts).await?;
-    // A job of this run that failed for good gets another chance; one that succeeded or is
-    // under way is left alone.
+        .map_err(query_error("begin enqueue"))?;
+    queue::enqueue(&*transaction, jobs, max_attempts).await?;
     transaction
         .execute(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), finished_at = NULL
@@ -82,22 +115,29 @@ pub async fn enqueue_backups(
             &[&keys],
         )
         .await
-        .map_err(query_error("requeue failed nightly jobs"))?;
-    let ids = transaction
+        .map_err(query_error("requeue failed jobs of the run"))?;
+    let rows = transaction
         .query(
-            "SELECT tenant, id FROM jobs WHERE dedup_key = ANY($1)",
+            "SELECT dedup_key, id FROM jobs WHERE dedup_key = ANY($1)",
             &[&keys],
         )
         .await
-        .map_err(query_error("read nightly jobs"))?;
+        .map_err(query_error("read the run's jobs"))?;
     transaction
         .commit()
         .await
-        .map_err(query_error("commit nightly"))?;
-    Ok(ids
+        .map_err(query_error("commit enqueue"))?;
+    let by_key: BTreeMap<String, i64> = rows
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
-        .collect())
+        .collect();
+    keys.iter()
+        .map(|key| {
+            by_key.get(key).copied().ok_or_else(|| {
+                CatalogError::Inconsistent(format!("job {key} vanished after enqueue"))
+            })
+        })
+        .collect()
 }
 
 /// Wait until every job in `ids` has succeeded or failed for good, polling every `poll`.

@@ -7,6 +7,7 @@ use lifeboat_core::ids::RegionName;
 use crate::backups;
 use crate::catalog::{Catalog, CatalogError};
 use crate::queue::{self, QueueError, QueuePolicy};
+use crate::scrub;
 
 fn invalid(id: i64, message: impl Into<String>) -> QueueError {
     QueueError::InvalidReport {
@@ -144,6 +145,54 @@ async fn apply_result(
                 "regions": region_results,
                 "degraded": present < regions.len(),
             }))
+        }
+        (
+            JobWork::Scrub { region, copies: targets },
+            JobResult::Scrub {
+                region: reported_region,
+                copies,
+            },
+        ) => {
+            if reported_region != region {
+                return Err(invalid(
+                    id,
+                    format!("the job scrubs region {region}, the report is about {reported_region}"),
+                ));
+            }
+            if let Some(stranger) = copies.iter().find(|copy| {
+                !targets
+                    .iter()
+                    .any(|target| target.backup_id == copy.backup_id)
+            }) {
+                return Err(invalid(
+                    id,
+                    format!("the report checks backup {}, which the job did not ask for", stranger.backup_id),
+                ));
+            }
+            scrub::apply_scrub_result(client, region, copies).await?;
+            let bad = copies
+                .iter()
+                .filter(|copy| copy.state != CopyState::Present)
+                .count();
+            Ok(serde_json::json!({
+                "region": region,
+                "checked": copies.len(),
+                "hashed": copies.iter().filter(|copy| copy.hashed).count(),
+                "bad": bad,
+            }))
+        }
+        (
+            JobWork::Replicate { backup_id, to, .. },
+            JobResult::Replicate { region },
+        ) => {
+            if region != to {
+                return Err(invalid(
+                    id,
+                    format!("the job copies to region {to}, the report says {region}"),
+                ));
+            }
+            scrub::apply_replicate_result(client, *backup_id, to).await?;
+            Ok(serde_json::json!({ "backup_id": backup_id, "region": to }))
         }
         _ => Err(invalid(
             id,

@@ -246,8 +246,8 @@ fn scrub_jobs(
 }
 
 /// Record what a scrub of `region` found; copies not yet recorded get a row.
-pub async fn apply_scrub_result(
-    catalog: &Catalog,
+pub async fn apply_scrub_result<C: tokio_postgres::GenericClient>(
+    client: &C,
     region: &RegionName,
     copies: &[CopyCheck],
 ) -> Result<(), CatalogError> {
@@ -264,8 +264,7 @@ pub async fn apply_scrub_result(
             CopyState::Missing | CopyState::Corrupt => copy.detail.as_deref(),
         })
         .collect();
-    let connection = catalog.connection().await?;
-    connection
+    client
         .execute(
             APPLY_SCRUB_SQL,
             &[&region.as_str(), &backup_ids, &states, &hashed, &details],
@@ -345,13 +344,12 @@ fn repair_jobs(backups: &[LiveBackup], configured_regions: &[RegionName]) -> Vec
 }
 
 /// A replicate job put the backup's copy into `region`.
-pub async fn apply_replicate_result(
-    catalog: &Catalog,
+pub async fn apply_replicate_result<C: tokio_postgres::GenericClient>(
+    client: &C,
     backup_id: BackupId,
     region: &RegionName,
 ) -> Result<(), CatalogError> {
-    let connection = catalog.connection().await?;
-    connection
+    client
         .execute(
             APPLY_REPLICATE_SQL,
             &[&backup_id.as_uuid(), &region.as_str()],

@@ -133,8 +133,10 @@ pub async fn check_copies(
     region: &Region,
     targets: &[ScrubTarget],
 ) -> Vec<(BackupId, Result<CopyCheck, RegionError>)> {
-    futures::stream::iter(targets)
-        .map(|target| async move {
+    // Owned targets: a closure over borrowed ones makes the future's Send-ness depend on
+    // higher-ranked lifetimes the compiler cannot prove when the agent spawns it.
+    futures::stream::iter(targets.iter().cloned())
+        .map(|target: ScrubTarget| async move {
             let checked = check_copy(
                 region,
                 &target.tenant,

@@ -13,8 +13,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use comfy_table::Table;
+use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::nightly::{self, TenantOutcome};
+use lifeboat_controller::queue::{JobStatus, NewJob};
+use lifeboat_controller::{retention, scrub};
+use lifeboat_core::api::JobWork;
+use lifeboat_core::config::Config;
+use lifeboat_core::ids::RegionName;
+use lifeboat_core::region::Region;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::controller::{self as wiring, QueueFlags};
 use super::{cancel_on_signal, load_config};
@@ -31,6 +39,13 @@ pub struct NightlyFlags {
     /// Jobs the embedded agent runs at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Skip retention, scrub and repair: backups only.
+    #[arg(long)]
+    pub backups_only: bool,
+    /// Copies per region read whole and hashed by tonight's scrub (besides the size check
+    /// of every copy).
+    #[arg(long, default_value_t = 20)]
+    pub scrub_full_sample: usize,
     /// Name of the run (default: today's UTC date). A run's jobs are done once; running
     /// the same run again waits for them and retries only those that failed.
     #[arg(long)]
@@ -49,6 +64,26 @@ pub struct NightlySummary {
     pub failed: usize,
     pub degraded: usize,
     pub outcomes: Vec<TenantOutcome>,
+    /// Retention, scrub and repair; absent with `--backups-only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
+}
+
+/// What the maintenance phases did.
+#[derive(Debug, Default, Serialize)]
+pub struct Maintenance {
+    /// Backups moved to the trash by retention, and purged from the trash.
+    pub trashed: usize,
+    pub purged: usize,
+    /// Copies checked by scrub, and those found missing or corrupt.
+    pub copies_checked: u64,
+    pub copies_bad: u64,
+    /// Copies made again from a healthy region.
+    pub repaired: usize,
+    /// Live backups still lacking a good copy in some region after repair.
+    pub degraded_after_repair: usize,
+    /// What went wrong, if anything (the backups' outcome decides the exit code).
+    pub problems: Vec<String>,
 }
 
 pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Result<ExitCode> {
@@ -98,7 +133,13 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
                     .map(|status| TenantOutcome::from_status(tenant, status))
             })
             .collect();
+        let maintenance = if flags.backups_only || cancel.is_cancelled() {
+            None
+        } else {
+            Some(maintenance(&config, &catalog, &run_name, &flags, max_attempts, &cancel).await)
+        };
         anyhow::Ok(NightlySummary {
+            maintenance,
             run: run_name.clone(),
             seconds: started.elapsed().as_secs_f64(),
             tenants: outcomes.len(),
@@ -128,6 +169,124 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Retention, then scrub, then repair of what scrub (or the backups) found lacking. Each
+/// phase's failure is recorded and the next phase still runs.
+async fn maintenance(
+    config: &Config,
+    catalog: &Catalog,
+    run: &str,
+    flags: &NightlyFlags,
+    max_attempts: i32,
+    cancel: &CancellationToken,
+) -> Maintenance {
+    let mut done = Maintenance::default();
+    let now = Utc::now();
+    let region_names: Vec<RegionName> = config
+        .regions
+        .iter()
+        .map(|region| region.name.clone())
+        .collect();
+    match retention::apply(catalog, None, now, false, config.trash_period, "nightly").await {
+        Ok(report) => {
+            done.trashed = report.tenants.iter().map(|plan| plan.trash.len()).sum();
+        }
+        Err(error) => done.problems.push(format!("retention: {error}")),
+    }
+    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    match retention::purge_due(catalog, &regions, now).await {
+        Ok(report) => {
+            done.purged = report.purged.len();
+            for failure in report.failed {
+                done.problems.push(format!(
+                    "purge of backup {} ({}): {}",
+                    failure.backup_id,
+                    failure.tenant,
+                    failure.errors.join("; ")
+                ));
+            }
+        }
+        Err(error) => done.problems.push(format!("purge: {error}")),
+    }
+    // Maintenance jobs get two attempts: a region that is down tonight is retried tomorrow.
+    let attempts = max_attempts.min(2);
+    match scrub::plan_scrub(catalog, &region_names, flags.scrub_full_sample, now).await {
+        Ok(works) => {
+            for status in run_jobs(catalog, run, works, attempts, cancel, &mut done.problems).await
+            {
+                let field = |name: &str| {
+                    status
+                        .result
+                        .as_ref()
+                        .and_then(|result| result.get(name))
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                };
+                done.copies_checked += field("checked");
+                done.copies_bad += field("bad");
+            }
+        }
+        Err(error) => done.problems.push(format!("scrub plan: {error}")),
+    }
+    match scrub::plan_repairs(catalog, &region_names).await {
+        Ok(works) => {
+            done.repaired = run_jobs(catalog, run, works, attempts, cancel, &mut done.problems)
+                .await
+                .iter()
+                .filter(|status| status.state == "succeeded")
+                .count();
+        }
+        Err(error) => done.problems.push(format!("repair plan: {error}")),
+    }
+    match scrub::degraded_backups(catalog, &region_names).await {
+        Ok(degraded) => done.degraded_after_repair = degraded.len(),
+        Err(error) => done.problems.push(format!("degraded backups: {error}")),
+    }
+    done
+}
+
+/// Enqueue a phase's jobs under the run's keys, wait for them, and note the failures.
+async fn run_jobs(
+    catalog: &Catalog,
+    run: &str,
+    works: Vec<JobWork>,
+    attempts: i32,
+    cancel: &CancellationToken,
+    problems: &mut Vec<String>,
+) -> Vec<JobStatus> {
+    if works.is_empty() {
+        return Vec::new();
+    }
+    let jobs: Vec<NewJob> = works
+        .into_iter()
+        .map(|work| NewJob {
+            dedup_key: Some(nightly::maintenance_key(run, &work)),
+            work,
+        })
+        .collect();
+    let statuses = async {
+        let ids = nightly::enqueue_run_jobs(catalog, &jobs, attempts).await?;
+        nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await
+    }
+    .await;
+    match statuses {
+        Ok(statuses) => {
+            for status in statuses.iter().filter(|status| status.state != "succeeded") {
+                problems.push(format!(
+                    "{} job {}: {}",
+                    status.kind,
+                    status.id,
+                    status.last_error.as_deref().unwrap_or(&status.state)
+                ));
+            }
+            statuses
+        }
+        Err(error) => {
+            problems.push(format!("maintenance jobs: {error}"));
+            Vec::new()
+        }
+    }
 }
 
 fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()> {
@@ -162,6 +321,20 @@ fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()> {
         ]);
     }
     println!("{table}");
+    if let Some(done) = &summary.maintenance {
+        println!(
+            "retention: {} trashed, {} purged; scrub: {} copies checked, {} bad; repair: {} copies made again; {} backups still degraded",
+            done.trashed,
+            done.purged,
+            done.copies_checked,
+            done.copies_bad,
+            done.repaired,
+            done.degraded_after_repair
+        );
+        for problem in &done.problems {
+            println!("problem: {problem}");
+        }
+    }
     println!(
         "nightly {}: {} of {} tenants backed up ({} degraded, {} failed) in {:.1} s",
         summary.run,

@@ -144,7 +144,7 @@ async fn scrub_round(backed_up: &BackedUp, catalog: &Catalog, full_sample_per_da
         let JobResult::Scrub { region, copies } = result else {
             panic!("not a scrub result: {result:?}");
         };
-        apply_scrub_result(catalog, &region, &copies)
+        apply_scrub_result(&**catalog.connection().await.expect("connection"), &region, &copies)
             .await
             .expect("apply scrub result");
     }
@@ -259,7 +259,7 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         .await
         .expect("replicate");
         assert_eq!(result, JobResult::Replicate { region: to.clone() });
-        apply_replicate_result(&catalog, job_backup, &to)
+        apply_replicate_result(&**catalog.connection().await.expect("connection"), job_backup, &to)
             .await
             .expect("apply replicate result");
     }
