@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use lifeboat_core::backup::{self, BackupError, BackupReport, BackupRequest};
 use lifeboat_core::config::{Config, TenantConfig};
+use lifeboat_core::ids::BackupId;
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::Progress;
 use lifeboat_core::region::Region;
@@ -14,6 +15,7 @@ pub async fn backup_tenant(
     config: &Config,
     tenant: &TenantConfig,
     kind: BackupKind,
+    backup_id: Option<BackupId>,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
 ) -> Result<BackupReport, BackupError> {
@@ -22,6 +24,7 @@ pub async fn backup_tenant(
         config,
         tenant,
         kind,
+        backup_id,
         regions,
         progress,
         cancel,

@@ -19,11 +19,13 @@ use lifeboat_core::api::{
     API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
     JobWork,
 };
+use lifeboat_core::backup::RegionResult;
 use lifeboat_core::config::{Config, TenantConfig};
-use lifeboat_core::ids::ClusterName;
+use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::listing_prefix;
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Region;
+use lifeboat_core::restore;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -424,6 +426,61 @@ fn maintenance_outcome(result: Result<JobResult, maintenance::MaintenanceError>)
     }
 }
 
+/// If an earlier attempt of this job committed its backup (a manifest exists) but never
+/// reported it, report that backup rather than take another: the job is done once.
+async fn adopt_earlier_attempt(
+    config: &Config,
+    tenant: &TenantName,
+    earlier: &[BackupId],
+) -> Option<JobOutcome> {
+    for backup_id in earlier.iter().rev() {
+        let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+        let reads = futures::future::join_all(
+            regions
+                .iter()
+                .map(|region| restore::read_manifest(region, tenant, *backup_id)),
+        )
+        .await;
+        let mut found = None;
+        let mut results = Vec::new();
+        for (region, read) in regions.iter().zip(reads) {
+            match read {
+                Ok(manifest) => {
+                    results.push(RegionResult {
+                        region: region.name().clone(),
+                        stored: true,
+                        error: None,
+                    });
+                    found.get_or_insert(manifest);
+                }
+                Err(error) => results.push(RegionResult {
+                    region: region.name().clone(),
+                    stored: false,
+                    error: Some(format!("not found after an interrupted attempt: {error}")),
+                }),
+            }
+        }
+        let Some(mut manifest) = found else { continue };
+        tracing::info!(backup = %backup_id, "an earlier attempt committed this backup; reporting it instead of taking another");
+        manifest.regions.retain(|region| {
+            results
+                .iter()
+                .any(|result| result.stored && &result.region == region)
+        });
+        let duration_ms = (manifest.finished_at - manifest.started_at)
+            .num_milliseconds()
+            .max(0);
+        return Some(JobOutcome::Succeeded {
+            result: JobResult::Backup {
+                manifest: Box::new(manifest),
+                regions: results,
+                duration_ms: u64::try_from(duration_ms).unwrap_or(0),
+            },
+        });
+    }
+    None
+}
+
 /// Do the work; every error becomes a failed outcome with its message.
 async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -> JobOutcome {
     match &job.work {
@@ -438,6 +495,11 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                     error: format!("this agent has no credentials for cluster {cluster}"),
                     retryable: true,
                 };
+            }
+            if let Some(adopted) =
+                adopt_earlier_attempt(config, tenant, &job.earlier_backup_ids).await
+            {
+                return adopted;
             }
             let attempt_started = Utc::now();
             let prefix = listing_prefix(Some(tenant));
@@ -463,6 +525,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 config,
                 &tenant_config,
                 *backup_kind,
+                job.backup_id,
                 Arc::new(Silent),
                 cancel,
             )

@@ -38,7 +38,10 @@ pub async fn enqueue_backups(
     let rows = catalog
         .connection()
         .await?
-        .query("SELECT name, cluster, database_name FROM tenants ORDER BY name", &[])
+        .query(
+            "SELECT name, cluster, database_name FROM tenants ORDER BY name",
+            &[],
+        )
         .await
         .map_err(query_error("read tenants"))?;
     let mut jobs = Vec::new();

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use lifeboat_core::api::{ClaimedJob, JobKind, JobWork};
-use lifeboat_core::ids::ClusterName;
+use lifeboat_core::ids::{BackupId, ClusterName};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -216,14 +216,18 @@ pub async fn claim(
         }
         let lease_token = Uuid::new_v4();
         let lease_ms = i64::try_from(policy.lease.as_millis()).unwrap_or(i64::MAX);
+        // Every attempt of a backup gets its own backup id, remembered with the job.
+        let backup_id = BackupId::new();
         let row = transaction
             .query_one(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2,
                         lease_token = $3, lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                        started_at = now()
+                        started_at = now(),
+                        attempt_backup_ids = CASE WHEN kind = 'backup'
+                            THEN attempt_backup_ids || $5::uuid ELSE attempt_backup_ids END
                  WHERE id = $1
-                 RETURNING params, attempts",
-                &[&id, &agent, &lease_token, &lease_ms],
+                 RETURNING params, attempts, kind, attempt_backup_ids",
+                &[&id, &agent, &lease_token, &lease_ms, &backup_id.as_uuid()],
             )
             .await
             .map_err(query_error("claim job"))?;
@@ -233,6 +237,13 @@ pub async fn claim(
             .map_err(query_error("commit claim"))?;
         let params: serde_json::Value = row.get(0);
         let attempts: i32 = row.get(1);
+        let is_backup = row.get::<_, &str>(2) == JobKind::Backup.as_str();
+        let attempt_ids: Vec<Uuid> = row.get(3);
+        let earlier_backup_ids = attempt_ids
+            .iter()
+            .filter(|uuid| **uuid != backup_id.as_uuid())
+            .filter_map(|uuid| BackupId::from_uuid(*uuid))
+            .collect();
         let work: JobWork = serde_json::from_value(params).map_err(|error| {
             CatalogError::Inconsistent(format!("job {id} has unreadable parameters: {error}"))
         })?;
@@ -242,6 +253,8 @@ pub async fn claim(
             lease_seconds: policy.lease.as_secs().max(1),
             attempt: u32::try_from(attempts).unwrap_or(0),
             work,
+            backup_id: is_backup.then_some(backup_id),
+            earlier_backup_ids,
         }));
     }
     transaction
@@ -330,15 +343,15 @@ async fn lease_lost_or_missing<C: GenericClient>(client: &C, id: i64) -> QueueEr
     }
 }
 
-/// The running job `id` held by `lease_token`, locked for the rest of `transaction`.
+/// The running job `id` held by `lease_token`, locked for the rest of the transaction.
 pub async fn lock_running<C: GenericClient>(
     client: &C,
     id: i64,
     lease_token: Uuid,
-) -> Result<(JobKind, JobWork), QueueError> {
+) -> Result<RunningJob, QueueError> {
     let row = client
         .query_opt(
-            "SELECT kind, params FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR UPDATE",
+            "SELECT kind, params, attempt_backup_ids FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR UPDATE",
             &[&id, &lease_token],
         )
         .await
@@ -356,7 +369,24 @@ pub async fn lock_running<C: GenericClient>(
         id,
         message: format!("the catalog holds unreadable job parameters: {error}"),
     })?;
-    Ok((kind, work))
+    let attempt_ids: Vec<Uuid> = row.get(2);
+    Ok(RunningJob {
+        kind,
+        work,
+        attempt_backup_ids: attempt_ids
+            .into_iter()
+            .filter_map(BackupId::from_uuid)
+            .collect(),
+    })
+}
+
+/// A running job, locked for a report.
+#[derive(Debug, Clone)]
+pub struct RunningJob {
+    pub kind: JobKind,
+    pub work: JobWork,
+    /// The backup ids handed to this job's attempts so far.
+    pub attempt_backup_ids: Vec<BackupId>,
 }
 
 /// Mark a job locked by [`lock_running`] as succeeded.

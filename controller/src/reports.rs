@@ -34,7 +34,8 @@ pub async fn apply_report(
 ) -> Result<(), QueueError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
-    let (kind, work) = queue::lock_running(&*transaction, id, report.lease_token).await?;
+    let running = queue::lock_running(&*transaction, id, report.lease_token).await?;
+    let kind = running.kind;
     match &report.outcome {
         JobOutcome::Failed { error, retryable } => {
             if error.trim().is_empty() {
@@ -54,7 +55,7 @@ pub async fn apply_report(
                     ),
                 ));
             }
-            let summary = apply_result(&transaction, id, &work, result, regions).await?;
+            let summary = apply_result(&transaction, id, &running, result, regions).await?;
             queue::mark_succeeded(&*transaction, id, &summary).await?;
         }
     }
@@ -77,11 +78,11 @@ fn known_region(id: i64, region: &RegionName, regions: &[RegionName]) -> Result<
 async fn apply_result(
     client: &tokio_postgres::Transaction<'_>,
     id: i64,
-    work: &JobWork,
+    running: &queue::RunningJob,
     result: &JobResult,
     regions: &[RegionName],
 ) -> Result<serde_json::Value, QueueError> {
-    match (work, result) {
+    match (&running.work, result) {
         (
             JobWork::Backup {
                 tenant,
@@ -104,6 +105,15 @@ async fn apply_result(
                     format!(
                         "the manifest is for tenant {} on cluster {} ({:?}), not this job's {tenant} on {cluster}",
                         manifest.tenant, manifest.source.cluster, manifest.kind
+                    ),
+                ));
+            }
+            if !running.attempt_backup_ids.contains(&manifest.backup_id) {
+                return Err(invalid(
+                    id,
+                    format!(
+                        "backup {} was not handed to any attempt of this job",
+                        manifest.backup_id
                     ),
                 ));
             }
@@ -147,7 +157,10 @@ async fn apply_result(
             }))
         }
         (
-            JobWork::Scrub { region, copies: targets },
+            JobWork::Scrub {
+                region,
+                copies: targets,
+            },
             JobResult::Scrub {
                 region: reported_region,
                 copies,
@@ -156,7 +169,9 @@ async fn apply_result(
             if reported_region != region {
                 return Err(invalid(
                     id,
-                    format!("the job scrubs region {region}, the report is about {reported_region}"),
+                    format!(
+                        "the job scrubs region {region}, the report is about {reported_region}"
+                    ),
                 ));
             }
             if let Some(stranger) = copies.iter().find(|copy| {
@@ -166,7 +181,10 @@ async fn apply_result(
             }) {
                 return Err(invalid(
                     id,
-                    format!("the report checks backup {}, which the job did not ask for", stranger.backup_id),
+                    format!(
+                        "the report checks backup {}, which the job did not ask for",
+                        stranger.backup_id
+                    ),
                 ));
             }
             scrub::apply_scrub_result(client, region, copies).await?;
@@ -181,10 +199,7 @@ async fn apply_result(
                 "bad": bad,
             }))
         }
-        (
-            JobWork::Replicate { backup_id, to, .. },
-            JobResult::Replicate { region },
-        ) => {
+        (JobWork::Replicate { backup_id, to, .. }, JobResult::Replicate { region }) => {
             if region != to {
                 return Err(invalid(
                     id,

@@ -149,6 +149,14 @@ pub struct ClaimedJob {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub work: JobWork,
+    /// For a backup job: the id this attempt's backup must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<BackupId>,
+    /// For a backup job: the ids handed to earlier attempts. If one of them was committed
+    /// (its manifest exists) but never reported, the agent reports it instead of taking
+    /// the backup again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_backup_ids: Vec<BackupId>,
 }
 
 /// Renew the lease of a running job.

@@ -139,6 +139,11 @@ impl BackupId {
         Ok(Self(uuid))
     }
 
+    /// An id read back from the catalog; `None` unless it is a UUIDv7.
+    pub fn from_uuid(uuid: uuid::Uuid) -> Option<Self> {
+        (uuid.get_version_num() == 7).then_some(Self(uuid))
+    }
+
     /// The id as a UUID, for the catalog's `uuid` columns.
     pub fn as_uuid(&self) -> uuid::Uuid {
         self.0

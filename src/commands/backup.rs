@@ -17,6 +17,7 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
         &config,
         config.tenant(&tenant)?,
         BackupKind::Manual,
+        None,
         progress,
         cancel_on_signal(),
     )

@@ -172,6 +172,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
             &config,
             config.tenant(&tenant)?,
             BackupKind::Manual,
+            None,
             Arc::new(Silent),
             cancel.clone(),
         )

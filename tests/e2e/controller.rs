@@ -27,6 +27,8 @@ const CATALOG_DATABASE: &str = "lifeboat_catalog";
 
 fn catalog_settings() -> Settings {
     Settings {
+        // A backup in one region is committed (and degraded); repair copies it later.
+        min_regions: Some(1),
         extra: format!("[catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n"),
         ..Settings::default()
     }
@@ -618,4 +620,276 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
             .expect("SeaweedFS lists uploads");
         assert!(open.is_empty(), "no upload left open: {open:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() {
+    let env = TestEnv::start(Backend::Seaweed, 2).await;
+    let config_path = env_with_tenants(&env, &["acme"], 200).await;
+    let config = Arc::new(env.config(&catalog_settings()));
+    let catalog = open_catalog(&config).await;
+    let policy = QueuePolicy {
+        lease: Duration::from_secs(1),
+        retry_base: Duration::from_millis(100),
+        ..QueuePolicy::default()
+    };
+    let controller = serve_in_process(&catalog, &config, policy.clone()).await;
+    let reaper = {
+        let (catalog, policy) = (catalog.clone(), policy.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = queue::reap_expired_leases(&catalog, &policy).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let run = lifeboat_controller::nightly::enqueue_backups(&catalog, "adopt", 4)
+        .await
+        .expect("enqueue");
+    let job_id = run["acme"];
+
+    // An agent claims the job, commits the backup with the id it was given, and dies
+    // before reporting.
+    let http = reqwest::Client::new();
+    let job: ClaimedJob = http
+        .post(format!("{}/api/v1/agent/claim", controller.base))
+        .bearer_auth("lbt_embedded-test-token")
+        .json(&ClaimRequest {
+            clusters: vec![],
+            wait_seconds: 5,
+        })
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("claimed job");
+    let committed = lifeboat_agent::backup_job::backup_tenant(
+        &config,
+        config
+            .tenant(&TenantName::parse("acme").expect("tenant"))
+            .expect("tenant"),
+        BackupKind::Scheduled,
+        job.backup_id,
+        Arc::new(lifeboat_core::progress::Silent),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+    assert_eq!(Some(committed.manifest.backup_id), job.backup_id);
+
+    // The next attempt, by a real agent, adopts it instead of taking another.
+    let cancel = CancellationToken::new();
+    let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
+        config.clone(),
+        lifeboat_agent::worker::AgentOptions {
+            controller: controller.base.clone(),
+            token: SecretString::from("lbt_embedded-test-token"),
+            clusters: vec![],
+            concurrency: 1,
+            claim_wait: Duration::from_secs(1),
+        },
+        cancel.clone(),
+    ));
+    let (job_ids, never) = ([job_id], CancellationToken::new());
+    let statuses = lifeboat_controller::nightly::wait_for_jobs(
+        &catalog,
+        &job_ids,
+        Duration::from_millis(100),
+        &never,
+    );
+    let statuses = tokio::time::timeout(Duration::from_secs(60), statuses)
+        .await
+        .expect("the job finished")
+        .expect("statuses");
+    cancel.cancel();
+    let _ = agent.await;
+    reaper.abort();
+    assert_eq!(statuses[0].state, "succeeded", "{statuses:?}");
+    assert_eq!(statuses[0].attempts, 2, "{statuses:?}");
+    let result = statuses[0].result.as_ref().expect("result");
+    assert_eq!(
+        result["backup_id"],
+        committed.manifest.backup_id.to_string(),
+        "{result}"
+    );
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
+    for index in 0..2 {
+        let keys = crate::harness::all_keys(&env.region(&config, index)).await;
+        assert_eq!(
+            manifests_in(&keys, "acme"),
+            1,
+            "one backup, not two: {keys:?}"
+        );
+    }
+    drop(config_path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_killed_midway_finishes_when_run_again_without_doing_anything_twice() {
+    let env = TestEnv::start(Backend::Seaweed, 2).await;
+    let tenants = ["t-one", "t-two", "t-three", "t-four", "t-five"];
+    let config_path = env_with_tenants(&env, &tenants, 3000).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    let arguments = [
+        "nightly",
+        "--json",
+        "--run",
+        "crash",
+        "--concurrency",
+        "1",
+        "--lease-seconds",
+        "2",
+        "--retry-base-seconds",
+        "1",
+    ];
+    let first = spawn_lifeboat(&config_path, &arguments);
+    // Kill it once some tenants are done and others are not.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = scalar(
+            &catalog,
+            "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+        )
+        .await;
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first nightly made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+    let done_before = scalar(
+        &catalog,
+        "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+    )
+    .await;
+    assert!(done_before < 5, "killed too late to test anything");
+
+    let again = env.lifeboat(&config_path, &arguments);
+    assert!(
+        again.status.success(),
+        "{}\n{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(summary["succeeded"], 5, "{summary}");
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM jobs WHERE kind = 'backup'").await,
+        5
+    );
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 5);
+    for index in 0..2 {
+        let region = env.region(&config, index);
+        let keys = crate::harness::all_keys(&region).await;
+        for tenant in tenants {
+            assert_eq!(manifests_in(&keys, tenant), 1, "{tenant}: {keys:?}");
+        }
+        let open = region
+            .list_open_uploads("tenants/")
+            .await
+            .expect("list uploads")
+            .expect("SeaweedFS lists uploads");
+        assert!(open.is_empty(), "no upload left open: {open:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_down_during_the_nightly_leaves_backups_degraded_until_scrub_repairs_them() {
+    let mut env = TestEnv::start(Backend::Seaweed, 2).await;
+    let config_path = env_with_tenants(&env, &["acme"], 500).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    let nightly = |env: &TestEnv, run: &str| {
+        env.lifeboat(
+            &config_path,
+            &[
+                "nightly",
+                "--json",
+                "--run",
+                run,
+                "--retry-base-seconds",
+                "1",
+            ],
+        )
+    };
+
+    env.regions[1].kill();
+    let degraded_night = nightly(&env, "n1");
+    assert!(
+        degraded_night.status.success(),
+        "a backup in one region is still a backup: {}",
+        stderr(&degraded_night)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&degraded_night.stdout).expect("json");
+    assert_eq!(summary["degraded"], 1, "{summary}");
+    assert_eq!(
+        summary["maintenance"]["degraded_after_repair"], 1,
+        "{summary}"
+    );
+    assert!(
+        !summary["maintenance"]["problems"]
+            .as_array()
+            .expect("problems")
+            .is_empty(),
+        "the dead region is reported: {summary}"
+    );
+    let first_backup = summary["outcomes"][0]["backup_id"]
+        .as_str()
+        .expect("backup id")
+        .to_owned();
+
+    env.regions[1].restart().await;
+    // Both nights fall on one day, so retention would trash the first backup (GFS keeps
+    // the newest of each day); a legal hold keeps it for repair to work on.
+    let held = env.lifeboat(&config_path, &["tenant", "hold", "acme"]);
+    assert!(held.status.success(), "{}", stderr(&held));
+    let repaired_night = nightly(&env, "n2");
+    assert!(
+        repaired_night.status.success(),
+        "{}",
+        stderr(&repaired_night)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&repaired_night.stdout).expect("json");
+    assert_eq!(summary["degraded"], 0, "{summary}");
+    assert!(
+        summary["maintenance"]["repaired"]
+            .as_u64()
+            .expect("repaired")
+            >= 1,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["maintenance"]["degraded_after_repair"], 0,
+        "{summary}"
+    );
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE state <> 'present'"
+        )
+        .await,
+        0
+    );
+
+    // The repaired copy is the same bytes as the one that was always there.
+    let key = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT object_key FROM backups WHERE id = $1::text::uuid",
+            &[&first_backup],
+        )
+        .await
+        .expect("backup row")
+        .get::<_, String>(0);
+    let original = crate::harness::read_object(&env.region(&config, 0), &key).await;
+    let repaired = crate::harness::read_object(&env.region(&config, 1), &key).await;
+    assert!(original == repaired, "repaired copy differs");
 }

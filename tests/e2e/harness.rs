@@ -261,6 +261,7 @@ pub async fn backup_with_progress(
             .tenant(&TenantName::parse(tenant).expect("tenant"))
             .expect("configured tenant"),
         BackupKind::Manual,
+        None,
         progress,
         CancellationToken::new(),
     )

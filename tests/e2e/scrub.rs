@@ -144,9 +144,13 @@ async fn scrub_round(backed_up: &BackedUp, catalog: &Catalog, full_sample_per_da
         let JobResult::Scrub { region, copies } = result else {
             panic!("not a scrub result: {result:?}");
         };
-        apply_scrub_result(&**catalog.connection().await.expect("connection"), &region, &copies)
-            .await
-            .expect("apply scrub result");
+        apply_scrub_result(
+            &**catalog.connection().await.expect("connection"),
+            &region,
+            &copies,
+        )
+        .await
+        .expect("apply scrub result");
     }
 }
 
@@ -259,9 +263,13 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         .await
         .expect("replicate");
         assert_eq!(result, JobResult::Replicate { region: to.clone() });
-        apply_replicate_result(&**catalog.connection().await.expect("connection"), job_backup, &to)
-            .await
-            .expect("apply replicate result");
+        apply_replicate_result(
+            &**catalog.connection().await.expect("connection"),
+            job_backup,
+            &to,
+        )
+        .await
+        .expect("apply replicate result");
     }
     let manifest_key = backed_up.manifest_key();
     let original_manifest = read_object(eu, &manifest_key).await;

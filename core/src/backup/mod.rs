@@ -79,6 +79,9 @@ pub struct BackupRequest<'a> {
     /// The tenant and where its database is; the catalog or the config says.
     pub tenant: &'a TenantConfig,
     pub kind: BackupKind,
+    /// The id to give the backup (the controller hands one to each job attempt); default:
+    /// a new one.
+    pub backup_id: Option<BackupId>,
     pub regions: Vec<Region>,
     pub progress: Arc<dyn Progress>,
     pub cancel: CancellationToken,
@@ -107,7 +110,7 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
 
 /// Take one backup of `request.tenant` and commit it to at least `min_regions` regions.
 pub async fn run_backup(request: BackupRequest<'_>) -> Result<BackupReport, BackupError> {
-    let backup_id = BackupId::new();
+    let backup_id = request.backup_id.unwrap_or_default();
     let span = tracing::info_span!("backup", tenant = %request.tenant.name, backup = %backup_id);
     run_backup_as(request, backup_id).instrument(span).await
 }
