@@ -9,9 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_core::progress::{Progress, Silent, Stage};
 use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr; `LIFEBOAT_LOG` sets the filter (default `warn`).
+/// Logs go to stderr; `LIFEBOAT_LOG` sets the filter (default `warn`, without the embedded
+/// demo regions' own request logs: s3s logs every 501 it answers as an error).
 pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn,s3s=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

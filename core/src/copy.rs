@@ -585,7 +585,7 @@ pub async fn abort_stale_uploads(
     initiated_before: DateTime<Utc>,
 ) -> Result<usize, RegionError> {
     let Some(uploads) = region.list_open_uploads(prefix).await? else {
-        tracing::warn!(
+        tracing::info!(
             region = %region.name(),
             "the region does not list multipart uploads; stale uploads cannot be aborted (use a bucket lifecycle rule)"
         );

@@ -2,9 +2,11 @@
 //! server binaries installed.
 //!
 //! It starts a throwaway PostgreSQL cluster under the working directory and three
-//! S3-compatible regions embedded in this process, creates three sample tenants, backs
-//! each up to all three regions, restores each into a scratch database, verifies row
-//! counts and prints a summary. Everything it starts belongs to values dropped on return
+//! S3-compatible regions embedded in this process, creates three sample tenants and the
+//! controller's catalog, registers the tenants there and runs a nightly through the job
+//! queue (controller API and an agent in this process: backups to all three regions,
+//! retention, scrub, repair), then drills: restores each new backup into a scratch
+//! database, verifies row counts and prints a summary. Everything it starts belongs to values dropped on return
 //! or on Ctrl-C, which stops the servers.
 
 use std::path::{Path, PathBuf};
@@ -15,15 +17,17 @@ use std::time::Instant;
 use anyhow::Context;
 use comfy_table::Table;
 use lifeboat_agent::restore_job::{self, RestoreRequest};
+use lifeboat_controller::tenants::{self, NewTenant, Retention};
 use lifeboat_core::config::Config;
-use lifeboat_core::ids::TenantName;
-use lifeboat_core::manifest::BackupKind;
+use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::progress::Silent;
 use lifeboat_core::restore::BackupSelector;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use tokio_util::sync::CancellationToken;
 
 use super::cancel_on_signal;
+use super::controller::{self, QueueFlags};
+use super::nightly::{self, NightlyFlags};
 use crate::output::{human_bytes, human_duration};
 
 const MARKER_FILE: &str = ".lifeboat-demo";
@@ -31,6 +35,7 @@ const REGION_NAMES: [&str; 3] = ["eu", "us", "ap"];
 const BUCKET: &str = "lifeboat-demo";
 const ACCESS_KEY_ID: &str = "lifeboat-demo";
 const SAMPLE_DATA_SQL: &str = include_str!("demo_data.sql");
+const CATALOG_DATABASE: &str = "lifeboat";
 
 /// The sample tenants: name, database name (one with quotes and spaces), data scale.
 const TENANTS: [(&str, &str, u32); 3] = [
@@ -152,10 +157,9 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         .context("the demo configuration has a cluster")?
         .clone();
 
-    let mut outcomes = Vec::new();
+    let mut database_sizes = Vec::new();
     for (tenant_name, database, scale) in TENANTS {
-        let tenant = TenantName::parse(tenant_name)?;
-        eprintln!("tenant {tenant}: creating database {database:?} with sample data");
+        eprintln!("tenant {tenant_name}: creating database {database:?} with sample data");
         lifeboat_provisioner::create_database(&cluster_config, database).await?;
         let client = lifeboat_core::postgres::connect(&cluster_config, database).await?;
         client
@@ -163,31 +167,85 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
             .await
             .with_context(|| format!("load sample data into {database:?}"))?;
         drop(client);
-        let database_bytes =
-            lifeboat_provisioner::database_size_bytes(&cluster_config, database).await?;
+        database_sizes
+            .push(lifeboat_provisioner::database_size_bytes(&cluster_config, database).await?);
+    }
 
-        eprintln!("tenant {tenant}: backing up to {}", REGION_NAMES.join(", "));
-        let backup_started = Instant::now();
-        let backup = lifeboat_agent::backup_job::backup_tenant(
-            &config,
-            config.tenant(&tenant)?,
-            BackupKind::Manual,
-            None,
-            Arc::new(Silent),
-            cancel.clone(),
+    // The controller's catalog lives in the same throwaway cluster; the tenants are
+    // registered there and the nightly runs through the job queue, as in production.
+    eprintln!("creating the catalog (database {CATALOG_DATABASE:?}) and registering the tenants");
+    lifeboat_provisioner::create_database(&cluster_config, CATALOG_DATABASE).await?;
+    let catalog = controller::open_migrated_catalog(&config).await?;
+    for (tenant_name, database, _) in TENANTS {
+        tenants::add_tenant(
+            &catalog,
+            NewTenant {
+                name: TenantName::parse(tenant_name)?,
+                cluster: cluster_config.name.clone(),
+                database: Some(database.to_owned()),
+                schedule: None,
+                retention: Retention::default(),
+            },
+            std::slice::from_ref(&cluster_config.name),
+            "demo",
         )
-        .await
-        .with_context(|| format!("back up tenant {tenant}"))?;
-        let backup_seconds = backup_started.elapsed().as_secs_f64();
+        .await?;
+    }
+    let config = Arc::new(config);
+    let flags = NightlyFlags {
+        json: false,
+        no_agent: false,
+        concurrency: 2,
+        backups_only: false,
+        scrub_full_sample: 20,
+        run: None,
+        queue: QueueFlags {
+            lease_seconds: 60,
+            max_jobs_per_cluster: 4,
+            max_jobs_per_region: 8,
+            retry_base_seconds: 5,
+            max_attempts: 3,
+        },
+    };
+    let night = nightly::execute(&config, &catalog, "demo", &flags, &cancel).await?;
 
+    // The drill: restore each tenant's new backup into a scratch database and verify it.
+    let mut outcomes = Vec::new();
+    for ((tenant_name, _, _), database_bytes) in TENANTS.iter().zip(database_sizes) {
+        let tenant = TenantName::parse(tenant_name)?;
+        let Some(backed_up) = night
+            .outcomes
+            .iter()
+            .find(|outcome| outcome.tenant == tenant.as_str())
+        else {
+            continue;
+        };
+        let backup_id = match backed_up.backup_id.as_deref().map(BackupId::parse) {
+            Some(Ok(backup_id)) if backed_up.succeeded() => backup_id,
+            _ => {
+                outcomes.push(TenantOutcome {
+                    tenant: tenant.to_string(),
+                    database_bytes,
+                    stored_bytes: 0,
+                    regions: "-".to_owned(),
+                    backup_seconds: 0.0,
+                    restore_seconds: None,
+                    verified: Err(format!(
+                        "backup failed: {}",
+                        backed_up.error.as_deref().unwrap_or("unknown error")
+                    )),
+                });
+                continue;
+            }
+        };
         let scratch_database = format!("lifeboat_check_{tenant}");
-        eprintln!("tenant {tenant}: restoring into {scratch_database}");
+        eprintln!("tenant {tenant}: drill, restoring backup {backup_id} into {scratch_database}");
         let restore_started = Instant::now();
         let restored = restore_job::restore_into_new_database(
             &config,
             RestoreRequest {
                 tenant: &tenant,
-                selector: BackupSelector::Id(backup.manifest.backup_id),
+                selector: BackupSelector::Id(backup_id),
                 into_database: &scratch_database,
             },
             Arc::new(Silent),
@@ -208,19 +266,30 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         outcomes.push(TenantOutcome {
             tenant: tenant.to_string(),
             database_bytes,
-            stored_bytes: backup.manifest.object.stored_bytes,
-            regions: backup
-                .manifest
-                .regions
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            backup_seconds,
+            stored_bytes: backed_up.stored_bytes.unwrap_or(0),
+            regions: if backed_up.degraded {
+                "degraded".to_owned()
+            } else {
+                REGION_NAMES.join(",")
+            },
+            backup_seconds: backed_up.duration_ms.unwrap_or(0) as f64 / 1000.0,
             restore_seconds: verified.is_ok().then_some(restore_seconds),
             verified,
         });
     }
+    if let Some(done) = &night.maintenance {
+        eprintln!(
+            "nightly maintenance: scrub checked {} copies ({} bad), repair made {} copies, {} problems",
+            done.copies_checked,
+            done.copies_bad,
+            done.repaired,
+            done.problems.len()
+        );
+        for problem in &done.problems {
+            eprintln!("  problem: {problem}");
+        }
+    }
+    drop(catalog);
     for (_, region) in regions {
         region.stop().await;
     }
@@ -271,6 +340,10 @@ fn demo_config(
             toml_string(&secret_path.display().to_string()),
         ));
     }
+    config.push_str(&format!(
+        "\n[catalog]\ncluster = \"demo\"\ndatabase = {}\n",
+        toml_string(CATALOG_DATABASE)
+    ));
     for (tenant, database, _) in TENANTS {
         config.push_str(&format!(
             "\n[tenants.{tenant}]\ncluster = \"demo\"\ndatabase = {}\n",

@@ -88,7 +88,6 @@ pub struct Maintenance {
 
 pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Result<ExitCode> {
     let config = Arc::new(load_config(config_path)?);
-    let policy = flags.queue.policy()?;
     let run_name = match &flags.run {
         Some(name) => {
             anyhow::ensure!(
@@ -103,27 +102,51 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         }
         None => Utc::now().format("%Y-%m-%d").to_string(),
     };
-    let started = Instant::now();
     let catalog = wiring::open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();
+    let summary = execute(&config, &catalog, &run_name, &flags, &cancel).await?;
+    anyhow::ensure!(
+        !cancel.is_cancelled(),
+        "interrupted; run the nightly again to finish (work already done is kept)"
+    );
+    print_summary(&summary, flags.json)?;
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Run nightly `run_name` on `catalog`: start the controller API on loopback (and an
+/// embedded agent unless `--no-agent`), back up every tenant, then retention, scrub and
+/// repair; stop them and return the summary.
+pub async fn execute(
+    config: &Arc<Config>,
+    catalog: &Catalog,
+    run_name: &str,
+    flags: &NightlyFlags,
+    cancel: &CancellationToken,
+) -> anyhow::Result<NightlySummary> {
+    let policy = flags.queue.policy()?;
+    let started = Instant::now();
     let max_attempts = policy.max_attempts;
     let running = wiring::start(
-        &config,
+        config,
         catalog.clone(),
         "127.0.0.1:0".parse().context("loopback address")?,
-        wiring::controller_options(&config, policy, false, wiring::default_window()),
+        wiring::controller_options(config, policy, false, wiring::default_window()),
         (!flags.no_agent).then_some(flags.concurrency),
-        cancel.clone(),
+        cancel.child_token(),
     )
     .await?;
     let summary = async {
-        let jobs = nightly::enqueue_backups(&catalog, &run_name, max_attempts).await?;
+        let jobs = nightly::enqueue_backups(catalog, run_name, max_attempts).await?;
         if !flags.json {
             eprintln!("nightly {run_name}: {} tenant backups queued", jobs.len());
         }
         let ids: Vec<i64> = jobs.values().copied().collect();
         let statuses =
-            nightly::wait_for_jobs(&catalog, &ids, Duration::from_millis(200), &cancel).await?;
+            nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await?;
         let outcomes: Vec<TenantOutcome> = jobs
             .iter()
             .filter_map(|(tenant, id)| {
@@ -136,11 +159,11 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         let maintenance = if flags.backups_only || cancel.is_cancelled() {
             None
         } else {
-            Some(maintenance(&config, &catalog, &run_name, &flags, max_attempts, &cancel).await)
+            Some(maintenance(config, catalog, run_name, flags, max_attempts, cancel).await)
         };
         anyhow::Ok(NightlySummary {
             maintenance,
-            run: run_name.clone(),
+            run: run_name.to_owned(),
             seconds: started.elapsed().as_secs_f64(),
             tenants: outcomes.len(),
             succeeded: outcomes
@@ -156,19 +179,8 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         })
     }
     .await;
-    let interrupted = cancel.is_cancelled();
     running.stop().await?;
-    let summary = summary?;
-    anyhow::ensure!(
-        !interrupted,
-        "interrupted; run the nightly again to finish (work already done is kept)"
-    );
-    print_summary(&summary, flags.json)?;
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    summary
 }
 
 /// Retention, then scrub, then repair of what scrub (or the backups) found lacking. Each
@@ -289,7 +301,7 @@ async fn run_jobs(
     }
 }
 
-fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()> {
+pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(summary)?);
         return Ok(());
