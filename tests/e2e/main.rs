@@ -8,6 +8,7 @@ mod bad_input;
 mod break_glass;
 mod catalog;
 mod controller;
+mod demo;
 mod faults;
 mod harness;
 mod listing;
