@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lifeboat_core::config::Config;
+use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
 use lifeboat_core::postgres::PgTools;
@@ -69,7 +69,8 @@ pub struct RestoreReport {
 /// What to restore where.
 #[derive(Debug)]
 pub struct RestoreRequest<'a> {
-    pub tenant: &'a TenantName,
+    /// The tenant and its cluster (from the catalog or the config).
+    pub tenant: &'a TenantConfig,
     pub selector: BackupSelector,
     pub into_database: &'a str,
 }
@@ -82,8 +83,7 @@ pub async fn restore_into_new_database(
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
 ) -> Result<RestoreReport, RestoreJobError> {
-    let span =
-        tracing::info_span!("restore", tenant = %request.tenant, database = request.into_database);
+    let span = tracing::info_span!("restore", tenant = %request.tenant.name, database = request.into_database);
     restore_instrumented(config, request, progress, cancel)
         .instrument(span)
         .await
@@ -96,7 +96,7 @@ async fn restore_instrumented(
     cancel: CancellationToken,
 ) -> Result<RestoreReport, RestoreJobError> {
     let started = Instant::now();
-    let tenant = config.tenant(request.tenant)?;
+    let tenant = request.tenant;
     let cluster = config.cluster(&tenant.cluster)?;
     let identity_file = config
         .identity_file
@@ -113,7 +113,7 @@ async fn restore_instrumented(
         }
         .into());
     }
-    let backup_id = restore::resolve_backup(&regions, request.tenant, request.selector).await?;
+    let backup_id = restore::resolve_backup(&regions, &tenant.name, request.selector).await?;
     let target = RestoreTarget {
         tools: PgTools::locate(config.pg_bin_dir.as_deref()),
         cluster: cluster.clone(),
@@ -122,7 +122,7 @@ async fn restore_instrumented(
 
     let mut failed_attempts = Vec::new();
     for region in &regions {
-        let manifest = match restore::read_manifest(region, request.tenant, backup_id).await {
+        let manifest = match restore::read_manifest(region, &tenant.name, backup_id).await {
             Ok(manifest) => manifest,
             Err(error) if error.is_region_specific() => {
                 tracing::warn!(region = %region.name(), %error, "manifest unavailable, trying the next region");
@@ -163,7 +163,7 @@ async fn restore_instrumented(
                 progress.stage(Stage::Done);
                 tracing::info!(region = %region.name(), tables, rows, "restore verified");
                 return Ok(RestoreReport {
-                    tenant: request.tenant.clone(),
+                    tenant: tenant.name.clone(),
                     backup_id,
                     database: request.into_database.to_owned(),
                     region: streamed.region,
@@ -195,7 +195,7 @@ async fn restore_instrumented(
         }
     }
     Err(RestoreJobError::AllRegionsFailed {
-        tenant: request.tenant.clone(),
+        tenant: tenant.name.clone(),
         backup: backup_id,
         reasons: failed_attempts
             .iter()

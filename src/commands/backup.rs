@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 
-use super::{cancel_on_signal, load_config, parse_flag};
+use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
 
 pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -15,7 +15,7 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     let progress = progress_for(json, &format!("backup {tenant}"));
     let report = lifeboat_agent::backup_job::backup_tenant(
         &config,
-        config.tenant(&tenant)?,
+        &resolve_tenant(&config, &tenant).await?,
         BackupKind::Manual,
         None,
         progress,

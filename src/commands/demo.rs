@@ -244,7 +244,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         let restored = restore_job::restore_into_new_database(
             &config,
             RestoreRequest {
-                tenant: &tenant,
+                tenant: &super::resolve_tenant(&config, &tenant).await?,
                 selector: BackupSelector::Id(backup_id),
                 into_database: &scratch_database,
             },
@@ -344,12 +344,7 @@ fn demo_config(
         "\n[catalog]\ncluster = \"demo\"\ndatabase = {}\n",
         toml_string(CATALOG_DATABASE)
     ));
-    for (tenant, database, _) in TENANTS {
-        config.push_str(&format!(
-            "\n[tenants.{tenant}]\ncluster = \"demo\"\ndatabase = {}\n",
-            toml_string(database)
-        ));
-    }
+    // No [tenants]: the tenants live in the catalog, as `lifeboat tenant add` puts them.
     config
 }
 

@@ -15,12 +15,40 @@ pub mod retention;
 use std::path::Path;
 
 use anyhow::Context;
-use lifeboat_core::config::Config;
+use lifeboat_core::config::{Config, TenantConfig};
+use lifeboat_core::ids::{ClusterName, TenantName};
 use tokio_util::sync::CancellationToken;
 
 /// Load and validate the configuration, or fail with every problem listed.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// Where `tenant`'s database is: the config's `[tenants.NAME]` if present, else the catalog
+/// (when `[catalog]` is configured), which is where `lifeboat tenant add` puts tenants.
+pub async fn resolve_tenant(config: &Config, tenant: &TenantName) -> anyhow::Result<TenantConfig> {
+    if let Ok(found) = config.tenant(tenant) {
+        return Ok(found.clone());
+    }
+    if config.catalog.is_none() {
+        // The config's own error lists the configured tenants.
+        return Ok(config.tenant(tenant)?.clone());
+    }
+    let catalog = catalog::open_catalog(config).await?;
+    let stored = match lifeboat_controller::tenants::show_tenant(&catalog, tenant).await {
+        Ok(stored) => stored,
+        Err(lifeboat_controller::tenants::TenantError::NotFound(_)) => anyhow::bail!(
+            "unknown tenant {tenant}: not in the configuration's [tenants] nor in the catalog (lifeboat tenant list)"
+        ),
+        Err(error) => return Err(error.into()),
+    };
+    let cluster = ClusterName::parse(&stored.cluster)
+        .with_context(|| format!("the catalog's cluster of tenant {tenant}"))?;
+    Ok(TenantConfig {
+        name: stored.name,
+        cluster,
+        database: stored.database,
+    })
 }
 
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM.

@@ -7,7 +7,7 @@ use lifeboat_agent::restore_job::{self, RestoreRequest};
 use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::restore::BackupSelector;
 
-use super::{cancel_on_signal, load_config, parse_flag};
+use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
 
 pub async fn run(
@@ -26,11 +26,12 @@ pub async fn run(
     if into.is_empty() || into.len() > 63 || into.contains('\0') {
         anyhow::bail!("--into: a database name must be 1 to 63 bytes without NUL characters");
     }
+    let tenant_config = resolve_tenant(&config, &tenant).await?;
     let progress = progress_for(json, &format!("restore {tenant}"));
     let report = restore_job::restore_into_new_database(
         &config,
         RestoreRequest {
-            tenant: &tenant,
+            tenant: &tenant_config,
             selector,
             into_database: into,
         },

@@ -278,7 +278,9 @@ pub async fn restore(
     lifeboat_agent::restore_job::restore_into_new_database(
         config,
         lifeboat_agent::restore_job::RestoreRequest {
-            tenant: &TenantName::parse(tenant).expect("tenant"),
+            tenant: config
+                .tenant(&TenantName::parse(tenant).expect("tenant"))
+                .expect("configured tenant"),
             selector,
             into_database: into,
         },
