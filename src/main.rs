@@ -73,10 +73,14 @@ enum Command {
         #[command(subcommand)]
         command: BackupsCommand,
     },
-    /// The controller: catalog, scheduler, job queue and the agents' API.
+    /// Run the controller (catalog migrations, scheduler, job queue, the agents' API,
+    /// /metrics, /healthz and an embedded agent), or `controller migrate`.
+    #[command(args_conflicts_with_subcommands = true)]
     Controller {
         #[command(subcommand)]
-        command: ControllerCommand,
+        command: Option<ControllerCommand>,
+        #[command(flatten)]
+        flags: commands::controller::ServeFlags,
     },
     /// Run jobs for a controller (`lifeboat agent --controller URL`), or manage agent tokens.
     #[command(args_conflicts_with_subcommands = true)]
@@ -131,8 +135,6 @@ enum ConfigCommand {
 enum ControllerCommand {
     /// Apply the catalog's migrations (safe to repeat).
     Migrate,
-    /// Run the controller: migrations, scheduler, queue, API, and an embedded agent.
-    Serve(commands::controller::ServeFlags),
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,10 +253,12 @@ fn main() -> ExitCode {
                     .await
             }
             Command::Controller {
-                command: ControllerCommand::Migrate,
+                command: Some(ControllerCommand::Migrate),
+                ..
             } => commands::catalog::migrate(config_path).await,
             Command::Controller {
-                command: ControllerCommand::Serve(flags),
+                command: None,
+                flags,
             } => commands::controller::serve(config_path, flags).await,
             Command::Agent {
                 command: None,

@@ -300,7 +300,11 @@ async fn claim_loop(
 /// A span per job, with the fields an operator greps for.
 fn job_span(job: &ClaimedJob) -> tracing::Span {
     let (tenant, backup, region) = match &job.work {
-        JobWork::Backup { tenant, .. } => (Some(tenant.to_string()), None, None),
+        JobWork::Backup { tenant, .. } => (
+            Some(tenant.to_string()),
+            job.backup_id.map(|backup_id| backup_id.to_string()),
+            None,
+        ),
         JobWork::Replicate {
             tenant,
             backup_id,

@@ -1,4 +1,4 @@
-//! `lifeboat controller serve`, `lifeboat agent` and `lifeboat agent token …`: the
+//! `lifeboat controller`, `lifeboat agent` and `lifeboat agent token …`: the
 //! long-running roles, and the wiring that runs a controller with an embedded agent in one
 //! process (also used by `nightly` and `demo`).
 
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::{actor, open_catalog};
 use super::{cancel_on_signal, load_config, parse_flag};
 
-/// `controller serve` flags that shape the queue and the scheduler.
+/// `lifeboat controller` flags that shape the queue and the scheduler.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
     /// Address for the API, /metrics and /healthz.
@@ -43,7 +43,7 @@ pub struct ServeFlags {
     pub queue: QueueFlags,
 }
 
-/// Queue settings shared by `controller serve` and `nightly`.
+/// Queue settings shared by `lifeboat controller` and `nightly`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueueFlags {
     /// A claimed job whose agent sends no heartbeat for this long is retried.

@@ -534,7 +534,6 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
         &config_path,
         &[
             "controller",
-            "serve",
             "--listen",
             &listen,
             "--no-agent",
@@ -892,4 +891,101 @@ async fn a_region_down_during_the_nightly_leaves_backups_degraded_until_scrub_re
     let original = crate::harness::read_object(&env.region(&config, 0), &key).await;
     let repaired = crate::harness::read_object(&env.region(&config, 1), &key).await;
     assert!(original == repaired, "repaired copy differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env_with_tenants(&env, &[], 0).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    let backup = |tenant: &str, cluster: &str| NewJob {
+        dedup_key: None,
+        work: JobWork::Backup {
+            tenant: TenantName::parse(tenant).expect("tenant"),
+            cluster: ClusterName::parse(cluster).expect("cluster"),
+            database: tenant.to_owned(),
+            backup_kind: BackupKind::Scheduled,
+        },
+    };
+    let mut jobs: Vec<NewJob> = (0..6)
+        .map(|index| backup(&format!("tenant-{index}"), "main"))
+        .collect();
+    jobs.push(backup("solo", "other"));
+    jobs.push(backup("solo", "other"));
+    for _ in 0..5 {
+        jobs.push(NewJob {
+            dedup_key: None,
+            work: JobWork::Scrub {
+                region: lifeboat_core::ids::RegionName::parse("eu").expect("region"),
+                copies: vec![],
+            },
+        });
+    }
+    queue::enqueue(&**catalog.connection().await.expect("connection"), &jobs, 4)
+        .await
+        .expect("enqueue");
+    let policy = QueuePolicy {
+        max_per_cluster: 2,
+        max_per_region: 3,
+        ..QueuePolicy::default()
+    };
+
+    // Eight claimers at once, until a few rounds in a row claim nothing.
+    let mut idle_rounds = 0;
+    while idle_rounds < 3 {
+        let claims = futures::future::join_all((0..8).map(|agent| {
+            let (catalog, policy) = (catalog.clone(), policy.clone());
+            async move {
+                queue::claim(&catalog, &format!("agent-{agent}"), &[], &policy)
+                    .await
+                    .expect("claim")
+            }
+        }))
+        .await;
+        if claims.iter().all(Option::is_none) {
+            idle_rounds += 1;
+        } else {
+            idle_rounds = 0;
+        }
+    }
+    let running = |filter: &str| {
+        let catalog = catalog.clone();
+        let sql = format!("SELECT count(*) FROM jobs WHERE state = 'running' AND {filter}");
+        async move { scalar(&catalog, &sql).await }
+    };
+    assert_eq!(running("cluster = 'main'").await, 2, "cluster limit");
+    assert_eq!(running("tenant = 'solo'").await, 1, "one job per tenant");
+    assert_eq!(running("region = 'eu'").await, 3, "region limit");
+
+    // Finishing one frees its place, and only its place.
+    let connection = catalog.connection().await.expect("connection");
+    let (finished, lease): (i64, uuid::Uuid) = connection
+        .query_one(
+            "SELECT id, lease_token FROM jobs WHERE state = 'running' AND cluster = 'main' LIMIT 1",
+            &[],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .expect("a running job");
+    queue::lock_running(&**connection, finished, lease)
+        .await
+        .expect("held");
+    queue::mark_succeeded(&**connection, finished, &serde_json::json!({}))
+        .await
+        .expect("succeeded");
+    let next = queue::claim(&catalog, "agent-0", &[], &policy)
+        .await
+        .expect("claim")
+        .expect("a place was freed");
+    assert!(
+        matches!(&next.work, JobWork::Backup { cluster, .. } if cluster.as_str() == "main"),
+        "{next:?}"
+    );
+    assert!(
+        queue::claim(&catalog, "agent-0", &[], &policy)
+            .await
+            .expect("claim")
+            .is_none()
+    );
 }
