@@ -184,17 +184,32 @@ pub async fn claim(
         .transaction()
         .await
         .map_err(query_error("begin claim"))?;
-    // Candidates: ready, on a cluster this agent serves (or none), not obviously over a
-    // limit. The limits are checked again below under locks; this only saves lock traffic.
+    // Candidates: ready, on a cluster this agent serves (or none), and not in a scope that
+    // is already at its limit, so that one busy cluster never holds back the jobs of
+    // another queued behind it. The limits are checked again below under locks; this
+    // filter only keeps the head of the queue claimable.
     let candidates = transaction
         .query(
-            "SELECT id, tenant, cluster, region FROM jobs
-             WHERE state = 'queued' AND run_after <= now()
-               AND (cluster IS NULL OR cardinality($1::text[]) = 0 OR cluster = ANY($1))
-             ORDER BY run_after, id
+            "WITH running AS (
+                 SELECT tenant, cluster, region FROM jobs WHERE state = 'running'
+             ), busy_clusters AS (
+                 SELECT cluster FROM running WHERE cluster IS NOT NULL
+                 GROUP BY cluster HAVING count(*) >= $2
+             ), busy_regions AS (
+                 SELECT region FROM running WHERE region IS NOT NULL
+                 GROUP BY region HAVING count(*) >= $3
+             )
+             SELECT j.id, j.tenant, j.cluster, j.region FROM jobs j
+             WHERE j.state = 'queued' AND j.run_after <= now()
+               AND (j.cluster IS NULL OR cardinality($1::text[]) = 0 OR j.cluster = ANY($1))
+               AND (j.cluster IS NULL OR j.cluster NOT IN (SELECT cluster FROM busy_clusters))
+               AND (j.region IS NULL OR j.region NOT IN (SELECT region FROM busy_regions))
+               AND (j.tenant IS NULL OR j.tenant NOT IN
+                    (SELECT tenant FROM running WHERE tenant IS NOT NULL))
+             ORDER BY j.run_after, j.id
              LIMIT 4
-             FOR UPDATE SKIP LOCKED",
-            &[&clusters],
+             FOR UPDATE OF j SKIP LOCKED",
+            &[&clusters, &policy.max_per_cluster, &policy.max_per_region],
         )
         .await
         .map_err(query_error("find a job to claim"))?;

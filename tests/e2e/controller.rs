@@ -988,4 +988,22 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
             .expect("claim")
             .is_none()
     );
+
+    // A busy cluster does not hold back the jobs queued behind its own: a job on another
+    // cluster, enqueued last, is claimed next.
+    let mut blocked_then_free: Vec<NewJob> = (6..10)
+        .map(|index| backup(&format!("tenant-{index}"), "main"))
+        .collect();
+    blocked_then_free.push(backup("elsewhere", "third"));
+    queue::enqueue(&**connection, &blocked_then_free, 4)
+        .await
+        .expect("enqueue");
+    let behind = queue::claim(&catalog, "agent-0", &[], &policy)
+        .await
+        .expect("claim")
+        .expect("the other cluster's job");
+    assert!(
+        matches!(&behind.work, JobWork::Backup { cluster, .. } if cluster.as_str() == "third"),
+        "{behind:?}"
+    );
 }
