@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod backups;
 pub mod catalog;
+pub mod maintenance;
 pub mod metrics;
 pub mod nightly;
 pub mod queue;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents;
 use crate::catalog::{Catalog, CatalogError};
+use crate::maintenance::{self, MaintenanceOptions};
 use crate::metrics;
 use crate::queue::{self, QueueError, QueuePolicy};
 use crate::reports;
@@ -45,6 +46,9 @@ pub struct ControllerOptions {
     pub tick_interval: Duration,
     /// The configured regions; reports naming others are refused.
     pub regions: Vec<RegionName>,
+    /// Daily scrub, retention, purge and repairs (`None` for `lifeboat nightly`, which
+    /// runs them itself).
+    pub maintenance: Option<MaintenanceOptions>,
 }
 
 /// Shared by every request.
@@ -293,7 +297,7 @@ pub async fn serve(
     served
 }
 
-/// The scheduler tick and the lease reaper, until `cancel`.
+/// The scheduler tick (with daily maintenance) and the lease reaper, until `cancel`.
 async fn background_loops(
     catalog: Catalog,
     options: Arc<ControllerOptions>,
@@ -304,6 +308,7 @@ async fn background_loops(
     let reap_every = (options.policy.lease / 4).max(Duration::from_millis(200));
     let mut reap = tokio::time::interval(reap_every);
     let mut tick = tokio::time::interval(options.tick_interval);
+    let mut repair = tokio::time::interval(REPAIR_INTERVAL);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -323,7 +328,32 @@ async fn background_loops(
                     Ok(_) => {}
                     Err(error) => tracing::error!(error = %error, "scheduler tick failed"),
                 }
+                if let Some(maintenance) = &options.maintenance {
+                    match maintenance::daily(&catalog, maintenance, Utc::now(), options.policy.max_attempts).await {
+                        Ok(report) if report.scrub_jobs > 0 => {
+                            tracing::info!(?report, "daily maintenance enqueued");
+                            work_ready.notify_waiters();
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(error = format!("{error:#}"), "daily maintenance failed"),
+                    }
+                }
+            }
+            _ = repair.tick(), if options.maintenance.is_some() => {
+                if let Some(maintenance) = &options.maintenance {
+                    match maintenance::repairs(&catalog, maintenance, Utc::now(), options.policy.max_attempts).await {
+                        Ok(report) if report.repair_jobs > 0 => {
+                            tracing::info!(repair_jobs = report.repair_jobs, "repairs enqueued");
+                            work_ready.notify_waiters();
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(error = format!("{error:#}"), "planning repairs failed"),
+                    }
+                }
             }
         }
     }
 }
+
+/// How often a running controller looks for copies to repair.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(5 * 60);

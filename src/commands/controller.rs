@@ -14,7 +14,9 @@ use lifeboat_controller::agents;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_controller::schedule::{self, BackupWindow};
+use lifeboat_controller::maintenance::MaintenanceOptions;
 use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_core::region::Region;
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::ClusterName;
 use secrecy::SecretString;
@@ -39,6 +41,10 @@ pub struct ServeFlags {
     /// Where default schedules fall (UTC), HH:MM-HH:MM.
     #[arg(long, default_value = "01:00-05:00")]
     pub backup_window: BackupWindow,
+    /// Copies per region read whole and hashed by each day's scrub, which starts at the
+    /// end of the backup window with retention and the purge of the trash.
+    #[arg(long, default_value_t = 20)]
+    pub scrub_full_sample: usize,
     #[command(flatten)]
     pub queue: QueueFlags,
 }
@@ -164,11 +170,14 @@ pub async fn open_migrated_catalog(config: &Config) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
+/// The controller's options; with `scrub_full_sample`, daily maintenance (scrub, retention,
+/// purge, repair) runs at the end of the backup window.
 pub fn controller_options(
     config: &Config,
     policy: QueuePolicy,
     schedule: bool,
     window: BackupWindow,
+    scrub_full_sample: Option<usize>,
 ) -> ControllerOptions {
     ControllerOptions {
         policy,
@@ -180,6 +189,12 @@ pub fn controller_options(
             .iter()
             .map(|region| region.name.clone())
             .collect(),
+        maintenance: scrub_full_sample.map(|scrub_full_sample| MaintenanceOptions {
+            regions: config.regions.iter().map(Region::new).collect(),
+            trash_period: config.trash_period,
+            scrub_full_sample,
+            minute_of_day: (window.start_minute_of_day + window.length_minutes) % (24 * 60),
+        }),
     }
 }
 
@@ -192,7 +207,13 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
         &config,
         catalog,
         flags.listen,
-        controller_options(&config, policy, true, flags.backup_window),
+        controller_options(
+            &config,
+            policy,
+            true,
+            flags.backup_window,
+            Some(flags.scrub_full_sample),
+        ),
         (!flags.no_agent).then_some(flags.agent_concurrency),
         cancel.clone(),
     )

@@ -283,6 +283,7 @@ async fn serve_in_process(
                 .iter()
                 .map(|region| region.name.clone())
                 .collect(),
+            maintenance: None,
         },
         Some(SecretString::from("lbt_embedded-test-token")),
         Controller {
@@ -1006,4 +1007,107 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
         matches!(&behind.work, JobWork::Backup { cluster, .. } if cluster.as_str() == "third"),
         "{behind:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
+    let env = TestEnv::start(Backend::Seaweed, 2).await;
+    let config_path = env_with_tenants(&env, &["acme"], 200).await;
+    let config = Arc::new(env.config(&catalog_settings()));
+    let catalog = open_catalog(&config).await;
+    let night = env.lifeboat(&config_path, &["nightly", "--backups-only", "--run", "d1"]);
+    assert!(night.status.success(), "{}", stderr(&night));
+    // The copy in us disappears behind the catalog's back.
+    let key: String = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one("SELECT object_key FROM backups", &[])
+        .await
+        .expect("backup")
+        .get(0);
+    env.region(&config, 1)
+        .delete_object(&key)
+        .await
+        .expect("delete");
+
+    let options = lifeboat_controller::maintenance::MaintenanceOptions {
+        regions: config
+            .regions
+            .iter()
+            .map(lifeboat_core::region::Region::new)
+            .collect(),
+        trash_period: Duration::from_secs(3600),
+        scrub_full_sample: 5,
+        minute_of_day: 0,
+    };
+    let now = Utc::now();
+    let first = lifeboat_controller::maintenance::daily(&catalog, &options, now, 2)
+        .await
+        .expect("daily");
+    assert_eq!(first.scrub_jobs, 2, "one scrub per region: {first:?}");
+    let again = lifeboat_controller::maintenance::daily(&catalog, &options, now, 2)
+        .await
+        .expect("daily");
+    assert_eq!(again.scrub_jobs, 0, "once a day: {again:?}");
+
+    // An agent does the scrubs; then the repair planned from what they found.
+    let controller = serve_in_process(&catalog, &config, QueuePolicy::default()).await;
+    let cancel = CancellationToken::new();
+    let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
+        config.clone(),
+        lifeboat_agent::worker::AgentOptions {
+            controller: controller.base.clone(),
+            token: SecretString::from("lbt_embedded-test-token"),
+            clusters: vec![],
+            concurrency: 2,
+            claim_wait: Duration::from_secs(1),
+        },
+        cancel.clone(),
+    ));
+    let wait_idle = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while scalar(
+            &catalog,
+            "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
+        )
+        .await
+            > 0
+        {
+            assert!(Instant::now() < deadline, "jobs did not finish");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_idle().await;
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE state = 'missing' AND region = 'us'"
+        )
+        .await,
+        1,
+        "scrub found the missing copy"
+    );
+    let repairs = lifeboat_controller::maintenance::repairs(&catalog, &options, now, 2)
+        .await
+        .expect("repairs");
+    assert_eq!(repairs.repair_jobs, 1);
+    wait_idle().await;
+    cancel.cancel();
+    let _ = agent.await;
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE state <> 'present'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM jobs WHERE state = 'failed'").await,
+        0
+    );
+    let original = crate::harness::read_object(&env.region(&config, 0), &key).await;
+    let repaired = crate::harness::read_object(&env.region(&config, 1), &key).await;
+    assert!(original == repaired, "the repaired copy is the same bytes");
 }

@@ -1,0 +1,137 @@
+//! Daily maintenance for a long-running controller: what `lifeboat nightly` does after the
+//! backups, on the controller's own clock.
+//!
+//! - Once a day, at a set minute (by default the end of the backup window): scrub jobs for
+//!   every region, then retention and the purge of the trash. The scrub jobs' dedup keys
+//!   (`daily:<date>:scrub:<region>`) make this happen once a day even with two
+//!   controllers; only the controller that enqueued them runs retention and purge.
+//! - Every few minutes: a replicate job for each copy scrub or a backup found lacking
+//!   (`repair:<date>:<backup>:<region>`, so a failing repair is tried again the next day,
+//!   not in a loop).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use lifeboat_core::api::JobWork;
+use lifeboat_core::ids::RegionName;
+use lifeboat_core::region::Region;
+
+use crate::catalog::Catalog;
+use crate::queue::{self, NewJob};
+use crate::{retention, scrub};
+
+/// What daily maintenance needs.
+#[derive(Clone)]
+pub struct MaintenanceOptions {
+    /// Every configured region, for the purge (which deletes from all of them).
+    pub regions: Vec<Region>,
+    pub trash_period: Duration,
+    /// Copies per region read whole and hashed each day.
+    pub scrub_full_sample: usize,
+    /// When the day's scrub and retention start (UTC).
+    pub minute_of_day: u32,
+}
+
+impl std::fmt::Debug for MaintenanceOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MaintenanceOptions")
+            .field("trash_period", &self.trash_period)
+            .field("scrub_full_sample", &self.scrub_full_sample)
+            .field("minute_of_day", &self.minute_of_day)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one call did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MaintenanceReport {
+    pub scrub_jobs: usize,
+    pub trashed: usize,
+    pub purged: usize,
+    pub repair_jobs: usize,
+}
+
+fn region_names(options: &MaintenanceOptions) -> Vec<RegionName> {
+    options
+        .regions
+        .iter()
+        .map(|region| region.name().clone())
+        .collect()
+}
+
+/// Start today's scrub, retention and purge if it is time and no controller did yet.
+pub async fn daily(
+    catalog: &Catalog,
+    options: &MaintenanceOptions,
+    now: DateTime<Utc>,
+    max_attempts: i32,
+) -> anyhow::Result<MaintenanceReport> {
+    let mut report = MaintenanceReport::default();
+    if now.hour() * 60 + now.minute() < options.minute_of_day {
+        return Ok(report);
+    }
+    let date = now.format("%Y-%m-%d");
+    let works = scrub::plan_scrub(catalog, &region_names(options), options.scrub_full_sample, now)
+        .await?;
+    let jobs: Vec<NewJob> = works
+        .into_iter()
+        .map(|work| {
+            let key = match &work {
+                JobWork::Scrub { region, .. } => format!("daily:{date}:scrub:{region}"),
+                other => format!("daily:{date}:{}", other.kind()),
+            };
+            NewJob {
+                dedup_key: Some(key),
+                work,
+            }
+        })
+        .collect();
+    let inserted = queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2)).await?;
+    report.scrub_jobs = inserted.len();
+    if inserted.is_empty() {
+        // Today's maintenance was started already, here or by another controller.
+        return Ok(report);
+    }
+    tracing::info!(scrub_jobs = inserted.len(), "daily maintenance started");
+    let retained = retention::apply(catalog, None, now, false, options.trash_period, "controller")
+        .await?;
+    report.trashed = retained.tenants.iter().map(|plan| plan.trash.len()).sum();
+    let purged = retention::purge_due(catalog, &options.regions, now).await?;
+    report.purged = purged.purged.len();
+    for failure in &purged.failed {
+        tracing::warn!(backup = %failure.backup_id, tenant = %failure.tenant, errors = ?failure.errors, "purge incomplete; retried tomorrow");
+    }
+    Ok(report)
+}
+
+/// Enqueue a replicate job for every copy known to be lacking, once a day per copy.
+pub async fn repairs(
+    catalog: &Catalog,
+    options: &MaintenanceOptions,
+    now: DateTime<Utc>,
+    max_attempts: i32,
+) -> anyhow::Result<MaintenanceReport> {
+    let date = now.format("%Y-%m-%d");
+    let jobs: Vec<NewJob> = scrub::plan_repairs(catalog, &region_names(options))
+        .await?
+        .into_iter()
+        .map(|work| {
+            let key = match &work {
+                JobWork::Replicate { backup_id, to, .. } => {
+                    format!("repair:{date}:{backup_id}:{to}")
+                }
+                other => format!("repair:{date}:{}", other.kind()),
+            };
+            NewJob {
+                dedup_key: Some(key),
+                work,
+            }
+        })
+        .collect();
+    let inserted = queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2)).await?;
+    Ok(MaintenanceReport {
+        repair_jobs: inserted.len(),
+        ..MaintenanceReport::default()
+    })
+}
