@@ -68,7 +68,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Backups, read from the manifests in a region (no catalog needed).
+    /// Backups: list them from a region's manifests (no catalog needed), or hold them.
     Backups {
         #[command(subcommand)]
         command: BackupsCommand,

@@ -1,7 +1,7 @@
 //! The agent: runs jobs next to the databases.
 //!
-//! Today it runs them in-process for the command line (`lifeboat backup`, `lifeboat
-//! restore`); with the controller it will claim the same jobs over its HTTP API. A backup
+//! It runs them in-process for the command line (`lifeboat backup`, `lifeboat restore`),
+//! and claims them from the controller's HTTP API in [`worker`] (`lifeboat agent`). A backup
 //! goes through core's data path; a restore is a sequence of provisioner steps around
 //! core's restore stream, with fallback from region to region. Maintenance jobs (scrub,
 //! replicate) check and repair the stored copies without any keys.

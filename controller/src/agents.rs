@@ -1,6 +1,6 @@
 //! Agent tokens: agents authenticate to the API with a bearer token.
 //!
-//! A token is 256 random bits shown once when created; the catalog keeps only its SHA-256
+//! A token is 244 random bits (two UUIDv4s) shown once when created; the catalog keeps only its SHA-256
 //! (a token is random and long, so a fast hash is the right one — unlike a password, it
 //! cannot be guessed from a dictionary). Revoking a token takes effect at the next request.
 

@@ -1,6 +1,6 @@
 //! The catalog: lifeboat's own PostgreSQL database.
 //!
-//! It stores tenants, and will store backups, copies, jobs, drills and the audit log. It is a
+//! It stores tenants, backups and their copies, jobs, agent tokens and the audit log. It is a
 //! cache of the buckets as far as backups go (manifests are the truth); tenants and the audit
 //! log live only here. Migrations are embedded SQL files (`controller/migrations/`), applied
 //! by `lifeboat controller migrate` and at controller start, recorded by refinery in

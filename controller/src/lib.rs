@@ -1,8 +1,16 @@
-//! The controller: catalog, scheduler, job queue, retention, scrub and repair, HTTP API.
+//! The controller: catalog, scheduler, job queue, agents' API, retention, scrub and repair.
 //!
-//! Built up issue by issue. Today: the catalog in PostgreSQL ([`catalog`]: pool and
-//! embedded migrations), tenants in it ([`tenants`]) and their schedules ([`schedule`]).
-//! The controller depends on core only; agents will reach it over HTTP.
+//! - [`catalog`]: the PostgreSQL pool and embedded migrations; [`tenants`], [`backups`]
+//!   and [`agents`] (tokens) are its tables as the rest of the code sees them;
+//! - [`schedule`] and [`scheduler`]: when each tenant's backup is due, enqueued once per slot;
+//! - [`queue`]: claims with `FOR UPDATE SKIP LOCKED`, leases, limits, retries;
+//! - [`server`]: the HTTP API agents use, `/metrics` ([`metrics`]) and `/healthz`;
+//!   [`reports`] applies what agents report;
+//! - [`nightly`], [`maintenance`], [`retention`], [`scrub`], [`rebuild`]: the night's work,
+//!   keeping what the policy keeps, checking and repairing copies, and rebuilding the
+//!   catalog from a region's manifests.
+//!
+//! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
 pub mod agents;
 pub mod backups;

@@ -68,7 +68,7 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
     header(
         &mut out,
         "lifeboat_tenant_last_backup_stored_bytes",
-        "Bytes stored per region for the tenant's newest backup.",
+        "Bytes of the tenant's newest backup, as stored in each region.",
     );
     for row in &newest {
         let bytes: i64 = row.get(3);

@@ -1,8 +1,8 @@
 //! Tenants in the catalog: add, list, show, remove, each change audited in the same
 //! transaction.
 //!
-//! Removing a tenant removes its catalog row only; its backups stay in the buckets until
-//! retention (a later issue) deletes them.
+//! Removing a tenant removes its catalog row only; its backups stay in the buckets (and in
+//! the catalog), and retention leaves them alone, since it has no policy for them.
 
 use chrono::{DateTime, Utc};
 use lifeboat_core::ids::{ClusterName, TenantName};
