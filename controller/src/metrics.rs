@@ -2,7 +2,7 @@
 //!
 //! Everything is a gauge read from the catalog, so two controllers report the same values
 //! and a restart loses nothing. Label values are tenant, region and job-kind names, all
-//! slugs (validated where they enter), so they need no escaping beyond what [`label`] does.
+//! slugs (validated where they enter), so they need no escaping beyond what `label` does.
 
 use std::fmt::Write as _;
 
