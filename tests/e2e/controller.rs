@@ -215,7 +215,8 @@ async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once
         let now = start + chrono::Duration::hours(hour);
         let (left, right) = tokio::join!(a.tick(&catalog_a, now, 4), b.tick(&catalog_b, now, 4));
         let (left, right) = (left.expect("tick a"), right.expect("tick b"));
-        assert_eq!(left.due, 20);
+        // A controller that reads after the other committed finds nothing due: legitimate.
+        assert_eq!(left.due.max(right.due), 20, "hour {hour}: {left:?} {right:?}");
         assert_eq!(
             left.enqueued + right.enqueued,
             20,
