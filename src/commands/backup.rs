@@ -3,11 +3,34 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use lifeboat_core::api::CopyState;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 
 use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
+
+async fn record_in_catalog(
+    config: &lifeboat_core::config::Config,
+    report: &lifeboat_core::backup::BackupReport,
+) -> anyhow::Result<()> {
+    let catalog = super::catalog::open_catalog(config).await?;
+    let copies: Vec<_> = report
+        .regions
+        .iter()
+        .map(|region| {
+            let state = if region.stored {
+                CopyState::Present
+            } else {
+                CopyState::Missing
+            };
+            (region.region.clone(), state)
+        })
+        .collect();
+    let connection = catalog.connection().await?;
+    lifeboat_controller::backups::record_backup(&**connection, &report.manifest, &copies).await?;
+    Ok(())
+}
 
 pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
@@ -23,6 +46,17 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     )
     .await?;
     let manifest = &report.manifest;
+    // With a catalog, record the backup there too, so retention and scrub see it. The
+    // backup is committed either way: a failure here is a warning, mended by a rebuild.
+    let catalogued = match &config.catalog {
+        None => None,
+        Some(_) => Some(record_in_catalog(&config, &report).await),
+    };
+    if let Some(Err(error)) = &catalogued {
+        eprintln!(
+            "warning: the backup is committed but not recorded in the catalog ({error:#}); `lifeboat catalog rebuild --region R` will record it"
+        );
+    }
     if json {
         let summary = serde_json::json!({
             "tenant": tenant,
@@ -36,6 +70,7 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
             "part_count": manifest.object.part_count,
             "duration_seconds": report.duration.as_secs_f64(),
             "row_count_seconds": report.row_count_duration.as_secs_f64(),
+            "catalogued": matches!(catalogued, Some(Ok(()))),
             "manifest": manifest,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);

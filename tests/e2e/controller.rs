@@ -177,6 +177,20 @@ async fn nightly_backs_up_every_tenant_through_the_queue_once_per_run() {
         2
     );
     assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 4);
+
+    // A manual backup from the command line is recorded in the catalog too.
+    let manual = env.lifeboat(&config_path, &["backup", "--tenant", "globex", "--json"]);
+    assert!(manual.status.success(), "{}", stderr(&manual));
+    let report: serde_json::Value = serde_json::from_slice(&manual.stdout).expect("json");
+    assert_eq!(report["catalogued"], true, "{report}");
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backups WHERE kind = 'manual' AND tenant = 'globex'"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +230,11 @@ async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once
         let (left, right) = tokio::join!(a.tick(&catalog_a, now, 4), b.tick(&catalog_b, now, 4));
         let (left, right) = (left.expect("tick a"), right.expect("tick b"));
         // A controller that reads after the other committed finds nothing due: legitimate.
-        assert_eq!(left.due.max(right.due), 20, "hour {hour}: {left:?} {right:?}");
+        assert_eq!(
+            left.due.max(right.due),
+            20,
+            "hour {hour}: {left:?} {right:?}"
+        );
         assert_eq!(
             left.enqueued + right.enqueued,
             20,
