@@ -199,9 +199,18 @@ impl TenantOutcome {
             degraded: field("degraded")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
-            error: (status.state != "succeeded")
-                .then(|| status.last_error.clone())
-                .flatten(),
+            error: match status.state.as_str() {
+                "succeeded" => None,
+                "failed" => status.last_error.clone(),
+                unfinished => Some(format!(
+                    "not finished when the nightly stopped waiting (still {unfinished}){}",
+                    status
+                        .last_error
+                        .as_deref()
+                        .map(|error| format!("; last error: {error}"))
+                        .unwrap_or_default()
+                )),
+            },
         }
     }
 

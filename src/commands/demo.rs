@@ -198,6 +198,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         concurrency: 2,
         backups_only: false,
         scrub_full_sample: 20,
+        deadline_minutes: 10,
         run: None,
         queue: QueueFlags {
             lease_seconds: 60,

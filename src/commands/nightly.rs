@@ -46,6 +46,10 @@ pub struct NightlyFlags {
     /// of every copy).
     #[arg(long, default_value_t = 20)]
     pub scrub_full_sample: usize,
+    /// Stop waiting after this long; tenants whose backups are not done by then count as
+    /// failed (their jobs stay queued for the agents).
+    #[arg(long, default_value_t = 480)]
+    pub deadline_minutes: u64,
     /// Name of the run (default: today's UTC date). A run's jobs are done once; running
     /// the same run again waits for them and retries only those that failed.
     #[arg(long)]
@@ -129,6 +133,17 @@ pub async fn execute(
 ) -> anyhow::Result<NightlySummary> {
     let policy = flags.queue.policy()?;
     let started = Instant::now();
+    // Waiting ends at the deadline (or on Ctrl-C); the summary then counts what is done.
+    let waiting = cancel.child_token();
+    let deadline = tokio::spawn({
+        let waiting = waiting.clone();
+        let limit = Duration::from_secs(flags.deadline_minutes.saturating_mul(60));
+        async move {
+            tokio::time::sleep(limit).await;
+            tracing::warn!("the nightly's deadline passed; summarising what is done");
+            waiting.cancel();
+        }
+    });
     let max_attempts = policy.max_attempts;
     let running = wiring::start(
         config,
@@ -146,7 +161,7 @@ pub async fn execute(
         }
         let ids: Vec<i64> = jobs.values().copied().collect();
         let statuses =
-            nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await?;
+            nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), &waiting).await?;
         let outcomes: Vec<TenantOutcome> = jobs
             .iter()
             .filter_map(|(tenant, id)| {
@@ -156,10 +171,10 @@ pub async fn execute(
                     .map(|status| TenantOutcome::from_status(tenant, status))
             })
             .collect();
-        let maintenance = if flags.backups_only || cancel.is_cancelled() {
+        let maintenance = if flags.backups_only || waiting.is_cancelled() {
             None
         } else {
-            Some(maintenance(config, catalog, run_name, flags, max_attempts, cancel).await)
+            Some(maintenance(config, catalog, run_name, flags, max_attempts, &waiting).await)
         };
         anyhow::Ok(NightlySummary {
             maintenance,
@@ -179,6 +194,7 @@ pub async fn execute(
         })
     }
     .await;
+    deadline.abort();
     running.stop().await?;
     summary
 }

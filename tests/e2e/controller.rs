@@ -1130,3 +1130,29 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
     let repaired = crate::harness::read_object(&env.region(&config, 1), &key).await;
     assert!(original == repaired, "the repaired copy is the same bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_without_agents_stops_at_its_deadline_and_fails_with_the_reason() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &["acme"], 10).await;
+    let started = Instant::now();
+    let output = env.lifeboat(
+        &config_path,
+        &[
+            "nightly",
+            "--no-agent",
+            "--deadline-minutes",
+            "0",
+            "--run",
+            "lonely",
+        ],
+    );
+    assert!(!output.status.success(), "nobody did the work");
+    let out = stdout(&output);
+    assert!(
+        out.contains("not finished when the nightly stopped waiting (still queued)"),
+        "{out}"
+    );
+    assert!(out.contains("0 of 1 tenants backed up"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
