@@ -59,6 +59,15 @@ pub async fn run_scrub_with_upload_age(
     stale_upload_age: Duration,
 ) -> Result<JobResult, MaintenanceError> {
     let region = Region::new(config.region(region_name)?);
+    // A missing bucket makes every object look missing: fail the scrub instead, so no copy
+    // is marked missing (and then trashed or purged) for a region-wide fault.
+    region
+        .check_bucket()
+        .await
+        .map_err(|source| MaintenanceError::ScrubRegion {
+            region: region_name.clone(),
+            source,
+        })?;
     let mut copies: Vec<CopyCheck> = Vec::with_capacity(targets.len());
     for (backup_id, checked) in copy::check_copies(&region, targets).await {
         match checked {
@@ -67,7 +76,9 @@ pub async fn run_scrub_with_upload_age(
             Err(error)
                 if matches!(
                     error.kind,
-                    RegionErrorKind::Unreachable | RegionErrorKind::AccessDenied
+                    RegionErrorKind::Unreachable
+                        | RegionErrorKind::AccessDenied
+                        | RegionErrorKind::BucketMissing
                 ) =>
             {
                 return Err(MaintenanceError::ScrubRegion {

@@ -5,16 +5,15 @@
 //! - While a job runs, a heartbeat renews its lease every third of the lease. If the
 //!   controller answers that the lease is lost (it expired and the job moved on), the job
 //!   is cancelled: its partial work is cleaned up and nothing is reported.
-//! - Before a backup, multipart uploads left under the tenant's prefix by an earlier attempt
-//!   (an agent killed mid-backup) are aborted. The queue runs one job per tenant at a time,
-//!   so any upload older than this attempt is an orphan.
+//! - Before a backup, multipart uploads left by earlier attempts of the same job (an agent
+//!   killed mid-backup) are aborted; the controller hands each attempt its backup id, so
+//!   their keys are known. A committed but unreported earlier attempt is adopted instead.
 //! - The controller unreachable: the loop retries with a capped backoff. A refused token
 //!   stops the agent with an error, since retrying cannot fix it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use lifeboat_core::api::{
     API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
     JobWork,
@@ -22,7 +21,7 @@ use lifeboat_core::api::{
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
-use lifeboat_core::manifest::listing_prefix;
+use lifeboat_core::manifest::ObjectKey;
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Region;
 use lifeboat_core::restore;
@@ -61,6 +60,12 @@ pub enum AgentError {
     Unreachable { controller: String, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("the controller sent a job this agent cannot read: {message}")]
+    UnreadableJob {
+        id: Option<i64>,
+        lease_token: Option<uuid::Uuid>,
+        message: String,
+    },
 }
 
 impl AgentError {
@@ -69,6 +74,7 @@ impl AgentError {
         match self {
             AgentError::Unreachable { .. } => true,
             AgentError::Refused { status, .. } => *status >= 500,
+            AgentError::UnreadableJob { .. } => true,
             AgentError::Unauthorized { .. } | AgentError::Client(_) => false,
         }
     }
@@ -148,12 +154,59 @@ impl ControllerClient {
             .await?;
         match response.status() {
             StatusCode::NO_CONTENT => Ok(None),
-            StatusCode::OK => response
-                .json::<ClaimedJob>()
-                .await
-                .map(Some)
-                .map_err(|error| self.unreachable(&error)),
+            StatusCode::OK => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|error| self.unreachable(&error))?;
+                match serde_json::from_slice::<ClaimedJob>(&body) {
+                    Ok(job) => Ok(Some(job)),
+                    Err(error) => Err(self.unreadable_job(&body, &error)),
+                }
+            }
             status => Err(self.refused(status, response).await),
+        }
+    }
+
+    /// A claimed job this agent cannot read (a newer controller?): keep its id and lease so
+    /// the claim loop can hand it back with a failure report.
+    fn unreadable_job(&self, body: &[u8], error: &serde_json::Error) -> AgentError {
+        let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        AgentError::UnreadableJob {
+            id: value.get("id").and_then(serde_json::Value::as_i64),
+            lease_token: value
+                .get("lease_token")
+                .and_then(|token| serde_json::from_value(token.clone()).ok()),
+            message: error.to_string(),
+        }
+    }
+
+    /// Hand back a job this agent could not read.
+    async fn report_unreadable(&self, id: i64, lease_token: uuid::Uuid, message: &str) {
+        let report = JobReport {
+            lease_token,
+            outcome: JobOutcome::Failed {
+                error: format!(
+                    "an agent could not read the job (is it older than the controller?): {message}"
+                ),
+                retryable: true,
+            },
+        };
+        match self
+            .post(
+                &format!("/jobs/{id}/report"),
+                &report,
+                Duration::from_secs(30),
+            )
+            .await
+        {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::error!(job = id, status = %response.status(), "could not hand back an unreadable job");
+            }
+            Err(error) => {
+                tracing::error!(job = id, %error, "could not hand back an unreadable job")
+            }
         }
     }
 
@@ -283,6 +336,14 @@ async fn claim_loop(
                     .await?;
             }
             Ok(None) => retry_delay = Duration::from_millis(250),
+            Err(AgentError::UnreadableJob {
+                id: Some(id),
+                lease_token: Some(lease_token),
+                message,
+            }) => {
+                tracing::error!(job = id, %message, "cannot read the claimed job; handing it back");
+                client.report_unreadable(id, lease_token, &message).await;
+            }
             Err(error) if error.is_transient() => {
                 tracing::warn!(error = %error, retry_in_ms = retry_delay.as_millis() as u64, "claim failed; retrying");
                 tokio::select! {
@@ -361,7 +422,7 @@ async fn run_claimed(
         tracing::warn!("job abandoned: its lease was lost or the agent is stopping");
         return Ok(());
     }
-    let succeeded = matches!(outcome, JobOutcome::Succeeded { .. });
+    let mut outcome = outcome;
     if let JobOutcome::Failed { error, .. } = &outcome {
         tracing::warn!(error = %error, "job failed");
     }
@@ -371,7 +432,7 @@ async fn run_claimed(
         match client.report(&job, outcome.clone()).await {
             Ok(Answer::Ok) => {
                 tracing::info!(
-                    succeeded,
+                    succeeded = succeeded_report(&outcome),
                     seconds = started.elapsed().as_secs_f64(),
                     "job reported"
                 );
@@ -389,9 +450,27 @@ async fn run_claimed(
                 tracing::error!(error = %error, "report failed; the lease will expire and the job will be retried");
                 return Ok(());
             }
+            // The controller refused this report (e.g. it names a region the controller does
+            // not know): say so in a failure report, so the job ends with the reason instead
+            // of waiting for its lease to expire. Only a refused token stops the agent.
+            Err(AgentError::Refused { message, .. }) if succeeded_report(&outcome) => {
+                tracing::error!(%message, "the controller refused the result; reporting the job as failed");
+                outcome = JobOutcome::Failed {
+                    error: format!("the controller refused the agent's result: {message}"),
+                    retryable: false,
+                };
+            }
+            Err(AgentError::Refused { message, .. }) => {
+                tracing::error!(%message, "the controller refused the failure report; the lease will expire");
+                return Ok(());
+            }
             Err(error) => return Err(error),
         }
     }
+}
+
+fn succeeded_report(outcome: &JobOutcome) -> bool {
+    matches!(outcome, JobOutcome::Succeeded { .. })
 }
 
 /// Renew the lease every third of it; cancel the job if the lease is lost, or if the
@@ -427,6 +506,38 @@ fn maintenance_outcome(result: Result<JobResult, maintenance::MaintenanceError>)
             retryable: !error.is_permanent(),
             error: error.to_string(),
         },
+    }
+}
+
+/// Abort the multipart uploads an earlier attempt of this job left open (its agent died
+/// mid-backup). Only those attempts' own keys: a backup of the same tenant taken outside
+/// the queue (`lifeboat backup`) is left alone, and scrub aborts anything older than a day.
+async fn abort_earlier_uploads(config: &Config, tenant: &TenantName, earlier: &[BackupId]) {
+    for backup_id in earlier {
+        let key = ObjectKey::Dump(tenant, *backup_id).to_key();
+        for region in config.regions.iter().map(Region::new) {
+            let uploads = match region.list_open_uploads(&key).await {
+                Ok(Some(uploads)) => uploads,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(region = %region.name(), %error, "cannot list an earlier attempt's uploads; scrub will abort them");
+                    continue;
+                }
+            };
+            for upload in uploads.iter().filter(|upload| upload.key == key) {
+                match region
+                    .abort_multipart_upload(&upload.key, &upload.upload_id)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(region = %region.name(), backup = %backup_id, "aborted an upload left by an earlier attempt");
+                    }
+                    Err(error) => {
+                        tracing::warn!(region = %region.name(), %error, "cannot abort an earlier attempt's upload; scrub will");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -505,21 +616,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             {
                 return adopted;
             }
-            let attempt_started = Utc::now();
-            let prefix = listing_prefix(Some(tenant));
-            for region in config.regions.iter().map(Region::new) {
-                match lifeboat_core::copy::abort_stale_uploads(&region, &prefix, attempt_started)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(aborted) => {
-                        tracing::info!(region = %region.name(), aborted, "aborted uploads left by an earlier attempt");
-                    }
-                    Err(error) => {
-                        tracing::warn!(region = %region.name(), error = %error, "cannot list open uploads");
-                    }
-                }
-            }
+            abort_earlier_uploads(config, tenant, &job.earlier_backup_ids).await;
             let tenant_config = TenantConfig {
                 name: tenant.clone(),
                 cluster: cluster.clone(),

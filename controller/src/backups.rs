@@ -6,7 +6,7 @@
 
 use lifeboat_core::api::CopyState;
 use lifeboat_core::ids::RegionName;
-use lifeboat_core::manifest::{BackupKind, Manifest};
+use lifeboat_core::manifest::{BackupKind, Manifest, ObjectKey};
 use tokio_postgres::GenericClient;
 
 use crate::catalog::CatalogError;
@@ -36,6 +36,15 @@ pub async fn record_backup<C: GenericClient>(
     manifest: &Manifest,
     copies: &[(RegionName, CopyState)],
 ) -> Result<(), CatalogError> {
+    // Purge deletes `object_key` in every region: it must be this backup's own key, never
+    // one a manifest merely claims.
+    let own_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
+    if manifest.object.key != own_key {
+        return Err(CatalogError::Inconsistent(format!(
+            "backup {} of {} names object {:?}, not its own {own_key:?}",
+            manifest.backup_id, manifest.tenant, manifest.object.key
+        )));
+    }
     let manifest_json = serde_json::to_value(manifest).unwrap_or_default();
     let dump_bytes = i64::try_from(manifest.object.dump_bytes).unwrap_or(i64::MAX);
     let stored_bytes = i64::try_from(manifest.object.stored_bytes).unwrap_or(i64::MAX);
@@ -68,7 +77,12 @@ pub async fn record_backup<C: GenericClient>(
                 "INSERT INTO backup_copies (backup_id, region, state, checked_at)
                  VALUES ($1, $2, $3, now())
                  ON CONFLICT (backup_id, region)
-                 DO UPDATE SET state = EXCLUDED.state, checked_at = EXCLUDED.checked_at",
+                 DO UPDATE SET
+                     -- A size check cannot clear what a hash found: corrupt stays corrupt
+                     -- until scrub hashes it again or repair replaces it.
+                     state = CASE WHEN backup_copies.state = 'corrupt' AND EXCLUDED.state = 'present'
+                                  THEN 'corrupt' ELSE EXCLUDED.state END,
+                     checked_at = EXCLUDED.checked_at",
                 &[
                     &manifest.backup_id.as_uuid(),
                     &region.as_str(),

@@ -3,8 +3,10 @@
 //!
 //! - Once a day, at a set minute (by default the end of the backup window): scrub jobs for
 //!   every region, then retention and the purge of the trash. The scrub jobs' dedup keys
-//!   (`daily:<date>:scrub:<region>`) make this happen once a day even with two
-//!   controllers; only the controller that enqueued them runs retention and purge.
+//!   (`daily:<date>:scrub:<region>`) make the scrub happen once a day even with two
+//!   controllers; retention and purge are idempotent and run once a day per controller.
+//! - It runs in its own task ([`crate::server`]), so a slow purge never delays the
+//!   scheduler or the lease reaper.
 //! - Every few minutes: a replicate job for each copy scrub or a backup found lacking
 //!   (`repair:<date>:<backup>:<region>`, so a failing repair is tried again the next day,
 //!   not in a loop).
@@ -60,49 +62,85 @@ fn region_names(options: &MaintenanceOptions) -> Vec<RegionName> {
         .collect()
 }
 
-/// Start today's scrub, retention and purge if it is time and no controller did yet.
-pub async fn daily(
-    catalog: &Catalog,
-    options: &MaintenanceOptions,
-    now: DateTime<Utc>,
-    max_attempts: i32,
-) -> anyhow::Result<MaintenanceReport> {
-    let mut report = MaintenanceReport::default();
-    if now.hour() * 60 + now.minute() < options.minute_of_day {
-        return Ok(report);
-    }
-    let date = now.format("%Y-%m-%d");
-    let works = scrub::plan_scrub(catalog, &region_names(options), options.scrub_full_sample, now)
+/// Daily maintenance's memory: the last day it completed in this process.
+#[derive(Debug, Default)]
+pub struct Daily {
+    done_for: Option<chrono::NaiveDate>,
+}
+
+impl Daily {
+    /// Start today's scrub, retention and purge if it is time and this process has not
+    /// done them yet today. Scrub jobs are enqueued once a day across controllers (their
+    /// dedup keys); retention and purge are idempotent, so each controller runs them once a
+    /// day, and a failure is retried at the next call rather than skipped for the day.
+    pub async fn run(
+        &mut self,
+        catalog: &Catalog,
+        options: &MaintenanceOptions,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> anyhow::Result<MaintenanceReport> {
+        let mut report = MaintenanceReport::default();
+        let today = now.date_naive();
+        if now.hour() * 60 + now.minute() < options.minute_of_day || self.done_for == Some(today) {
+            return Ok(report);
+        }
+        let date = now.format("%Y-%m-%d");
+        let prefix = format!("daily:{date}:scrub:");
+        let started: i64 = catalog
+            .connection()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE dedup_key LIKE $1 || '%'",
+                &[&prefix],
+            )
+            .await?
+            .get(0);
+        if started == 0 {
+            let works = scrub::plan_scrub(
+                catalog,
+                &region_names(options),
+                options.scrub_full_sample,
+                now,
+            )
+            .await?;
+            let jobs: Vec<NewJob> = works
+                .into_iter()
+                .map(|work| {
+                    let key = match &work {
+                        JobWork::Scrub { region, .. } => format!("{prefix}{region}"),
+                        other => format!("daily:{date}:{}", other.kind()),
+                    };
+                    NewJob {
+                        dedup_key: Some(key),
+                        work,
+                    }
+                })
+                .collect();
+            report.scrub_jobs =
+                queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2))
+                    .await?
+                    .len();
+            tracing::info!(scrub_jobs = report.scrub_jobs, "daily scrub enqueued");
+        }
+        let retained = retention::apply(
+            catalog,
+            None,
+            now,
+            false,
+            options.trash_period,
+            "controller",
+        )
         .await?;
-    let jobs: Vec<NewJob> = works
-        .into_iter()
-        .map(|work| {
-            let key = match &work {
-                JobWork::Scrub { region, .. } => format!("daily:{date}:scrub:{region}"),
-                other => format!("daily:{date}:{}", other.kind()),
-            };
-            NewJob {
-                dedup_key: Some(key),
-                work,
-            }
-        })
-        .collect();
-    let inserted = queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2)).await?;
-    report.scrub_jobs = inserted.len();
-    if inserted.is_empty() {
-        // Today's maintenance was started already, here or by another controller.
-        return Ok(report);
+        report.trashed = retained.tenants.iter().map(|plan| plan.trash.len()).sum();
+        let purged = retention::purge_due(catalog, &options.regions, now).await?;
+        report.purged = purged.purged.len();
+        for failure in &purged.failed {
+            tracing::warn!(backup = %failure.backup_id, tenant = %failure.tenant, errors = ?failure.errors, "purge incomplete; retried tomorrow");
+        }
+        self.done_for = Some(today);
+        Ok(report)
     }
-    tracing::info!(scrub_jobs = inserted.len(), "daily maintenance started");
-    let retained = retention::apply(catalog, None, now, false, options.trash_period, "controller")
-        .await?;
-    report.trashed = retained.tenants.iter().map(|plan| plan.trash.len()).sum();
-    let purged = retention::purge_due(catalog, &options.regions, now).await?;
-    report.purged = purged.purged.len();
-    for failure in &purged.failed {
-        tracing::warn!(backup = %failure.backup_id, tenant = %failure.tenant, errors = ?failure.errors, "purge incomplete; retried tomorrow");
-    }
-    Ok(report)
 }
 
 /// Enqueue a replicate job for every copy known to be lacking, once a day per copy.
@@ -129,7 +167,8 @@ pub async fn repairs(
             }
         })
         .collect();
-    let inserted = queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2)).await?;
+    let inserted =
+        queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts.min(2)).await?;
     Ok(MaintenanceReport {
         repair_jobs: inserted.len(),
         ..MaintenanceReport::default()

@@ -106,7 +106,10 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
 
     let jobs = connection
         .query(
-            "SELECT kind, state, count(*) FROM jobs WHERE state IN ('queued', 'running', 'failed') GROUP BY kind, state",
+            "SELECT kind, state, count(*) FROM jobs
+             WHERE state IN ('queued', 'running')
+                OR (state = 'failed' AND finished_at > now() - interval '1 day')
+             GROUP BY kind, state",
             &[],
         )
         .await
@@ -124,7 +127,7 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
         ),
         (
             "lifeboat_jobs_failed",
-            "Jobs that failed after their last attempt, by kind.",
+            "Jobs that failed after their last attempt in the last 24 hours, by kind.",
             "failed",
         ),
     ] {

@@ -171,7 +171,9 @@ fn lock_key(scope: &str, name: &str) -> String {
     format!("lifeboat.limit.{scope}.{name}")
 }
 
-/// Claim the oldest ready job this agent can run, or `None`.
+/// Claim the oldest ready job this agent can run, or `None`. Jobs on a database cluster
+/// are offered only to agents that name it in `clusters`; jobs on none (scrub, replicate)
+/// to every agent.
 pub async fn claim(
     catalog: &Catalog,
     agent: &str,
@@ -201,7 +203,7 @@ pub async fn claim(
              )
              SELECT j.id, j.tenant, j.cluster, j.region FROM jobs j
              WHERE j.state = 'queued' AND j.run_after <= now()
-               AND (j.cluster IS NULL OR cardinality($1::text[]) = 0 OR j.cluster = ANY($1))
+               AND (j.cluster IS NULL OR j.cluster = ANY($1::text[]))
                AND (j.cluster IS NULL OR j.cluster NOT IN (SELECT cluster FROM busy_clusters))
                AND (j.region IS NULL OR j.region NOT IN (SELECT region FROM busy_regions))
                AND (j.tenant IS NULL OR j.tenant NOT IN

@@ -3,6 +3,7 @@
 
 use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork};
 use lifeboat_core::ids::RegionName;
+use lifeboat_core::manifest::ObjectKey;
 
 use crate::backups;
 use crate::catalog::{Catalog, CatalogError};
@@ -105,6 +106,16 @@ async fn apply_result(
                     format!(
                         "the manifest is for tenant {} on cluster {} ({:?}), not this job's {tenant} on {cluster}",
                         manifest.tenant, manifest.source.cluster, manifest.kind
+                    ),
+                ));
+            }
+            let own_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
+            if manifest.object.key != own_key {
+                return Err(invalid(
+                    id,
+                    format!(
+                        "the manifest names object {:?}, not {own_key:?}",
+                        manifest.object.key
                     ),
                 ));
             }

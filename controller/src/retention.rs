@@ -483,6 +483,9 @@ pub async fn purge_due(
             .collect()
     };
     let mut report = PurgeReport::default();
+    // A region that did not answer is not asked again in this purge: one black-holed region
+    // would otherwise cost every backup the SDK's full timeouts.
+    let mut unreachable: Vec<RegionName> = Vec::new();
     for id in due {
         let mut connection = catalog.connection().await?;
         let transaction = connection
@@ -526,11 +529,23 @@ pub async fn purge_due(
             }
         }
         for region in regions {
+            if unreachable.contains(region.name()) {
+                errors.push(format!(
+                    "region {}: skipped, it did not answer earlier in this purge",
+                    region.name()
+                ));
+                continue;
+            }
             match delete_backup_objects(region, &object_key, &manifest_key).await {
                 Ok(()) => {
                     mark_copy_purged(&*transaction, id, region.name()).await?;
                 }
-                Err(error) => errors.push(error),
+                Err((error, dead)) => {
+                    if dead {
+                        unreachable.push(region.name().clone());
+                    }
+                    errors.push(error);
+                }
             }
         }
         if errors.is_empty() {
@@ -560,17 +575,21 @@ pub async fn purge_due(
     Ok(report)
 }
 
-/// Delete the dump, then the manifest. Deleting what is already gone succeeds.
+/// Delete the dump, then the manifest. Deleting what is already gone succeeds. An error
+/// says whether the region did not answer at all.
 async fn delete_backup_objects(
     region: &Region,
     object_key: &str,
     manifest_key: &str,
-) -> Result<(), String> {
+) -> Result<(), (String, bool)> {
     for key in [object_key, manifest_key] {
         match region.delete_object(key).await {
             Ok(()) => {}
             Err(error) if error.kind == RegionErrorKind::NotFound => {}
-            Err(error) => return Err(error.to_string()),
+            Err(error) => {
+                let dead = error.kind == RegionErrorKind::Unreachable;
+                return Err((error.to_string(), dead));
+            }
         }
     }
     Ok(())

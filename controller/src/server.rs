@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -255,6 +256,9 @@ async fn report(
     Ok(StatusCode::OK)
 }
 
+/// The largest request body accepted: a scrub report of about 800,000 copies.
+const REPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The router, for serving and for tests.
 fn router(state: AppState) -> Router {
     Router::new()
@@ -263,6 +267,9 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/agent/claim", post(claim))
         .route("/api/v1/jobs/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/jobs/{id}/report", post(report))
+        // A scrub report lists every copy it checked in a region: allow far more than
+        // axum's 2 MiB default (about 80 bytes a copy), but still a bound.
+        .layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT))
         .with_state(state)
 }
 
@@ -283,6 +290,15 @@ pub async fn serve(
         work_ready: controller.work_ready.clone(),
         embedded_token: embedded_token.map(Arc::new),
     };
+    let maintenance = options.maintenance.clone().map(|maintenance| {
+        tokio::spawn(maintenance_loop(
+            catalog.clone(),
+            maintenance,
+            options.policy.max_attempts,
+            controller.work_ready.clone(),
+            cancel.clone(),
+        ))
+    });
     let background = tokio::spawn(background_loops(
         catalog,
         options,
@@ -294,10 +310,13 @@ pub async fn serve(
         .await;
     cancel.cancel();
     let _ = background.await;
+    if let Some(maintenance) = maintenance {
+        let _ = maintenance.await;
+    }
     served
 }
 
-/// The scheduler tick (with daily maintenance) and the lease reaper, until `cancel`.
+/// The scheduler tick and the lease reaper, until `cancel`.
 async fn background_loops(
     catalog: Catalog,
     options: Arc<ControllerOptions>,
@@ -308,7 +327,6 @@ async fn background_loops(
     let reap_every = (options.policy.lease / 4).max(Duration::from_millis(200));
     let mut reap = tokio::time::interval(reap_every);
     let mut tick = tokio::time::interval(options.tick_interval);
-    let mut repair = tokio::time::interval(REPAIR_INTERVAL);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -328,32 +346,52 @@ async fn background_loops(
                     Ok(_) => {}
                     Err(error) => tracing::error!(error = %error, "scheduler tick failed"),
                 }
-                if let Some(maintenance) = &options.maintenance {
-                    match maintenance::daily(&catalog, maintenance, Utc::now(), options.policy.max_attempts).await {
-                        Ok(report) if report.scrub_jobs > 0 => {
-                            tracing::info!(?report, "daily maintenance enqueued");
-                            work_ready.notify_waiters();
-                        }
-                        Ok(_) => {}
-                        Err(error) => tracing::error!(error = format!("{error:#}"), "daily maintenance failed"),
+            }
+        }
+    }
+}
+
+/// Daily maintenance and repairs, in a task of their own: a purge stuck on a dead region
+/// must not hold back the scheduler or the reaper.
+async fn maintenance_loop(
+    catalog: Catalog,
+    maintenance: MaintenanceOptions,
+    max_attempts: i32,
+    work_ready: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut daily = maintenance::Daily::default();
+    let mut tick = tokio::time::interval(MAINTENANCE_TICK);
+    let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                match daily.run(&catalog, &maintenance, Utc::now(), max_attempts).await {
+                    Ok(report) if report.scrub_jobs > 0 => {
+                        tracing::info!(?report, "daily maintenance done");
+                        work_ready.notify_waiters();
                     }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "daily maintenance failed; retried at the next tick"),
                 }
             }
-            _ = repair.tick(), if options.maintenance.is_some() => {
-                if let Some(maintenance) = &options.maintenance {
-                    match maintenance::repairs(&catalog, maintenance, Utc::now(), options.policy.max_attempts).await {
-                        Ok(report) if report.repair_jobs > 0 => {
-                            tracing::info!(repair_jobs = report.repair_jobs, "repairs enqueued");
-                            work_ready.notify_waiters();
-                        }
-                        Ok(_) => {}
-                        Err(error) => tracing::error!(error = format!("{error:#}"), "planning repairs failed"),
+            _ = repair.tick() => {
+                match maintenance::repairs(&catalog, &maintenance, Utc::now(), max_attempts).await {
+                    Ok(report) if report.repair_jobs > 0 => {
+                        tracing::info!(repair_jobs = report.repair_jobs, "repairs enqueued");
+                        work_ready.notify_waiters();
                     }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "planning repairs failed"),
                 }
             }
         }
     }
 }
+
+/// How often daily maintenance checks whether its time has come.
+const MAINTENANCE_TICK: Duration = Duration::from_secs(60);
 
 /// How often a running controller looks for copies to repair.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5 * 60);

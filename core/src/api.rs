@@ -131,6 +131,7 @@ pub struct ScrubTarget {
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The clusters this agent can reach; jobs on other clusters are left for other agents.
+    /// Empty: none (an agent for maintenance jobs only).
     pub clusters: Vec<ClusterName>,
     /// Hold the request open this long when nothing is ready (long poll), at most
     /// [`MAX_CLAIM_WAIT_SECONDS`].

@@ -28,8 +28,11 @@ use crate::policy;
 /// What went wrong with a region, and whether another region may do better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegionErrorKind {
-    /// The object or bucket is not there.
+    /// The object is not there.
     NotFound,
+    /// The bucket is not there: the whole region is misconfigured or gone, which says
+    /// nothing about any one object.
+    BucketMissing,
     /// The region did not answer: connection refused, timeout, 5xx after retries.
     Unreachable,
     /// Credentials refused.
@@ -52,6 +55,7 @@ impl fmt::Display for RegionError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
             RegionErrorKind::NotFound => "not found",
+            RegionErrorKind::BucketMissing => "bucket missing",
             RegionErrorKind::Unreachable => "region unreachable",
             RegionErrorKind::AccessDenied => "access denied",
             RegionErrorKind::Other => "failed",
@@ -145,7 +149,8 @@ impl Region {
             (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
                 RegionErrorKind::Unreachable
             }
-            (_, _, Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchUpload"))
+            (_, _, Some("NoSuchBucket")) => RegionErrorKind::BucketMissing,
+            (_, _, Some("NoSuchKey" | "NotFound" | "NoSuchUpload"))
             | (_, Some(404), _) => RegionErrorKind::NotFound,
             (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"))
             | (_, Some(401 | 403), _) => RegionErrorKind::AccessDenied,
@@ -394,6 +399,22 @@ impl Region {
             continuation_token = output.next_continuation_token().map(str::to_owned);
             if output.is_truncated() != Some(true) || continuation_token.is_none() {
                 return Ok(keys);
+            }
+        }
+    }
+
+    /// Whether the bucket is there and ours: HeadBucket. A HEAD of an object answers a bare
+    /// 404 both for a missing object and a missing bucket, so callers that conclude
+    /// "missing" from a 404 (scrub) ask this first.
+    pub async fn check_bucket(&self) -> Result<(), RegionError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let mut error = self.error("head bucket", "", &error);
+                if error.kind == RegionErrorKind::NotFound {
+                    error.kind = RegionErrorKind::BucketMissing;
+                }
+                Err(error)
             }
         }
     }

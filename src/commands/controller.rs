@@ -147,10 +147,12 @@ pub async fn start(
                 concurrency,
                 claim_wait: Duration::from_secs(10),
             };
+            // Its own token: an agent that stops on a fatal error must not stop the
+            // controller with it.
             Some(tokio::spawn(worker::run_agent(
                 config.clone(),
                 options,
-                cancel.clone(),
+                cancel.child_token(),
             )))
         }
         _ => None,

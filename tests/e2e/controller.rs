@@ -388,10 +388,27 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
     )
     .await
     .expect("enqueue");
+    // An agent for another cluster, or for none, is not offered it.
+    for clusters in [vec![], vec![ClusterName::parse("other").expect("cluster")]] {
+        let elsewhere = http
+            .post(url("/api/v1/agent/claim"))
+            .bearer_auth(&token)
+            .json(&ClaimRequest {
+                clusters,
+                wait_seconds: 0,
+            })
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(elsewhere.status(), 204);
+    }
     let job: ClaimedJob = http
         .post(url("/api/v1/agent/claim"))
         .bearer_auth(&token)
-        .json(&claim)
+        .json(&ClaimRequest {
+            clusters: vec![ClusterName::parse("main").expect("cluster")],
+            wait_seconds: 0,
+        })
         .send()
         .await
         .expect("send")
@@ -674,7 +691,7 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
         .post(format!("{}/api/v1/agent/claim", controller.base))
         .bearer_auth("lbt_embedded-test-token")
         .json(&ClaimRequest {
-            clusters: vec![],
+            clusters: vec![ClusterName::parse("main").expect("cluster")],
             wait_seconds: 5,
         })
         .send()
@@ -950,14 +967,18 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
         max_per_region: 3,
         ..QueuePolicy::default()
     };
+    let clusters: Vec<ClusterName> = ["main", "other", "third"]
+        .iter()
+        .map(|name| ClusterName::parse(name).expect("cluster"))
+        .collect();
 
     // Eight claimers at once, until a few rounds in a row claim nothing.
     let mut idle_rounds = 0;
     while idle_rounds < 3 {
         let claims = futures::future::join_all((0..8).map(|agent| {
-            let (catalog, policy) = (catalog.clone(), policy.clone());
+            let (catalog, policy, clusters) = (catalog.clone(), policy.clone(), clusters.clone());
             async move {
-                queue::claim(&catalog, &format!("agent-{agent}"), &[], &policy)
+                queue::claim(&catalog, &format!("agent-{agent}"), &clusters, &policy)
                     .await
                     .expect("claim")
             }
@@ -994,7 +1015,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
     queue::mark_succeeded(&**connection, finished, &serde_json::json!({}))
         .await
         .expect("succeeded");
-    let next = queue::claim(&catalog, "agent-0", &[], &policy)
+    let next = queue::claim(&catalog, "agent-0", &clusters, &policy)
         .await
         .expect("claim")
         .expect("a place was freed");
@@ -1003,7 +1024,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
         "{next:?}"
     );
     assert!(
-        queue::claim(&catalog, "agent-0", &[], &policy)
+        queue::claim(&catalog, "agent-0", &clusters, &policy)
             .await
             .expect("claim")
             .is_none()
@@ -1018,7 +1039,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
     queue::enqueue(&**connection, &blocked_then_free, 4)
         .await
         .expect("enqueue");
-    let behind = queue::claim(&catalog, "agent-0", &[], &policy)
+    let behind = queue::claim(&catalog, "agent-0", &clusters, &policy)
         .await
         .expect("claim")
         .expect("the other cluster's job");
@@ -1061,14 +1082,20 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
         minute_of_day: 0,
     };
     let now = Utc::now();
-    let first = lifeboat_controller::maintenance::daily(&catalog, &options, now, 2)
-        .await
-        .expect("daily");
+    let mut daily = lifeboat_controller::maintenance::Daily::default();
+    let first = daily.run(&catalog, &options, now, 2).await.expect("daily");
     assert_eq!(first.scrub_jobs, 2, "one scrub per region: {first:?}");
-    let again = lifeboat_controller::maintenance::daily(&catalog, &options, now, 2)
+    let again = daily.run(&catalog, &options, now, 2).await.expect("daily");
+    assert_eq!(again.scrub_jobs, 0, "once a day: {again:?}");
+    // A second controller on the same catalog does not scrub again today either.
+    let other = lifeboat_controller::maintenance::Daily::default()
+        .run(&catalog, &options, now, 2)
         .await
         .expect("daily");
-    assert_eq!(again.scrub_jobs, 0, "once a day: {again:?}");
+    assert_eq!(
+        other.scrub_jobs, 0,
+        "once a day across controllers: {other:?}"
+    );
 
     // An agent does the scrubs; then the repair planned from what they found.
     let controller = serve_in_process(&catalog, &config, QueuePolicy::default()).await;
@@ -1155,4 +1182,38 @@ async fn a_nightly_without_agents_stops_at_its_deadline_and_fails_with_the_reaso
     );
     assert!(out.contains("0 of 1 tenants backed up"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copies_missing() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_tenant_database("acme", 10).await;
+    let mut config = env.config(&Settings::default());
+    let report = crate::harness::backup(&config, "acme")
+        .await
+        .expect("backup");
+    let target = lifeboat_core::api::ScrubTarget {
+        tenant: report.manifest.tenant.clone(),
+        backup_id: report.manifest.backup_id,
+        stored_bytes: report.manifest.object.stored_bytes,
+        sha256: report.manifest.object.sha256.clone(),
+        full: true,
+    };
+    let region = config.regions[0].name.clone();
+    let present =
+        lifeboat_agent::maintenance::run_scrub(&config, &region, std::slice::from_ref(&target))
+            .await
+            .expect("scrub");
+    assert!(
+        matches!(&present, JobResult::Scrub { copies, .. } if copies[0].state == lifeboat_core::api::CopyState::Present),
+        "{present:?}"
+    );
+    // The bucket is misconfigured: every HEAD would answer 404, which must not read as
+    // "every copy is missing".
+    config.regions[0].bucket = "no-such-bucket".to_owned();
+    let error = lifeboat_agent::maintenance::run_scrub(&config, &region, &[target])
+        .await
+        .expect_err("a missing bucket fails the scrub");
+    assert!(error.to_string().contains("bucket missing"), "{error}");
+    assert!(!error.is_permanent(), "retried later: {error}");
 }
