@@ -10,11 +10,12 @@
 //! their arguments (which `ps` shows to everyone). Database names go through a quoted
 //! `dbname='…'` connection string so any name works, quotes and spaces included.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -70,16 +71,20 @@ impl PgTools {
                 bin_dir: Some(directory.to_owned()),
             };
         }
-        let from_pg_config = Command::new("pg_config")
-            .arg("--bindir")
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-            .filter(|directory| directory.join("pg_dump").is_file());
+        // Asked once per process: a nightly backs up hundreds of tenants.
+        static FROM_PG_CONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
+        let from_pg_config = FROM_PG_CONFIG.get_or_init(|| {
+            Command::new("pg_config")
+                .arg("--bindir")
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+                .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+                .filter(|directory| directory.join("pg_dump").is_file())
+        });
         PgTools {
-            bin_dir: from_pg_config,
+            bin_dir: from_pg_config.clone(),
         }
     }
 
@@ -92,7 +97,16 @@ impl PgTools {
 
     /// `pg_dump --version`'s line, e.g. `pg_dump (PostgreSQL) 15.18`.
     pub fn version(&self, name: &str) -> Result<String, PostgresError> {
+        // Asked once per program and process: the binary does not change under us.
+        static VERSIONS: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
         let program = self.program(name);
+        if let Some(version) = VERSIONS
+            .lock()
+            .ok()
+            .and_then(|versions| versions.get(&program).cloned())
+        {
+            return Ok(version);
+        }
         let output = Command::new(&program)
             .arg("--version")
             .output()
@@ -100,7 +114,11 @@ impl PgTools {
                 program: program.display().to_string(),
                 source,
             })?;
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if let Ok(mut versions) = VERSIONS.lock() {
+            versions.insert(program, version.clone());
+        }
+        Ok(version)
     }
 }
 

@@ -96,6 +96,8 @@ impl QueueFlags {
 pub struct RunningController {
     pub address: SocketAddr,
     pub cancel: CancellationToken,
+    /// Wakes agents waiting in a claim: call after enqueueing work directly in the catalog.
+    pub work_ready: Arc<tokio::sync::Notify>,
     server: JoinHandle<std::io::Result<()>>,
     agent: Option<JoinHandle<Result<(), worker::AgentError>>>,
 }
@@ -128,13 +130,14 @@ pub async fn start(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let embedded_token = agent_concurrency.map(|_| agents::generate_token());
+    let work_ready: Arc<tokio::sync::Notify> = Arc::default();
     let server = tokio::spawn(server::serve(
         catalog,
         listener,
         options,
         embedded_token.clone().map(SecretString::from),
         Controller {
-            work_ready: Arc::default(),
+            work_ready: work_ready.clone(),
         },
         cancel.clone(),
     ));
@@ -160,6 +163,7 @@ pub async fn start(
     Ok(RunningController {
         address,
         cancel,
+        work_ready,
         server,
         agent,
     })

@@ -156,6 +156,7 @@ pub async fn execute(
     .await?;
     let summary = async {
         let jobs = nightly::enqueue_backups(catalog, run_name, max_attempts).await?;
+        running.work_ready.notify_waiters();
         if !flags.json {
             eprintln!("nightly {run_name}: {} tenant backups queued", jobs.len());
         }
@@ -174,7 +175,18 @@ pub async fn execute(
         let maintenance = if flags.backups_only || waiting.is_cancelled() {
             None
         } else {
-            Some(maintenance(config, catalog, run_name, flags, max_attempts, &waiting).await)
+            Some(
+                maintenance(
+                    config,
+                    catalog,
+                    run_name,
+                    flags,
+                    max_attempts,
+                    &waiting,
+                    &running.work_ready,
+                )
+                .await,
+            )
         };
         anyhow::Ok(NightlySummary {
             maintenance,
@@ -208,6 +220,7 @@ async fn maintenance(
     flags: &NightlyFlags,
     max_attempts: i32,
     cancel: &CancellationToken,
+    work_ready: &tokio::sync::Notify,
 ) -> Maintenance {
     let mut done = Maintenance::default();
     let now = Utc::now();
@@ -241,7 +254,16 @@ async fn maintenance(
     let attempts = max_attempts.min(2);
     match scrub::plan_scrub(catalog, &region_names, flags.scrub_full_sample, now).await {
         Ok(works) => {
-            for status in run_jobs(catalog, run, works, attempts, cancel, &mut done.problems).await
+            for status in run_jobs(
+                catalog,
+                run,
+                works,
+                attempts,
+                cancel,
+                work_ready,
+                &mut done.problems,
+            )
+            .await
             {
                 let field = |name: &str| {
                     status
@@ -259,11 +281,19 @@ async fn maintenance(
     }
     match scrub::plan_repairs(catalog, &region_names).await {
         Ok(works) => {
-            done.repaired = run_jobs(catalog, run, works, attempts, cancel, &mut done.problems)
-                .await
-                .iter()
-                .filter(|status| status.state == "succeeded")
-                .count();
+            done.repaired = run_jobs(
+                catalog,
+                run,
+                works,
+                attempts,
+                cancel,
+                work_ready,
+                &mut done.problems,
+            )
+            .await
+            .iter()
+            .filter(|status| status.state == "succeeded")
+            .count();
         }
         Err(error) => done.problems.push(format!("repair plan: {error}")),
     }
@@ -281,6 +311,7 @@ async fn run_jobs(
     works: Vec<JobWork>,
     attempts: i32,
     cancel: &CancellationToken,
+    work_ready: &tokio::sync::Notify,
     problems: &mut Vec<String>,
 ) -> Vec<JobStatus> {
     if works.is_empty() {
@@ -295,6 +326,7 @@ async fn run_jobs(
         .collect();
     let statuses = async {
         let ids = nightly::enqueue_run_jobs(catalog, &jobs, attempts).await?;
+        work_ready.notify_waiters();
         nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await
     }
     .await;
