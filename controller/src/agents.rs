@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{self, Catalog, CatalogError, query_error};
 
 /// Every token starts with this, so a leaked one is easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "lbt_";
@@ -23,13 +23,6 @@ pub enum TokenError {
     NotFound(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-}
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
 }
 
 /// The SHA-256 of a token, as stored.
@@ -77,13 +70,14 @@ pub async fn create_token(
     if inserted == 0 {
         return Err(TokenError::Exists(name.to_owned()));
     }
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, details) VALUES ($1, 'agent-token.create', jsonb_build_object('agent', $2::text))",
-            &[&actor, &name],
-        )
-        .await
-        .map_err(query_error("audit agent-token.create"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        "agent-token.create",
+        None,
+        serde_json::json!({ "agent": name }),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(token)
 }
@@ -106,13 +100,14 @@ pub async fn revoke_token(catalog: &Catalog, name: &str, actor: &str) -> Result<
     if revoked == 0 {
         return Err(TokenError::NotFound(name.to_owned()));
     }
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, details) VALUES ($1, 'agent-token.revoke', jsonb_build_object('agent', $2::text))",
-            &[&actor, &name],
-        )
-        .await
-        .map_err(query_error("audit agent-token.revoke"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        "agent-token.revoke",
+        None,
+        serde_json::json!({ "agent": name }),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(())
 }

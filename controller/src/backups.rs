@@ -9,20 +9,13 @@ use lifeboat_core::ids::RegionName;
 use lifeboat_core::manifest::{BackupKind, Manifest, ObjectKey};
 use tokio_postgres::GenericClient;
 
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, query_error};
 
 fn kind_name(kind: BackupKind) -> &'static str {
     match kind {
         BackupKind::Scheduled => "scheduled",
         BackupKind::Manual => "manual",
         BackupKind::PreRestore => "pre-restore",
-    }
-}
-
-fn query_error(action: &str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError + '_ {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
     }
 }
 

@@ -46,6 +46,33 @@ pub enum CatalogError {
     },
 }
 
+/// Name a failed catalog query by what it was doing.
+pub(crate) fn query_error(action: &str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError + '_ {
+    move |source| CatalogError::Query {
+        action: action.to_owned(),
+        source,
+    }
+}
+
+/// Append to the audit log, in the caller's transaction so that the change and its record
+/// commit together. `details` is free-form JSON; never put a secret in it.
+pub(crate) async fn audit<C: tokio_postgres::GenericClient>(
+    client: &C,
+    actor: &str,
+    action: &str,
+    tenant: Option<&str>,
+    details: serde_json::Value,
+) -> Result<(), CatalogError> {
+    client
+        .execute(
+            "INSERT INTO audit_log (actor, action, tenant, details) VALUES ($1, $2, $3, $4)",
+            &[&actor, &action, &tenant, &details],
+        )
+        .await
+        .map_err(query_error("write the audit log"))?;
+    Ok(())
+}
+
 /// A pool of connections to the catalog database.
 #[derive(Clone)]
 pub struct Catalog {

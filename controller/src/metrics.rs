@@ -9,14 +9,7 @@ use std::fmt::Write as _;
 use lifeboat_core::api::JobKind;
 use lifeboat_core::ids::RegionName;
 
-use crate::catalog::{Catalog, CatalogError};
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
-}
+use crate::catalog::{Catalog, CatalogError, query_error};
 
 /// A label value, escaped as the text format requires.
 fn label(value: &str) -> String {

@@ -14,15 +14,8 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, query_error};
 use crate::queue::{self, JobStatus, NewJob};
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
-}
 
 /// The dedup key of a tenant's backup in nightly run `run`.
 pub fn backup_key(run: &str, tenant: &str) -> String {

@@ -20,7 +20,7 @@ use lifeboat_core::ids::{BackupId, ClusterName};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, query_error};
 
 /// How the queue hands out and retries work.
 #[derive(Debug, Clone)]
@@ -109,13 +109,6 @@ pub enum QueueError {
     LeaseLost(i64),
     #[error("job {id}: {message}")]
     InvalidReport { id: i64, message: String },
-}
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
 }
 
 /// Enqueue `jobs`; those whose dedup key was used before are skipped. Returns the ids of the

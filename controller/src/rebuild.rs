@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::backups;
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{self, Catalog, CatalogError};
 
 /// Manifests read (and objects looked at) at once.
 const BACKUPS_IN_FLIGHT: usize = 8;
@@ -175,13 +175,7 @@ pub async fn rebuild_from_region(
         unreadable,
     );
     let details = serde_json::to_value(&report).unwrap_or_default();
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, details) VALUES ($1, 'catalog.rebuild', $2)",
-            &[&actor, &details],
-        )
-        .await
-        .map_err(query_error("audit catalog.rebuild"))?;
+    catalog::audit(&*transaction, actor, "catalog.rebuild", None, details).await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(report)
 }

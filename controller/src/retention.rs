@@ -28,7 +28,7 @@ pub use self::plan::{
     Candidate, KeepReason, Kept, MANUAL_MIN_AGE_DAYS, PRE_RESTORE_MIN_AGE_DAYS, Period, Plan,
     TenantPolicy, ToTrash, plan,
 };
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{self, Catalog, CatalogError};
 use crate::tenants::{self, Retention, TenantError};
 
 /// How long a trashed backup waits before it is purged, unless configured otherwise.
@@ -241,15 +241,14 @@ pub async fn apply(
             plan.trash
                 .retain(|backup| trashed.contains(&backup.backup_id));
             let ids: Vec<String> = trashed.iter().map(ToString::to_string).collect();
-            transaction
-                .execute(
-                    "INSERT INTO audit_log (actor, action, tenant, details)
-                     VALUES ($1, 'retention.trash', $2,
-                             jsonb_build_object('backups', $3::text[], 'purge_after', $4::timestamptz))",
-                    &[&actor, &tenant.as_str(), &ids, &purge_after],
-                )
-                .await
-                .map_err(query_error("audit retention.trash"))?;
+            catalog::audit(
+                &*transaction,
+                actor,
+                "retention.trash",
+                Some(tenant.as_str()),
+                serde_json::json!({ "backups": ids, "purge_after": purge_after }),
+            )
+            .await?;
         }
         transaction.commit().await.map_err(query_error("commit"))?;
         report.tenants.push(TenantPlan {
@@ -342,14 +341,14 @@ pub async fn restore_from_trash(
         )
         .await
         .map_err(query_error("restore from trash"))?;
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant, details)
-             VALUES ($1, 'trash.restore', $2, jsonb_build_object('backup', $3::text))",
-            &[&actor, &tenant.as_str(), &backup_id.to_string()],
-        )
-        .await
-        .map_err(query_error("audit trash.restore"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        "trash.restore",
+        Some(tenant.as_str()),
+        serde_json::json!({ "backup": backup_id }),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(tenant)
 }
@@ -375,19 +374,14 @@ pub async fn set_backup_legal_hold(
         .map_err(query_error("set backup legal hold"))?
         .ok_or(RetentionError::BackupNotFound(backup_id))?;
     let tenant = tenant_from(row.get(0))?;
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant, details)
-             VALUES ($1, $2, $3, jsonb_build_object('backup', $4::text))",
-            &[
-                &actor,
-                &if hold { "backup.hold" } else { "backup.unhold" },
-                &tenant.as_str(),
-                &backup_id.to_string(),
-            ],
-        )
-        .await
-        .map_err(query_error("audit backup hold"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        if hold { "backup.hold" } else { "backup.unhold" },
+        Some(tenant.as_str()),
+        serde_json::json!({ "backup": backup_id }),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(tenant)
 }
@@ -414,17 +408,14 @@ pub async fn set_tenant_legal_hold(
     if changed == 0 {
         return Err(TenantError::NotFound(tenant.clone()).into());
     }
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant) VALUES ($1, $2, $3)",
-            &[
-                &actor,
-                &if hold { "tenant.hold" } else { "tenant.unhold" },
-                &tenant.as_str(),
-            ],
-        )
-        .await
-        .map_err(query_error("audit tenant hold"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        if hold { "tenant.hold" } else { "tenant.unhold" },
+        Some(tenant.as_str()),
+        serde_json::json!({}),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(())
 }
@@ -553,14 +544,14 @@ pub async fn purge_due(
                 .execute("DELETE FROM backups WHERE id = $1", &[&id])
                 .await
                 .map_err(query_error("delete purged backup"))?;
-            transaction
-                .execute(
-                    "INSERT INTO audit_log (actor, action, tenant, details)
-                     VALUES ('retention', 'trash.purge', $1, jsonb_build_object('backup', $2::text))",
-                    &[&tenant.as_str(), &backup_id.to_string()],
-                )
-                .await
-                .map_err(query_error("audit trash.purge"))?;
+            catalog::audit(
+                &*transaction,
+                "retention",
+                "trash.purge",
+                Some(tenant.as_str()),
+                serde_json::json!({ "backup": backup_id }),
+            )
+            .await?;
             report.purged.push(PurgedBackup { backup_id, tenant });
         } else {
             tracing::warn!(backup = %backup_id, tenant = %tenant, errors = ?errors, "purge incomplete; retried next time");

@@ -18,7 +18,7 @@ use lifeboat_core::api::JobWork;
 use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, query_error};
 use crate::queue::{self, NewJob};
 use crate::schedule::{self, BackupWindow};
 
@@ -39,13 +39,6 @@ pub struct TickReport {
 pub struct Scheduler {
     window: BackupWindow,
     parsed: HashMap<String, Option<cron::Schedule>>,
-}
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
 }
 
 /// The dedup key of a tenant's scheduled slot.

@@ -23,7 +23,7 @@ use lifeboat_core::api::{CopyCheck, CopyState, JobWork, ScrubTarget};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, query_error};
 
 /// A full read is due once a copy's last one is this old.
 const HASH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::days(1);
@@ -95,13 +95,6 @@ pub struct LackingCopy {
     /// `None`: the catalog has no row for this region (never stored there, or not recorded).
     pub state: Option<CopyState>,
     pub detail: Option<String>,
-}
-
-fn query_error(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
-    move |source| CatalogError::Query {
-        action: action.to_owned(),
-        source,
-    }
 }
 
 fn parse_state(text: &str) -> Option<CopyState> {

@@ -9,7 +9,7 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{self, Catalog, CatalogError};
 use crate::schedule::{self, InvalidSchedule};
 
 #[derive(Debug, thiserror::Error)]
@@ -173,13 +173,14 @@ pub async fn add_tenant(
         Err(error) => return Err(query_error("insert tenant")(error)),
     };
     let tenant = tenant_from_row(&row)?;
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant, details) VALUES ($1, 'tenant.add', $2, jsonb_build_object('cluster', $3::text, 'database', $4::text))",
-            &[&actor, &new.name.as_str(), &new.cluster.as_str(), &tenant.database],
-        )
-        .await
-        .map_err(query_error("audit tenant.add"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        "tenant.add",
+        Some(new.name.as_str()),
+        serde_json::json!({ "cluster": new.cluster, "database": tenant.database }),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(tenant)
 }
@@ -223,13 +224,14 @@ pub async fn remove_tenant(
     if removed == 0 {
         return Err(TenantError::NotFound(name.clone()));
     }
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant) VALUES ($1, 'tenant.remove', $2)",
-            &[&actor, &name.as_str()],
-        )
-        .await
-        .map_err(query_error("audit tenant.remove"))?;
+    catalog::audit(
+        &*transaction,
+        actor,
+        "tenant.remove",
+        Some(name.as_str()),
+        serde_json::json!({}),
+    )
+    .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(())
 }

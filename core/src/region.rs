@@ -150,8 +150,9 @@ impl Region {
                 RegionErrorKind::Unreachable
             }
             (_, _, Some("NoSuchBucket")) => RegionErrorKind::BucketMissing,
-            (_, _, Some("NoSuchKey" | "NotFound" | "NoSuchUpload"))
-            | (_, Some(404), _) => RegionErrorKind::NotFound,
+            (_, _, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) | (_, Some(404), _) => {
+                RegionErrorKind::NotFound
+            }
             (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"))
             | (_, Some(401 | 403), _) => RegionErrorKind::AccessDenied,
             (_, Some(500..=599), _) => RegionErrorKind::Unreachable,

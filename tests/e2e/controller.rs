@@ -74,6 +74,19 @@ async fn scalar(catalog: &Catalog, sql: &str) -> i64 {
         .get(0)
 }
 
+/// Poll `condition` every 20 ms until it holds; fail after a minute, naming `what`.
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn manifests_in(keys: &[String], tenant: &str) -> usize {
     keys.iter()
         .filter(|key| {
@@ -598,21 +611,14 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
     // Kill the agent once its upload is open in a region.
     let region = env.region(&config, 0);
     let prefix = listing_prefix(Some(&TenantName::parse("acme").expect("tenant")));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("the backup to start uploading", || async {
         let open = region
             .list_open_uploads(&prefix)
             .await
             .expect("list uploads");
-        if open.is_some_and(|uploads| !uploads.is_empty()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backup never started uploading"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        open.is_some_and(|uploads| !uploads.is_empty())
+    })
+    .await;
     drop(first_agent);
 
     let _second_agent = spawn_lifeboat(
@@ -782,22 +788,15 @@ async fn a_nightly_killed_midway_finishes_when_run_again_without_doing_anything_
     ];
     let first = spawn_lifeboat(&config_path, &arguments);
     // Kill it once some tenants are done and others are not.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = scalar(
+    wait_until("the first nightly to back up two tenants", || async {
+        scalar(
             &catalog,
             "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
         )
-        .await;
-        if done >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the first nightly made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .await
+            >= 2
+    })
+    .await;
     drop(first);
     let done_before = scalar(
         &catalog,
@@ -1111,18 +1110,15 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
         },
         cancel.clone(),
     ));
-    let wait_idle = || async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while scalar(
-            &catalog,
-            "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
-        )
-        .await
-            > 0
-        {
-            assert!(Instant::now() < deadline, "jobs did not finish");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let wait_idle = || {
+        wait_until("the jobs to finish", || async {
+            scalar(
+                &catalog,
+                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
+            )
+            .await
+                == 0
+        })
     };
     wait_idle().await;
     assert_eq!(

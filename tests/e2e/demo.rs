@@ -19,7 +19,10 @@ fn the_demo_runs_the_nightly_through_the_queue_and_verifies_every_tenant() {
     let (out, err) = (stdout(&output), stderr(&output));
     assert!(output.status.success(), "{out}\n{err}");
     assert!(out.contains("all 3 tenants restored and verified"), "{out}");
-    assert!(err.contains("nightly demo: 3 tenant backups queued"), "{err}");
+    assert!(
+        err.contains("nightly demo: 3 tenant backups queued"),
+        "{err}"
+    );
     assert!(err.contains("scrub checked 9 copies (0 bad)"), "{err}");
     // Nothing but lifeboat's own lines on stderr: no log noise at the default level.
     assert!(!err.contains("ERROR") && !err.contains("WARN"), "{err}");
