@@ -313,3 +313,65 @@ async fn stalled_region_is_dropped_after_a_bounded_lag_and_the_others_commit() {
         "{stalled:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_allowance() {
+    let env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 1000).await;
+    let proxy = crate::stall_proxy::StallProxy::start(&env.regions[1].endpoint()).await;
+    let config_path = env.config_file(&Settings::default());
+    let text = std::fs::read_to_string(&config_path)
+        .expect("read config")
+        .replace(&env.regions[1].endpoint(), &proxy.endpoint);
+    std::fs::write(&config_path, text).expect("write config");
+    let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
+    proxy.stall();
+
+    let started = std::time::Instant::now();
+    let report = backup(&config, "acme")
+        .await
+        .expect("backup commits without the stalled region");
+    // One part: PutObject in each region; the stalled one is given patience (2 s) × the
+    // lag bound (4) after the others have stored it, then 15 s to clean up: far below the
+    // 120 s request timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.manifest.object.part_count, 1);
+    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
+    assert_eq!(holding, ["eu", "ap"]);
+    let stalled = report
+        .regions
+        .iter()
+        .find(|region| region.region.as_str() == "us")
+        .expect("us reported");
+    assert!(
+        stalled
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("still storing")),
+        "{stalled:?}"
+    );
+    for index in [0, 2] {
+        let region = env.region(&config, index);
+        assert!(
+            region
+                .list_multipart_uploads("")
+                .await
+                .expect("list uploads")
+                .is_empty(),
+            "a one-part backup opens no multipart upload"
+        );
+    }
+    // By id: finding the latest would list the stalled region too.
+    restore(
+        &config,
+        "acme",
+        BackupSelector::Id(report.manifest.backup_id),
+        "acme_restored",
+    )
+    .await
+    .expect("restore");
+}

@@ -46,6 +46,9 @@ pub(crate) enum UploadOutcome {
 pub(crate) enum FanOutError {
     #[error("cancelled")]
     Cancelled,
+    /// The dump or its encoding failed before anything was sent; the encoder says why.
+    #[error("the dump failed before anything was sent")]
+    SourceFailed,
     #[error("fewer than {min_regions} regions are still taking the backup")]
     TooFewRegions {
         min_regions: usize,
@@ -134,9 +137,11 @@ async fn upload_parts(
     Ok(etags)
 }
 
-/// Send every part from `parts` to every upload; returns each upload's outcome, in order.
+/// Send `first_parts`, then every part from `parts`, to every upload; returns each
+/// upload's outcome, in order.
 pub(crate) async fn fan_out(
     uploads: Vec<OpenUpload>,
+    first_parts: Vec<Bytes>,
     mut parts: mpsc::Receiver<Bytes>,
     limits: FanOutLimits,
     cancel: &CancellationToken,
@@ -177,11 +182,15 @@ pub(crate) async fn fan_out(
     let window = policy::UPLOADS_IN_FLIGHT_PER_REGION as u64;
     let drop_lag = window + limits.max_region_lag_parts as u64;
     let mut parts_sent: u64 = 0;
+    let mut first_parts = first_parts.into_iter();
 
     let failure = 'parts: loop {
-        let part = tokio::select! {
-            part = parts.recv() => part,
-            () = cancel.cancelled() => break 'parts Some(FanOutError::Cancelled),
+        let part = match first_parts.next() {
+            Some(part) => Some(part),
+            None => tokio::select! {
+                part = parts.recv() => part,
+                () = cancel.cancelled() => break 'parts Some(FanOutError::Cancelled),
+            },
         };
         let Some(part) = part else { break 'parts None };
         parts_sent += 1;
@@ -338,7 +347,7 @@ fn collect_finished_lanes(lanes: &mut [RegionLane], more_parts: bool) {
     }
 }
 
-async fn sleep_until_optional(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until_optional(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

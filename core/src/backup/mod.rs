@@ -1,15 +1,17 @@
 //! One backup of one tenant: dump → zstd → age → every region → manifests.
 //!
-//! The order is what makes a backup trustworthy: multipart uploads open in every region,
-//! the dump streams through the encoder and is fanned out, uploads complete, their sizes
-//! are checked, and only then is the manifest written to each region that holds the
-//! whole object. The manifest is the commit point: a failure anywhere before it aborts
+//! The order is what makes a backup trustworthy: the dump streams through the encoder
+//! and goes to every region (one PutObject each when it is a single part, else a
+//! multipart upload each, fanned out part by part: see `send`), uploads complete, the
+//! objects' sizes are checked, and only then is the manifest written to each region that
+//! holds the whole object. The manifest is the commit point: a failure anywhere before it aborts
 //! every open upload and deletes any completed object, so a failed backup leaves neither
 //! a manifest nor an open multipart upload behind (except in a region that is down and
 //! cannot be told; scrub cleans those up).
 
 mod encode;
 mod fanout;
+mod send;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +32,8 @@ use crate::progress::{Progress, Stage};
 use crate::region::Region;
 
 use encode::{EncodeError, EncodeJob};
-use fanout::{FanOutError, FanOutLimits, OpenUpload, UploadOutcome};
+use fanout::{FanOutError, FanOutLimits, UploadOutcome};
+use send::{Cleanup, NotSent, SendJob, Sent};
 
 /// Why a backup failed. Nothing of it was committed.
 #[derive(Debug, thiserror::Error)]
@@ -133,47 +136,9 @@ async fn run_backup_as(
     let pg_dump_version = tools.version("pg_dump")?;
     let snapshot = postgres::export_snapshot(cluster, &snapshot_client).await?;
 
-    // Open an upload in every region; one that refuses is dropped now.
-    let mut failures: Vec<(RegionName, String)> = Vec::new();
-    let opened = join_all(request.regions.iter().map(|region| async {
-        (
-            region.clone(),
-            region.create_multipart_upload(&object_key).await,
-        )
-    }))
-    .await;
-    let mut uploads = Vec::new();
-    for (region, result) in opened {
-        match result {
-            Ok(upload_id) => uploads.push(OpenUpload {
-                region,
-                key: object_key.clone(),
-                upload_id,
-            }),
-            Err(error) => {
-                tracing::warn!(region = %region.name(), %error, "region refused the upload");
-                failures.push((region.name().clone(), error.to_string()));
-            }
-        }
-    }
-    if uploads.len() < config.min_regions {
-        abort_uploads(&uploads).await;
-        return Err(BackupError::TooFewRegions {
-            min_regions: config.min_regions,
-            available: uploads.len(),
-            reasons: describe_failures(&failures),
-        });
-    }
-
     request.progress.stage(Stage::Dumping);
     let (pg_dump, pg_dump_stderr) =
-        match postgres::spawn_pg_dump(&tools, cluster, &tenant.database, &snapshot) {
-            Ok(spawned) => spawned,
-            Err(error) => {
-                abort_uploads(&uploads).await;
-                return Err(error.into());
-            }
-        };
+        postgres::spawn_pg_dump(&tools, cluster, &tenant.database, &snapshot)?;
     let (parts_sender, parts_receiver) = mpsc::channel::<Bytes>(1);
     let encode_job = EncodeJob {
         pg_dump,
@@ -185,38 +150,40 @@ async fn run_backup_as(
         progress: request.progress.clone(),
     };
     let encoder = tokio::task::spawn_blocking(move || encode::encode_dump(encode_job));
-    let limits = FanOutLimits {
-        min_regions: config.min_regions,
-        max_region_lag_parts: config.max_region_lag_parts,
-        patience: config.region_patience,
+    let send_job = SendJob {
+        regions: &request.regions,
+        key: &object_key,
+        parts: parts_receiver,
+        encoder,
+        limits: FanOutLimits {
+            min_regions: config.min_regions,
+            max_region_lag_parts: config.max_region_lag_parts,
+            patience: config.region_patience,
+        },
+        cancel: &request.cancel,
     };
+    let mut failures: Vec<(RegionName, String)> = Vec::new();
     let counting = async {
         let counting_started = Instant::now();
         let counts = postgres::count_rows(cluster, &snapshot_client).await;
         (counts, counting_started.elapsed())
     };
-    let ((row_counts, row_count_duration), fanned_out) = tokio::join!(
-        counting,
-        fanout::fan_out(uploads, parts_receiver, limits, &request.cancel)
-    );
-    // The fan-out has stopped taking parts, so the encoder cannot block any more.
-    let encoded = match encoder.await {
-        Ok(result) => result,
-        Err(join_error) => Err(EncodeError::Encode(std::io::Error::other(
-            join_error.to_string(),
-        ))),
-    };
+    let ((row_counts, row_count_duration), (sent, encoded)) =
+        tokio::join!(counting, send::send_object(send_job, &mut failures));
     drop(snapshot_client);
 
-    let outcomes = match fanned_out {
-        Ok(outcomes) => outcomes,
-        Err((uploads, error)) => {
-            abort_uploads(&uploads).await;
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(NotSent { error, cleanup }) => {
+            cleanup.run(&object_key).await;
             return Err(match (error, encoded) {
                 (FanOutError::Cancelled, _) => BackupError::Cancelled,
                 // A failed dump explains more than the regions it starved.
                 (_, Err(encode_error)) if !matches!(encode_error, EncodeError::UploadsStopped) => {
                     encode_error_to_backup_error(encode_error)
+                }
+                (FanOutError::SourceFailed, _) => {
+                    BackupError::Encode("the dump produced no output".to_owned())
                 }
                 (
                     FanOutError::TooFewRegions {
@@ -236,68 +203,77 @@ async fn run_backup_as(
             });
         }
     };
-    let all_uploads: Vec<OpenUpload> = outcomes.iter().map(|(upload, _)| upload.clone()).collect();
     let (encoded, row_counts) = match (encoded, row_counts) {
         (Ok(encoded), Ok(row_counts)) => (encoded, row_counts),
         (Err(error), _) => {
-            abort_uploads(&all_uploads).await;
+            sent.into_cleanup().run(&object_key).await;
             return Err(encode_error_to_backup_error(error));
         }
         (_, Err(error)) => {
-            abort_uploads(&all_uploads).await;
+            sent.into_cleanup().run(&object_key).await;
             return Err(error.into());
         }
     };
 
+    // Complete what was sent in parts; then check each region's object by its size.
     request.progress.stage(Stage::Committing);
-    let mut stored_uploads = Vec::new();
-    let mut dropped_uploads = Vec::new();
-    for (upload, outcome) in outcomes {
-        match outcome {
-            UploadOutcome::Stored(parts) => stored_uploads.push((upload, parts)),
-            UploadOutcome::Dropped(reason) => {
-                failures.push((upload.region.name().clone(), reason));
-                dropped_uploads.push(upload);
+    let mut to_finish = Vec::new();
+    let mut dropped = Cleanup::default();
+    match sent {
+        Sent::Whole { stored, not_stored } => {
+            to_finish.extend(stored.into_iter().map(|region| (region, None)));
+            dropped.objects_in = not_stored;
+        }
+        Sent::Multipart(outcomes) => {
+            for (upload, outcome) in outcomes {
+                match outcome {
+                    UploadOutcome::Stored(parts) => {
+                        to_finish.push((upload.region.clone(), Some((upload, parts))));
+                    }
+                    UploadOutcome::Dropped(reason) => {
+                        failures.push((upload.region.name().clone(), reason));
+                        dropped.uploads.push(upload);
+                    }
+                }
             }
         }
     }
-    // Dropped regions may be dead: don't let their abort hold the commit up for long.
-    let abort_dropped = tokio::spawn(abort_uploads_with_timeout(
-        dropped_uploads,
-        Duration::from_secs(15),
-    ));
+    // Dropped regions may be dead: don't let their cleanup hold the commit up for long.
+    let clean_dropped =
+        tokio::spawn(dropped.run_with_timeout(object_key.clone(), Duration::from_secs(15)));
 
-    let completed = join_all(
-        stored_uploads
-            .into_iter()
-            .map(|(upload, parts)| async move {
-                let completion = upload
+    let (key, stored_bytes) = (&object_key, encoded.stored_bytes);
+    let finished = join_all(to_finish.into_iter().map(|(region, upload)| async move {
+        let completion = match upload {
+            Some((upload, parts)) => {
+                upload
                     .region
                     .complete_multipart_upload(&upload.key, &upload.upload_id, &parts)
-                    .await;
-                let checked = match completion {
-                    Err(error) => Err(error.to_string()),
-                    Ok(()) => match upload.region.object_size(&upload.key).await {
-                        Ok(Some(size)) if size == encoded.stored_bytes => Ok(()),
-                        Ok(Some(size)) => Err(format!(
-                            "stored object has {size} bytes, expected {}",
-                            encoded.stored_bytes
-                        )),
-                        Ok(None) => Err("stored object is missing after completion".to_owned()),
-                        Err(error) => Err(error.to_string()),
-                    },
-                };
-                (upload, checked)
-            }),
-    )
+                    .await
+            }
+            None => Ok(()),
+        };
+        let checked = match completion {
+            Err(error) => Err(error.to_string()),
+            Ok(()) => match region.object_size(key).await {
+                Ok(Some(size)) if size == stored_bytes => Ok(()),
+                Ok(Some(size)) => Err(format!(
+                    "stored object has {size} bytes, expected {stored_bytes}"
+                )),
+                Ok(None) => Err("stored object is missing after it was stored".to_owned()),
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        (region, checked)
+    }))
     .await;
     let mut holding_regions = Vec::new();
-    for (upload, checked) in completed {
+    for (region, checked) in finished {
         match checked {
-            Ok(()) => holding_regions.push(upload),
+            Ok(()) => holding_regions.push(region),
             Err(reason) => {
-                failures.push((upload.region.name().clone(), reason));
-                let _ = upload.region.delete_object(&upload.key).await;
+                failures.push((region.name().clone(), reason));
+                let _ = region.delete_object(&object_key).await;
             }
         }
     }
@@ -332,13 +308,13 @@ async fn run_backup_as(
         },
         regions: holding_regions
             .iter()
-            .map(|upload| upload.region.name().clone())
+            .map(|region| region.name().clone())
             .collect(),
         row_counts,
     };
     if holding_regions.len() < config.min_regions {
         delete_objects(&holding_regions, &[object_key.as_str()]).await;
-        let _ = abort_dropped.await;
+        let _ = clean_dropped.await;
         return Err(BackupError::TooFewRegions {
             min_regions: config.min_regions,
             available: holding_regions.len(),
@@ -349,51 +325,44 @@ async fn run_backup_as(
     // The commit point: the manifest, in every region holding the whole object.
     let manifest_key = ObjectKey::Manifest(&tenant.name, backup_id).to_key();
     let manifest_bytes = Bytes::from(manifest.to_json());
-    let written = join_all(holding_regions.iter().map(|upload| {
+    let written = join_all(holding_regions.iter().map(|region| {
         let manifest_bytes = manifest_bytes.clone();
         let manifest_key = manifest_key.clone();
-        async move {
-            upload
-                .region
-                .put_object(&manifest_key, manifest_bytes)
-                .await
-        }
+        async move { region.put_object(&manifest_key, manifest_bytes).await }
     }))
     .await;
     let mut committed = Vec::new();
     let mut uncommitted = Vec::new();
-    for (upload, result) in holding_regions.into_iter().zip(written) {
+    for (region, result) in holding_regions.into_iter().zip(written) {
         match result {
-            Ok(()) => committed.push(upload),
+            Ok(()) => committed.push(region),
             Err(error) => {
-                failures.push((upload.region.name().clone(), error.to_string()));
-                uncommitted.push(upload);
+                failures.push((region.name().clone(), error.to_string()));
+                uncommitted.push(region);
             }
         }
     }
     delete_objects(&uncommitted, &[object_key.as_str(), manifest_key.as_str()]).await;
     if committed.len() < config.min_regions {
         delete_objects(&committed, &[manifest_key.as_str(), object_key.as_str()]).await;
-        let _ = abort_dropped.await;
+        let _ = clean_dropped.await;
         return Err(BackupError::TooFewRegions {
             min_regions: config.min_regions,
             available: committed.len(),
             reasons: describe_failures(&failures),
         });
     }
-    let _ = abort_dropped.await;
+    let _ = clean_dropped.await;
     // The manifests list the regions that held the object when they were written; a
     // region that then failed to take its manifest is reported below and left to repair.
-    manifest.regions.retain(|region| {
-        committed
-            .iter()
-            .any(|upload| upload.region.name() == region)
-    });
+    manifest
+        .regions
+        .retain(|region| committed.iter().any(|held| held.name() == region));
 
     let mut regions: Vec<RegionResult> = committed
         .iter()
-        .map(|upload| RegionResult {
-            region: upload.region.name().clone(),
+        .map(|region| RegionResult {
+            region: region.name().clone(),
             stored: true,
             error: None,
         })
@@ -427,36 +396,11 @@ fn encode_error_to_backup_error(error: EncodeError) -> BackupError {
     }
 }
 
-async fn abort_uploads(uploads: &[OpenUpload]) {
-    join_all(uploads.iter().map(|upload| async move {
-        if let Err(error) = upload
-            .region
-            .abort_multipart_upload(&upload.key, &upload.upload_id)
-            .await
-        {
-            tracing::warn!(region = %upload.region.name(), %error, "could not abort upload; scrub will");
-        }
-    }))
-    .await;
-}
-
-async fn abort_uploads_with_timeout(uploads: Vec<OpenUpload>, limit: Duration) {
-    if uploads.is_empty() {
-        return;
-    }
-    if tokio::time::timeout(limit, abort_uploads(&uploads))
-        .await
-        .is_err()
-    {
-        tracing::warn!("aborting uploads in dropped regions timed out; scrub will clean them up");
-    }
-}
-
-async fn delete_objects(uploads: &[OpenUpload], keys: &[&str]) {
-    join_all(uploads.iter().flat_map(|upload| {
+async fn delete_objects(regions: &[Region], keys: &[&str]) {
+    join_all(regions.iter().flat_map(|region| {
         keys.iter().map(move |key| async move {
-            if let Err(error) = upload.region.delete_object(key).await {
-                tracing::warn!(region = %upload.region.name(), %error, "could not delete uncommitted object");
+            if let Err(error) = region.delete_object(key).await {
+                tracing::warn!(region = %region.name(), %error, "could not delete uncommitted object");
             }
         })
     }))
