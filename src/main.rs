@@ -68,6 +68,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Drill a backup: restore it into a new scratch database, verify its row counts
+    /// against the manifest, drop the database, and record the drill in the catalog (if
+    /// configured; a verified drill marks the backup verified). Exits 1 if it fails.
+    Drill {
+        #[arg(long)]
+        tenant: String,
+        /// The backup to drill.
+        #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
+        backup: Option<String>,
+        /// Drill the newest backup in any region.
+        #[arg(long)]
+        latest: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drills recorded in the catalog.
+    Drills {
+        #[command(subcommand)]
+        command: DrillsCommand,
+    },
     /// Backups: list them from a region's manifests (no catalog needed), or hold them.
     Backups {
         #[command(subcommand)]
@@ -211,6 +231,17 @@ enum BackupsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum DrillsCommand {
+    /// The newest 100 drills, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging(matches!(cli.log_format, LogFormat::Json));
@@ -241,6 +272,15 @@ fn main() -> ExitCode {
                 into,
                 json,
             } => commands::restore::run(config_path, &tenant, backup.as_deref(), &into, json).await,
+            Command::Drill {
+                tenant,
+                backup,
+                latest: _,
+                json,
+            } => commands::drill::run(config_path, &tenant, backup.as_deref(), json).await,
+            Command::Drills {
+                command: DrillsCommand::List { tenant, json },
+            } => commands::drill::list(config_path, tenant.as_deref(), json).await,
             Command::Backups {
                 command:
                     BackupsCommand::List {

@@ -204,3 +204,75 @@ async fn restore_instrumented(
             .join("; "),
     })
 }
+
+/// A drill: one backup restored into a new scratch database, verified, and dropped.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillRun {
+    pub tenant: TenantName,
+    pub backup_id: BackupId,
+    pub scratch_database: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// The verified restore, or why the backup could not be restored.
+    pub outcome: Result<RestoreReport, String>,
+    /// Set when the restore verified but its scratch database could not be dropped.
+    pub cleanup_error: Option<String>,
+}
+
+/// A scratch database name for drilling `tenant`: unique, recognisable, at most 63 bytes.
+pub fn scratch_database_name(tenant: &TenantName) -> String {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let mut name = format!("lifeboat_drill_{}_{tenant}", &unique[..8]);
+    // Tenant names are ASCII slugs, so any byte is a character boundary.
+    name.truncate(63);
+    name
+}
+
+/// Drill `backup_id` of `tenant`: restore it into a fresh scratch database on the tenant's
+/// cluster, verify its row counts against the manifest, and drop the database again. A
+/// failed restore has already dropped what it made.
+pub async fn drill(
+    config: &Config,
+    tenant: &TenantConfig,
+    backup_id: BackupId,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+) -> DrillRun {
+    let scratch_database = scratch_database_name(&tenant.name);
+    let started_at = chrono::Utc::now();
+    let restored = restore_into_new_database(
+        config,
+        RestoreRequest {
+            tenant,
+            selector: BackupSelector::Id(backup_id),
+            into_database: &scratch_database,
+        },
+        progress,
+        cancel,
+    )
+    .await;
+    let mut cleanup_error = None;
+    if restored.is_ok() {
+        let dropped = match config.cluster(&tenant.cluster) {
+            Ok(cluster) => provisioner::drop_database(cluster, &scratch_database)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = dropped {
+            tracing::warn!(database = %scratch_database, %error, "could not drop the drill's scratch database");
+            cleanup_error = Some(format!(
+                "could not drop scratch database {scratch_database:?}: {error}"
+            ));
+        }
+    }
+    DrillRun {
+        tenant: tenant.name.clone(),
+        backup_id,
+        scratch_database,
+        started_at,
+        finished_at: chrono::Utc::now(),
+        outcome: restored.map_err(|error| error.to_string()),
+        cleanup_error,
+    }
+}

@@ -8,13 +8,15 @@
 //!   [`reports`] applies what agents report;
 //! - [`nightly`], [`maintenance`], [`retention`], [`scrub`], [`rebuild`]: the night's work,
 //!   keeping what the policy keeps, checking and repairing copies, and rebuilding the
-//!   catalog from a region's manifests.
+//!   catalog from a region's manifests;
+//! - [`drills`]: restores proven in scratch databases, which mark backups verified.
 //!
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
 pub mod agents;
 pub mod backups;
 pub mod catalog;
+pub mod drills;
 pub mod maintenance;
 pub mod metrics;
 pub mod nightly;

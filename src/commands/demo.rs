@@ -6,22 +6,21 @@
 //! controller's catalog, registers the tenants there and runs a nightly through the job
 //! queue (controller API and an agent in this process: backups to all three regions,
 //! retention, scrub, repair), then drills: restores each new backup into a scratch
-//! database, verifies row counts and prints a summary. Everything it starts belongs to values dropped on return
+//! database, verifies row counts, drops it, records the drill in the catalog and prints a
+//! summary. Everything it starts belongs to values dropped on return
 //! or on Ctrl-C, which stops the servers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use comfy_table::Table;
-use lifeboat_agent::restore_job::{self, RestoreRequest};
+use lifeboat_agent::restore_job;
 use lifeboat_controller::tenants::{self, NewTenant, Retention};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::progress::Silent;
-use lifeboat_core::restore::BackupSelector;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use tokio_util::sync::CancellationToken;
 
@@ -239,30 +238,28 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
                 continue;
             }
         };
-        let scratch_database = format!("lifeboat_check_{tenant}");
-        eprintln!("tenant {tenant}: drill, restoring backup {backup_id} into {scratch_database}");
-        let restore_started = Instant::now();
-        let restored = restore_job::restore_into_new_database(
+        eprintln!("tenant {tenant}: drill, restoring backup {backup_id} into a scratch database");
+        let drill = restore_job::drill(
             &config,
-            RestoreRequest {
-                tenant: &super::resolve_tenant(&config, &tenant).await?,
-                selector: BackupSelector::Id(backup_id),
-                into_database: &scratch_database,
-            },
+            &super::resolve_tenant(&config, &tenant).await?,
+            backup_id,
             Arc::new(Silent),
             cancel.clone(),
         )
         .await;
-        let restore_seconds = restore_started.elapsed().as_secs_f64();
-        let verified = match restored {
-            Ok(report) => {
-                lifeboat_provisioner::drop_database(&cluster_config, &scratch_database).await?;
-                Ok(format!(
-                    "yes ({} tables, {} rows)",
-                    report.tables_verified, report.rows_verified
-                ))
-            }
-            Err(error) => Err(format!("{error:#}")),
+        // Recorded like any drill: a verified one marks the backup verified.
+        super::drill::record(&catalog, &drill, "demo").await?;
+        let restore_seconds = (drill.finished_at - drill.started_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        let verified = match (&drill.outcome, &drill.cleanup_error) {
+            (Ok(_), Some(cleanup_error)) => Err(cleanup_error.clone()),
+            (Ok(report), None) => Ok(format!(
+                "yes ({} tables, {} rows)",
+                report.tables_verified, report.rows_verified
+            )),
+            (Err(error), _) => Err(error.clone()),
         };
         outcomes.push(TenantOutcome {
             tenant: tenant.to_string(),

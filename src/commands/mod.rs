@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config_check;
 pub mod controller;
 pub mod demo;
+pub mod drill;
 pub mod keygen;
 pub mod nightly;
 pub mod rebuild;

@@ -322,3 +322,99 @@ async fn legal_holds_stop_trash_and_purge_and_trash_restore_brings_a_backup_back
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_drill_is_recorded_and_keeps_its_backup_from_retention_a_failed_one_does_not() {
+    let env = TestEnv::start(Backend::Embedded, 2).await;
+    let (config_path, ids, catalog) = tenant_with_backups(&env, 3, "").await;
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    let (oldest, middle, newest) = (&ids[0], &ids[1], &ids[2]);
+
+    let drilled = json(&run(&[
+        "drill", "--tenant", "acme", "--backup", oldest, "--json",
+    ]));
+    assert_eq!(drilled["verified"], true, "{drilled}");
+    assert_eq!(drilled["backup_id"], oldest.as_str());
+    assert_eq!(drilled["rows_verified"], 100 * 3 + 100, "{drilled}");
+    let scratch = drilled["scratch_database"].as_str().expect("scratch");
+    assert!(scratch.starts_with("lifeboat_drill_"), "{scratch}");
+    assert!(
+        !env.database_exists(scratch).await,
+        "the scratch database is dropped"
+    );
+
+    // The middle backup's object is gone from every region: its drill fails, is recorded
+    // as failed, and marks nothing verified.
+    let config = Config::load(Some(&config_path)).expect("config");
+    for region in config.regions.iter().map(Region::new) {
+        let key = all_keys(&region)
+            .await
+            .into_iter()
+            .find(|key| key.contains(middle.as_str()) && key.ends_with(".age"))
+            .expect("object key");
+        region.delete_object(&key).await.expect("delete object");
+    }
+    let failed = run(&["drill", "--tenant", "acme", "--backup", middle]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stdout(&failed).contains("FAILED"), "{}", stdout(&failed));
+    let leftover: i64 = catalog
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'lifeboat_drill_%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(leftover, 0, "a failed drill leaves no scratch database");
+
+    let listed = json(&run(&["drills", "list", "--tenant", "acme", "--json"]));
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["backup_id"], middle.as_str());
+    assert_eq!(listed[0]["outcome"], "failed", "{listed:?}");
+    assert!(
+        listed[0]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("missing") || error.contains("not found")),
+        "{listed:?}"
+    );
+    assert_eq!(listed[1]["backup_id"], oldest.as_str());
+    assert_eq!(listed[1]["outcome"], "verified", "{listed:?}");
+    assert_eq!(listed[1]["rows_verified"], 400, "{listed:?}");
+    let verified: Vec<String> = catalog
+        .query(
+            "SELECT id::text FROM backups WHERE verified_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("verified")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(verified, [oldest.as_str()]);
+
+    // Past the 30 days manual backups are kept, with keep-daily 1: the newest is kept as
+    // newest, the oldest as the newest verified, and the middle one goes to the trash.
+    for id in &ids {
+        age_backup(&catalog, id, 40).await;
+    }
+    let plan = json(&run(&["retention", "run", "--dry-run", "--json"]));
+    let plan = &plan["tenants"][0];
+    assert_eq!(ids_of(&plan["trash"]), [middle.as_str()], "{plan}");
+    let kept = ids_of(&plan["keep"]);
+    assert!(kept.contains(newest) && kept.contains(oldest), "{plan}");
+    let oldest_kept = plan["keep"]
+        .as_array()
+        .expect("keep")
+        .iter()
+        .find(|entry| entry["backup_id"] == oldest.as_str())
+        .expect("oldest kept");
+    assert!(
+        oldest_kept["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|reason| reason == "newest verified"),
+        "{plan}"
+    );
+}

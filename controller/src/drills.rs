@@ -1,0 +1,190 @@
+//! Drills in the catalog: a backup restored into a scratch database, verified against its
+//! manifest's row counts, and dropped. A verified drill marks its backup verified, and
+//! retention never trashes a tenant's newest verified backup.
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::catalog::{Catalog, CatalogError, audit, query_error};
+
+/// One drill, as it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillRecord {
+    pub tenant: TenantName,
+    pub backup_id: BackupId,
+    /// The region the object was read from, if any could serve it.
+    pub region: Option<RegionName>,
+    pub scratch_database: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub outcome: DrillOutcome,
+}
+
+/// How a drill ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DrillOutcome {
+    Verified {
+        tables_verified: u64,
+        rows_verified: u64,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// A recorded drill, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drill {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: DrillRecord,
+}
+
+/// Record a drill; a verified one sets its backup's `verified_at`. One transaction, audited.
+///
+/// Fails with [`CatalogError::Inconsistent`] when the catalog does not know the backup.
+pub async fn record_drill(
+    catalog: &Catalog,
+    drill: &DrillRecord,
+    actor: &str,
+) -> Result<i64, CatalogError> {
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin"))?;
+    let known = transaction
+        .query_opt(
+            "SELECT 1 FROM backups WHERE id = $1 AND tenant = $2",
+            &[&drill.backup_id.as_uuid(), &drill.tenant.as_str()],
+        )
+        .await
+        .map_err(query_error("find the drilled backup"))?;
+    if known.is_none() {
+        return Err(CatalogError::Inconsistent(format!(
+            "backup {} of tenant {} is not in the catalog (run `lifeboat catalog rebuild --region R`)",
+            drill.backup_id, drill.tenant
+        )));
+    }
+    let (outcome, tables, rows, error) = match &drill.outcome {
+        DrillOutcome::Verified {
+            tables_verified,
+            rows_verified,
+        } => (
+            "verified",
+            Some(i32::try_from(*tables_verified).unwrap_or(i32::MAX)),
+            Some(i64::try_from(*rows_verified).unwrap_or(i64::MAX)),
+            None,
+        ),
+        DrillOutcome::Failed { error } => ("failed", None, None, Some(error.as_str())),
+    };
+    let region = drill.region.as_ref().map(RegionName::as_str);
+    let id: i64 = transaction
+        .query_one(
+            "INSERT INTO drills (tenant, backup_id, region, scratch_database, started_at,
+                                 finished_at, outcome, tables_verified, rows_verified, error,
+                                 requested_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             RETURNING id",
+            &[
+                &drill.tenant.as_str(),
+                &drill.backup_id.as_uuid(),
+                &region,
+                &drill.scratch_database,
+                &drill.started_at,
+                &drill.finished_at,
+                &outcome,
+                &tables,
+                &rows,
+                &error,
+                &actor,
+            ],
+        )
+        .await
+        .map_err(query_error("record drill"))?
+        .get(0);
+    if outcome == "verified" {
+        transaction
+            .execute(
+                "UPDATE backups SET verified_at = GREATEST(verified_at, $2) WHERE id = $1",
+                &[&drill.backup_id.as_uuid(), &drill.finished_at],
+            )
+            .await
+            .map_err(query_error("mark backup verified"))?;
+    }
+    audit(
+        &*transaction,
+        actor,
+        "drill",
+        Some(drill.tenant.as_str()),
+        serde_json::json!({
+            "drill": id,
+            "backup": drill.backup_id,
+            "outcome": outcome,
+        }),
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit drill"))?;
+    Ok(id)
+}
+
+/// The newest drills, newest first; of one tenant if given.
+pub async fn list_drills<C: GenericClient>(
+    client: &C,
+    tenant: Option<&TenantName>,
+    limit: i64,
+) -> Result<Vec<Drill>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT id, tenant, backup_id, region, scratch_database, started_at, finished_at,
+                    tables_verified, rows_verified, error
+             FROM drills
+             WHERE $1::text IS NULL OR tenant = $1
+             ORDER BY finished_at DESC, id DESC
+             LIMIT $2",
+            &[&tenant.map(TenantName::as_str), &limit],
+        )
+        .await
+        .map_err(query_error("list drills"))?;
+    rows.iter()
+        .map(|row| {
+            let tenant: String = row.get(1);
+            let region: Option<String> = row.get(3);
+            let error: Option<String> = row.get(9);
+            let outcome = match error {
+                Some(error) => DrillOutcome::Failed { error },
+                None => DrillOutcome::Verified {
+                    tables_verified: u64::try_from(row.get::<_, Option<i32>>(7).unwrap_or(0))
+                        .unwrap_or(0),
+                    rows_verified: u64::try_from(row.get::<_, Option<i64>>(8).unwrap_or(0))
+                        .unwrap_or(0),
+                },
+            };
+            Ok(Drill {
+                id: row.get(0),
+                record: DrillRecord {
+                    tenant: TenantName::parse(&tenant)
+                        .map_err(|error| CatalogError::Inconsistent(error.to_string()))?,
+                    backup_id: BackupId::from_uuid(row.get(2)).ok_or_else(|| {
+                        CatalogError::Inconsistent("a drill names a malformed backup id".to_owned())
+                    })?,
+                    region: region
+                        .map(|region| RegionName::parse(&region))
+                        .transpose()
+                        .map_err(|error| CatalogError::Inconsistent(error.to_string()))?,
+                    scratch_database: row.get(4),
+                    started_at: row.get(5),
+                    finished_at: row.get(6),
+                    outcome,
+                },
+            })
+        })
+        .collect()
+}
