@@ -72,6 +72,44 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
         );
     }
 
+    let verified = connection
+        .query(
+            "SELECT DISTINCT ON (tenant) tenant, extract(epoch FROM started_at)::float8
+             FROM backups WHERE trashed_at IS NULL AND verified_at IS NOT NULL
+             ORDER BY tenant, started_at DESC",
+            &[],
+        )
+        .await
+        .map_err(query_error("metrics: newest verified backups"))?;
+    let drilled = connection
+        .query(
+            "SELECT DISTINCT ON (tenant) tenant,
+                    extract(epoch FROM finished_at - started_at)::float8
+             FROM drills WHERE outcome = 'verified'
+             ORDER BY tenant, finished_at DESC",
+            &[],
+        )
+        .await
+        .map_err(query_error("metrics: newest drills"))?;
+    for (name, help, rows) in [
+        (
+            "lifeboat_tenant_last_verified_backup_timestamp_seconds",
+            "When the tenant's newest backup that a drill verified was taken (Unix time).",
+            &verified,
+        ),
+        (
+            "lifeboat_tenant_last_drill_duration_seconds",
+            "How long the tenant's newest verified drill took to restore and verify.",
+            &drilled,
+        ),
+    ] {
+        header(&mut out, name, help);
+        for row in rows {
+            let value: f64 = row.get(1);
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", label(row.get(0)));
+        }
+    }
+
     let failures = connection
         .query(
             "SELECT c.region, count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id

@@ -392,6 +392,27 @@ async fn a_verified_drill_is_recorded_and_keeps_its_backup_from_retention_a_fail
         .map(|row| row.get(0))
         .collect();
     assert_eq!(verified, [oldest.as_str()]);
+    let catalog_pool = lifeboat_controller::catalog::Catalog::connect(
+        config
+            .cluster(&config.catalog.as_ref().expect("catalog").cluster)
+            .expect("cluster"),
+        "lifeboat_catalog",
+    )
+    .await
+    .expect("catalog pool");
+    let region_names: Vec<_> = config
+        .regions
+        .iter()
+        .map(|region| region.name.clone())
+        .collect();
+    let metrics = lifeboat_controller::metrics::render(&catalog_pool, &region_names)
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("lifeboat_tenant_last_verified_backup_timestamp_seconds{tenant=\"acme\"}")
+            && metrics.contains("lifeboat_tenant_last_drill_duration_seconds{tenant=\"acme\"}"),
+        "{metrics}"
+    );
 
     // Past the 30 days manual backups are kept, with keep-daily 1: the newest is kept as
     // newest, the oldest as the newest verified, and the middle one goes to the trash.
