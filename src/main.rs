@@ -56,12 +56,8 @@ enum Command {
     Restore {
         #[arg(long)]
         tenant: String,
-        /// The backup to restore.
-        #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
-        backup: Option<String>,
-        /// Restore the newest backup in any region.
-        #[arg(long)]
-        latest: bool,
+        #[command(flatten)]
+        which: WhichBackup,
         /// The database to create; it must not exist.
         #[arg(long)]
         into: String,
@@ -74,12 +70,8 @@ enum Command {
     Drill {
         #[arg(long)]
         tenant: String,
-        /// The backup to drill.
-        #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
-        backup: Option<String>,
-        /// Drill the newest backup in any region.
-        #[arg(long)]
-        latest: bool,
+        #[command(flatten)]
+        which: WhichBackup,
         #[arg(long)]
         json: bool,
     },
@@ -231,6 +223,17 @@ enum BackupsCommand {
     },
 }
 
+/// `--backup ID` or `--latest`, exactly one.
+#[derive(Debug, clap::Args)]
+struct WhichBackup {
+    /// The backup, by id.
+    #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
+    backup: Option<String>,
+    /// The newest backup in any region.
+    #[arg(long)]
+    latest: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum DrillsCommand {
     /// The newest 100 drills, newest first.
@@ -267,17 +270,18 @@ fn main() -> ExitCode {
             }
             Command::Restore {
                 tenant,
-                backup,
-                latest: _,
+                which,
                 into,
                 json,
-            } => commands::restore::run(config_path, &tenant, backup.as_deref(), &into, json).await,
+            } => {
+                commands::restore::run(config_path, &tenant, which.backup.as_deref(), &into, json)
+                    .await
+            }
             Command::Drill {
                 tenant,
-                backup,
-                latest: _,
+                which,
                 json,
-            } => commands::drill::run(config_path, &tenant, backup.as_deref(), json).await,
+            } => commands::drill::run(config_path, &tenant, which.backup.as_deref(), json).await,
             Command::Drills {
                 command: DrillsCommand::List { tenant, json },
             } => commands::drill::list(config_path, tenant.as_deref(), json).await,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use lifeboat_agent::restore_job::{self, DrillRun};
 use lifeboat_controller::drills::{self, DrillOutcome, DrillRecord};
-use lifeboat_core::ids::{BackupId, TenantName};
+use lifeboat_core::ids::TenantName;
 use lifeboat_core::progress::Progress;
 use lifeboat_core::region::Region;
-use lifeboat_core::restore::{self, BackupSelector};
+use lifeboat_core::restore;
 
-use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
+use super::{backup_selector, cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_duration, progress_for};
 
 /// Record a drill in the catalog; its verified outcome marks the backup verified.
@@ -53,10 +53,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
-    let selector = match backup {
-        Some(backup) => BackupSelector::Id(parse_flag("backup", backup, BackupId::parse)?),
-        None => BackupSelector::Latest,
-    };
+    let selector = backup_selector(backup)?;
     let tenant_config = resolve_tenant(&config, &tenant).await?;
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
     let backup_id = restore::resolve_backup(&regions, &tenant, selector).await?;

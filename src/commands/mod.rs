@@ -17,7 +17,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use lifeboat_core::config::{Config, TenantConfig};
-use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
+use lifeboat_core::restore::BackupSelector;
 use tokio_util::sync::CancellationToken;
 
 /// Load and validate the configuration, or fail with every problem listed.
@@ -73,6 +74,14 @@ pub fn cancel_on_signal() -> CancellationToken {
         token.cancel();
     });
     cancel
+}
+
+/// `--backup ID` or, without it, `--latest`.
+pub fn backup_selector(backup: Option<&str>) -> anyhow::Result<BackupSelector> {
+    Ok(match backup {
+        Some(backup) => BackupSelector::Id(parse_flag("backup", backup, BackupId::parse)?),
+        None => BackupSelector::Latest,
+    })
 }
 
 /// Parse a name from the command line, naming the flag on failure.

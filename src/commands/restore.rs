@@ -4,10 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use lifeboat_agent::restore_job::{self, RestoreRequest};
-use lifeboat_core::ids::{BackupId, TenantName};
-use lifeboat_core::restore::BackupSelector;
+use lifeboat_core::ids::TenantName;
 
-use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
+use super::{backup_selector, cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
 
 pub async fn run(
@@ -19,10 +18,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
-    let selector = match backup {
-        Some(backup) => BackupSelector::Id(parse_flag("backup", backup, BackupId::parse)?),
-        None => BackupSelector::Latest,
-    };
+    let selector = backup_selector(backup)?;
     if into.is_empty() || into.len() > 63 || into.contains('\0') {
         anyhow::bail!("--into: a database name must be 1 to 63 bytes without NUL characters");
     }
