@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lifeboat_core::backup::BackupError;
@@ -32,14 +33,34 @@ impl Progress for SignalAfterBytes {
     }
 }
 
-/// Back up `acme` and inject `fault` once 4 MiB of the dump have streamed past.
+/// Back up `acme` and inject `fault` mid-upload: once 4 MiB of the dump have streamed past
+/// and every region has the multipart upload open (and 200 ms more, for the answers to
+/// arrive).
 async fn backup_with_fault_midway(
     config: &lifeboat_core::config::Config,
     fault: impl FnOnce(),
 ) -> Result<lifeboat_core::backup::BackupReport, BackupError> {
     let (progress, mid_backup) = signal_after(4 * 1024 * 1024);
+    let regions: Vec<_> = config
+        .regions
+        .iter()
+        .map(lifeboat_core::region::Region::new)
+        .collect();
     let (report, ()) = tokio::join!(backup_with_progress(config, "acme", progress), async {
         mid_backup.await.expect("backup reached the threshold");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for region in &regions {
+            while region
+                .list_multipart_uploads("tenants/")
+                .await
+                .expect("list uploads")
+                .is_empty()
+            {
+                assert!(std::time::Instant::now() < deadline, "no upload opened");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
         fault();
     });
     report
@@ -55,6 +76,41 @@ fn signal_after(threshold_bytes: u64) -> (Arc<SignalAfterBytes>, oneshot::Receiv
         }),
         receiver,
     )
+}
+
+/// A config whose region `index` is reached through a [`StallProxy`](crate::stall_proxy::StallProxy).
+async fn behind_stall_proxy(
+    env: &TestEnv,
+    index: usize,
+) -> (
+    crate::stall_proxy::StallProxy,
+    lifeboat_core::config::Config,
+) {
+    let proxy = crate::stall_proxy::StallProxy::start(&env.regions[index].endpoint()).await;
+    let config_path = env.config_file(&Settings::default());
+    let text = std::fs::read_to_string(&config_path)
+        .expect("read config")
+        .replace(&env.regions[index].endpoint(), &proxy.endpoint);
+    std::fs::write(&config_path, text).expect("write config");
+    let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
+    (proxy, config)
+}
+
+/// `region` does not hold the backup, and its error says `why`.
+fn assert_dropped_because(report: &lifeboat_core::backup::BackupReport, region: &str, why: &str) {
+    let dropped = report
+        .regions
+        .iter()
+        .find(|result| result.region.as_str() == region)
+        .unwrap_or_else(|| panic!("{region} reported"));
+    assert!(
+        !dropped.stored
+            && dropped
+                .error
+                .as_deref()
+                .is_some_and(|error| error.contains(why)),
+        "{dropped:?}"
+    );
 }
 
 /// Enough data for several 5 MiB parts after compression.
@@ -125,22 +181,36 @@ async fn region_killed_during_backup_is_dropped_and_the_others_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
     let mut env = TestEnv::start(Backend::Seaweed, 3).await;
+    // One tenant whose object is one part (PutObject), one that needs a multipart upload.
     env.create_tenant_database("acme", 1000).await;
-    let config = env.config(&Settings::default());
+    env.create_tenant_database("globex", LARGE_ROWS).await;
+    let config = env.config(&Settings {
+        tenants: vec![
+            ("acme".to_owned(), "acme".to_owned()),
+            ("globex".to_owned(), "globex".to_owned()),
+        ],
+        ..Settings::default()
+    });
     for region in &mut env.regions {
         region.kill();
     }
 
-    let error = backup(&config, "acme")
-        .await
-        .expect_err("no region can take it");
-    assert!(
-        matches!(error, BackupError::TooFewRegions { available: 0, .. }),
-        "{error}"
-    );
-    let message = error.to_string();
-    for name in ["eu", "us", "ap"] {
-        assert!(message.contains(&format!("region {name}")), "{message}");
+    for tenant in ["acme", "globex"] {
+        let error = tokio::time::timeout(Duration::from_secs(120), backup(&config, tenant))
+            .await
+            .expect("fails without waiting for ever")
+            .expect_err("no region can take it");
+        assert!(
+            matches!(error, BackupError::TooFewRegions { available: 0, .. }),
+            "{tenant}: {error}"
+        );
+        let message = error.to_string();
+        for name in ["eu", "us", "ap"] {
+            assert!(
+                message.contains(&format!("region {name}")),
+                "{tenant}: {message}"
+            );
+        }
     }
 
     for region in &mut env.regions {
@@ -281,50 +351,27 @@ async fn truncated_object_is_detected_and_no_database_is_left() {
 async fn stalled_region_is_dropped_after_a_bounded_lag_and_the_others_commit() {
     let env = TestEnv::start(Backend::Seaweed, 3).await;
     env.create_tenant_database("acme", LARGE_ROWS).await;
-    let proxy = crate::stall_proxy::StallProxy::start(&env.regions[1].endpoint()).await;
-    let config_path = env.config_file(&Settings::default());
-    let text = std::fs::read_to_string(&config_path)
-        .expect("read config")
-        .replace(&env.regions[1].endpoint(), &proxy.endpoint);
-    std::fs::write(&config_path, text).expect("write config");
-    let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
+    let (proxy, config) = behind_stall_proxy(&env, 1).await;
     let started = std::time::Instant::now();
     let report = backup_with_fault_midway(&config, || proxy.stall())
         .await
         .expect("backup commits without the stalled region");
     // Patience is 2 s per part and the lag bound 4 parts: far below the 120 s request timeout.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(60),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );
     let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
     assert_eq!(holding, ["eu", "ap"]);
-    let stalled = report
-        .regions
-        .iter()
-        .find(|region| region.region.as_str() == "us")
-        .expect("us reported");
-    assert!(
-        stalled
-            .error
-            .as_deref()
-            .is_some_and(|error| error.contains("parts behind")),
-        "{stalled:?}"
-    );
+    assert_dropped_because(&report, "us", "parts behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_allowance() {
     let env = TestEnv::start(Backend::Seaweed, 3).await;
     env.create_tenant_database("acme", 1000).await;
-    let proxy = crate::stall_proxy::StallProxy::start(&env.regions[1].endpoint()).await;
-    let config_path = env.config_file(&Settings::default());
-    let text = std::fs::read_to_string(&config_path)
-        .expect("read config")
-        .replace(&env.regions[1].endpoint(), &proxy.endpoint);
-    std::fs::write(&config_path, text).expect("write config");
-    let config = lifeboat_core::config::Config::load(Some(&config_path)).expect("config");
+    let (proxy, config) = behind_stall_proxy(&env, 1).await;
     proxy.stall();
 
     let started = std::time::Instant::now();
@@ -335,25 +382,14 @@ async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_al
     // lag bound (4) after the others have stored it, then 15 s to clean up: far below the
     // 120 s request timeout.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(45),
+        started.elapsed() < Duration::from_secs(45),
         "{:?}",
         started.elapsed()
     );
     assert_eq!(report.manifest.object.part_count, 1);
     let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
     assert_eq!(holding, ["eu", "ap"]);
-    let stalled = report
-        .regions
-        .iter()
-        .find(|region| region.region.as_str() == "us")
-        .expect("us reported");
-    assert!(
-        stalled
-            .error
-            .as_deref()
-            .is_some_and(|error| error.contains("still storing")),
-        "{stalled:?}"
-    );
+    assert_dropped_because(&report, "us", "still storing");
     for index in [0, 2] {
         let region = env.region(&config, index);
         assert!(
@@ -374,4 +410,28 @@ async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_al
     )
     .await
     .expect("restore");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_stalled_before_a_multipart_upload_opens_is_dropped_after_the_straggler_allowance() {
+    let env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", LARGE_ROWS).await;
+    let (proxy, config) = behind_stall_proxy(&env, 1).await;
+    proxy.stall();
+
+    let started = std::time::Instant::now();
+    let report = backup(&config, "acme")
+        .await
+        .expect("backup commits without the stalled region");
+    // Opening the upload: once the others have, the stalled one gets patience (2 s) × the
+    // lag bound (4), not the 120 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(report.manifest.object.part_count >= 3);
+    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
+    assert_eq!(holding, ["eu", "ap"]);
+    assert_dropped_because(&report, "us", "still opening the upload");
 }

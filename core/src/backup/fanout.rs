@@ -65,6 +65,13 @@ pub(crate) struct FanOutLimits {
     pub patience: Duration,
 }
 
+impl FanOutLimits {
+    /// How long the other regions get once `min_regions` have finished a step.
+    pub(crate) fn straggler_allowance(&self) -> Duration {
+        self.patience * self.max_region_lag_parts as u32
+    }
+}
+
 type UploaderResult = Result<Vec<(i32, String)>, RegionError>;
 
 struct RegionLane {
@@ -268,7 +275,7 @@ pub(crate) async fn fan_out(
     for lane in &mut lanes {
         lane.parts = None;
     }
-    let straggler_allowance = limits.patience * limits.max_region_lag_parts as u32;
+    let straggler_allowance = limits.straggler_allowance();
     let mut quorum_finished_since: Option<Instant> = None;
     loop {
         collect_finished_lanes(&mut lanes, false);

@@ -32,7 +32,7 @@ use crate::progress::{Progress, Stage};
 use crate::region::Region;
 
 use encode::{EncodeError, EncodeJob};
-use fanout::{FanOutError, FanOutLimits, UploadOutcome};
+use fanout::{FanOutError, FanOutLimits, OpenUpload, UploadOutcome};
 use send::{Cleanup, NotSent, SendJob, Sent};
 
 /// Why a backup failed. Nothing of it was committed.
@@ -150,16 +150,17 @@ async fn run_backup_as(
         progress: request.progress.clone(),
     };
     let encoder = tokio::task::spawn_blocking(move || encode::encode_dump(encode_job));
+    let limits = FanOutLimits {
+        min_regions: config.min_regions,
+        max_region_lag_parts: config.max_region_lag_parts,
+        patience: config.region_patience,
+    };
     let send_job = SendJob {
         regions: &request.regions,
         key: &object_key,
         parts: parts_receiver,
         encoder,
-        limits: FanOutLimits {
-            min_regions: config.min_regions,
-            max_region_lag_parts: config.max_region_lag_parts,
-            patience: config.region_patience,
-        },
+        limits,
         cancel: &request.cancel,
     };
     let mut failures: Vec<(RegionName, String)> = Vec::new();
@@ -239,44 +240,73 @@ async fn run_backup_as(
         }
     }
     // Dropped regions may be dead: don't let their cleanup hold the commit up for long.
-    let clean_dropped =
-        tokio::spawn(dropped.run_with_timeout(object_key.clone(), Duration::from_secs(15)));
+    let clean_dropped = tokio::spawn(dropped.run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT));
 
+    // A region that hangs here gets the same bounded allowance as during the upload.
+    let allowance = limits.straggler_allowance();
+    let never_cancelled = CancellationToken::new();
     let (key, stored_bytes) = (&object_key, encoded.stored_bytes);
-    let finished = join_all(to_finish.into_iter().map(|(region, upload)| async move {
-        let completion = match upload {
-            Some((upload, parts)) => {
+    let finishing: Vec<(Region, Option<OpenUpload>)> = to_finish
+        .iter()
+        .map(|(region, upload)| {
+            (
+                region.clone(),
+                upload.as_ref().map(|(upload, _)| upload.clone()),
+            )
+        })
+        .collect();
+    let requests = to_finish
+        .into_iter()
+        .map(|(region, upload)| async move {
+            if let Some((upload, parts)) = upload {
                 upload
                     .region
                     .complete_multipart_upload(&upload.key, &upload.upload_id, &parts)
                     .await
+                    .map_err(|error| error.to_string())?;
             }
-            None => Ok(()),
-        };
-        let checked = match completion {
-            Err(error) => Err(error.to_string()),
-            Ok(()) => match region.object_size(key).await {
+            match region.object_size(key).await {
                 Ok(Some(size)) if size == stored_bytes => Ok(()),
                 Ok(Some(size)) => Err(format!(
                     "stored object has {size} bytes, expected {stored_bytes}"
                 )),
                 Ok(None) => Err("stored object is missing after it was stored".to_owned()),
                 Err(error) => Err(error.to_string()),
-            },
-        };
-        (region, checked)
-    }))
+            }
+        })
+        .collect();
+    let (finished, _) = send::join_with_bounded_stragglers(
+        requests,
+        config.min_regions,
+        allowance,
+        &never_cancelled,
+    )
     .await;
     let mut holding_regions = Vec::new();
-    for (region, checked) in finished {
-        match checked {
-            Ok(()) => holding_regions.push(region),
-            Err(reason) => {
-                failures.push((region.name().clone(), reason));
-                let _ = region.delete_object(&object_key).await;
+    let mut late = Cleanup::default();
+    for ((region, upload), checked) in finishing.into_iter().zip(finished) {
+        let reason = match checked {
+            Some(Ok(())) => {
+                holding_regions.push(region);
+                continue;
             }
-        }
+            Some(Err(reason)) => reason,
+            None => format!(
+                "still completing the upload {} s after the other regions had",
+                allowance.as_secs()
+            ),
+        };
+        failures.push((region.name().clone(), reason));
+        late.uploads.extend(upload);
+        late.objects_in.push(region);
     }
+    let clean_dropped = tokio::spawn({
+        let key = object_key.clone();
+        async move {
+            let clean_late = late.run_with_timeout(key, CLEANUP_TIMEOUT);
+            let _ = tokio::join!(clean_dropped, clean_late);
+        }
+    });
 
     let mut manifest = Manifest {
         version: crate::manifest::MANIFEST_VERSION,
@@ -325,22 +355,42 @@ async fn run_backup_as(
     // The commit point: the manifest, in every region holding the whole object.
     let manifest_key = ObjectKey::Manifest(&tenant.name, backup_id).to_key();
     let manifest_bytes = Bytes::from(manifest.to_json());
-    let written = join_all(holding_regions.iter().map(|region| {
-        let manifest_bytes = manifest_bytes.clone();
-        let manifest_key = manifest_key.clone();
-        async move { region.put_object(&manifest_key, manifest_bytes).await }
-    }))
+    let requests = holding_regions
+        .iter()
+        .map(|region| {
+            let manifest_bytes = manifest_bytes.clone();
+            let manifest_key = manifest_key.clone();
+            async move {
+                region
+                    .put_object(&manifest_key, manifest_bytes)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+        })
+        .collect();
+    let (written, _) = send::join_with_bounded_stragglers(
+        requests,
+        config.min_regions,
+        allowance,
+        &never_cancelled,
+    )
     .await;
     let mut committed = Vec::new();
     let mut uncommitted = Vec::new();
     for (region, result) in holding_regions.into_iter().zip(written) {
-        match result {
-            Ok(()) => committed.push(region),
-            Err(error) => {
-                failures.push((region.name().clone(), error.to_string()));
-                uncommitted.push(region);
+        let reason = match result {
+            Some(Ok(())) => {
+                committed.push(region);
+                continue;
             }
-        }
+            Some(Err(reason)) => reason,
+            None => format!(
+                "still writing the manifest {} s after the other regions had",
+                allowance.as_secs()
+            ),
+        };
+        failures.push((region.name().clone(), reason));
+        uncommitted.push(region);
     }
     delete_objects(&uncommitted, &[object_key.as_str(), manifest_key.as_str()]).await;
     if committed.len() < config.min_regions {
@@ -396,13 +446,22 @@ fn encode_error_to_backup_error(error: EncodeError) -> BackupError {
     }
 }
 
+/// How long deleting or aborting what a failed step left may take; then scrub's job.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Delete `keys` in `regions`, giving up after [`CLEANUP_TIMEOUT`].
 async fn delete_objects(regions: &[Region], keys: &[&str]) {
-    join_all(regions.iter().flat_map(|region| {
+    let deletes = join_all(regions.iter().flat_map(|region| {
         keys.iter().map(move |key| async move {
             if let Err(error) = region.delete_object(key).await {
                 tracing::warn!(region = %region.name(), %error, "could not delete uncommitted object");
             }
         })
-    }))
-    .await;
+    }));
+    if tokio::time::timeout(CLEANUP_TIMEOUT, deletes)
+        .await
+        .is_err()
+    {
+        tracing::warn!("deleting uncommitted objects timed out");
+    }
 }

@@ -7,6 +7,7 @@
 //! out part by part (see [`super::fanout`]). A dump that fails before its first part is
 //! out leaves nothing in any region. At most two parts wait while the uploads open.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -150,14 +151,21 @@ pub(crate) async fn send_object(
         return (sent, encoded);
     }
 
-    let uploads = open_uploads(regions, key, failures).await;
-    let sent = if uploads.len() < limits.min_regions {
-        Err(NotSent {
-            error: FanOutError::TooFewRegions {
+    let (uploads, cancelled) = open_uploads(regions, key, limits, cancel, failures).await;
+    let sent = if cancelled || uploads.len() < limits.min_regions {
+        // Unblock the encoder: it is waiting to hand over its third part.
+        drop(parts);
+        let error = if cancelled {
+            FanOutError::Cancelled
+        } else {
+            FanOutError::TooFewRegions {
                 min_regions: limits.min_regions,
                 available: uploads.len(),
                 dropped: Vec::new(),
-            },
+            }
+        };
+        Err(NotSent {
+            error,
             cleanup: Cleanup {
                 uploads,
                 objects_in: Vec::new(),
@@ -197,33 +205,91 @@ async fn join_encoder(
     }
 }
 
-/// Open a multipart upload in every region; one that refuses is left out.
+/// Run `requests` (one per region) at once. Once `min_ok` have succeeded, the others get
+/// `allowance` more, and those still running then are given up (`None`): a wedged region
+/// costs a bounded wait, not the SDK's request timeout. Also returns whether `cancel`
+/// stopped it, with what had finished by then.
+pub(crate) async fn join_with_bounded_stragglers<T, F>(
+    requests: Vec<F>,
+    min_ok: usize,
+    allowance: Duration,
+    cancel: &CancellationToken,
+) -> (Vec<Option<Result<T, String>>>, bool)
+where
+    F: Future<Output = Result<T, String>>,
+{
+    let mut finished: Vec<Option<Result<T, String>>> = std::iter::repeat_with(|| None)
+        .take(requests.len())
+        .collect();
+    let mut pending: FuturesUnordered<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(index, request)| async move { (index, request.await) })
+        .collect();
+    let mut quorum_since: Option<Instant> = None;
+    loop {
+        let succeeded = finished
+            .iter()
+            .filter(|result| matches!(result, Some(Ok(_))))
+            .count();
+        if succeeded >= min_ok {
+            quorum_since.get_or_insert_with(Instant::now);
+        }
+        let deadline = quorum_since.map(|since| since + allowance);
+        tokio::select! {
+            next = pending.next() => match next {
+                Some((index, result)) => finished[index] = Some(result),
+                None => return (finished, false),
+            },
+            () = fanout::sleep_until_optional(deadline) => return (finished, false),
+            () = cancel.cancelled() => return (finished, true),
+        }
+    }
+}
+
+/// Open a multipart upload in every region; one that refuses, or is still opening it
+/// `allowance` after `min_regions` have, is left out.
 async fn open_uploads(
     regions: &[Region],
     key: &str,
+    limits: FanOutLimits,
+    cancel: &CancellationToken,
     failures: &mut Vec<(RegionName, String)>,
-) -> Vec<OpenUpload> {
-    let opened = join_all(
-        regions
-            .iter()
-            .map(|region| async move { (region, region.create_multipart_upload(key).await) }),
-    )
-    .await;
+) -> (Vec<OpenUpload>, bool) {
+    let allowance = limits.straggler_allowance();
+    let requests = regions
+        .iter()
+        .map(|region| async move {
+            region
+                .create_multipart_upload(key)
+                .await
+                .map_err(|error| error.to_string())
+        })
+        .collect();
+    let (opened, cancelled) =
+        join_with_bounded_stragglers(requests, limits.min_regions, allowance, cancel).await;
     let mut uploads = Vec::new();
-    for (region, result) in opened {
-        match result {
-            Ok(upload_id) => uploads.push(OpenUpload {
-                region: region.clone(),
-                key: key.to_owned(),
-                upload_id,
-            }),
-            Err(error) => {
-                tracing::warn!(region = %region.name(), %error, "region refused the upload");
-                failures.push((region.name().clone(), error.to_string()));
+    for (region, result) in regions.iter().zip(opened) {
+        let reason = match result {
+            Some(Ok(upload_id)) => {
+                uploads.push(OpenUpload {
+                    region: region.clone(),
+                    key: key.to_owned(),
+                    upload_id,
+                });
+                continue;
             }
-        }
+            Some(Err(reason)) => reason,
+            // If it opens after all, scrub aborts it once it is stale.
+            None => format!(
+                "still opening the upload {} s after the other regions had",
+                allowance.as_secs()
+            ),
+        };
+        tracing::warn!(region = %region.name(), %reason, "region refused the upload");
+        failures.push((region.name().clone(), reason));
     }
-    uploads
+    (uploads, cancelled)
 }
 
 /// PutObject the whole object in every region at once. Once `min_regions` hold it, the
@@ -236,65 +302,49 @@ async fn put_whole(
     cancel: &CancellationToken,
     failures: &mut Vec<(RegionName, String)>,
 ) -> Result<Sent, NotSent> {
-    let mut pending: FuturesUnordered<_> = regions
+    let allowance = limits.straggler_allowance();
+    let requests = regions
         .iter()
-        .enumerate()
-        .map(|(index, region)| {
+        .map(|region| {
             let body = body.clone();
-            async move { (index, region.put_object(key, body).await) }
+            async move {
+                region
+                    .put_object(key, body)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
         })
         .collect();
     drop(body);
-    let mut finished: Vec<Option<Result<(), String>>> = vec![None; regions.len()];
-    let straggler_allowance = limits.patience * limits.max_region_lag_parts as u32;
-    let mut quorum_since: Option<Instant> = None;
-    loop {
-        let stored = finished
-            .iter()
-            .filter(|result| matches!(result, Some(Ok(()))))
-            .count();
-        if stored >= limits.min_regions {
-            quorum_since.get_or_insert_with(Instant::now);
-        }
-        let deadline = quorum_since.map(|since| since + straggler_allowance);
-        tokio::select! {
-            next = pending.next() => match next {
-                Some((index, result)) => {
-                    finished[index] = Some(result.map_err(|error| error.to_string()));
-                }
-                None => break,
+    let (finished, cancelled) =
+        join_with_bounded_stragglers(requests, limits.min_regions, allowance, cancel).await;
+    if cancelled {
+        return Err(NotSent {
+            error: FanOutError::Cancelled,
+            cleanup: Cleanup {
+                uploads: Vec::new(),
+                objects_in: regions.to_vec(),
             },
-            () = fanout::sleep_until_optional(deadline) => break,
-            () = cancel.cancelled() => {
-                return Err(NotSent {
-                    error: FanOutError::Cancelled,
-                    cleanup: Cleanup { uploads: Vec::new(), objects_in: regions.to_vec() },
-                });
-            }
-        }
+        });
     }
-    drop(pending);
 
     let mut stored = Vec::new();
     let mut not_stored = Vec::new();
     for (region, result) in regions.iter().zip(finished) {
-        match result {
-            Some(Ok(())) => stored.push(region.clone()),
-            Some(Err(reason)) => {
-                tracing::warn!(region = %region.name(), %reason, "dropping region from backup");
-                failures.push((region.name().clone(), reason));
-                not_stored.push(region.clone());
+        let reason = match result {
+            Some(Ok(())) => {
+                stored.push(region.clone());
+                continue;
             }
-            None => {
-                let reason = format!(
-                    "still storing the object {} s after the other regions had finished",
-                    straggler_allowance.as_secs()
-                );
-                tracing::warn!(region = %region.name(), %reason, "dropping region from backup");
-                failures.push((region.name().clone(), reason));
-                not_stored.push(region.clone());
-            }
-        }
+            Some(Err(reason)) => reason,
+            None => format!(
+                "still storing the object {} s after the other regions had finished",
+                allowance.as_secs()
+            ),
+        };
+        tracing::warn!(region = %region.name(), %reason, "dropping region from backup");
+        failures.push((region.name().clone(), reason));
+        not_stored.push(region.clone());
     }
     if stored.len() < limits.min_regions {
         return Err(NotSent {
