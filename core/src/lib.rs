@@ -9,7 +9,8 @@
 //! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
 //! - [`region`]: one S3-compatible region, through aws-sdk-s3;
 //! - [`postgres`]: pg_dump / pg_restore processes and the snapshot's row counts;
-//! - [`backup`]: dump → zstd → age → multipart fan-out to every region → manifests;
+//! - [`backup`]: dump → zstd → age → every region (one PUT, or a multipart fan-out) →
+//!   manifests;
 //! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback;
 //! - [`copy`]: a backup's copy in one region: check it (scrub), copy it again (repair).
 
@@ -25,3 +26,4 @@ pub mod postgres;
 pub mod progress;
 pub mod region;
 pub mod restore;
+pub(crate) mod stragglers;

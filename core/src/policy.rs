@@ -28,6 +28,10 @@ pub const DEFAULT_REGION_PATIENCE: Duration = Duration::from_secs(5);
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 2;
 pub const COMPRESSION_LEVELS: RangeInclusive<i32> = -7..=22;
 
+/// Once one region has listed a tenant's backups (to find the newest), how long the others
+/// get before the newest is chosen without them.
+pub const LISTING_GRACE: Duration = Duration::from_secs(10);
+
 /// Timeouts for one S3 request attempt; the SDK retries transient failures.
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const S3_OPERATION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -12,14 +12,15 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
 use crate::ids::{BackupId, RegionName, TenantName};
 use crate::keys::Identities;
 use crate::manifest::{self, Manifest, ManifestError, ObjectKey};
+use crate::policy;
 use crate::postgres::{self, PgTools, PostgresError};
 use crate::progress::Progress;
 use crate::region::{Region, RegionError};
@@ -129,21 +130,44 @@ pub async fn resolve_backup(
     let backup_id = match selector {
         BackupSelector::Id(backup_id) => return Ok(backup_id),
         BackupSelector::Latest => {
-            let listings = join_all(
-                regions
-                    .iter()
-                    .map(|region| list_backup_ids(region, Some(tenant))),
+            // Every region, because a degraded backup may be in some only; but once one has
+            // answered, a wedged region gets `LISTING_GRACE`, not the request timeout.
+            let requests = regions
+                .iter()
+                .map(|region| async move {
+                    list_backup_ids(region, Some(tenant))
+                        .await
+                        .map_err(|error| error.to_string())
+                })
+                .collect();
+            let (listings, _) = crate::stragglers::join_bounded(
+                requests,
+                1,
+                policy::LISTING_GRACE,
+                &CancellationToken::new(),
             )
             .await;
             let mut reasons = Vec::new();
             let mut newest: Option<BackupId> = None;
-            for listing in listings {
+            for (region, listing) in regions.iter().zip(listings) {
                 match listing {
-                    Ok(ids) => {
+                    Some(Ok(ids)) => {
                         let region_newest = ids.last().map(|(_, backup_id)| *backup_id);
                         newest = newest.max(region_newest);
                     }
-                    Err(error) => reasons.push(error.to_string()),
+                    Some(Err(error)) => reasons.push(error),
+                    None => {
+                        tracing::warn!(
+                            region = %region.name(),
+                            "region did not list its backups within {} s of the others; the newest backup is chosen without it",
+                            policy::LISTING_GRACE.as_secs()
+                        );
+                        reasons.push(format!(
+                            "region {} did not answer within {} s of the others",
+                            region.name(),
+                            policy::LISTING_GRACE.as_secs()
+                        ));
+                    }
                 }
             }
             newest.ok_or_else(|| RestoreError::NoBackups {

@@ -435,3 +435,26 @@ async fn region_stalled_before_a_multipart_upload_opens_is_dropped_after_the_str
     assert_eq!(holding, ["eu", "ap"]);
     assert_dropped_because(&report, "us", "still opening the upload");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_of_the_latest_backup_does_not_wait_for_a_stalled_region() {
+    let env = TestEnv::start(Backend::Seaweed, 3).await;
+    env.create_tenant_database("acme", 100).await;
+    let (proxy, config) = behind_stall_proxy(&env, 1).await;
+    let report = backup(&config, "acme").await.expect("backup");
+    assert!(!report.degraded);
+    proxy.stall();
+
+    let started = std::time::Instant::now();
+    let restored = restore(&config, "acme", BackupSelector::Latest, "acme_restored")
+        .await
+        .expect("restore from the regions that answer");
+    // The others answer at once; the stalled one gets 10 s, not the 120 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(restored.backup_id, report.manifest.backup_id);
+    assert_eq!(restored.region.as_str(), "eu");
+}

@@ -254,7 +254,7 @@ pub(crate) async fn fan_out(
             };
             tokio::select! {
                 () = progress.notified() => {}
-                () = sleep_until_optional(patience_deadline) => {}
+                () = crate::stragglers::sleep_until_optional(patience_deadline) => {}
                 () = cancel.cancelled() => break 'parts Some(FanOutError::Cancelled),
             }
         }
@@ -308,7 +308,7 @@ pub(crate) async fn fan_out(
         };
         tokio::select! {
             () = progress.notified() => {}
-            () = sleep_until_optional(deadline) => {}
+            () = crate::stragglers::sleep_until_optional(deadline) => {}
             () = cancel.cancelled() => {
                 for lane in &mut lanes {
                     if let Some(task) = lane.task.take() {
@@ -351,12 +351,5 @@ fn collect_finished_lanes(lanes: &mut [RegionLane], more_parts: bool) {
             Ok(_) => lane.drop_with("uploader ended early".to_owned()),
             Err(error) => lane.drop_with(error.to_string()),
         }
-    }
-}
-
-pub(crate) async fn sleep_until_optional(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

@@ -275,13 +275,9 @@ async fn run_backup_as(
             }
         })
         .collect();
-    let (finished, _) = send::join_with_bounded_stragglers(
-        requests,
-        config.min_regions,
-        allowance,
-        &never_cancelled,
-    )
-    .await;
+    let (finished, _) =
+        crate::stragglers::join_bounded(requests, config.min_regions, allowance, &never_cancelled)
+            .await;
     let mut holding_regions = Vec::new();
     let mut late = Cleanup::default();
     for ((region, upload), checked) in finishing.into_iter().zip(finished) {
@@ -368,13 +364,9 @@ async fn run_backup_as(
             }
         })
         .collect();
-    let (written, _) = send::join_with_bounded_stragglers(
-        requests,
-        config.min_regions,
-        allowance,
-        &never_cancelled,
-    )
-    .await;
+    let (written, _) =
+        crate::stragglers::join_bounded(requests, config.min_regions, allowance, &never_cancelled)
+            .await;
     let mut committed = Vec::new();
     let mut uncommitted = Vec::new();
     for (region, result) in holding_regions.into_iter().zip(written) {

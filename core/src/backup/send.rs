@@ -7,16 +7,12 @@
 //! out part by part (see [`super::fanout`]). A dump that fails before its first part is
 //! out leaves nothing in any region. At most two parts wait while the uploads open.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::future::join_all;
-use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::encode::{EncodeError, EncodedDump};
@@ -205,48 +201,6 @@ async fn join_encoder(
     }
 }
 
-/// Run `requests` (one per region) at once. Once `min_ok` have succeeded, the others get
-/// `allowance` more, and those still running then are given up (`None`): a wedged region
-/// costs a bounded wait, not the SDK's request timeout. Also returns whether `cancel`
-/// stopped it, with what had finished by then.
-pub(crate) async fn join_with_bounded_stragglers<T, F>(
-    requests: Vec<F>,
-    min_ok: usize,
-    allowance: Duration,
-    cancel: &CancellationToken,
-) -> (Vec<Option<Result<T, String>>>, bool)
-where
-    F: Future<Output = Result<T, String>>,
-{
-    let mut finished: Vec<Option<Result<T, String>>> = std::iter::repeat_with(|| None)
-        .take(requests.len())
-        .collect();
-    let mut pending: FuturesUnordered<_> = requests
-        .into_iter()
-        .enumerate()
-        .map(|(index, request)| async move { (index, request.await) })
-        .collect();
-    let mut quorum_since: Option<Instant> = None;
-    loop {
-        let succeeded = finished
-            .iter()
-            .filter(|result| matches!(result, Some(Ok(_))))
-            .count();
-        if succeeded >= min_ok {
-            quorum_since.get_or_insert_with(Instant::now);
-        }
-        let deadline = quorum_since.map(|since| since + allowance);
-        tokio::select! {
-            next = pending.next() => match next {
-                Some((index, result)) => finished[index] = Some(result),
-                None => return (finished, false),
-            },
-            () = fanout::sleep_until_optional(deadline) => return (finished, false),
-            () = cancel.cancelled() => return (finished, true),
-        }
-    }
-}
-
 /// Open a multipart upload in every region; one that refuses, or is still opening it
 /// `allowance` after `min_regions` have, is left out.
 async fn open_uploads(
@@ -267,7 +221,7 @@ async fn open_uploads(
         })
         .collect();
     let (opened, cancelled) =
-        join_with_bounded_stragglers(requests, limits.min_regions, allowance, cancel).await;
+        crate::stragglers::join_bounded(requests, limits.min_regions, allowance, cancel).await;
     let mut uploads = Vec::new();
     for (region, result) in regions.iter().zip(opened) {
         let reason = match result {
@@ -317,7 +271,7 @@ async fn put_whole(
         .collect();
     drop(body);
     let (finished, cancelled) =
-        join_with_bounded_stragglers(requests, limits.min_regions, allowance, cancel).await;
+        crate::stragglers::join_bounded(requests, limits.min_regions, allowance, cancel).await;
     if cancelled {
         return Err(NotSent {
             error: FanOutError::Cancelled,
