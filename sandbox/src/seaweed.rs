@@ -39,6 +39,9 @@ const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Time limit of one readiness probe request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often [`SeaweedRegion::restart`] tries to start the server again on its ports.
+const RESTART_ATTEMPTS: u32 = 3;
+
 /// What `weed` logs when one of its ports is taken (its own pre-check, or a failed bind).
 const PORT_UNAVAILABLE_LOG_MESSAGES: [&str; 2] = ["is not available", "address already in use"];
 
@@ -213,15 +216,32 @@ impl SeaweedRegion {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let started_at = Instant::now();
-        self.launch_and_wait_until_ready()
-            .await
-            .map_err(StartFailure::into_error)
-            .with_context(|| {
-                format!(
-                    "restart seaweedfs region {} on the same ports",
-                    self.endpoint()
-                )
-            })?;
+        // The ports must stay the same, so a start that fails (a port still held by the
+        // killed server's last connections, a loaded machine) is retried on them.
+        let mut attempt = 1;
+        loop {
+            match self.launch_and_wait_until_ready().await {
+                Ok(()) => break,
+                Err(failure) if attempt < RESTART_ATTEMPTS => {
+                    tracing::warn!(
+                        attempt,
+                        error = %format!("{:#}", failure.into_error()),
+                        "seaweedfs restart failed; retrying on the same ports"
+                    );
+                    self.kill();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    attempt += 1;
+                }
+                Err(failure) => {
+                    return Err(failure.into_error()).with_context(|| {
+                        format!(
+                            "restart seaweedfs region {} on the same ports ({attempt} attempts)",
+                            self.endpoint()
+                        )
+                    });
+                }
+            }
+        }
         tracing::info!(
             endpoint = %self.endpoint(),
             startup_milliseconds = started_at.elapsed().as_millis(),
