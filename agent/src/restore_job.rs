@@ -113,7 +113,9 @@ async fn restore_instrumented(
         }
         .into());
     }
-    let backup_id = restore::resolve_backup(&regions, &tenant.name, request.selector).await?;
+    let backup_id =
+        restore::resolve_backup(&regions, config.min_regions, &tenant.name, request.selector)
+            .await?;
     let target = RestoreTarget {
         tools: PgTools::locate(config.pg_bin_dir.as_deref()),
         cluster: cluster.clone(),

@@ -408,6 +408,11 @@ impl RawConfig {
         if self.max_region_lag_parts == 0 {
             problems.add("max_region_lag_parts", "must be at least 1");
         }
+        if self.region_patience_seconds == 0 {
+            // The others' allowance is patience × lag parts: 0 would drop every region
+            // but the fastest `min_regions` from every backup.
+            problems.add("region_patience_seconds", "must be at least 1");
+        }
 
         let mut clusters = BTreeMap::new();
         for (name, raw) in self.clusters {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio_util::io::SyncIoBridge;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
 use crate::ids::{BackupId, RegionName, TenantName};
@@ -120,18 +119,20 @@ pub async fn list_backup_ids(
     Ok(ids)
 }
 
-/// Resolve `selector` to a backup id, looking in every region (the newest backup may be
-/// missing from a degraded region).
+/// The backup `selector` names. For the newest, every region is listed, because a degraded
+/// backup may be in some only. A committed backup was written to at least `min_regions`
+/// of them, so once all but `min_regions - 1` have answered, one of those holds the
+/// newest; the rest get `policy::LISTING_GRACE`, and one still silent then is left out
+/// with a warning, so a wedged region costs seconds, not the request timeout.
 pub async fn resolve_backup(
     regions: &[Region],
+    min_regions: usize,
     tenant: &TenantName,
     selector: BackupSelector,
 ) -> Result<BackupId, RestoreError> {
     let backup_id = match selector {
         BackupSelector::Id(backup_id) => return Ok(backup_id),
         BackupSelector::Latest => {
-            // Every region, because a degraded backup may be in some only; but once one has
-            // answered, a wedged region gets `LISTING_GRACE`, not the request timeout.
             let requests = regions
                 .iter()
                 .map(|region| async move {
@@ -140,33 +141,26 @@ pub async fn resolve_backup(
                         .map_err(|error| error.to_string())
                 })
                 .collect();
+            let enough = regions.len().saturating_sub(min_regions.max(1)) + 1;
             let (listings, _) = crate::stragglers::join_bounded(
                 requests,
-                1,
+                enough,
                 policy::LISTING_GRACE,
-                &CancellationToken::new(),
+                "still listing backups",
+                None,
             )
             .await;
             let mut reasons = Vec::new();
             let mut newest: Option<BackupId> = None;
             for (region, listing) in regions.iter().zip(listings) {
                 match listing {
-                    Some(Ok(ids)) => {
+                    Ok(ids) => {
                         let region_newest = ids.last().map(|(_, backup_id)| *backup_id);
                         newest = newest.max(region_newest);
                     }
-                    Some(Err(error)) => reasons.push(error),
-                    None => {
-                        tracing::warn!(
-                            region = %region.name(),
-                            "region did not list its backups within {} s of the others; the newest backup is chosen without it",
-                            policy::LISTING_GRACE.as_secs()
-                        );
-                        reasons.push(format!(
-                            "region {} did not answer within {} s of the others",
-                            region.name(),
-                            policy::LISTING_GRACE.as_secs()
-                        ));
+                    Err(reason) => {
+                        tracing::warn!(region = %region.name(), %reason, "the newest backup is chosen without this region");
+                        reasons.push(format!("region {}: {reason}", region.name()));
                     }
                 }
             }

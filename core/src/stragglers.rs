@@ -13,16 +13,19 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Run `requests` (one per region) at once. Once `min_ok` have succeeded, the others get
-/// `allowance` more, and those still running then are given up (`None`): a wedged region
-/// costs a bounded wait, not the SDK's request timeout. Also returns whether `cancel`
-/// stopped it, with what had finished by then.
+/// Run `requests` (one per region) at once and return their results in order. Once
+/// `min_ok` have succeeded, the others get `allowance` more; one still running then is
+/// given up, its result an error that says `still_doing` (e.g. "still storing the
+/// object") and for how long. So a wedged region costs a bounded wait, not the SDK's
+/// request timeout. If `cancel` fires first, what had not finished is an error
+/// "cancelled", and the flag returned is true.
 pub(crate) async fn join_bounded<T, F>(
     requests: Vec<F>,
     min_ok: usize,
     allowance: Duration,
-    cancel: &CancellationToken,
-) -> (Vec<Option<Result<T, String>>>, bool)
+    still_doing: &str,
+    cancel: Option<&CancellationToken>,
+) -> (Vec<Result<T, String>>, bool)
 where
     F: Future<Output = Result<T, String>>,
 {
@@ -35,7 +38,7 @@ where
         .map(|(index, request)| async move { (index, request.await) })
         .collect();
     let mut quorum_since: Option<Instant> = None;
-    loop {
+    let cancelled = loop {
         let succeeded = finished
             .iter()
             .filter(|result| matches!(result, Some(Ok(_))))
@@ -47,11 +50,34 @@ where
         tokio::select! {
             next = pending.next() => match next {
                 Some((index, result)) => finished[index] = Some(result),
-                None => return (finished, false),
+                None => break false,
             },
-            () = sleep_until_optional(deadline) => return (finished, false),
-            () = cancel.cancelled() => return (finished, true),
+            () = sleep_until_optional(deadline) => break false,
+            () = cancelled(cancel) => break true,
         }
+    };
+    let results = finished
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                Err(if cancelled {
+                    "cancelled".to_owned()
+                } else {
+                    format!(
+                        "{still_doing} {} s after the other regions had answered",
+                        allowance.as_secs()
+                    )
+                })
+            })
+        })
+        .collect();
+    (results, cancelled)
+}
+
+async fn cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(cancel) => cancel.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,10 +4,10 @@
 //! and goes to every region (one PutObject each when it is a single part, else a
 //! multipart upload each, fanned out part by part: see `send`), uploads complete, the
 //! objects' sizes are checked, and only then is the manifest written to each region that
-//! holds the whole object. The manifest is the commit point: a failure anywhere before it aborts
-//! every open upload and deletes any completed object, so a failed backup leaves neither
-//! a manifest nor an open multipart upload behind (except in a region that is down and
-//! cannot be told; scrub cleans those up).
+//! holds the whole object. The manifest is the commit point: a failure anywhere before it
+//! aborts every open upload and deletes any stored object, so a failed backup leaves
+//! neither a manifest nor an open multipart upload behind (except in a region that is down
+//! and cannot be told; scrub cleans those up).
 
 mod encode;
 mod fanout;
@@ -32,7 +32,7 @@ use crate::progress::{Progress, Stage};
 use crate::region::Region;
 
 use encode::{EncodeError, EncodeJob};
-use fanout::{FanOutError, FanOutLimits, OpenUpload, UploadOutcome};
+use fanout::{FanOutError, FanOutLimits, UploadOutcome};
 use send::{Cleanup, NotSent, SendJob, Sent};
 
 /// Why a backup failed. Nothing of it was committed.
@@ -176,7 +176,9 @@ async fn run_backup_as(
     let sent = match sent {
         Ok(sent) => sent,
         Err(NotSent { error, cleanup }) => {
-            cleanup.run(&object_key).await;
+            cleanup
+                .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
+                .await;
             return Err(match (error, encoded) {
                 (FanOutError::Cancelled, _) => BackupError::Cancelled,
                 // A failed dump explains more than the regions it starved.
@@ -207,11 +209,15 @@ async fn run_backup_as(
     let (encoded, row_counts) = match (encoded, row_counts) {
         (Ok(encoded), Ok(row_counts)) => (encoded, row_counts),
         (Err(error), _) => {
-            sent.into_cleanup().run(&object_key).await;
+            sent.into_cleanup()
+                .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
+                .await;
             return Err(encode_error_to_backup_error(error));
         }
         (_, Err(error)) => {
-            sent.into_cleanup().run(&object_key).await;
+            sent.into_cleanup()
+                .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
+                .await;
             return Err(error.into());
         }
     };
@@ -244,24 +250,14 @@ async fn run_backup_as(
 
     // A region that hangs here gets the same bounded allowance as during the upload.
     let allowance = limits.straggler_allowance();
-    let never_cancelled = CancellationToken::new();
     let (key, stored_bytes) = (&object_key, encoded.stored_bytes);
-    let finishing: Vec<(Region, Option<OpenUpload>)> = to_finish
-        .iter()
-        .map(|(region, upload)| {
-            (
-                region.clone(),
-                upload.as_ref().map(|(upload, _)| upload.clone()),
-            )
-        })
-        .collect();
     let requests = to_finish
-        .into_iter()
+        .iter()
         .map(|(region, upload)| async move {
             if let Some((upload, parts)) = upload {
                 upload
                     .region
-                    .complete_multipart_upload(&upload.key, &upload.upload_id, &parts)
+                    .complete_multipart_upload(&upload.key, &upload.upload_id, parts)
                     .await
                     .map_err(|error| error.to_string())?;
             }
@@ -275,26 +271,25 @@ async fn run_backup_as(
             }
         })
         .collect();
-    let (finished, _) =
-        crate::stragglers::join_bounded(requests, config.min_regions, allowance, &never_cancelled)
-            .await;
+    let (finished, _) = crate::stragglers::join_bounded(
+        requests,
+        config.min_regions,
+        allowance,
+        "still completing the upload",
+        None,
+    )
+    .await;
     let mut holding_regions = Vec::new();
     let mut late = Cleanup::default();
-    for ((region, upload), checked) in finishing.into_iter().zip(finished) {
-        let reason = match checked {
-            Some(Ok(())) => {
-                holding_regions.push(region);
-                continue;
+    for ((region, upload), checked) in to_finish.into_iter().zip(finished) {
+        match checked {
+            Ok(()) => holding_regions.push(region),
+            Err(reason) => {
+                failures.push((region.name().clone(), reason));
+                late.uploads.extend(upload.map(|(upload, _)| upload));
+                late.objects_in.push(region);
             }
-            Some(Err(reason)) => reason,
-            None => format!(
-                "still completing the upload {} s after the other regions had",
-                allowance.as_secs()
-            ),
-        };
-        failures.push((region.name().clone(), reason));
-        late.uploads.extend(upload);
-        late.objects_in.push(region);
+        }
     }
     let clean_dropped = tokio::spawn({
         let key = object_key.clone();
@@ -364,27 +359,26 @@ async fn run_backup_as(
             }
         })
         .collect();
-    let (written, _) =
-        crate::stragglers::join_bounded(requests, config.min_regions, allowance, &never_cancelled)
-            .await;
+    let (written, _) = crate::stragglers::join_bounded(
+        requests,
+        config.min_regions,
+        allowance,
+        "still writing the manifest",
+        None,
+    )
+    .await;
     let mut committed = Vec::new();
     let mut uncommitted = Vec::new();
     for (region, result) in holding_regions.into_iter().zip(written) {
-        let reason = match result {
-            Some(Ok(())) => {
-                committed.push(region);
-                continue;
+        match result {
+            Ok(()) => committed.push(region),
+            Err(reason) => {
+                failures.push((region.name().clone(), reason));
+                uncommitted.push(region);
             }
-            Some(Err(reason)) => reason,
-            None => format!(
-                "still writing the manifest {} s after the other regions had",
-                allowance.as_secs()
-            ),
-        };
-        failures.push((region.name().clone(), reason));
-        uncommitted.push(region);
+        }
     }
-    delete_objects(&uncommitted, &[object_key.as_str(), manifest_key.as_str()]).await;
+    delete_objects(&uncommitted, &[manifest_key.as_str(), object_key.as_str()]).await;
     if committed.len() < config.min_regions {
         delete_objects(&committed, &[manifest_key.as_str(), object_key.as_str()]).await;
         let _ = clean_dropped.await;
@@ -441,14 +435,15 @@ fn encode_error_to_backup_error(error: EncodeError) -> BackupError {
 /// How long deleting or aborting what a failed step left may take; then scrub's job.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Delete `keys` in `regions`, giving up after [`CLEANUP_TIMEOUT`].
+/// Delete `keys` in every one of `regions`, one after the other in each region (so a
+/// manifest listed first never outlives its object), giving up after [`CLEANUP_TIMEOUT`].
 async fn delete_objects(regions: &[Region], keys: &[&str]) {
-    let deletes = join_all(regions.iter().flat_map(|region| {
-        keys.iter().map(move |key| async move {
+    let deletes = join_all(regions.iter().map(|region| async move {
+        for key in keys {
             if let Err(error) = region.delete_object(key).await {
                 tracing::warn!(region = %region.name(), %error, "could not delete uncommitted object");
             }
-        })
+        }
     }));
     if tokio::time::timeout(CLEANUP_TIMEOUT, deletes)
         .await

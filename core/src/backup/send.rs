@@ -58,7 +58,7 @@ pub(crate) struct Cleanup {
 }
 
 impl Cleanup {
-    pub(crate) async fn run(&self, key: &str) {
+    async fn run(&self, key: &str) {
         let aborts = self.uploads.iter().map(|upload| async move {
             if let Err(error) = upload
                 .region
@@ -220,28 +220,28 @@ async fn open_uploads(
                 .map_err(|error| error.to_string())
         })
         .collect();
-    let (opened, cancelled) =
-        crate::stragglers::join_bounded(requests, limits.min_regions, allowance, cancel).await;
+    let (opened, cancelled) = crate::stragglers::join_bounded(
+        requests,
+        limits.min_regions,
+        allowance,
+        "still opening the upload",
+        Some(cancel),
+    )
+    .await;
     let mut uploads = Vec::new();
     for (region, result) in regions.iter().zip(opened) {
-        let reason = match result {
-            Some(Ok(upload_id)) => {
-                uploads.push(OpenUpload {
-                    region: region.clone(),
-                    key: key.to_owned(),
-                    upload_id,
-                });
-                continue;
+        match result {
+            Ok(upload_id) => uploads.push(OpenUpload {
+                region: region.clone(),
+                key: key.to_owned(),
+                upload_id,
+            }),
+            // One given up on that opens after all is aborted by scrub once it is stale.
+            Err(reason) => {
+                tracing::warn!(region = %region.name(), %reason, "region refused the upload");
+                failures.push((region.name().clone(), reason));
             }
-            Some(Err(reason)) => reason,
-            // If it opens after all, scrub aborts it once it is stale.
-            None => format!(
-                "still opening the upload {} s after the other regions had",
-                allowance.as_secs()
-            ),
-        };
-        tracing::warn!(region = %region.name(), %reason, "region refused the upload");
-        failures.push((region.name().clone(), reason));
+        }
     }
     (uploads, cancelled)
 }
@@ -270,8 +270,14 @@ async fn put_whole(
         })
         .collect();
     drop(body);
-    let (finished, cancelled) =
-        crate::stragglers::join_bounded(requests, limits.min_regions, allowance, cancel).await;
+    let (finished, cancelled) = crate::stragglers::join_bounded(
+        requests,
+        limits.min_regions,
+        allowance,
+        "still storing the object",
+        Some(cancel),
+    )
+    .await;
     if cancelled {
         return Err(NotSent {
             error: FanOutError::Cancelled,
@@ -285,20 +291,14 @@ async fn put_whole(
     let mut stored = Vec::new();
     let mut not_stored = Vec::new();
     for (region, result) in regions.iter().zip(finished) {
-        let reason = match result {
-            Some(Ok(())) => {
-                stored.push(region.clone());
-                continue;
+        match result {
+            Ok(()) => stored.push(region.clone()),
+            Err(reason) => {
+                tracing::warn!(region = %region.name(), %reason, "dropping region from backup");
+                failures.push((region.name().clone(), reason));
+                not_stored.push(region.clone());
             }
-            Some(Err(reason)) => reason,
-            None => format!(
-                "still storing the object {} s after the other regions had finished",
-                allowance.as_secs()
-            ),
-        };
-        tracing::warn!(region = %region.name(), %reason, "dropping region from backup");
-        failures.push((region.name().clone(), reason));
-        not_stored.push(region.clone());
+        }
     }
     if stored.len() < limits.min_regions {
         return Err(NotSent {
