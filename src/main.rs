@@ -66,7 +66,8 @@ enum Command {
     },
     /// Drill a backup: restore it into a new scratch database, verify its row counts
     /// against the manifest, drop the database, and record the drill in the catalog (if
-    /// configured; a verified drill marks the backup verified). Exits 1 if it fails.
+    /// configured; a verified drill marks the backup verified). Exits 1 if it fails, is
+    /// cancelled, cannot be recorded or cannot drop its scratch database.
     Drill {
         #[arg(long)]
         tenant: String,

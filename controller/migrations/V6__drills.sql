@@ -1,7 +1,6 @@
 -- Drills: a backup restored into a scratch database, verified against its manifest's row
--- counts, and dropped. A verified drill (or restore) sets backups.verified_at, which
--- retention never trashes the newest of. Drills outlive their backup's catalog row only
--- as long as the backup does.
+-- counts, and dropped. A verified drill sets backups.verified_at (retention never trashes
+-- a tenant's newest verified backup). A drill's row goes with its backup's.
 CREATE TABLE drills (
     id bigserial PRIMARY KEY,
     tenant text NOT NULL,

@@ -56,29 +56,31 @@ pub async fn run(
     let selector = backup_selector(backup)?;
     let tenant_config = resolve_tenant(&config, &tenant).await?;
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    let backup_id = restore::resolve_backup(&regions, &tenant, selector).await?;
+    let backup_id =
+        restore::resolve_backup(&regions, config.min_regions, &tenant, selector).await?;
     let progress: Arc<dyn Progress> = progress_for(json, &format!("drill {tenant}"));
-    let run = restore_job::drill(
-        &config,
-        &tenant_config,
-        backup_id,
-        progress,
-        cancel_on_signal(),
-    )
-    .await;
+    let cancel = cancel_on_signal();
+    let run =
+        restore_job::drill(&config, &tenant_config, backup_id, progress, cancel.clone()).await;
+    if cancel.is_cancelled() {
+        // Not a verdict on the backup: nothing to record.
+        eprintln!("drill cancelled; its scratch database was dropped");
+        return Ok(ExitCode::FAILURE);
+    }
 
+    // A drill that cannot be recorded did not mark its backup verified: say so, and fail.
     let recorded = match &config.catalog {
         None => None,
-        Some(_) => {
-            let catalog = super::catalog::open_catalog(&config).await?;
-            Some(record(&catalog, &run, "cli").await)
-        }
+        Some(_) => Some(match super::catalog::open_catalog(&config).await {
+            Ok(catalog) => record(&catalog, &run, "cli").await,
+            Err(error) => Err(error),
+        }),
     };
     if let Some(Err(error)) = &recorded {
-        eprintln!("warning: the drill is not recorded in the catalog: {error:#}");
+        eprintln!("error: the drill is not recorded in the catalog: {error:#}");
     }
     if let Some(error) = &run.cleanup_error {
-        eprintln!("warning: {error}");
+        eprintln!("error: {error}");
     }
     let duration = (run.finished_at - run.started_at)
         .to_std()
@@ -116,11 +118,14 @@ pub async fn run(
             ),
         }
     }
-    Ok(if run.outcome.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let recorded_ok = !matches!(recorded, Some(Err(_)));
+    Ok(
+        if run.outcome.is_ok() && run.cleanup_error.is_none() && recorded_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 pub async fn list(

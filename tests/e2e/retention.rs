@@ -438,4 +438,22 @@ async fn a_verified_drill_is_recorded_and_keeps_its_backup_from_retention_a_fail
             .any(|reason| reason == "newest verified"),
         "{plan}"
     );
+
+    // A verified drill that cannot be recorded has not marked its backup verified: exit 1.
+    catalog
+        .execute("DELETE FROM backups WHERE id = $1::text::uuid", &[newest])
+        .await
+        .expect("forget the newest backup");
+    let unrecorded = run(&["drill", "--tenant", "acme", "--backup", newest]);
+    assert_eq!(unrecorded.status.code(), Some(1), "{}", stderr(&unrecorded));
+    assert!(
+        stdout(&unrecorded).contains("verified"),
+        "{}",
+        stdout(&unrecorded)
+    );
+    assert!(
+        stderr(&unrecorded).contains("not in the catalog"),
+        "{}",
+        stderr(&unrecorded)
+    );
 }
