@@ -180,6 +180,7 @@ recipients = ["age1notakey", "{recipient}"]
 identity_file = "{identity}"
 min_regions = 5
 compression_level = 99
+region_patience_seconds = 0
 [clusters.main]
 host = "127.0.0.1"
 user = "postgres"
@@ -210,6 +211,7 @@ cluster = "nowhere"
         "regions.eu.bucket: missing",
         "regions.Bad Region: region name \"Bad Region\" is not a slug",
         "min_regions: 5",
+        "region_patience_seconds: must be at least 1",
         "tenants.acme.cluster: unknown cluster \"nowhere\"",
     ] {
         assert!(
