@@ -367,10 +367,21 @@ async fn stalled_region_is_dropped_after_a_bounded_lag_and_the_others_commit() {
     assert_dropped_because(&report, "us", "parts behind");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_allowance() {
+/// Back up `acme` (a database of `rows` rows) with region `us` stalled from the start: the
+/// backup must commit in `eu` and `ap` within `limit` (far below the 120 s request
+/// timeout), with `us` dropped because `why`.
+async fn backup_with_us_stalled_from_the_start(
+    rows: u32,
+    limit: Duration,
+    why: &str,
+) -> (
+    TestEnv,
+    crate::stall_proxy::StallProxy,
+    lifeboat_core::config::Config,
+    lifeboat_core::backup::BackupReport,
+) {
     let env = TestEnv::start(Backend::Seaweed, 3).await;
-    env.create_tenant_database("acme", 1000).await;
+    env.create_tenant_database("acme", rows).await;
     let (proxy, config) = behind_stall_proxy(&env, 1).await;
     proxy.stall();
 
@@ -378,18 +389,20 @@ async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_al
     let report = backup(&config, "acme")
         .await
         .expect("backup commits without the stalled region");
-    // One part: PutObject in each region; the stalled one is given patience (2 s) × the
-    // lag bound (4) after the others have stored it, then 15 s to clean up: far below the
-    // 120 s request timeout.
-    assert!(
-        started.elapsed() < Duration::from_secs(45),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(report.manifest.object.part_count, 1);
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
     let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
     assert_eq!(holding, ["eu", "ap"]);
-    assert_dropped_because(&report, "us", "still storing");
+    assert_dropped_because(&report, "us", why);
+    (env, proxy, config, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_allowance() {
+    // One part: PutObject in each region; the stalled one is given patience (2 s) × the
+    // lag bound (4) after the others have stored it, then 15 s to clean up.
+    let (env, _proxy, config, report) =
+        backup_with_us_stalled_from_the_start(1000, Duration::from_secs(45), "still storing").await;
+    assert_eq!(report.manifest.object.part_count, 1);
     for index in [0, 2] {
         let region = env.region(&config, index);
         assert!(
@@ -414,26 +427,15 @@ async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_al
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn region_stalled_before_a_multipart_upload_opens_is_dropped_after_the_straggler_allowance() {
-    let env = TestEnv::start(Backend::Seaweed, 3).await;
-    env.create_tenant_database("acme", LARGE_ROWS).await;
-    let (proxy, config) = behind_stall_proxy(&env, 1).await;
-    proxy.stall();
-
-    let started = std::time::Instant::now();
-    let report = backup(&config, "acme")
-        .await
-        .expect("backup commits without the stalled region");
     // Opening the upload: once the others have, the stalled one gets patience (2 s) × the
-    // lag bound (4), not the 120 s request timeout.
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
+    // lag bound (4).
+    let (_env, _proxy, _config, report) = backup_with_us_stalled_from_the_start(
+        LARGE_ROWS,
+        Duration::from_secs(60),
+        "still opening the upload",
+    )
+    .await;
     assert!(report.manifest.object.part_count >= 3);
-    let holding: Vec<&str> = report.manifest.regions.iter().map(|r| r.as_str()).collect();
-    assert_eq!(holding, ["eu", "ap"]);
-    assert_dropped_because(&report, "us", "still opening the upload");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
