@@ -1,10 +1,11 @@
 //! Maintenance jobs on the stored copies: scrub (check the copies in one region, abort its
-//! stale uploads) and replicate (copy a backup into a region that lacks it).
+//! stale uploads, delete stale dump objects without a manifest) and replicate (copy a backup into a region that lacks it).
 //!
 //! Both work on encrypted bytes only, so an agent holding public keys can run them. The
 //! controller plans the jobs from its catalog and applies their results; the agent only
 //! needs the regions in its config.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use lifeboat_core::api::{CopyCheck, JobResult, ScrubTarget};
@@ -42,7 +43,8 @@ impl MaintenanceError {
 }
 
 /// Check `targets` in `region_name`, then abort its uploads under `tenants/` older than
-/// [`STALE_UPLOAD_AGE`].
+/// [`STALE_UPLOAD_AGE`] and delete its dump objects that have no manifest, are that old
+/// and are not among `targets`.
 pub async fn run_scrub(
     config: &Config,
     region_name: &RegionName,
@@ -93,11 +95,22 @@ pub async fn run_scrub_with_upload_age(
         }
     }
     let stale_before = copy::created_before_age(stale_upload_age);
-    match copy::abort_stale_uploads(&region, &manifest::listing_prefix(None), stale_before).await {
+    let prefix = manifest::listing_prefix(None);
+    match copy::abort_stale_uploads(&region, &prefix, stale_before).await {
         Ok(0) => {}
         Ok(aborted) => tracing::info!(region = %region_name, aborted, "stale uploads aborted"),
         Err(error) => {
             tracing::warn!(region = %region_name, %error, "cannot list uploads to abort stale ones");
+        }
+    }
+    // The catalog's backups in this region are the targets: never orphans, whatever the
+    // state of their manifest.
+    let known: HashSet<BackupId> = targets.iter().map(|target| target.backup_id).collect();
+    match copy::delete_orphan_objects(&region, &prefix, stale_before, &known).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(region = %region_name, deleted, "orphan objects deleted"),
+        Err(error) => {
+            tracing::warn!(region = %region_name, %error, "cannot list objects to delete orphans");
         }
     }
     Ok(JobResult::Scrub {

@@ -11,6 +11,7 @@
 //! - the manifest is written last, because it is the commit point: until it is there the
 //!   copy does not exist, and on any failure the upload is aborted or the object deleted.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -21,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{CopyCheck, CopyState, ScrubTarget};
 use crate::ids::{BackupId, RegionName, TenantName};
-use crate::manifest::{Manifest, ObjectKey};
+use crate::manifest::{self, Manifest, ObjectKey};
 use crate::policy;
 use crate::region::{Region, RegionError, RegionErrorKind};
 
@@ -615,4 +616,49 @@ pub async fn abort_stale_uploads(
         }
     }
     Ok(aborted)
+}
+
+/// Delete the dump objects under `prefix` that have no manifest beside them, were last
+/// written before `modified_before`, and are not in `known` (the backups the catalog
+/// expects in this region): left by a request that a wedged region carried out after
+/// the backup had given up on it and deleted the key, or by a process killed between
+/// the object and its manifest. A backup in progress is younger than any sensible
+/// `modified_before`.
+///
+/// Returns how many were deleted. Objects whose time the server does not give are left
+/// alone, and so is one that cannot be deleted (a warning says which).
+pub async fn delete_orphan_objects(
+    region: &Region,
+    prefix: &str,
+    modified_before: DateTime<Utc>,
+    known: &HashSet<BackupId>,
+) -> Result<usize, RegionError> {
+    let objects = region.list_objects(prefix).await?;
+    let with_manifest: HashSet<BackupId> = objects
+        .iter()
+        .filter_map(|object| manifest::parse_manifest_key(&object.key))
+        .map(|(_, backup_id)| backup_id)
+        .collect();
+    let mut deleted = 0;
+    for object in &objects {
+        let Some((_, backup_id)) = manifest::parse_dump_key(&object.key) else {
+            continue;
+        };
+        let stale = object
+            .last_modified
+            .is_some_and(|modified| modified < modified_before);
+        if !stale || with_manifest.contains(&backup_id) || known.contains(&backup_id) {
+            continue;
+        }
+        match region.delete_object(&object.key).await {
+            Ok(()) => {
+                tracing::info!(region = %region.name(), key = %object.key, "orphan object deleted");
+                deleted += 1;
+            }
+            Err(error) => {
+                tracing::warn!(region = %region.name(), key = %object.key, %error, "cannot delete an orphan object");
+            }
+        }
+    }
+    Ok(deleted)
 }

@@ -57,10 +57,19 @@ pub fn listing_prefix(tenant: Option<&TenantName>) -> String {
 
 /// The tenant and backup id of a manifest key; `None` for any other key.
 pub fn parse_manifest_key(key: &str) -> Option<(TenantName, BackupId)> {
+    parse_key(key, MANIFEST_SUFFIX)
+}
+
+/// The tenant and backup id of a dump object's key; `None` for any other key.
+pub fn parse_dump_key(key: &str) -> Option<(TenantName, BackupId)> {
+    parse_key(key, OBJECT_SUFFIX)
+}
+
+fn parse_key(key: &str, suffix: &str) -> Option<(TenantName, BackupId)> {
     let rest = key.strip_prefix(TENANTS_PREFIX)?;
     let file_name = rest.rsplit('/').next()?;
     let tenant = rest.split('/').next()?;
-    let backup_id = file_name.strip_suffix(MANIFEST_SUFFIX)?;
+    let backup_id = file_name.strip_suffix(suffix)?;
     Some((
         TenantName::parse(tenant).ok()?,
         BackupId::parse(backup_id).ok()?,

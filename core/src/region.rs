@@ -379,7 +379,17 @@ impl Region {
 
     /// Every key under `prefix`, in the server's (lexicographic) order.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, RegionError> {
-        let mut keys = Vec::new();
+        Ok(self
+            .list_objects(prefix)
+            .await?
+            .into_iter()
+            .map(|object| object.key)
+            .collect())
+    }
+
+    /// Every object under `prefix` with its last-modified time, in the server's order.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, RegionError> {
+        let mut objects = Vec::new();
         let mut continuation_token = None;
         loop {
             let output = self
@@ -391,15 +401,17 @@ impl Region {
                 .send()
                 .await
                 .map_err(|error| self.error("list objects", prefix, &error))?;
-            keys.extend(
-                output
-                    .contents()
-                    .iter()
-                    .filter_map(|object| object.key().map(str::to_owned)),
-            );
+            objects.extend(output.contents().iter().filter_map(|object| {
+                Some(ListedObject {
+                    key: object.key()?.to_owned(),
+                    last_modified: object.last_modified().and_then(|modified| {
+                        chrono::DateTime::from_timestamp(modified.secs(), modified.subsec_nanos())
+                    }),
+                })
+            }));
             continuation_token = output.next_continuation_token().map(str::to_owned);
             if output.is_truncated() != Some(true) || continuation_token.is_none() {
-                return Ok(keys);
+                return Ok(objects);
             }
         }
     }
@@ -430,6 +442,14 @@ impl Region {
             .map_err(|error| self.error("delete object", key, &error))?;
         Ok(())
     }
+}
+
+/// An object, as [`Region::list_objects`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    /// When the server says the object was last written; `None` if it did not say.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An open multipart upload, as [`Region::list_open_uploads`] returns it.

@@ -487,3 +487,81 @@ async fn stale_upload_cleanup_counts_none_where_uploads_cannot_be_listed() {
         "s3s-fs does not list uploads"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_knows_them() {
+    let env = TestEnv::start(Backend::Seaweed, 1).await;
+    env.create_tenant_database("acme", 100).await;
+    let config = env.config(&Settings::default());
+    let region = env.region(&config, 0);
+    let committed = crate::harness::backup(&config, "acme")
+        .await
+        .expect("backup");
+    let tenant = TenantName::parse("acme").expect("tenant");
+    let orphan = ObjectKey::Dump(&tenant, BackupId::default()).to_key();
+    let known_id = BackupId::default();
+    let known = ObjectKey::Dump(&tenant, known_id).to_key();
+    let not_a_backup = "tenants/acme/2020/01/notes.dump.zst.age";
+    for key in [orphan.as_str(), known.as_str(), not_a_backup] {
+        region
+            .put_object(key, bytes::Bytes::from_static(b"left behind"))
+            .await
+            .expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fresh = ObjectKey::Dump(&tenant, BackupId::default()).to_key();
+    region
+        .put_object(&fresh, bytes::Bytes::from_static(b"in progress"))
+        .await
+        .expect("put");
+
+    // The default age (a day) deletes nothing.
+    run_scrub(&config, &config.regions[0].name, &[])
+        .await
+        .expect("scrub");
+    assert!(
+        region
+            .list_keys(&orphan)
+            .await
+            .expect("list")
+            .contains(&orphan)
+    );
+
+    // `known` is one of the catalog's backups in this region: a scrub target.
+    let targets = [lifeboat_core::api::ScrubTarget {
+        tenant: tenant.clone(),
+        backup_id: known_id,
+        stored_bytes: 11,
+        sha256: "0".repeat(64),
+        full: false,
+    }];
+    run_scrub_with_upload_age(
+        &config,
+        &config.regions[0].name,
+        &targets,
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("scrub");
+    let left = region.list_keys("").await.expect("list");
+    assert!(
+        !left.contains(&orphan),
+        "the stale orphan is deleted: {left:?}"
+    );
+    for kept in [
+        &known,
+        &fresh,
+        &not_a_backup.to_owned(),
+        &committed.manifest.object.key,
+    ] {
+        assert!(left.contains(kept), "{kept} is kept: {left:?}");
+    }
+    crate::harness::restore(
+        &config,
+        "acme",
+        lifeboat_core::restore::BackupSelector::Latest,
+        "acme_restored",
+    )
+    .await
+    .expect("the committed backup still restores");
+}
