@@ -59,6 +59,9 @@ pub struct RestoreReport {
     pub database: String,
     pub region: RegionName,
     pub failed_attempts: Vec<FailedAttempt>,
+    /// With `--latest`, regions that could not be listed: a newer backup only they hold
+    /// was not considered.
+    pub regions_not_listed: Vec<FailedAttempt>,
     pub stored_bytes: u64,
     pub dump_bytes: u64,
     pub tables_verified: usize,
@@ -113,9 +116,15 @@ async fn restore_instrumented(
         }
         .into());
     }
-    let backup_id =
+    let resolved =
         restore::resolve_backup(&regions, config.min_regions, &tenant.name, request.selector)
             .await?;
+    let backup_id = resolved.backup_id;
+    let regions_not_listed: Vec<FailedAttempt> = resolved
+        .unlisted
+        .into_iter()
+        .map(|(region, error)| FailedAttempt { region, error })
+        .collect();
     let target = RestoreTarget {
         tools: PgTools::locate(config.pg_bin_dir.as_deref()),
         cluster: cluster.clone(),
@@ -170,6 +179,7 @@ async fn restore_instrumented(
                     database: request.into_database.to_owned(),
                     region: streamed.region,
                     failed_attempts,
+                    regions_not_listed,
                     stored_bytes: streamed.stored_bytes,
                     dump_bytes: streamed.dump_bytes,
                     tables_verified: tables,

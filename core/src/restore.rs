@@ -129,9 +129,10 @@ pub async fn resolve_backup(
     min_regions: usize,
     tenant: &TenantName,
     selector: BackupSelector,
-) -> Result<BackupId, RestoreError> {
+) -> Result<ResolvedBackup, RestoreError> {
+    let mut unlisted = Vec::new();
     let backup_id = match selector {
-        BackupSelector::Id(backup_id) => return Ok(backup_id),
+        BackupSelector::Id(backup_id) => backup_id,
         BackupSelector::Latest => {
             let requests = regions
                 .iter()
@@ -161,6 +162,7 @@ pub async fn resolve_backup(
                     Err(reason) => {
                         tracing::warn!(region = %region.name(), %reason, "the newest backup is chosen without this region");
                         reasons.push(format!("region {}: {reason}", region.name()));
+                        unlisted.push((region.name().clone(), reason));
                     }
                 }
             }
@@ -170,7 +172,19 @@ pub async fn resolve_backup(
             })?
         }
     };
-    Ok(backup_id)
+    Ok(ResolvedBackup {
+        backup_id,
+        unlisted,
+    })
+}
+
+/// The backup a selector named, and the regions left out of the search for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedBackup {
+    pub backup_id: BackupId,
+    /// With `--latest`, the regions that could not be listed, and why: a newer backup
+    /// that only they hold was not considered.
+    pub unlisted: Vec<(RegionName, String)>,
 }
 
 /// Where a restore writes.

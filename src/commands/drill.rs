@@ -56,8 +56,9 @@ pub async fn run(
     let selector = backup_selector(backup)?;
     let tenant_config = resolve_tenant(&config, &tenant).await?;
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    let backup_id =
-        restore::resolve_backup(&regions, config.min_regions, &tenant, selector).await?;
+    let backup_id = restore::resolve_backup(&regions, config.min_regions, &tenant, selector)
+        .await?
+        .backup_id;
     let progress: Arc<dyn Progress> = progress_for(json, &format!("drill {tenant}"));
     let cancel = cancel_on_signal();
     let run =

@@ -42,6 +42,7 @@ pub async fn run(
             "database": report.database,
             "region": report.region,
             "failed_attempts": report.failed_attempts,
+            "regions_not_listed": report.regions_not_listed,
             "stored_bytes": report.stored_bytes,
             "dump_bytes": report.dump_bytes,
             "tables_verified": report.tables_verified,
@@ -66,6 +67,12 @@ pub async fn run(
         human_bytes(report.stored_bytes),
         human_bytes(report.dump_bytes)
     );
+    for unlisted in &report.regions_not_listed {
+        println!(
+            "  WARNING: region {} could not be listed ({}): a newer backup held only there was not considered",
+            unlisted.region, unlisted.error
+        );
+    }
     for attempt in &report.failed_attempts {
         println!(
             "  region {} failed first: {}",

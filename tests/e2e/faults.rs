@@ -459,4 +459,10 @@ async fn restore_of_the_latest_backup_does_not_wait_for_a_stalled_region() {
     );
     assert_eq!(restored.backup_id, report.manifest.backup_id);
     assert_eq!(restored.region.as_str(), "eu");
+    let unlisted: Vec<&str> = restored
+        .regions_not_listed
+        .iter()
+        .map(|attempt| attempt.region.as_str())
+        .collect();
+    assert_eq!(unlisted, ["us"], "{:?}", restored.regions_not_listed);
 }
