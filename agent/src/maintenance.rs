@@ -44,13 +44,14 @@ impl MaintenanceError {
 
 /// Check `targets` in `region_name`, then abort its uploads under `tenants/` older than
 /// [`STALE_UPLOAD_AGE`] and delete its dump objects that have no manifest, are that old
-/// and are not among `targets`.
+/// and are neither among `targets` nor in `keep` (every backup the catalog has).
 pub async fn run_scrub(
     config: &Config,
     region_name: &RegionName,
     targets: &[ScrubTarget],
+    keep: &[BackupId],
 ) -> Result<JobResult, MaintenanceError> {
-    run_scrub_with_upload_age(config, region_name, targets, STALE_UPLOAD_AGE).await
+    run_scrub_with_upload_age(config, region_name, targets, keep, STALE_UPLOAD_AGE).await
 }
 
 /// [`run_scrub`] with another age after which an open upload counts as stale.
@@ -58,6 +59,7 @@ pub async fn run_scrub_with_upload_age(
     config: &Config,
     region_name: &RegionName,
     targets: &[ScrubTarget],
+    keep: &[BackupId],
     stale_upload_age: Duration,
 ) -> Result<JobResult, MaintenanceError> {
     let region = Region::new(config.region(region_name)?);
@@ -103,9 +105,12 @@ pub async fn run_scrub_with_upload_age(
             tracing::warn!(region = %region_name, %error, "cannot list uploads to abort stale ones");
         }
     }
-    // The catalog's backups in this region are the targets: never orphans, whatever the
-    // state of their manifest.
-    let known: HashSet<BackupId> = targets.iter().map(|target| target.backup_id).collect();
+    // Every backup the catalog has is kept, whatever the state of its manifest.
+    let known: HashSet<BackupId> = targets
+        .iter()
+        .map(|target| target.backup_id)
+        .chain(keep.iter().copied())
+        .collect();
     match copy::delete_orphan_objects(&region, &prefix, stale_before, &known).await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(region = %region_name, deleted, "orphan objects deleted"),

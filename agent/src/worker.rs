@@ -645,9 +645,11 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 },
             }
         }
-        JobWork::Scrub { region, copies } => {
-            maintenance_outcome(maintenance::run_scrub(config, region, copies).await)
-        }
+        JobWork::Scrub {
+            region,
+            copies,
+            keep,
+        } => maintenance_outcome(maintenance::run_scrub(config, region, copies, keep).await),
         JobWork::Replicate {
             tenant,
             backup_id,

@@ -171,6 +171,7 @@ async fn apply_result(
             JobWork::Scrub {
                 region,
                 copies: targets,
+                ..
             },
             JobResult::Scrub {
                 region: reported_region,

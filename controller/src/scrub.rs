@@ -167,8 +167,19 @@ pub async fn plan_scrub(
     now: DateTime<Utc>,
 ) -> Result<Vec<JobWork>, CatalogError> {
     let backups = load_live_backups(catalog).await?;
+    // Every backup, trashed or not: the agent never deletes their objects as orphans.
+    let keep: Vec<BackupId> = catalog
+        .connection()
+        .await?
+        .query("SELECT id FROM backups", &[])
+        .await
+        .map_err(query_error("list every backup id"))?
+        .iter()
+        .filter_map(|row| BackupId::from_uuid(row.get(0)))
+        .collect();
     Ok(scrub_jobs(
         &backups,
+        &keep,
         configured_regions,
         full_sample_per_day,
         now,
@@ -177,6 +188,7 @@ pub async fn plan_scrub(
 
 fn scrub_jobs(
     backups: &[LiveBackup],
+    keep: &[BackupId],
     configured_regions: &[RegionName],
     full_sample_per_day: usize,
     now: DateTime<Utc>,
@@ -233,6 +245,7 @@ fn scrub_jobs(
             JobWork::Scrub {
                 region: region.clone(),
                 copies,
+                keep: keep.to_vec(),
             }
         })
         .collect()
@@ -440,7 +453,7 @@ mod tests {
             backup(vec![("eu", copy(CopyState::Present, recent))]),
             backup(vec![("eu", copy(CopyState::Missing, None))]),
         ];
-        let jobs = scrub_jobs(&backups, &[region("eu")], 3, now);
+        let jobs = scrub_jobs(&backups, &[], &[region("eu")], 3, now);
         assert_eq!(jobs.len(), 1);
         // The missing copy is repair's business; the unrecorded one is checked. Budget 3
         // minus one hashed today: the never-hashed one and the older one.
@@ -453,7 +466,7 @@ mod tests {
                 (backups[3].backup_id, false),
             ]
         );
-        let none_full = scrub_jobs(&backups, &[region("eu"), region("us")], 0, now);
+        let none_full = scrub_jobs(&backups, &[], &[region("eu"), region("us")], 0, now);
         assert_eq!(none_full.len(), 2, "one job per configured region");
         assert!(targets(&none_full[1]).iter().all(|(_, full)| !full));
         assert_eq!(

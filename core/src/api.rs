@@ -94,6 +94,9 @@ pub enum JobWork {
     Scrub {
         region: RegionName,
         copies: Vec<ScrubTarget>,
+        /// Every backup the catalog has, whatever its state (trashed, held, copies
+        /// missing): never deleted as an orphan object, even without a manifest.
+        keep: Vec<BackupId>,
     },
     /// Remove a backup's object and manifest from the given regions.
     Delete {

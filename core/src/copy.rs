@@ -641,13 +641,18 @@ pub async fn delete_orphan_objects(
         .collect();
     let mut deleted = 0;
     for object in &objects {
-        let Some((_, backup_id)) = manifest::parse_dump_key(&object.key) else {
+        let Some((tenant, backup_id)) = manifest::parse_dump_key(&object.key) else {
             continue;
         };
         let stale = object
             .last_modified
             .is_some_and(|modified| modified < modified_before);
         if !stale || with_manifest.contains(&backup_id) || known.contains(&backup_id) {
+            continue;
+        }
+        // The listing is a snapshot: a manifest written since keeps the object.
+        let manifest_key = ObjectKey::Manifest(&tenant, backup_id).to_key();
+        if !matches!(region.object_size(&manifest_key).await, Ok(None)) {
             continue;
         }
         match region.delete_object(&object.key).await {

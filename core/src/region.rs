@@ -409,10 +409,24 @@ impl Region {
                     }),
                 })
             }));
-            continuation_token = output.next_continuation_token().map(str::to_owned);
-            if output.is_truncated() != Some(true) || continuation_token.is_none() {
+            if output.is_truncated() != Some(true) {
                 return Ok(objects);
             }
+            // A listing cut short must not pass for the whole: scrub deletes what it
+            // does not find a manifest for.
+            continuation_token = Some(
+                output
+                    .next_continuation_token()
+                    .ok_or_else(|| RegionError {
+                        region: self.name.clone(),
+                        operation: "list objects",
+                        key: prefix.to_owned(),
+                        kind: RegionErrorKind::Other,
+                        message: "the listing is truncated but has no continuation token"
+                            .to_owned(),
+                    })?
+                    .to_owned(),
+            );
         }
     }
 

@@ -955,6 +955,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
             work: JobWork::Scrub {
                 region: lifeboat_core::ids::RegionName::parse("eu").expect("region"),
                 copies: vec![],
+                keep: vec![],
             },
         });
     }
@@ -1196,10 +1197,14 @@ async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copie
         full: true,
     };
     let region = config.regions[0].name.clone();
-    let present =
-        lifeboat_agent::maintenance::run_scrub(&config, &region, std::slice::from_ref(&target))
-            .await
-            .expect("scrub");
+    let present = lifeboat_agent::maintenance::run_scrub(
+        &config,
+        &region,
+        std::slice::from_ref(&target),
+        &[],
+    )
+    .await
+    .expect("scrub");
     assert!(
         matches!(&present, JobResult::Scrub { copies, .. } if copies[0].state == lifeboat_core::api::CopyState::Present),
         "{present:?}"
@@ -1207,7 +1212,7 @@ async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copie
     // The bucket is misconfigured: every HEAD would answer 404, which must not read as
     // "every copy is missing".
     config.regions[0].bucket = "no-such-bucket".to_owned();
-    let error = lifeboat_agent::maintenance::run_scrub(&config, &region, &[target])
+    let error = lifeboat_agent::maintenance::run_scrub(&config, &region, &[target], &[])
         .await
         .expect_err("a missing bucket fails the scrub");
     assert!(error.to_string().contains("bucket missing"), "{error}");

@@ -136,6 +136,30 @@ async fn trashed_backup_is_purged_from_every_region_and_the_other_still_restores
     assert_eq!(ids_of(&trash), [old.as_str()]);
 
     let config = Config::load(Some(&config_path)).expect("config");
+    // Scrub no longer checks a trashed backup, but keeps its objects from the orphan sweep.
+    let pool = lifeboat_controller::catalog::Catalog::connect(
+        config
+            .cluster(&config.catalog.as_ref().expect("catalog").cluster)
+            .expect("cluster"),
+        "lifeboat_catalog",
+    )
+    .await
+    .expect("catalog pool");
+    let region_names: Vec<_> = config
+        .regions
+        .iter()
+        .map(|region| region.name.clone())
+        .collect();
+    let jobs = lifeboat_controller::scrub::plan_scrub(&pool, &region_names, 0, chrono::Utc::now())
+        .await
+        .expect("plan scrub");
+    for job in jobs {
+        let lifeboat_core::api::JobWork::Scrub { copies, keep, .. } = job else {
+            panic!("not a scrub job: {job:?}");
+        };
+        assert!(!copies.iter().any(|copy| copy.backup_id.to_string() == *old));
+        assert!(keep.iter().any(|id| id.to_string() == *old), "{keep:?}");
+    }
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
     for region in &regions {
         let keys = all_keys(region).await;

@@ -135,10 +135,25 @@ async fn scrub_round(backed_up: &BackedUp, catalog: &Catalog, full_sample_per_da
         "one job per region"
     );
     for job in jobs {
-        let JobWork::Scrub { region, copies } = job else {
+        let JobWork::Scrub {
+            region,
+            copies,
+            keep,
+        } = job
+        else {
             panic!("not a scrub job: {job:?}");
         };
-        let result = run_scrub(&backed_up.config, &region, &copies)
+        // Every backup the catalog has is kept from the orphan sweep, trashed ones too.
+        let in_catalog: i64 = catalog
+            .connection()
+            .await
+            .expect("connection")
+            .query_one("SELECT count(*) FROM backups", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(keep.len() as i64, in_catalog, "{keep:?}");
+        let result = run_scrub(&backed_up.config, &region, &copies, &keep)
             .await
             .expect("scrub");
         let JobResult::Scrub { region, copies } = result else {
@@ -330,7 +345,7 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         other => panic!("not a scrub job: {other:?}"),
     };
     assert_eq!(targets.len(), 1);
-    run_scrub(&backed_up.config, &backed_up.region_names[0], &targets)
+    run_scrub(&backed_up.config, &backed_up.region_names[0], &targets, &[])
         .await
         .expect_err("eu is down");
     assert_eq!(
@@ -442,6 +457,7 @@ async fn scrub_aborts_stale_uploads_under_tenants_only() {
         &config,
         &config.regions[0].name,
         &[],
+        &[],
         Duration::from_secs(2),
     )
     .await
@@ -466,7 +482,7 @@ async fn scrub_aborts_stale_uploads_under_tenants_only() {
         "only the stale upload under tenants/ is gone"
     );
     // The default age leaves the rest alone.
-    run_scrub(&config, &config.regions[0].name, &[])
+    run_scrub(&config, &config.regions[0].name, &[], &[])
         .await
         .expect("scrub");
     assert_eq!(open_uploads(&region).await.len(), 2);
@@ -499,10 +515,19 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         .expect("backup");
     let tenant = TenantName::parse("acme").expect("tenant");
     let orphan = ObjectKey::Dump(&tenant, BackupId::default()).to_key();
-    let known_id = BackupId::default();
-    let known = ObjectKey::Dump(&tenant, known_id).to_key();
+    // One of the catalog's backups in this region (a scrub target), and one the catalog
+    // has in another state (trashed, or its copy here marked missing): both kept.
+    let target_id = BackupId::default();
+    let target = ObjectKey::Dump(&tenant, target_id).to_key();
+    let kept_id = BackupId::default();
+    let kept = ObjectKey::Dump(&tenant, kept_id).to_key();
     let not_a_backup = "tenants/acme/2020/01/notes.dump.zst.age";
-    for key in [orphan.as_str(), known.as_str(), not_a_backup] {
+    for key in [
+        orphan.as_str(),
+        target.as_str(),
+        kept.as_str(),
+        not_a_backup,
+    ] {
         region
             .put_object(key, bytes::Bytes::from_static(b"left behind"))
             .await
@@ -516,7 +541,7 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         .expect("put");
 
     // The default age (a day) deletes nothing.
-    run_scrub(&config, &config.regions[0].name, &[])
+    run_scrub(&config, &config.regions[0].name, &[], &[])
         .await
         .expect("scrub");
     assert!(
@@ -527,10 +552,9 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
             .contains(&orphan)
     );
 
-    // `known` is one of the catalog's backups in this region: a scrub target.
     let targets = [lifeboat_core::api::ScrubTarget {
         tenant: tenant.clone(),
-        backup_id: known_id,
+        backup_id: target_id,
         stored_bytes: 11,
         sha256: "0".repeat(64),
         full: false,
@@ -539,6 +563,7 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         &config,
         &config.regions[0].name,
         &targets,
+        &[kept_id],
         Duration::from_secs(2),
     )
     .await
@@ -549,7 +574,8 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         "the stale orphan is deleted: {left:?}"
     );
     for kept in [
-        &known,
+        &target,
+        &kept,
         &fresh,
         &not_a_backup.to_owned(),
         &committed.manifest.object.key,

@@ -49,6 +49,7 @@ pub(crate) fn make_jobs(
                 BenchJobKind::Scrub => JobWork::Scrub {
                     region,
                     copies: vec![],
+                    keep: vec![],
                 },
                 BenchJobKind::Delete => JobWork::Delete {
                     tenant: TenantName::parse(&format!("d-{:06}", offset + index))?,
