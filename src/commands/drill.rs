@@ -56,9 +56,13 @@ pub async fn run(
     let selector = backup_selector(backup)?;
     let tenant_config = resolve_tenant(&config, &tenant).await?;
     let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    let backup_id = restore::resolve_backup(&regions, config.min_regions, &tenant, selector)
-        .await?
-        .backup_id;
+    let resolved = restore::resolve_backup(&regions, config.min_regions, &tenant, selector).await?;
+    for (region, reason) in &resolved.unlisted {
+        eprintln!(
+            "warning: region {region} could not be listed ({reason}): a newer backup held only there is not drilled"
+        );
+    }
+    let backup_id = resolved.backup_id;
     let progress: Arc<dyn Progress> = progress_for(json, &format!("drill {tenant}"));
     let cancel = cancel_on_signal();
     let run =
