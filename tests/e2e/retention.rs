@@ -62,6 +62,28 @@ async fn tenant_with_backups(
     (config_path, ids, catalog)
 }
 
+/// The catalog as the controller opens it, and the configured regions' names.
+async fn catalog_pool(
+    config: &Config,
+) -> (
+    lifeboat_controller::catalog::Catalog,
+    Vec<lifeboat_core::ids::RegionName>,
+) {
+    let catalog = config.catalog.as_ref().expect("catalog configured");
+    let pool = lifeboat_controller::catalog::Catalog::connect(
+        config.cluster(&catalog.cluster).expect("cluster"),
+        &catalog.database,
+    )
+    .await
+    .expect("catalog pool");
+    let region_names = config
+        .regions
+        .iter()
+        .map(|region| region.name.clone())
+        .collect();
+    (pool, region_names)
+}
+
 /// Move a backup back in time, past the 30 days manual backups are kept whatever the policy.
 async fn age_backup(catalog: &tokio_postgres::Client, id: &str, days: i32) {
     let changed = catalog
@@ -137,19 +159,7 @@ async fn trashed_backup_is_purged_from_every_region_and_the_other_still_restores
 
     let config = Config::load(Some(&config_path)).expect("config");
     // Scrub no longer checks a trashed backup, but keeps its objects from the orphan sweep.
-    let pool = lifeboat_controller::catalog::Catalog::connect(
-        config
-            .cluster(&config.catalog.as_ref().expect("catalog").cluster)
-            .expect("cluster"),
-        "lifeboat_catalog",
-    )
-    .await
-    .expect("catalog pool");
-    let region_names: Vec<_> = config
-        .regions
-        .iter()
-        .map(|region| region.name.clone())
-        .collect();
+    let (pool, region_names) = catalog_pool(&config).await;
     let jobs = lifeboat_controller::scrub::plan_scrub(&pool, &region_names, 0, chrono::Utc::now())
         .await
         .expect("plan scrub");
@@ -416,20 +426,8 @@ async fn a_verified_drill_is_recorded_and_keeps_its_backup_from_retention_a_fail
         .map(|row| row.get(0))
         .collect();
     assert_eq!(verified, [oldest.as_str()]);
-    let catalog_pool = lifeboat_controller::catalog::Catalog::connect(
-        config
-            .cluster(&config.catalog.as_ref().expect("catalog").cluster)
-            .expect("cluster"),
-        "lifeboat_catalog",
-    )
-    .await
-    .expect("catalog pool");
-    let region_names: Vec<_> = config
-        .regions
-        .iter()
-        .map(|region| region.name.clone())
-        .collect();
-    let metrics = lifeboat_controller::metrics::render(&catalog_pool, &region_names)
+    let (pool, region_names) = catalog_pool(&config).await;
+    let metrics = lifeboat_controller::metrics::render(&pool, &region_names)
         .await
         .expect("metrics");
     assert!(
