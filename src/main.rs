@@ -226,9 +226,10 @@ enum BackupsCommand {
 
 /// `--backup ID` or `--latest`, exactly one.
 #[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
 struct WhichBackup {
     /// The backup, by id.
-    #[arg(long, conflicts_with = "latest", required_unless_present = "latest")]
+    #[arg(long)]
     backup: Option<String>,
     /// The newest backup in any region.
     #[arg(long)]

@@ -150,6 +150,20 @@ async fn command_line_names_what_is_wrong_and_exits_non_zero() {
         stderr(&bad_id)
     );
 
+    for command in ["restore", "drill"] {
+        let mut arguments = vec![command, "--tenant", "acme"];
+        if command == "restore" {
+            arguments.extend(["--into", "x"]);
+        }
+        let no_backup = env.lifeboat(&config_path, &arguments);
+        assert_eq!(no_backup.status.code(), Some(2), "{}", stderr(&no_backup));
+        assert!(
+            stderr(&no_backup).contains("<--backup <BACKUP>|--latest>"),
+            "{command}: {}",
+            stderr(&no_backup)
+        );
+    }
+
     let malformed = env.dir.path().join("malformed.toml");
     std::fs::write(&malformed, "recipients = [\n").expect("write");
     let output = env.lifeboat(&malformed, &["config", "check"]);
