@@ -4,7 +4,8 @@
 //! `weed mini` runs master, volume server, filer, S3 gateway and an admin server in one process;
 //! each of them listens on an HTTP and a gRPC port. We choose all ten ports ourselves (random,
 //! below the ephemeral range, gRPC = HTTP + 10000 because parts of `weed` assume it) so that
-//! several instances coexist, and keep them for a restart.
+//! several instances coexist, and keep them for a restart: they stay reserved against other test
+//! processes while the server is down (see [`crate::ports`]).
 //! `weed` checks its ports before starting and exits at once if one is taken; we then try again
 //! with new ports. `TMPDIR` points into the region's directory because `weed` puts its glog files
 //! there; the unix sockets it binds beside its gRPC ports always go to /tmp and are removed when
@@ -24,7 +25,7 @@ use aws_sdk_s3::config::{
 };
 use tempfile::TempDir;
 
-use crate::ports::pick_free_ports_with_partners;
+use crate::ports::{PortReservation, pick_free_ports_with_partners};
 use crate::server_process::{ServerLog, kill_child};
 
 /// How long `weed mini` may take until the bucket answers a signed HeadBucket.
@@ -65,6 +66,8 @@ pub struct SeaweedRegion {
     server_process: Option<Child>,
     weed_binary: PathBuf,
     ports: SeaweedPorts,
+    /// Keeps other sandbox processes off `ports`, also while the server is killed for a restart.
+    _port_reservation: PortReservation,
     bucket: String,
     /// The region's key pair, for the readiness probes (its `Debug` hides the secret).
     credentials: Credentials,
@@ -125,10 +128,12 @@ impl SeaweedRegion {
             access_key_id,
             secret_access_key,
         )?;
+        let (ports, port_reservation) = SeaweedPorts::pick()?;
         let mut region = Self {
             server_process: None,
             weed_binary,
-            ports: SeaweedPorts::pick()?,
+            ports,
+            _port_reservation: port_reservation,
             bucket: bucket.to_owned(),
             credentials: Credentials::new(
                 access_key_id,
@@ -158,7 +163,7 @@ impl SeaweedRegion {
                         error = format!("{error:#}"),
                         "seaweedfs port was taken, retrying with new ports"
                     );
-                    region.ports = SeaweedPorts::pick()?;
+                    (region.ports, region._port_reservation) = SeaweedPorts::pick()?;
                     // Start the next attempt from scratch: the data directory remembers its ports.
                     region.remove_data_directory()?;
                 }
@@ -469,15 +474,16 @@ impl Drop for SeaweedRegion {
 }
 
 impl SeaweedPorts {
-    fn pick() -> anyhow::Result<Self> {
-        let http_ports = pick_free_ports_with_partners(5, GRPC_PORT_OFFSET)?;
-        let [s3, master, filer, volume, admin] = http_ports[..] else {
+    /// New ports, with the reservation that keeps them ours.
+    fn pick() -> anyhow::Result<(Self, PortReservation)> {
+        let reservation = pick_free_ports_with_partners(5, GRPC_PORT_OFFSET)?;
+        let [s3, master, filer, volume, admin] = reservation.ports()[..] else {
             bail!(
                 "pick five port pairs for seaweedfs: got {}",
-                http_ports.len()
+                reservation.ports().len()
             );
         };
-        Ok(Self {
+        let ports = Self {
             s3,
             s3_grpc: s3 + GRPC_PORT_OFFSET,
             master,
@@ -488,7 +494,8 @@ impl SeaweedPorts {
             volume_grpc: volume + GRPC_PORT_OFFSET,
             admin,
             admin_grpc: admin + GRPC_PORT_OFFSET,
-        })
+        };
+        Ok((ports, reservation))
     }
 }
 
