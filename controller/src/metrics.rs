@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 
 use lifeboat_core::api::JobKind;
 use lifeboat_core::ids::RegionName;
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
 
@@ -21,6 +23,19 @@ fn label(value: &str) -> String {
 
 fn header(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// One gauge with a `tenant` label: the tenant's name is column 0 of each row, the value
+/// column `column`.
+fn tenant_gauge<V>(out: &mut String, name: &str, help: &str, rows: &[Row], column: usize)
+where
+    V: for<'a> FromSql<'a> + std::fmt::Display,
+{
+    header(out, name, help);
+    for row in rows {
+        let value: V = row.get(column);
+        let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", label(row.get(0)));
+    }
 }
 
 /// Render every metric.
@@ -40,37 +55,27 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
         )
         .await
         .map_err(query_error("metrics: newest backups"))?;
-    for (name, help, column) in [
-        (
-            "lifeboat_tenant_last_backup_timestamp_seconds",
-            "When the tenant's newest backup was committed (Unix time).",
-            1,
-        ),
-        (
-            "lifeboat_tenant_last_backup_duration_seconds",
-            "How long the tenant's newest backup took.",
-            2,
-        ),
-    ] {
-        header(&mut out, name, help);
-        for row in &newest {
-            let value: f64 = row.get(column);
-            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", label(row.get(0)));
-        }
-    }
-    header(
+    tenant_gauge::<f64>(
+        &mut out,
+        "lifeboat_tenant_last_backup_timestamp_seconds",
+        "When the tenant's newest backup was committed (Unix time).",
+        &newest,
+        1,
+    );
+    tenant_gauge::<f64>(
+        &mut out,
+        "lifeboat_tenant_last_backup_duration_seconds",
+        "How long the tenant's newest backup took.",
+        &newest,
+        2,
+    );
+    tenant_gauge::<i64>(
         &mut out,
         "lifeboat_tenant_last_backup_stored_bytes",
         "Bytes of the tenant's newest backup, as stored in each region.",
+        &newest,
+        3,
     );
-    for row in &newest {
-        let bytes: i64 = row.get(3);
-        let _ = writeln!(
-            out,
-            "lifeboat_tenant_last_backup_stored_bytes{{tenant=\"{}\"}} {bytes}",
-            label(row.get(0))
-        );
-    }
 
     let verified = connection
         .query(
@@ -91,24 +96,20 @@ pub async fn render(catalog: &Catalog, regions: &[RegionName]) -> Result<String,
         )
         .await
         .map_err(query_error("metrics: newest drills"))?;
-    for (name, help, rows) in [
-        (
-            "lifeboat_tenant_last_verified_backup_timestamp_seconds",
-            "When the tenant's newest backup that a drill verified was taken (Unix time).",
-            &verified,
-        ),
-        (
-            "lifeboat_tenant_last_drill_duration_seconds",
-            "How long the tenant's newest verified drill took to restore and verify.",
-            &drilled,
-        ),
-    ] {
-        header(&mut out, name, help);
-        for row in rows {
-            let value: f64 = row.get(1);
-            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", label(row.get(0)));
-        }
-    }
+    tenant_gauge::<f64>(
+        &mut out,
+        "lifeboat_tenant_last_verified_backup_timestamp_seconds",
+        "When the tenant's newest backup that a drill verified was taken (Unix time).",
+        &verified,
+        1,
+    );
+    tenant_gauge::<f64>(
+        &mut out,
+        "lifeboat_tenant_last_drill_duration_seconds",
+        "How long the tenant's newest verified drill took to restore and verify.",
+        &drilled,
+        1,
+    );
 
     let failures = connection
         .query(

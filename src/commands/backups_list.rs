@@ -13,7 +13,7 @@ use lifeboat_core::policy;
 use lifeboat_core::region::Region;
 use lifeboat_core::restore;
 
-use super::{load_config, parse_flag};
+use super::{load_config, parse_flag, parse_optional_flag};
 use crate::output::human_bytes;
 
 pub async fn run(
@@ -23,9 +23,7 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
-    let tenant = tenant
-        .map(|tenant| parse_flag("tenant", tenant, TenantName::parse))
-        .transpose()?;
+    let tenant = parse_optional_flag("tenant", tenant, TenantName::parse)?;
     let candidates: Vec<Region> = match region {
         Some(region) => {
             let name = parse_flag("region", region, RegionName::parse)?;

@@ -12,7 +12,9 @@ use lifeboat_core::progress::Progress;
 use lifeboat_core::region::Region;
 use lifeboat_core::restore;
 
-use super::{backup_selector, cancel_on_signal, load_config, parse_flag, resolve_tenant};
+use super::{
+    backup_selector, cancel_on_signal, load_config, parse_flag, parse_optional_flag, resolve_tenant,
+};
 use crate::output::{human_duration, progress_for};
 
 /// Record a drill in the catalog; its verified outcome marks the backup verified.
@@ -139,9 +141,7 @@ pub async fn list(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
-    let tenant = tenant
-        .map(|tenant| parse_flag("tenant", tenant, TenantName::parse))
-        .transpose()?;
+    let tenant = parse_optional_flag("tenant", tenant, TenantName::parse)?;
     let catalog = super::catalog::open_catalog(&config).await?;
     let connection = catalog.connection().await?;
     let found = drills::list_drills(&**connection, tenant.as_ref(), 100).await?;

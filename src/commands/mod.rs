@@ -95,3 +95,17 @@ where
 {
     parse(value).with_context(|| format!("--{flag}"))
 }
+
+/// [`parse_flag`] for a flag that may be left out.
+pub fn parse_optional_flag<T, E>(
+    flag: &str,
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> anyhow::Result<Option<T>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    value
+        .map(|value| parse_flag(flag, value, parse))
+        .transpose()
+}

@@ -12,7 +12,7 @@ use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::region::Region;
 
 use super::catalog::{actor, open_catalog};
-use super::{load_config, parse_flag};
+use super::{load_config, parse_flag, parse_optional_flag};
 
 #[derive(Debug, Subcommand)]
 pub enum RetentionCommand {
@@ -67,10 +67,7 @@ pub async fn run(
         json,
     } = command;
     let config = load_config(config_path)?;
-    let tenant = tenant
-        .as_deref()
-        .map(|tenant| parse_flag("tenant", tenant, TenantName::parse))
-        .transpose()?;
+    let tenant = parse_optional_flag("tenant", tenant.as_deref(), TenantName::parse)?;
     let trash_period = trash_days.map_or(config.trash_period, |days| {
         Duration::from_secs(u64::from(days) * 24 * 60 * 60)
     });

@@ -655,12 +655,7 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
         let region = env.region(&config, index);
         let keys = crate::harness::all_keys(&region).await;
         assert_eq!(manifests_in(&keys, "acme"), 1, "{keys:?}");
-        let open = region
-            .list_open_uploads(&prefix)
-            .await
-            .expect("list uploads")
-            .expect("SeaweedFS lists uploads");
-        assert!(open.is_empty(), "no upload left open: {open:?}");
+        crate::harness::assert_no_open_uploads(&region, &prefix, "after the killed agent").await;
     }
 }
 
@@ -825,12 +820,12 @@ async fn a_nightly_killed_midway_finishes_when_run_again_without_doing_anything_
         for tenant in tenants {
             assert_eq!(manifests_in(&keys, tenant), 1, "{tenant}: {keys:?}");
         }
-        let open = region
-            .list_open_uploads("tenants/")
-            .await
-            .expect("list uploads")
-            .expect("SeaweedFS lists uploads");
-        assert!(open.is_empty(), "no upload left open: {open:?}");
+        crate::harness::assert_no_open_uploads(
+            &region,
+            "tenants/",
+            "after the restarted controller",
+        )
+        .await;
     }
 }
 

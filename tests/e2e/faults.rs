@@ -12,7 +12,8 @@ use lifeboat_core::restore::BackupSelector;
 use tokio::sync::oneshot;
 
 use crate::harness::{
-    Backend, Settings, TestEnv, all_keys, backup, backup_with_progress, read_object, restore,
+    Backend, Settings, TestEnv, all_keys, assert_no_open_uploads, backup, backup_with_progress,
+    read_object, restore,
 };
 
 /// Signals once the dump has passed `threshold_bytes`, so a test can act mid-backup.
@@ -219,13 +220,7 @@ async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
     for index in 0..3 {
         let region = env.region(&config, index);
         assert!(all_keys(&region).await.is_empty());
-        assert!(
-            region
-                .list_multipart_uploads("")
-                .await
-                .expect("list uploads")
-                .is_empty()
-        );
+        assert_no_open_uploads(&region, "", "all regions down").await;
     }
 }
 
@@ -256,14 +251,12 @@ async fn backup_that_loses_its_quorum_midway_aborts_every_upload_it_can_reach() 
             all_keys(&region).await.is_empty(),
             "region {index} kept objects"
         );
-        assert!(
-            region
-                .list_multipart_uploads("")
-                .await
-                .expect("list uploads")
-                .is_empty(),
-            "region {index} kept an open upload"
-        );
+        assert_no_open_uploads(
+            &region,
+            "",
+            &format!("region {index} after the lost quorum"),
+        )
+        .await;
     }
 }
 
@@ -405,14 +398,7 @@ async fn stalled_region_is_dropped_from_a_one_part_backup_after_the_straggler_al
     assert_eq!(report.manifest.object.part_count, 1);
     for index in [0, 2] {
         let region = env.region(&config, index);
-        assert!(
-            region
-                .list_multipart_uploads("")
-                .await
-                .expect("list uploads")
-                .is_empty(),
-            "a one-part backup opens no multipart upload"
-        );
+        assert_no_open_uploads(&region, "", "a one-part backup opens no multipart upload").await;
     }
     // By id: finding the latest would list the stalled region too.
     restore(

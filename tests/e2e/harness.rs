@@ -308,6 +308,15 @@ pub async fn all_keys(region: &Region) -> Vec<String> {
     region.list_keys("").await.expect("list keys")
 }
 
+/// Panics, naming `what` and the uploads, if `region` has a multipart upload open under `prefix`.
+pub async fn assert_no_open_uploads(region: &Region, prefix: &str, what: &str) {
+    let open = region
+        .list_multipart_uploads(prefix)
+        .await
+        .expect("list uploads");
+    assert!(open.is_empty(), "{what}: open uploads {open:?}");
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -18,7 +18,9 @@ use lifeboat_core::manifest::{Manifest, ObjectKey};
 use lifeboat_core::region::Region;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Backend, Settings, TestEnv, read_object, stderr, stdout};
+use crate::harness::{
+    Backend, Settings, TestEnv, assert_no_open_uploads, read_object, stderr, stdout,
+};
 
 const CATALOG_DATABASE: &str = "lifeboat_catalog";
 
@@ -293,7 +295,7 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         assert_eq!(repaired.len() as u64, object.stored_bytes);
         assert_eq!(sha256_hex(&repaired), object.sha256, "{:?}", region.name());
         assert_eq!(read_object(region, &manifest_key).await, original_manifest);
-        assert!(open_uploads(region).await.is_empty(), "no upload left open");
+        assert_no_open_uploads(region, "", "after scrub").await;
     }
     assert!(
         degraded_backups(&catalog, &backed_up.region_names)
@@ -394,10 +396,7 @@ async fn replicate_falls_back_from_a_corrupt_source_and_leaves_nothing_when_none
         read_object(us, &manifest_key).await,
         read_object(ap, &manifest_key).await
     );
-    assert!(
-        open_uploads(us).await.is_empty(),
-        "eu's attempt was aborted"
-    );
+    assert_no_open_uploads(us, "", "eu's attempt was aborted").await;
 
     // No good source: nothing of the backup is left in the target, and no open upload.
     corrupt_keeping_size(ap, &object_key, object.stored_bytes).await;
@@ -421,7 +420,7 @@ async fn replicate_falls_back_from_a_corrupt_source_and_leaves_nothing_when_none
         "{message}"
     );
     assert!(us.list_keys("tenants/").await.expect("list").is_empty());
-    assert!(open_uploads(us).await.is_empty());
+    assert_no_open_uploads(us, "", "no good source").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
