@@ -10,17 +10,7 @@ use std::str::FromStr;
 use lifeboat_core::ids::TenantName;
 use sha2::{Digest, Sha256};
 
-/// Where default schedules fall: 01:00 to 05:00 UTC.
-pub const DEFAULT_WINDOW: BackupWindow = BackupWindow {
-    start_minute_of_day: 60,
-    length_minutes: 240,
-};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackupWindow {
-    pub start_minute_of_day: u32,
-    pub length_minutes: u32,
-}
+pub use lifeboat_core::backup_window::{BackupWindow, DEFAULT_WINDOW};
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -62,35 +52,6 @@ pub fn default_schedule(tenant: &TenantName, window: BackupWindow) -> String {
     format!("0 {} {} * * *", minute_of_day % 60, minute_of_day / 60)
 }
 
-impl FromStr for BackupWindow {
-    type Err = String;
-
-    /// `HH:MM-HH:MM` in UTC; a window may wrap past midnight (`22:00-02:00`).
-    fn from_str(text: &str) -> Result<Self, String> {
-        let invalid =
-            || format!("backup window {text:?} is not HH:MM-HH:MM (UTC), e.g. 01:00-05:00");
-        let (start, end) = text.split_once('-').ok_or_else(invalid)?;
-        let minute = |part: &str| -> Result<u32, String> {
-            let (hours, minutes) = part.trim().split_once(':').ok_or_else(invalid)?;
-            let hours: u32 = hours.parse().map_err(|_| invalid())?;
-            let minutes: u32 = minutes.parse().map_err(|_| invalid())?;
-            if hours > 23 || minutes > 59 {
-                return Err(invalid());
-            }
-            Ok(hours * 60 + minutes)
-        };
-        let (start, end) = (minute(start)?, minute(end)?);
-        let length_minutes = (end + 24 * 60 - start) % (24 * 60);
-        if length_minutes == 0 {
-            return Err(format!("backup window {text:?} is empty"));
-        }
-        Ok(BackupWindow {
-            start_minute_of_day: start,
-            length_minutes,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,15 +84,5 @@ mod tests {
         assert!(parse_cron("0 30 2 * * *").is_ok());
         let error = parse_cron("every night").expect_err("refused");
         assert!(error.to_string().contains("\"every night\""), "{error}");
-    }
-
-    #[test]
-    fn backup_windows_parse_and_may_wrap_midnight() {
-        let window: BackupWindow = "22:30-02:00".parse().expect("window");
-        assert_eq!(window.start_minute_of_day, 22 * 60 + 30);
-        assert_eq!(window.length_minutes, 210);
-        assert!("25:00-01:00".parse::<BackupWindow>().is_err());
-        assert!("01:00-01:00".parse::<BackupWindow>().is_err());
-        assert!("nightly".parse::<BackupWindow>().is_err());
     }
 }

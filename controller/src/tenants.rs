@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
 use crate::catalog::{self, Catalog, CatalogError};
-use crate::schedule::{self, InvalidSchedule};
+use crate::schedule::{self, BackupWindow, InvalidSchedule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -77,10 +77,8 @@ pub struct Tenant {
     pub name: TenantName,
     pub cluster: String,
     pub database: String,
-    /// As given; `None` for the default.
+    /// As given; `None` for the default (see [`Tenant::effective_schedule`]).
     pub schedule: Option<String>,
-    /// What the scheduler uses.
-    pub effective_schedule: String,
     pub retention: Retention,
     pub legal_hold: bool,
     pub created_at: DateTime<Utc>,
@@ -95,9 +93,6 @@ fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, TenantError> {
     let schedule: Option<String> = row.get(3);
     let count = |index: usize| u32::try_from(row.get::<_, i32>(index)).unwrap_or(0);
     Ok(Tenant {
-        effective_schedule: schedule
-            .clone()
-            .unwrap_or_else(|| schedule::default_schedule(&name, schedule::DEFAULT_WINDOW)),
         name,
         cluster: row.get(1),
         database: row.get(2),
@@ -111,6 +106,16 @@ fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, TenantError> {
         legal_hold: row.get(8),
         created_at: row.get(9),
     })
+}
+
+impl Tenant {
+    /// The cron expression the scheduler uses: the tenant's own, or its default minute of
+    /// `window` (the configured `[schedule] backup_window`).
+    pub fn effective_schedule(&self, window: BackupWindow) -> String {
+        self.schedule
+            .clone()
+            .unwrap_or_else(|| schedule::default_schedule(&self.name, window))
+    }
 }
 
 /// Add a tenant; `known_clusters` are the configured ones.

@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::backup_window::{BackupWindow, DEFAULT_WINDOW};
 use crate::ids::{ClusterName, RegionName, TenantName};
 use crate::keys::{self, Recipient};
 use crate::policy;
@@ -87,6 +88,16 @@ pub struct RawConfig {
     catalog: Option<RawCatalog>,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    schedule: RawSchedule,
+}
+
+/// `[schedule]`: where tenants without a cron expression are backed up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    /// `HH:MM-HH:MM` in UTC; [`DEFAULT_WINDOW`] when absent.
+    backup_window: Option<String>,
 }
 
 /// `[retention]`: how long trashed backups wait before they are purged.
@@ -243,6 +254,9 @@ pub struct Config {
     pub catalog: Option<CatalogConfig>,
     /// How long a trashed backup waits before it is purged (`[retention] trash_days`).
     pub trash_period: std::time::Duration,
+    /// Where default schedules fall, and when the controller's daily maintenance starts
+    /// (at its end): `[schedule] backup_window`.
+    pub backup_window: BackupWindow,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -262,6 +276,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "tenants",
     "catalog",
     "retention",
+    "schedule",
 ];
 
 impl Config {
@@ -581,6 +596,14 @@ impl RawConfig {
             );
         }
 
+        let backup_window = match self.schedule.backup_window.as_deref() {
+            None => DEFAULT_WINDOW,
+            Some(text) => text.parse().unwrap_or_else(|message: String| {
+                problems.add("schedule.backup_window", message);
+                DEFAULT_WINDOW
+            }),
+        };
+
         if !problems.0.is_empty() {
             return Err(ConfigError {
                 problems: problems.0,
@@ -602,6 +625,7 @@ impl RawConfig {
             trash_period: std::time::Duration::from_secs(
                 u64::from(self.retention.trash_days) * 24 * 60 * 60,
             ),
+            backup_window,
         })
     }
 }
@@ -695,7 +719,28 @@ mod tests {
         assert_eq!(config.part_size_bytes, policy::DEFAULT_PART_SIZE_BYTES);
         let order: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(order, ["b", "a", "c"], "priority first, then name");
+        assert_eq!(config.backup_window, DEFAULT_WINDOW);
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret_access_key: \"s\""), "{debug}");
+    }
+
+    #[test]
+    fn backup_window_comes_from_the_schedule_section() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let region = "[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n";
+        let path = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n{region}[schedule]\nbackup_window = \"22:30-02:00\"\n"
+            ),
+        );
+        let config = Config::load(Some(&path)).expect("valid");
+        assert_eq!(
+            config.backup_window,
+            BackupWindow {
+                start_minute_of_day: 22 * 60 + 30,
+                length_minutes: 210
+            }
+        );
     }
 }

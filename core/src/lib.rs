@@ -4,6 +4,7 @@
 //! controller and the command line agree on names, formats and object layout:
 //! - [`api`]: the controller's HTTP API between agents and the controller;
 //! - [`ids`]: validated names and time-ordered backup ids, parsed once at the edge;
+//! - [`backup_window`]: where default backup schedules fall in the day;
 //! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
 //! - [`keys`]: age recipients (public) and identities (private, restore side only);
 //! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod backup_window;
 pub mod config;
 pub mod copy;
 pub mod ids;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use comfy_table::Table;
 use lifeboat_controller::catalog::Catalog;
-use lifeboat_controller::tenants::{self, NewTenant, Retention};
+use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
 
@@ -79,9 +79,30 @@ pub async fn add(
     .await?;
     println!(
         "added tenant {} (cluster {}, database {:?}, schedule {})",
-        tenant.name, tenant.cluster, tenant.database, tenant.effective_schedule
+        tenant.name,
+        tenant.cluster,
+        tenant.database,
+        tenant.effective_schedule(config.backup_window)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A tenant as `tenant list --json` and `tenant show` print it: with the schedule the
+/// scheduler uses, for the configured backup window.
+#[derive(serde::Serialize)]
+struct TenantView<'a> {
+    #[serde(flatten)]
+    tenant: &'a Tenant,
+    effective_schedule: String,
+}
+
+impl<'a> TenantView<'a> {
+    fn new(tenant: &'a Tenant, config: &Config) -> Self {
+        TenantView {
+            tenant,
+            effective_schedule: tenant.effective_schedule(config.backup_window),
+        }
+    }
 }
 
 pub async fn list(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
@@ -89,7 +110,11 @@ pub async fn list(config_path: Option<&Path>, json: bool) -> anyhow::Result<Exit
     let catalog = open_catalog(&config).await?;
     let all = tenants::list_tenants(&catalog).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        let views: Vec<TenantView<'_>> = all
+            .iter()
+            .map(|tenant| TenantView::new(tenant, &config))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -108,7 +133,7 @@ pub async fn list(config_path: Option<&Path>, json: bool) -> anyhow::Result<Exit
             tenant.name.to_string(),
             tenant.cluster.clone(),
             tenant.database.clone(),
-            tenant.effective_schedule.clone(),
+            tenant.effective_schedule(config.backup_window),
             format!(
                 "{}/{}/{}/{}",
                 retention.keep_daily,
@@ -128,7 +153,10 @@ pub async fn show(config_path: Option<&Path>, name: &str) -> anyhow::Result<Exit
     let name = parse_flag("name", name, TenantName::parse)?;
     let catalog = open_catalog(&config).await?;
     let tenant = tenants::show_tenant(&catalog, &name).await?;
-    println!("{}", serde_json::to_string_pretty(&tenant)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&TenantView::new(&tenant, &config))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

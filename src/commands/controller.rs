@@ -14,7 +14,6 @@ use lifeboat_controller::agents;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::maintenance::MaintenanceOptions;
 use lifeboat_controller::queue::QueuePolicy;
-use lifeboat_controller::schedule::{self, BackupWindow};
 use lifeboat_controller::server::{self, Controller, ControllerOptions};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::ClusterName;
@@ -38,11 +37,9 @@ pub struct ServeFlags {
     /// Jobs the embedded agent runs at once.
     #[arg(long, default_value_t = 2)]
     pub agent_concurrency: usize,
-    /// Where default schedules fall (UTC), HH:MM-HH:MM.
-    #[arg(long, default_value = "01:00-05:00")]
-    pub backup_window: BackupWindow,
     /// Copies per region read whole and hashed by each day's scrub, which starts at the
-    /// end of the backup window with retention and the purge of the trash.
+    /// end of the backup window (`[schedule] backup_window`) with retention and the purge
+    /// of the trash.
     #[arg(long, default_value_t = 20)]
     pub scrub_full_sample: usize,
     #[command(flatten)]
@@ -177,14 +174,14 @@ pub async fn open_migrated_catalog(config: &Config) -> anyhow::Result<Catalog> {
 }
 
 /// The controller's options; with `scrub_full_sample`, daily maintenance (scrub, retention,
-/// purge, repair) runs at the end of the backup window.
+/// purge, repair) runs at the end of the configured backup window.
 pub fn controller_options(
     config: &Config,
     policy: QueuePolicy,
     schedule: bool,
-    window: BackupWindow,
     scrub_full_sample: Option<usize>,
 ) -> ControllerOptions {
+    let window = config.backup_window;
     ControllerOptions {
         policy,
         schedule,
@@ -199,7 +196,7 @@ pub fn controller_options(
             regions: config.regions.iter().map(Region::new).collect(),
             trash_period: config.trash_period,
             scrub_full_sample,
-            minute_of_day: (window.start_minute_of_day + window.length_minutes) % (24 * 60),
+            minute_of_day: window.end_minute_of_day(),
         }),
     }
 }
@@ -213,13 +210,7 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
         &config,
         catalog,
         flags.listen,
-        controller_options(
-            &config,
-            policy,
-            true,
-            flags.backup_window,
-            Some(flags.scrub_full_sample),
-        ),
+        controller_options(&config, policy, true, Some(flags.scrub_full_sample)),
         (!flags.no_agent).then_some(flags.agent_concurrency),
         cancel.clone(),
     )
@@ -316,9 +307,4 @@ pub async fn token_revoke(config_path: Option<&Path>, name: &str) -> anyhow::Res
     agents::revoke_token(&catalog, name, &actor()).await?;
     println!("revoked the token of agent {name:?}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The default backup window, for callers without flags.
-pub fn default_window() -> BackupWindow {
-    schedule::DEFAULT_WINDOW
 }

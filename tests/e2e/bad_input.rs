@@ -207,6 +207,8 @@ endpoint = "http://127.0.0.1:1"
 bucket = "b"
 [tenants.acme]
 cluster = "nowhere"
+[schedule]
+backup_window = "25:00-03:00"
 "#,
             recipient = env.recipient,
             identity = open_identity.display()
@@ -227,6 +229,7 @@ cluster = "nowhere"
         "min_regions: 5",
         "region_patience_seconds: must be at least 1",
         "tenants.acme.cluster: unknown cluster \"nowhere\"",
+        "schedule.backup_window: backup window \"25:00-03:00\" is not HH:MM-HH:MM (UTC)",
     ] {
         assert!(
             report.contains(expected),

@@ -51,6 +51,24 @@ async fn catalog_migrates_once_and_manages_tenants_with_an_append_only_audit_log
         (1..5).contains(&hour),
         "default schedule inside 01:00-05:00: {acme}"
     );
+    // The configured window moves the default schedule, for the scheduler and for the listing.
+    let late_config = env.config_file(&Settings {
+        extra: format!("{CATALOG}[schedule]\nbackup_window = \"22:00-23:00\"\n"),
+        ..Settings::default()
+    });
+    let listed = env.lifeboat(&late_config, &["tenant", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let late_hour = listed[0]["effective_schedule"]
+        .as_str()
+        .expect("schedule")
+        .split_whitespace()
+        .nth(2)
+        .expect("hour field")
+        .to_owned();
+    assert_eq!(
+        late_hour, "22",
+        "default schedule inside 22:00-23:00: {listed}"
+    );
 
     for (arguments, expected) in [
         (
