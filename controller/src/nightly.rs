@@ -5,10 +5,16 @@
 //! `nightly:<date>:backup:<tenant>`. So running the nightly again the same day (after a
 //! crash, or by a second cron host) waits for the same jobs instead of doing them twice;
 //! only jobs that failed for good are queued again, with fresh attempts.
+//!
+//! A controller's scheduler may serve the same catalog. A tenant is backed up once a day
+//! either way: the nightly adopts the job of the tenant's scheduled slot of the run's date
+//! (unless it failed for good) instead of queueing its own, and the scheduler skips a slot
+//! whose date already has the tenant's nightly backup ([`nightly_backups_of`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{NaiveDate, NaiveTime};
 use lifeboat_core::api::JobWork;
 use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
@@ -22,7 +28,9 @@ pub fn backup_key(run: &str, tenant: &str) -> String {
     format!("nightly:{run}:backup:{tenant}")
 }
 
-/// Enqueue run `run`'s backups: one per tenant in the catalog. Returns each tenant's job id.
+/// Enqueue run `run`'s backups: one per tenant in the catalog, except that a tenant whose
+/// scheduled slot of the run's date (when `run` is a date) has a job that did not fail for
+/// good keeps that job. Returns each tenant's job id.
 pub async fn enqueue_backups(
     catalog: &Catalog,
     run: &str,
@@ -58,15 +66,92 @@ pub async fn enqueue_backups(
             },
         });
     }
+    let mut by_tenant = match NaiveDate::parse_from_str(run, RUN_DATE_FORMAT) {
+        Ok(date) => scheduled_backups_to_adopt(catalog, run, date, &jobs).await?,
+        Err(_) => BTreeMap::new(),
+    };
+    jobs.retain(|job| !by_tenant.contains_key(job_tenant(job)));
     let ids = enqueue_run_jobs(catalog, &jobs, max_attempts).await?;
-    Ok(jobs
+    for (job, id) in jobs.iter().zip(ids) {
+        by_tenant.insert(job_tenant(job).to_owned(), id);
+    }
+    Ok(by_tenant)
+}
+
+/// How a run named by its date spells it (the nightly's default run name).
+pub const RUN_DATE_FORMAT: &str = "%Y-%m-%d";
+
+fn job_tenant(job: &NewJob) -> &str {
+    match &job.work {
+        JobWork::Backup { tenant, .. } => tenant.as_str(),
+        _ => "",
+    }
+}
+
+/// The scheduler's jobs for `date`'s slots of the tenants of `jobs` that the run can adopt:
+/// not failed for good, and the tenant has no job of this run yet (a run started again
+/// keeps waiting for what it queued before).
+async fn scheduled_backups_to_adopt(
+    catalog: &Catalog,
+    run: &str,
+    date: NaiveDate,
+    jobs: &[NewJob],
+) -> Result<BTreeMap<String, i64>, CatalogError> {
+    let tenants: Vec<&str> = jobs.iter().map(job_tenant).collect();
+    let run_keys: Vec<String> = tenants
         .iter()
-        .zip(ids)
-        .filter_map(|(job, id)| match &job.work {
-            JobWork::Backup { tenant, .. } => Some((tenant.to_string(), id)),
-            _ => None,
+        .map(|tenant| backup_key(run, tenant))
+        .collect();
+    let day_start = date.and_time(NaiveTime::MIN).and_utc();
+    let rows = catalog
+        .connection()
+        .await?
+        .query(
+            "SELECT tenant, id, dedup_key FROM jobs
+             WHERE tenant = ANY($1) AND kind = 'backup' AND created_at >= $2
+               AND state <> 'failed' AND dedup_key LIKE 'backup:%'
+               AND tenant NOT IN (SELECT tenant FROM jobs
+                                  WHERE dedup_key = ANY($3) AND tenant IS NOT NULL)
+             ORDER BY id",
+            &[&tenants, &day_start, &run_keys],
+        )
+        .await
+        .map_err(query_error(
+            "find the scheduler's backups of the run's date",
+        ))?;
+    let slot_date = date.format(RUN_DATE_FORMAT).to_string();
+    Ok(rows
+        .iter()
+        .filter(|row| {
+            let tenant: &str = row.get(0);
+            let key: &str = row.get(2);
+            key.strip_prefix("backup:")
+                .and_then(|rest| rest.strip_prefix(tenant))
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|slot| slot.starts_with(&slot_date))
         })
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
         .collect())
+}
+
+/// Of `tenants` and their slot dates, those that already have a backup job of the nightly
+/// run of that date which did not fail for good: the scheduler skips their slots.
+pub async fn nightly_backups_of(
+    client: &impl tokio_postgres::GenericClient,
+    due: &[(String, NaiveDate)],
+) -> Result<Vec<String>, CatalogError> {
+    let keys: Vec<String> = due
+        .iter()
+        .map(|(tenant, date)| backup_key(&date.format(RUN_DATE_FORMAT).to_string(), tenant))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT tenant FROM jobs WHERE dedup_key = ANY($1) AND state <> 'failed'",
+            &[&keys],
+        )
+        .await
+        .map_err(query_error("find the nightly's backups of due slots"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The dedup key of a maintenance job of run `run`.

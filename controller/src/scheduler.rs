@@ -8,8 +8,12 @@
 //! - slots missed while no controller ran are caught up once: only the newest due slot is
 //!   enqueued, not one job per missed slot.
 //!
-//! A tick is a read of `tenants` plus, when something is due, one insert and one update, so
-//! it stays cheap with thousands of tenants (see BENCHMARKS.md).
+//! A slot whose date already has the tenant's backup from `lifeboat nightly` (cron on the
+//! same catalog) is remembered but not enqueued: a tenant is backed up once a day either way.
+//!
+//! A tick is a read of `tenants` plus, when something is due, a lookup of the nightly's
+//! keys, one insert and one update, so it stays cheap with thousands of tenants (see
+//! BENCHMARKS.md).
 
 use std::collections::HashMap;
 
@@ -19,6 +23,7 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
+use crate::nightly;
 use crate::queue::{self, NewJob};
 use crate::schedule::{self, BackupWindow};
 
@@ -32,6 +37,9 @@ pub struct TickReport {
     pub enqueued: usize,
     /// Tenants whose stored schedule no longer parses; skipped and logged.
     pub invalid_schedules: usize,
+    /// Due slots not enqueued because the nightly of the slot's date already backs the
+    /// tenant up (`lifeboat nightly` from cron on the same catalog).
+    pub covered_by_nightly: usize,
 }
 
 /// The scheduler's memory between ticks: parsed cron expressions.
@@ -151,6 +159,21 @@ impl Scheduler {
         report.due = jobs.len();
         if jobs.is_empty() {
             return Ok(report);
+        }
+        let due: Vec<(String, chrono::NaiveDate)> = names
+            .iter()
+            .zip(&slots)
+            .map(|(name, slot)| (name.clone(), slot.date_naive()))
+            .collect();
+        let covered = nightly::nightly_backups_of(&**connection, &due).await?;
+        if !covered.is_empty() {
+            jobs.retain(|job| match &job.work {
+                JobWork::Backup { tenant, .. } => {
+                    !covered.iter().any(|name| name == tenant.as_str())
+                }
+                _ => true,
+            });
+            report.covered_by_nightly = report.due - jobs.len();
         }
         let transaction = connection
             .transaction()

@@ -104,7 +104,7 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
             );
             name.clone()
         }
-        None => Utc::now().format("%Y-%m-%d").to_string(),
+        None => Utc::now().format(nightly::RUN_DATE_FORMAT).to_string(),
     };
     let catalog = wiring::open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::nightly;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
 use lifeboat_controller::scheduler::Scheduler;
@@ -278,6 +279,120 @@ async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once
         .await,
         20
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &[], 0).await;
+    let config = env.config(&catalog_settings());
+    for (name, schedule) in [("early", "0 0 3 * * *"), ("late", "0 0 23 * * *")] {
+        let added = env.lifeboat(
+            &config_path,
+            &[
+                "tenant",
+                "add",
+                name,
+                "--cluster",
+                "main",
+                "--schedule",
+                schedule,
+            ],
+        );
+        assert!(added.status.success(), "{}", stderr(&added));
+    }
+    let catalog = open_catalog(&config).await;
+    // Today, with tenants added three days ago: both existed before every slot below.
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE tenants SET created_at = created_at - interval '3 days'",
+            &[],
+        )
+        .await
+        .expect("backdate tenants");
+    let day = Utc::now().date_naive();
+    let run = day.format(nightly::RUN_DATE_FORMAT).to_string();
+    let at = |hour: u32, minute: u32| -> DateTime<Utc> {
+        day.and_hms_opt(hour, minute, 0).expect("time").and_utc()
+    };
+    let job_id = |key: String| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .connection()
+                .await
+                .expect("connection")
+                .query_one("SELECT id FROM jobs WHERE dedup_key = $1", &[&key])
+                .await
+                .unwrap_or_else(|error| panic!("job {key}: {error}"))
+                .get::<_, i64>(0)
+        }
+    };
+    let mut scheduler = Scheduler::new(schedule::DEFAULT_WINDOW);
+
+    // 04:00: the controller enqueued early's 03:00 slot (and late's slot of the day before).
+    let report = scheduler.tick(&catalog, at(4, 0), 4).await.expect("tick");
+    assert_eq!((report.due, report.enqueued), (2, 2), "{report:?}");
+    let early_slot = job_id(format!("backup:early:{run}T03:00:00Z")).await;
+
+    // The nightly of that day adopts early's scheduled job and queues its own for late.
+    let jobs = nightly::enqueue_backups(&catalog, &run, 4)
+        .await
+        .expect("nightly enqueue");
+    assert_eq!(jobs["early"], early_slot, "early is not backed up twice");
+    assert_eq!(
+        jobs["late"],
+        job_id(nightly::backup_key(&run, "late")).await,
+        "yesterday's slot of late does not count for today"
+    );
+
+    // 23:30: late's 23:00 slot is due, but the nightly already backs late up that day.
+    let report = scheduler.tick(&catalog, at(23, 30), 4).await.expect("tick");
+    assert_eq!(
+        (report.due, report.enqueued, report.covered_by_nightly),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    let report = scheduler.tick(&catalog, at(23, 45), 4).await.expect("tick");
+    assert_eq!(report.due, 0, "the covered slot is remembered: {report:?}");
+    for tenant in ["early", "late"] {
+        assert_eq!(
+            scalar(
+                &catalog,
+                &format!(
+                    "SELECT count(*) FROM jobs WHERE tenant = '{tenant}'
+                     AND (dedup_key LIKE 'backup:{tenant}:{run}T%' OR dedup_key = 'nightly:{run}:backup:{tenant}')"
+                ),
+            )
+            .await,
+            1,
+            "{tenant}: one backup job for {run}"
+        );
+    }
+
+    // A scheduled job that failed for good is not adopted: the nightly run again queues
+    // its own, and keeps the one it queued before for late.
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = $1",
+            &[&early_slot],
+        )
+        .await
+        .expect("fail the scheduled job");
+    let again = nightly::enqueue_backups(&catalog, &run, 4)
+        .await
+        .expect("nightly enqueue again");
+    assert_eq!(
+        again["early"],
+        job_id(nightly::backup_key(&run, "early")).await
+    );
+    assert_eq!(again["late"], jobs["late"]);
 }
 
 /// A controller serving the API in this process, with no agent.
@@ -680,7 +795,7 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
             }
         })
     };
-    let run = lifeboat_controller::nightly::enqueue_backups(&catalog, "adopt", 4)
+    let run = nightly::enqueue_backups(&catalog, "adopt", 4)
         .await
         .expect("enqueue");
     let job_id = run["acme"];
@@ -729,12 +844,7 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
         cancel.clone(),
     ));
     let (job_ids, never) = ([job_id], CancellationToken::new());
-    let statuses = lifeboat_controller::nightly::wait_for_jobs(
-        &catalog,
-        &job_ids,
-        Duration::from_millis(100),
-        &never,
-    );
+    let statuses = nightly::wait_for_jobs(&catalog, &job_ids, Duration::from_millis(100), &never);
     let statuses = tokio::time::timeout(Duration::from_secs(60), statuses)
         .await
         .expect("the job finished")
