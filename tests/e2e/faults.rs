@@ -201,8 +201,9 @@ async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
             .await
             .expect("fails without waiting for ever")
             .expect_err("no region can take it");
+        // Refused by every region before pg_dump was started.
         assert!(
-            matches!(error, BackupError::TooFewRegions { available: 0, .. }),
+            matches!(error, BackupError::RegionsUnreachable { answered: 0, .. }),
             "{tenant}: {error}"
         );
         let message = error.to_string();
@@ -222,6 +223,55 @@ async fn all_regions_down_fails_cleanly_without_manifest_or_open_upload() {
         assert!(all_keys(&region).await.is_empty());
         assert_no_open_uploads(&region, "", "all regions down").await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_region_wedged_no_dump_starts_and_the_tenant_keeps_no_lock() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_tenant_database("acme", 1000).await;
+    let (proxy, config) = behind_stall_proxy(&env, 0).await;
+    proxy.stall();
+
+    let started = std::time::Instant::now();
+    let backup_config = config.clone();
+    let attempt = tokio::spawn(async move { backup(&backup_config, "acme").await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The backup is waiting for its region. A schema change of the tenant's is not held
+    // up: no snapshot, no row count and no pg_dump holds a lock yet.
+    let tenant = env.postgres.connect("acme").await.expect("connect");
+    tenant
+        .batch_execute("SET lock_timeout = '2s'; ALTER TABLE customers ADD COLUMN probe int")
+        .await
+        .expect("DDL while the regions are wedged");
+
+    let error = tokio::time::timeout(Duration::from_secs(60), attempt)
+        .await
+        .expect("gives up in the straggler allowance, not the S3 timeouts")
+        .expect("join")
+        .expect_err("no region answers");
+    assert!(
+        matches!(error, BackupError::RegionsUnreachable { answered: 0, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("no answer to HeadBucket"),
+        "{error}"
+    );
+    // patience 2 s × 4 parts of lag = 8 s allowance.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let count: i64 = tenant
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
+            &[],
+        )
+        .await
+        .expect("activity")
+        .get(0);
+    assert_eq!(count, 0, "no pg_dump ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,14 @@ pub enum BackupError {
         available: usize,
         reasons: String,
     },
+    #[error(
+        "backup needs {min_regions} regions but only {answered} answered, so nothing was dumped: {reasons}"
+    )]
+    RegionsUnreachable {
+        min_regions: usize,
+        answered: usize,
+        reasons: String,
+    },
     #[error("cancelled")]
     Cancelled,
 }
@@ -111,6 +119,58 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
         .join("; ")
 }
 
+/// Before pg_dump takes its snapshot and locks, ask every region for its bucket and wait
+/// until `min_regions` have answered, each within the straggler allowance. Uploads open only
+/// once the dump has output, so without this a backup with every region wedged (answering
+/// nothing, not refusing) would hold the tenant's locks until the S3 timeouts ran out.
+/// A region that fails here is still offered the object: it may answer by then.
+async fn check_regions_answer(
+    regions: &[Region],
+    limits: &FanOutLimits,
+    cancel: &CancellationToken,
+) -> Result<(), BackupError> {
+    let timeout = limits.straggler_allowance();
+    let requests = regions
+        .iter()
+        .map(|region| async move {
+            match tokio::time::timeout(timeout, region.check_bucket()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!(
+                    "no answer to HeadBucket in {} s",
+                    timeout.as_secs()
+                )),
+            }
+        })
+        .collect();
+    // Only whether enough regions answer matters: stop as soon as they have.
+    let (results, cancelled) = crate::stragglers::join_bounded(
+        requests,
+        limits.min_regions,
+        Duration::ZERO,
+        "still checking its bucket",
+        Some(cancel),
+    )
+    .await;
+    if cancelled {
+        return Err(BackupError::Cancelled);
+    }
+    let answered = results.iter().filter(|result| result.is_ok()).count();
+    if answered >= limits.min_regions {
+        return Ok(());
+    }
+    let failures: Vec<(RegionName, String)> = regions
+        .iter()
+        .zip(results)
+        .filter_map(|(region, result)| result.err().map(|reason| (region.name().clone(), reason)))
+        .collect();
+    Err(BackupError::RegionsUnreachable {
+        min_regions: limits.min_regions,
+        answered,
+        reasons: describe_failures(&failures),
+    })
+}
+
 /// Take one backup of `request.tenant` and commit it to at least `min_regions` regions.
 pub async fn run_backup(request: BackupRequest<'_>) -> Result<BackupReport, BackupError> {
     let backup_id = request.backup_id.unwrap_or_default();
@@ -130,6 +190,12 @@ async fn run_backup_as(
     let tools = PgTools::locate(config.pg_bin_dir.as_deref());
     let object_key = ObjectKey::Dump(&tenant.name, backup_id).to_key();
     request.progress.stage(Stage::Connecting);
+    let limits = FanOutLimits {
+        min_regions: config.min_regions,
+        max_region_lag_parts: config.max_region_lag_parts,
+        patience: config.region_patience,
+    };
+    check_regions_answer(&request.regions, &limits, &request.cancel).await?;
 
     let snapshot_client = postgres::connect(cluster, &tenant.database).await?;
     let server_version = postgres::server_version(cluster, &snapshot_client).await?;
@@ -150,11 +216,6 @@ async fn run_backup_as(
         progress: request.progress.clone(),
     };
     let encoder = tokio::task::spawn_blocking(move || encode::encode_dump(encode_job));
-    let limits = FanOutLimits {
-        min_regions: config.min_regions,
-        max_region_lag_parts: config.max_region_lag_parts,
-        patience: config.region_patience,
-    };
     let send_job = SendJob {
         regions: &request.regions,
         key: &object_key,
