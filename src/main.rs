@@ -198,8 +198,15 @@ enum TenantCommand {
     },
     /// Show one tenant as JSON.
     Show { name: String },
-    /// Remove a tenant from the catalog (its backups stay).
-    Remove { name: String },
+    /// Remove a tenant from the catalog. Its backups stay, outside retention, unless
+    /// --trash-backups moves them to the trash (purged after [retention] trash_days).
+    /// A tenant under legal hold is not removed.
+    Remove {
+        name: String,
+        /// Also move every backup of the tenant that is not under legal hold to the trash.
+        #[arg(long)]
+        trash_backups: bool,
+    },
     /// Put a tenant under legal hold: none of its backups is trashed or purged.
     Hold { name: String },
     /// Lift a tenant's legal hold.
@@ -361,9 +368,10 @@ fn main() -> ExitCode {
                 TenantCommand::Unhold { name } => {
                     commands::retention::hold_tenant(config_path, &name, false).await
                 }
-                TenantCommand::Remove { name } => {
-                    commands::catalog::remove(config_path, &name).await
-                }
+                TenantCommand::Remove {
+                    name,
+                    trash_backups,
+                } => commands::catalog::remove(config_path, &name, trash_backups).await,
             },
             Command::Backups {
                 command: BackupsCommand::Hold { backup },

@@ -18,6 +18,10 @@ pub enum TenantError {
     Exists(TenantName),
     #[error("tenant {0} does not exist")]
     NotFound(TenantName),
+    #[error(
+        "tenant {0} is under legal hold, so it is not removed; lift the hold first (lifeboat tenant unhold {0})"
+    )]
+    UnderLegalHold(TenantName),
     #[error("unknown cluster {cluster:?} (configured: {known})")]
     UnknownCluster { cluster: String, known: String },
     #[error("--database: a database name must be 1 to 63 bytes without NUL characters")]
@@ -215,28 +219,87 @@ pub async fn show_tenant(catalog: &Catalog, name: &TenantName) -> Result<Tenant,
 pub async fn remove_tenant(
     catalog: &Catalog,
     name: &TenantName,
+    trash: Option<TrashBackups>,
     actor: &str,
-) -> Result<(), TenantError> {
+) -> Result<RemovedTenant, TenantError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
         .transaction()
         .await
         .map_err(query_error("begin"))?;
-    let removed = transaction
+    let Some(row) = transaction
+        .query_opt(
+            "SELECT legal_hold FROM tenants WHERE name = $1 FOR UPDATE",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(query_error("lock tenant"))?
+    else {
+        return Err(TenantError::NotFound(name.clone()));
+    };
+    // The hold is a property of the tenant's row: removing the row would lift it.
+    if row.get::<_, bool>(0) {
+        return Err(TenantError::UnderLegalHold(name.clone()));
+    }
+    let backups_trashed = match trash {
+        Some(trash) => transaction
+            .execute(
+                "UPDATE backups SET trashed_at = $2, trash_reason = 'tenant removed', purge_after = $3
+                 WHERE tenant = $1 AND trashed_at IS NULL AND NOT legal_hold",
+                &[&name.as_str(), &trash.now, &trash.purge_after],
+            )
+            .await
+            .map_err(query_error("trash the tenant's backups"))?,
+        None => 0,
+    };
+    let backups_left: i64 = transaction
+        .query_one(
+            "SELECT count(*) FROM backups WHERE tenant = $1 AND trashed_at IS NULL",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(query_error("count the tenant's backups"))?
+        .get(0);
+    transaction
         .execute("DELETE FROM tenants WHERE name = $1", &[&name.as_str()])
         .await
         .map_err(query_error("remove tenant"))?;
-    if removed == 0 {
-        return Err(TenantError::NotFound(name.clone()));
-    }
+    let removed = RemovedTenant {
+        backups_trashed,
+        backups_left: u64::try_from(backups_left).unwrap_or(0),
+        purge_after: trash.map(|trash| trash.purge_after),
+    };
     catalog::audit(
         &*transaction,
         actor,
         "tenant.remove",
         Some(name.as_str()),
-        serde_json::json!({}),
+        serde_json::json!({
+            "backups_trashed": removed.backups_trashed,
+            "backups_left": removed.backups_left,
+            "purge_after": removed.purge_after,
+        }),
     )
     .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
-    Ok(())
+    Ok(removed)
+}
+
+/// `tenant remove --trash-backups`: the removed tenant's backups go to the trash at `now`,
+/// to be purged after `purge_after` unless brought back.
+#[derive(Debug, Clone, Copy)]
+pub struct TrashBackups {
+    pub now: DateTime<Utc>,
+    pub purge_after: DateTime<Utc>,
+}
+
+/// What removing a tenant did to its backups.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovedTenant {
+    /// Moved to the trash now.
+    pub backups_trashed: u64,
+    /// Left alone: not trashed (no `--trash-backups`) or under their own legal hold. No
+    /// retention applies to them any more; they stay until deleted by hand.
+    pub backups_left: u64,
+    pub purge_after: Option<DateTime<Utc>>,
 }

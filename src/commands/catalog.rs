@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use comfy_table::Table;
 use lifeboat_controller::catalog::Catalog;
-use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant};
+use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant, TrashBackups};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
 
@@ -160,11 +160,43 @@ pub async fn show(config_path: Option<&Path>, name: &str) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn remove(
+    config_path: Option<&Path>,
+    name: &str,
+    trash_backups: bool,
+) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let name = parse_flag("name", name, TenantName::parse)?;
+    let trash = if trash_backups {
+        let now = chrono::Utc::now();
+        let purge_after = chrono::TimeDelta::from_std(config.trash_period)
+            .ok()
+            .and_then(|period| now.checked_add_signed(period))
+            .context("[retention] trash_days is too long to add to today's date")?;
+        Some(TrashBackups { now, purge_after })
+    } else {
+        None
+    };
     let catalog = open_catalog(&config).await?;
-    tenants::remove_tenant(&catalog, &name, &actor()).await?;
-    println!("removed tenant {name} from the catalog; its backups stay in the regions");
+    let removed = tenants::remove_tenant(&catalog, &name, trash, &actor()).await?;
+    println!("removed tenant {name} from the catalog");
+    if let Some(purge_after) = removed.purge_after {
+        println!(
+            "{} backups moved to the trash, purged after {} unless brought back (lifeboat trash list)",
+            removed.backups_trashed,
+            purge_after.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    if removed.backups_left > 0 {
+        println!(
+            "{} backups stay in the regions{}; no retention applies to them any more",
+            removed.backups_left,
+            if trash_backups {
+                " under their own legal hold"
+            } else {
+                " (--trash-backups would move them to the trash)"
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -479,3 +479,73 @@ async fn a_verified_drill_is_recorded_and_keeps_its_backup_from_retention_a_fail
         stderr(&unrecorded)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_tenant() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let (config_path, ids, catalog) =
+        tenant_with_backups(&env, 3, "[retention]\ntrash_days = 0\n").await;
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    let (held, others) = (&ids[0], &ids[1..]);
+    assert!(run(&["backups", "hold", held]).status.success());
+
+    // A tenant under legal hold is not removed: the hold lives on its row.
+    assert!(run(&["tenant", "hold", "acme"]).status.success());
+    let refused = run(&["tenant", "remove", "acme", "--trash-backups"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("tenant acme is under legal hold"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(run(&["tenant", "show", "acme"]).status.success(), "kept");
+    assert_eq!(
+        json(&run(&["trash", "list", "--json"])),
+        serde_json::json!([])
+    );
+    assert!(run(&["tenant", "unhold", "acme"]).status.success());
+
+    let removed = run(&["tenant", "remove", "acme", "--trash-backups"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let said = stdout(&removed);
+    assert!(said.contains("2 backups moved to the trash"), "{said}");
+    assert!(
+        said.contains("1 backups stay in the regions under their own legal hold"),
+        "{said}"
+    );
+    let trash = json(&run(&["trash", "list", "--json"]));
+    let mut trashed = ids_of(&trash);
+    trashed.sort();
+    assert_eq!(trashed, others);
+    assert_eq!(trash[0]["trash_reason"], "tenant removed", "{trash}");
+
+    // trash_days = 0: due at once. The held backup stays in the region and the catalog.
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(
+        purged["purged"].as_array().expect("purged").len(),
+        2,
+        "{purged}"
+    );
+    let config = Config::load(Some(&config_path)).expect("config");
+    let keys = all_keys(&Region::new(&config.regions[0])).await;
+    assert_eq!(
+        keys.len(),
+        2,
+        "only the held backup's object and manifest: {keys:?}"
+    );
+    assert!(
+        keys.iter().all(|key| key.contains(held.as_str())),
+        "{keys:?}"
+    );
+    let audit: String = catalog
+        .query_one(
+            "SELECT details::text FROM audit_log WHERE action = 'tenant.remove'",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    let audit: serde_json::Value = serde_json::from_str(&audit).expect("audit json");
+    assert_eq!(audit["backups_trashed"], 2, "{audit}");
+    assert_eq!(audit["backups_left"], 1, "{audit}");
+}
