@@ -19,6 +19,7 @@ use lifeboat_core::api::JobWork;
 use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use serde::Serialize;
+use tokio_postgres::GenericClient;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
 use crate::queue::{self, JobStatus, NewJob};
@@ -66,12 +67,23 @@ pub async fn enqueue_backups(
             },
         });
     }
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin enqueue"))?;
+    // Against a scheduler tick deciding at the same moment that the nightly covers a slot.
+    lock_daily_backups(&*transaction).await?;
     let mut by_tenant = match NaiveDate::parse_from_str(run, RUN_DATE_FORMAT) {
-        Ok(date) => scheduled_backups_to_adopt(catalog, run, date, &jobs).await?,
+        Ok(date) => scheduled_backups_to_adopt(&*transaction, run, date, &jobs).await?,
         Err(_) => BTreeMap::new(),
     };
     jobs.retain(|job| !by_tenant.contains_key(job_tenant(job)));
-    let ids = enqueue_run_jobs(catalog, &jobs, max_attempts).await?;
+    let ids = enqueue_run_jobs_in(&*transaction, &jobs, max_attempts).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit enqueue"))?;
     for (job, id) in jobs.iter().zip(ids) {
         by_tenant.insert(job_tenant(job).to_owned(), id);
     }
@@ -81,6 +93,20 @@ pub async fn enqueue_backups(
 /// How a run named by its date spells it (the nightly's default run name).
 pub const RUN_DATE_FORMAT: &str = "%Y-%m-%d";
 
+/// Serialises the two ways a day's backups are enqueued (a nightly's, a scheduler tick's),
+/// so that each sees what the other enqueued before deciding. Held to the end of the
+/// caller's transaction.
+pub(crate) async fn lock_daily_backups(client: &impl GenericClient) -> Result<(), CatalogError> {
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('lifeboat:daily-backups', 0))",
+            &[],
+        )
+        .await
+        .map_err(query_error("lock the day's backups"))?;
+    Ok(())
+}
+
 fn job_tenant(job: &NewJob) -> &str {
     match &job.work {
         JobWork::Backup { tenant, .. } => tenant.as_str(),
@@ -89,10 +115,11 @@ fn job_tenant(job: &NewJob) -> &str {
 }
 
 /// The scheduler's jobs for `date`'s slots of the tenants of `jobs` that the run can adopt:
-/// not failed for good, and the tenant has no job of this run yet (a run started again
-/// keeps waiting for what it queued before).
+/// not failed for good, and the tenant has no job of this run that did not fail (a run
+/// started again keeps waiting for what it queued before). The earliest slot's job of the
+/// date, if several (sub-daily schedules).
 async fn scheduled_backups_to_adopt(
-    catalog: &Catalog,
+    client: &impl GenericClient,
     run: &str,
     date: NaiveDate,
     jobs: &[NewJob],
@@ -102,56 +129,69 @@ async fn scheduled_backups_to_adopt(
         .iter()
         .map(|tenant| backup_key(run, tenant))
         .collect();
-    let day_start = date.and_time(NaiveTime::MIN).and_utc();
-    let rows = catalog
-        .connection()
-        .await?
+    // The slot's date is in the key. `created_at` (the catalog's clock, not the
+    // scheduler's) only narrows the index scan, with a day to spare for clock skew.
+    let since = date.and_time(NaiveTime::MIN).and_utc() - chrono::Duration::days(1);
+    let slot_date = date.format(RUN_DATE_FORMAT).to_string();
+    let rows = client
         .query(
-            "SELECT tenant, id, dedup_key FROM jobs
+            "SELECT tenant, id FROM jobs
              WHERE tenant = ANY($1) AND kind = 'backup' AND created_at >= $2
-               AND state <> 'failed' AND dedup_key LIKE 'backup:%'
+               AND state <> 'failed'
+               AND dedup_key LIKE 'backup:' || tenant || ':' || $3 || 'T%'
                AND tenant NOT IN (SELECT tenant FROM jobs
-                                  WHERE dedup_key = ANY($3) AND tenant IS NOT NULL)
-             ORDER BY id",
-            &[&tenants, &day_start, &run_keys],
+                                  WHERE dedup_key = ANY($4) AND state <> 'failed'
+                                    AND tenant IS NOT NULL)
+             ORDER BY id DESC",
+            &[&tenants, &since, &slot_date, &run_keys],
         )
         .await
         .map_err(query_error(
             "find the scheduler's backups of the run's date",
         ))?;
-    let slot_date = date.format(RUN_DATE_FORMAT).to_string();
     Ok(rows
         .iter()
-        .filter(|row| {
-            let tenant: &str = row.get(0);
-            let key: &str = row.get(2);
-            key.strip_prefix("backup:")
-                .and_then(|rest| rest.strip_prefix(tenant))
-                .and_then(|rest| rest.strip_prefix(':'))
-                .is_some_and(|slot| slot.starts_with(&slot_date))
-        })
         .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
         .collect())
 }
 
-/// Of `tenants` and their slot dates, those that already have a backup job of the nightly
-/// run of that date which did not fail for good: the scheduler skips their slots.
+/// Whether the nightly run of a due slot's date backs the tenant up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NightlyCover {
+    /// Its job succeeded: the slot is done.
+    Done,
+    /// Its job is queued or running: ask again at the next tick.
+    Pending,
+}
+
+/// Of `due` tenants and their slot dates, those whose nightly run of that date has a backup
+/// job that did not fail for good: the scheduler does not enqueue their slots.
 pub async fn nightly_backups_of(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl GenericClient,
     due: &[(String, NaiveDate)],
-) -> Result<Vec<String>, CatalogError> {
+) -> Result<BTreeMap<String, NightlyCover>, CatalogError> {
     let keys: Vec<String> = due
         .iter()
         .map(|(tenant, date)| backup_key(&date.format(RUN_DATE_FORMAT).to_string(), tenant))
         .collect();
     let rows = client
         .query(
-            "SELECT tenant FROM jobs WHERE dedup_key = ANY($1) AND state <> 'failed'",
+            "SELECT tenant, state FROM jobs WHERE dedup_key = ANY($1) AND state <> 'failed'",
             &[&keys],
         )
         .await
         .map_err(query_error("find the nightly's backups of due slots"))?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let cover = if row.get::<_, &str>(1) == "succeeded" {
+                NightlyCover::Done
+            } else {
+                NightlyCover::Pending
+            };
+            (row.get::<_, String>(0), cover)
+        })
+        .collect())
 }
 
 /// The dedup key of a maintenance job of run `run`.
@@ -174,6 +214,25 @@ pub async fn enqueue_run_jobs(
     jobs: &[NewJob],
     max_attempts: i32,
 ) -> Result<Vec<i64>, CatalogError> {
+    let mut connection = catalog.connection().await?;
+    let transaction = connection
+        .transaction()
+        .await
+        .map_err(query_error("begin enqueue"))?;
+    let ids = enqueue_run_jobs_in(&*transaction, jobs, max_attempts).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit enqueue"))?;
+    Ok(ids)
+}
+
+/// [`enqueue_run_jobs`] inside the caller's transaction.
+async fn enqueue_run_jobs_in(
+    client: &impl GenericClient,
+    jobs: &[NewJob],
+    max_attempts: i32,
+) -> Result<Vec<i64>, CatalogError> {
     let keys: Vec<String> = jobs
         .iter()
         .map(|job| job.dedup_key.clone().unwrap_or_default())
@@ -183,13 +242,8 @@ pub async fn enqueue_run_jobs(
             "a run's jobs must all have dedup keys".to_owned(),
         ));
     }
-    let mut connection = catalog.connection().await?;
-    let transaction = connection
-        .transaction()
-        .await
-        .map_err(query_error("begin enqueue"))?;
-    queue::enqueue(&*transaction, jobs, max_attempts).await?;
-    transaction
+    queue::enqueue(client, jobs, max_attempts).await?;
+    client
         .execute(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), finished_at = NULL
              WHERE dedup_key = ANY($1) AND state = 'failed'",
@@ -197,17 +251,13 @@ pub async fn enqueue_run_jobs(
         )
         .await
         .map_err(query_error("requeue failed jobs of the run"))?;
-    let rows = transaction
+    let rows = client
         .query(
             "SELECT dedup_key, id FROM jobs WHERE dedup_key = ANY($1)",
             &[&keys],
         )
         .await
         .map_err(query_error("read the run's jobs"))?;
-    transaction
-        .commit()
-        .await
-        .map_err(query_error("commit enqueue"))?;
     let by_key: BTreeMap<String, i64> = rows
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))

@@ -15,7 +15,7 @@
 //! keys, one insert and one update, so it stays cheap with thousands of tenants (see
 //! BENCHMARKS.md).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Timelike, Utc};
 use lifeboat_core::api::JobWork;
@@ -112,7 +112,7 @@ impl Scheduler {
         let mut connection = catalog.connection().await?;
         let rows = connection
             .query(
-                "SELECT name, cluster, database_name, schedule, coalesce(last_slot, created_at) FROM tenants",
+                "SELECT name, cluster, database_name, schedule, coalesce(last_slot, created_at), last_slot FROM tenants",
                 &[],
             )
             .await
@@ -124,6 +124,8 @@ impl Scheduler {
         let mut jobs = Vec::new();
         let mut names = Vec::new();
         let mut slots = Vec::new();
+        // Tenants whose due slot is their first of its date: the nightly may cover it.
+        let mut first_of_day = Vec::new();
         for row in &rows {
             let name: &str = row.get(0);
             let (Ok(tenant), Ok(cluster)) = (
@@ -153,6 +155,10 @@ impl Scheduler {
                     backup_kind: BackupKind::Scheduled,
                 },
             });
+            let last_slot: Option<DateTime<Utc>> = row.get(5);
+            if last_slot.is_none_or(|last| last.date_naive() < slot.date_naive()) {
+                first_of_day.push((tenant.to_string(), slot.date_naive()));
+            }
             names.push(tenant.to_string());
             slots.push(slot);
         }
@@ -160,25 +166,34 @@ impl Scheduler {
         if jobs.is_empty() {
             return Ok(report);
         }
-        let due: Vec<(String, chrono::NaiveDate)> = names
-            .iter()
-            .zip(&slots)
-            .map(|(name, slot)| (name.clone(), slot.date_naive()))
-            .collect();
-        let covered = nightly::nightly_backups_of(&**connection, &due).await?;
-        if !covered.is_empty() {
-            jobs.retain(|job| match &job.work {
-                JobWork::Backup { tenant, .. } => {
-                    !covered.iter().any(|name| name == tenant.as_str())
-                }
-                _ => true,
-            });
-            report.covered_by_nightly = report.due - jobs.len();
-        }
         let transaction = connection
             .transaction()
             .await
             .map_err(query_error("begin scheduler tick"))?;
+        // A tenant is backed up once a day whether the nightly (cron) or this scheduler
+        // enqueues it: the first slot of a date that the nightly of that date already backs
+        // up is not enqueued. Recorded once that job succeeded; asked again at each tick
+        // while it is under way; enqueued after all if it fails for good. Slots later in
+        // the day (sub-daily schedules) are not affected.
+        nightly::lock_daily_backups(&*transaction).await?;
+        let covered = if first_of_day.is_empty() {
+            BTreeMap::new()
+        } else {
+            nightly::nightly_backups_of(&*transaction, &first_of_day).await?
+        };
+        if !covered.is_empty() {
+            jobs.retain(|job| match &job.work {
+                JobWork::Backup { tenant, .. } => !covered.contains_key(tenant.as_str()),
+                _ => true,
+            });
+            report.covered_by_nightly = report.due - jobs.len();
+            let (kept_names, kept_slots): (Vec<String>, Vec<DateTime<Utc>>) = names
+                .into_iter()
+                .zip(slots)
+                .filter(|(name, _)| covered.get(name) != Some(&nightly::NightlyCover::Pending))
+                .unzip();
+            (names, slots) = (kept_names, kept_slots);
+        }
         report.enqueued = queue::enqueue(&*transaction, &jobs, max_attempts)
             .await?
             .len();

@@ -286,7 +286,12 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     let config_path = env_with_tenants(&env, &[], 0).await;
     let config = env.config(&catalog_settings());
-    for (name, schedule) in [("early", "0 0 3 * * *"), ("late", "0 0 23 * * *")] {
+    for (name, schedule) in [
+        ("early", "0 0 3 * * *"),
+        ("late-a", "0 0 23 * * *"),
+        ("late-b", "0 0 23 * * *"),
+        ("hourly", "0 0 * * * *"),
+    ] {
         let added = env.lifeboat(
             &config_path,
             &[
@@ -302,17 +307,20 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         assert!(added.status.success(), "{}", stderr(&added));
     }
     let catalog = open_catalog(&config).await;
-    // Today, with tenants added three days ago: both existed before every slot below.
-    catalog
-        .connection()
-        .await
-        .expect("connection")
-        .execute(
-            "UPDATE tenants SET created_at = created_at - interval '3 days'",
-            &[],
-        )
-        .await
-        .expect("backdate tenants");
+    let sql = |statement: String| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .connection()
+                .await
+                .expect("connection")
+                .execute(statement.as_str(), &[])
+                .await
+                .unwrap_or_else(|error| panic!("{statement}: {error}"))
+        }
+    };
+    // Today, with tenants added three days ago: all existed before every slot below.
+    sql("UPDATE tenants SET created_at = created_at - interval '3 days'".to_owned()).await;
     let day = Utc::now().date_naive();
     let run = day.format(nightly::RUN_DATE_FORMAT).to_string();
     let at = |hour: u32, minute: u32| -> DateTime<Utc> {
@@ -332,38 +340,79 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         }
     };
     let mut scheduler = Scheduler::new(schedule::DEFAULT_WINDOW);
+    async fn tick_at(
+        scheduler: &mut Scheduler,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> (usize, usize, usize) {
+        let report = scheduler.tick(catalog, now, 4).await.expect("tick");
+        (report.due, report.enqueued, report.covered_by_nightly)
+    }
 
-    // 04:00: the controller enqueued early's 03:00 slot (and late's slot of the day before).
-    let report = scheduler.tick(&catalog, at(4, 0), 4).await.expect("tick");
-    assert_eq!((report.due, report.enqueued), (2, 2), "{report:?}");
+    // 04:00: the controller enqueues early's 03:00 slot, hourly's 04:00, and the late
+    // tenants' slots of the day before.
+    assert_eq!(tick_at(&mut scheduler, &catalog, at(4, 0)).await, (4, 4, 0));
     let early_slot = job_id(format!("backup:early:{run}T03:00:00Z")).await;
+    let hourly_slot = job_id(format!("backup:hourly:{run}T04:00:00Z")).await;
 
-    // The nightly of that day adopts early's scheduled job and queues its own for late.
+    // The nightly of that day adopts the jobs of today's slots and queues its own for the
+    // late tenants: yesterday's slot does not count for today.
     let jobs = nightly::enqueue_backups(&catalog, &run, 4)
         .await
         .expect("nightly enqueue");
     assert_eq!(jobs["early"], early_slot, "early is not backed up twice");
-    assert_eq!(
-        jobs["late"],
-        job_id(nightly::backup_key(&run, "late")).await,
-        "yesterday's slot of late does not count for today"
-    );
+    assert_eq!(jobs["hourly"], hourly_slot);
+    for tenant in ["late-a", "late-b"] {
+        assert_eq!(
+            jobs[tenant],
+            job_id(nightly::backup_key(&run, tenant)).await
+        );
+    }
 
-    // 23:30: late's 23:00 slot is due, but the nightly already backs late up that day.
-    let report = scheduler.tick(&catalog, at(23, 30), 4).await.expect("tick");
+    // A sub-daily schedule keeps its later slots.
     assert_eq!(
-        (report.due, report.enqueued, report.covered_by_nightly),
-        (1, 0, 1),
-        "{report:?}"
+        tick_at(&mut scheduler, &catalog, at(5, 0)).await,
+        (1, 1, 0),
+        "hourly's 05:00"
     );
-    let report = scheduler.tick(&catalog, at(23, 45), 4).await.expect("tick");
-    assert_eq!(report.due, 0, "the covered slot is remembered: {report:?}");
-    for tenant in ["early", "late"] {
+    // 23:30: the late tenants' first slot of the day is covered by the nightly, whose jobs
+    // are still queued; hourly's 23:00 is enqueued.
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(23, 30)).await,
+        (3, 1, 2)
+    );
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(23, 31)).await,
+        (2, 0, 2),
+        "asked again while under way"
+    );
+    // late-a's nightly backup succeeds: its slot is done. late-b's fails for good: the
+    // scheduler enqueues its slot after all.
+    sql(format!(
+        "UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = {}",
+        jobs["late-a"]
+    ))
+    .await;
+    sql(format!(
+        "UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = {}",
+        jobs["late-b"]
+    ))
+    .await;
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(23, 32)).await,
+        (2, 1, 1)
+    );
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(23, 33)).await,
+        (0, 0, 0),
+        "both slots remembered"
+    );
+    for tenant in ["early", "late-a", "late-b"] {
         assert_eq!(
             scalar(
                 &catalog,
                 &format!(
-                    "SELECT count(*) FROM jobs WHERE tenant = '{tenant}'
+                    "SELECT count(*) FROM jobs WHERE tenant = '{tenant}' AND state <> 'failed'
                      AND (dedup_key LIKE 'backup:{tenant}:{run}T%' OR dedup_key = 'nightly:{run}:backup:{tenant}')"
                 ),
             )
@@ -373,18 +422,12 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         );
     }
 
-    // A scheduled job that failed for good is not adopted: the nightly run again queues
-    // its own, and keeps the one it queued before for late.
-    catalog
-        .connection()
-        .await
-        .expect("connection")
-        .execute(
-            "UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = $1",
-            &[&early_slot],
-        )
-        .await
-        .expect("fail the scheduled job");
+    // Run again: early's scheduled job failed for good, so the nightly queues its own;
+    // late-b adopts the slot job the scheduler queued after the nightly's failed.
+    sql(format!(
+        "UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = {early_slot}"
+    ))
+    .await;
     let again = nightly::enqueue_backups(&catalog, &run, 4)
         .await
         .expect("nightly enqueue again");
@@ -392,7 +435,12 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         again["early"],
         job_id(nightly::backup_key(&run, "early")).await
     );
-    assert_eq!(again["late"], jobs["late"]);
+    assert_eq!(again["late-a"], jobs["late-a"]);
+    assert_eq!(
+        again["late-b"],
+        job_id(format!("backup:late-b:{run}T23:00:00Z")).await
+    );
+    assert_eq!(again["hourly"], hourly_slot, "the earliest slot of the day");
 }
 
 /// A controller serving the API in this process, with no agent.
