@@ -32,6 +32,10 @@ pub const COMPRESSION_LEVELS: RangeInclusive<i32> = -7..=22;
 /// get before the newest is chosen without them.
 pub const LISTING_GRACE: Duration = Duration::from_secs(10);
 
+/// The least time a region gets to answer the HeadBucket a backup asks before pg_dump starts
+/// (otherwise the straggler allowance, `region_patience × max_region_lag_parts`).
+pub const REGION_CHECK_MIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Timeouts for one S3 request attempt; the SDK retries transient failures.
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const S3_OPERATION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -27,9 +27,10 @@ use tracing::Instrument;
 use crate::config::{Config, TenantConfig};
 use crate::ids::{BackupId, RegionName};
 use crate::manifest::{BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject};
+use crate::policy;
 use crate::postgres::{self, PgTools, PostgresError};
 use crate::progress::{Progress, Stage};
-use crate::region::Region;
+use crate::region::{Region, RegionError, RegionErrorKind};
 
 use encode::{EncodeError, EncodeJob};
 use fanout::{FanOutError, FanOutLimits, UploadOutcome};
@@ -120,22 +121,26 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
 }
 
 /// Before pg_dump takes its snapshot and locks, ask every region for its bucket and wait
-/// until `min_regions` have answered, each within the straggler allowance. Uploads open only
-/// once the dump has output, so without this a backup with every region wedged (answering
-/// nothing, not refusing) would hold the tenant's locks until the S3 timeouts ran out.
-/// A region that fails here is still offered the object: it may answer by then.
+/// until `min_regions` have answered, each within the straggler allowance (at least
+/// [`policy::REGION_CHECK_MIN_TIMEOUT`]). Uploads open only once the dump has output, so
+/// without this a backup with every region wedged (answering nothing, not refusing) would
+/// hold the tenant's locks until the S3 timeouts ran out. Any answer but "no such bucket"
+/// counts: a key allowed to write but not to HeadBucket (a write-only policy) is the
+/// upload's business. A region that fails here is still offered the object: it may answer
+/// by then.
 async fn check_regions_answer(
     regions: &[Region],
     limits: &FanOutLimits,
     cancel: &CancellationToken,
 ) -> Result<(), BackupError> {
-    let timeout = limits.straggler_allowance();
+    let timeout = limits
+        .straggler_allowance()
+        .max(policy::REGION_CHECK_MIN_TIMEOUT);
     let requests = regions
         .iter()
         .map(|region| async move {
             match tokio::time::timeout(timeout, region.check_bucket()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
+                Ok(checked) => region_answered(checked),
                 Err(_) => Err(format!(
                     "no answer to HeadBucket in {} s",
                     timeout.as_secs()
@@ -169,6 +174,22 @@ async fn check_regions_answer(
         answered,
         reasons: describe_failures(&failures),
     })
+}
+
+/// Whether a HeadBucket result shows a region that can be offered the object: any answer
+/// but "unreachable" or "no such bucket" (see [`check_regions_answer`]).
+fn region_answered(checked: Result<(), RegionError>) -> Result<(), String> {
+    match checked {
+        Err(error)
+            if matches!(
+                error.kind,
+                RegionErrorKind::Unreachable | RegionErrorKind::BucketMissing
+            ) =>
+        {
+            Err(error.to_string())
+        }
+        Ok(()) | Err(_) => Ok(()),
+    }
 }
 
 /// Take one backup of `request.tenant` and commit it to at least `min_regions` regions.
@@ -511,5 +532,32 @@ async fn delete_objects(regions: &[Region], keys: &[&str]) {
         .is_err()
     {
         tracing::warn!("deleting uncommitted objects timed out");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_bucket_error(kind: RegionErrorKind) -> Result<(), RegionError> {
+        Err(RegionError {
+            region: RegionName::parse("eu").expect("region"),
+            operation: "head bucket",
+            key: String::new(),
+            kind,
+            message: "refused".to_owned(),
+        })
+    }
+
+    #[test]
+    fn only_silence_and_a_missing_bucket_keep_a_region_from_counting_as_answered() {
+        assert!(region_answered(Ok(())).is_ok());
+        // A write-only key may not HeadBucket: the region answered all the same.
+        assert!(region_answered(head_bucket_error(RegionErrorKind::AccessDenied)).is_ok());
+        assert!(region_answered(head_bucket_error(RegionErrorKind::Other)).is_ok());
+        for kind in [RegionErrorKind::Unreachable, RegionErrorKind::BucketMissing] {
+            let reason = region_answered(head_bucket_error(kind)).expect_err("not answered");
+            assert!(reason.contains("region eu"), "{reason}");
+        }
     }
 }
