@@ -22,6 +22,10 @@ pub enum TenantError {
         "tenant {0} is under legal hold, so it is not removed; lift the hold first (lifeboat tenant unhold {0})"
     )]
     UnderLegalHold(TenantName),
+    #[error(
+        "tenant {tenant} has a backup running (job {job}), so it is not removed; try again once the job has finished"
+    )]
+    BackupRunning { tenant: TenantName, job: i64 },
     #[error("unknown cluster {cluster:?} (configured: {known})")]
     UnknownCluster { cluster: String, known: String },
     #[error("--database: a database name must be 1 to 63 bytes without NUL characters")]
@@ -241,6 +245,29 @@ pub async fn remove_tenant(
     if row.get::<_, bool>(0) {
         return Err(TenantError::UnderLegalHold(name.clone()));
     }
+    // Its queued backups would otherwise still run, and add backups no retention sees.
+    // Claims skip rows this locks; a backup already running makes the removal wait.
+    let backup_jobs_cancelled = transaction
+        .execute(
+            "UPDATE jobs SET state = 'failed', last_error = 'tenant removed', finished_at = now()
+             WHERE tenant = $1 AND kind = 'backup' AND state = 'queued'",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(query_error("cancel the tenant's queued backups"))?;
+    if let Some(running) = transaction
+        .query_opt(
+            "SELECT id FROM jobs WHERE tenant = $1 AND kind = 'backup' AND state = 'running' LIMIT 1",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(query_error("find the tenant's running backups"))?
+    {
+        return Err(TenantError::BackupRunning {
+            tenant: name.clone(),
+            job: running.get(0),
+        });
+    }
     let backups_trashed = match trash {
         Some(trash) => transaction
             .execute(
@@ -265,6 +292,7 @@ pub async fn remove_tenant(
         .await
         .map_err(query_error("remove tenant"))?;
     let removed = RemovedTenant {
+        backup_jobs_cancelled,
         backups_trashed,
         backups_left: u64::try_from(backups_left).unwrap_or(0),
         purge_after: trash.map(|trash| trash.purge_after),
@@ -275,6 +303,7 @@ pub async fn remove_tenant(
         "tenant.remove",
         Some(name.as_str()),
         serde_json::json!({
+            "backup_jobs_cancelled": removed.backup_jobs_cancelled,
             "backups_trashed": removed.backups_trashed,
             "backups_left": removed.backups_left,
             "purge_after": removed.purge_after,
@@ -296,6 +325,8 @@ pub struct TrashBackups {
 /// What removing a tenant did to its backups.
 #[derive(Debug, Clone, Serialize)]
 pub struct RemovedTenant {
+    /// Queued backup jobs of the tenant, marked failed ("tenant removed").
+    pub backup_jobs_cancelled: u64,
     /// Moved to the trash now.
     pub backups_trashed: u64,
     /// Left alone: not trashed (no `--trash-backups`) or under their own legal hold. No

@@ -180,6 +180,12 @@ pub async fn remove(
     let catalog = open_catalog(&config).await?;
     let removed = tenants::remove_tenant(&catalog, &name, trash, &actor()).await?;
     println!("removed tenant {name} from the catalog");
+    if removed.backup_jobs_cancelled > 0 {
+        println!(
+            "{} queued backup jobs cancelled",
+            removed.backup_jobs_cancelled
+        );
+    }
     if let Some(purge_after) = removed.purge_after {
         println!(
             "{} backups moved to the trash, purged after {} unless brought back (lifeboat trash list)",

@@ -505,9 +505,69 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
     );
     assert!(run(&["tenant", "unhold", "acme"]).status.success());
 
+    // A backup job of the tenant: while it runs, the tenant is not removed; queued, it is
+    // cancelled with the removal, so no backup outside retention lands afterwards.
+    let config = Config::load(Some(&config_path)).expect("config");
+    let (pool, _) = catalog_pool(&config).await;
+    let job = lifeboat_controller::queue::NewJob {
+        dedup_key: Some("test:acme-backup".to_owned()),
+        work: lifeboat_core::api::JobWork::Backup {
+            tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
+            cluster: lifeboat_core::ids::ClusterName::parse("main").expect("cluster"),
+            database: "acme".to_owned(),
+            backup_kind: lifeboat_core::manifest::BackupKind::Scheduled,
+        },
+    };
+    let job_id = lifeboat_controller::queue::enqueue(
+        &**pool.connection().await.expect("connection"),
+        &[job],
+        4,
+    )
+    .await
+    .expect("enqueue")[0];
+    catalog
+        .execute(
+            "UPDATE jobs SET state = 'running', lease_token = gen_random_uuid() WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .expect("mark running");
+    let refused = run(&["tenant", "remove", "acme", "--trash-backups"]);
+    assert!(
+        stderr(&refused).contains(&format!("has a backup running (job {job_id})")),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        json(&run(&["trash", "list", "--json"])),
+        serde_json::json!([])
+    );
+    catalog
+        .execute(
+            "UPDATE jobs SET state = 'queued', lease_token = NULL WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .expect("back to queued");
+
     let removed = run(&["tenant", "remove", "acme", "--trash-backups"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
     let said = stdout(&removed);
+    assert!(said.contains("1 queued backup jobs cancelled"), "{said}");
+    let (state, error): (String, Option<String>) = {
+        let row = catalog
+            .query_one(
+                "SELECT state, last_error FROM jobs WHERE id = $1",
+                &[&job_id],
+            )
+            .await
+            .expect("job");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("failed", Some("tenant removed"))
+    );
     assert!(said.contains("2 backups moved to the trash"), "{said}");
     assert!(
         said.contains("1 backups stay in the regions under their own legal hold"),
