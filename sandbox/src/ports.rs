@@ -14,6 +14,7 @@ use std::fs::{self, File, TryLockError};
 use std::hash::{BuildHasher, RandomState};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::ops::Range;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -126,23 +127,40 @@ pub fn pick_free_ports_with_partners(
     })
 }
 
-/// Where the lock files of reserved ports live: shared by every sandbox process of the machine.
+/// Where the lock files of reserved ports live: shared by every sandbox process of the
+/// machine, whoever runs it (world-writable and sticky, like /tmp itself).
 fn reservation_directory() -> anyhow::Result<PathBuf> {
     let directory = std::env::temp_dir().join("lifeboat-sandbox-ports");
-    fs::create_dir_all(&directory)
-        .with_context(|| format!("create port reservation directory {}", directory.display()))?;
+    if fs::create_dir(&directory).is_ok() {
+        // Ours: let other users' test runs add their lock files too.
+        fs::set_permissions(&directory, fs::Permissions::from_mode(0o1777)).with_context(|| {
+            format!("open up port reservation directory {}", directory.display())
+        })?;
+    }
+    anyhow::ensure!(
+        directory.is_dir(),
+        "port reservation directory {} is missing and cannot be created",
+        directory.display()
+    );
     Ok(directory)
 }
 
 /// Locks `<directory>/<port>.lock` without waiting: `None` if another process holds it.
+/// Another user's lock file is opened read-only: `flock` works on it all the same.
 fn try_reserve(directory: &std::path::Path, port: u16) -> anyhow::Result<Option<File>> {
     let path = directory.join(format!("{port}.lock"));
-    let lock_file = File::options()
+    let opened = match File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o644)
         .open(&path)
-        .with_context(|| format!("open port reservation file {}", path.display()))?;
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path),
+        opened => opened,
+    };
+    let lock_file =
+        opened.with_context(|| format!("open port reservation file {}", path.display()))?;
     match lock_file.try_lock() {
         Ok(()) => Ok(Some(lock_file)),
         Err(TryLockError::WouldBlock) => Ok(None),

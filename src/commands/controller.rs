@@ -37,6 +37,9 @@ pub struct ServeFlags {
     /// Jobs the embedded agent runs at once.
     #[arg(long, default_value_t = 2)]
     pub agent_concurrency: usize,
+    /// Moved to the config; kept only to say so.
+    #[arg(long, hide = true)]
+    pub backup_window: Option<String>,
     /// Copies per region read whole and hashed by each day's scrub, which starts at the
     /// end of the backup window (`[schedule] backup_window`) with retention and the purge
     /// of the trash.
@@ -202,6 +205,11 @@ pub fn controller_options(
 }
 
 pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
+    if let Some(window) = &flags.backup_window {
+        anyhow::bail!(
+            "--backup-window is now a configuration key: put `[schedule]` and `backup_window = {window:?}` in the config file, so that `tenant list` and `tenant show` see it too"
+        );
+    }
     let config = Arc::new(load_config(config_path)?);
     let policy = flags.queue.policy()?;
     let catalog = open_migrated_catalog(&config).await?;

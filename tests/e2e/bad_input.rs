@@ -164,6 +164,17 @@ async fn command_line_names_what_is_wrong_and_exits_non_zero() {
         );
     }
 
+    let moved = env.lifeboat(
+        &config_path,
+        &["controller", "--backup-window", "22:00-02:00"],
+    );
+    assert!(!moved.status.success());
+    assert!(
+        stderr(&moved).contains("backup_window = \"22:00-02:00\""),
+        "the error says where the window went: {}",
+        stderr(&moved)
+    );
+
     let malformed = env.dir.path().join("malformed.toml");
     std::fs::write(&malformed, "recipients = [\n").expect("write");
     let output = env.lifeboat(&malformed, &["config", "check"]);
