@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::api::{
-    API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
-    JobWork,
+    API_PREFIX, ClaimRequest, ClaimedJob, DrillOutcome, ErrorBody, Heartbeat, JobOutcome,
+    JobReport, JobResult, JobWork,
 };
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::config::{Config, TenantConfig};
@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{backup_job, maintenance};
+use crate::{backup_job, maintenance, restore_job};
 
 /// How an agent reaches its controller and what it serves.
 #[derive(Debug, Clone)]
@@ -140,14 +140,17 @@ impl ControllerClient {
     }
 
     /// Claim a job, waiting up to `wait` for one.
+    /// `can_decrypt`: this agent holds the age identity and may be given drills.
     pub async fn claim(
         &self,
         clusters: &[ClusterName],
+        can_decrypt: bool,
         wait: Duration,
     ) -> Result<Option<ClaimedJob>, AgentError> {
         let request = ClaimRequest {
             clusters: clusters.to_vec(),
             wait_seconds: wait.as_secs(),
+            can_decrypt,
         };
         let response = self
             .post("/agent/claim", &request, wait + Duration::from_secs(10))
@@ -322,10 +325,12 @@ async fn claim_loop(
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let mut retry_delay = Duration::from_millis(250);
+    // Only an agent configured with the identity can restore, so only it is given drills.
+    let can_decrypt = config.identity_file.is_some();
     while !cancel.is_cancelled() {
         let claimed = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            claimed = client.claim(&clusters, wait) => claimed,
+            claimed = client.claim(&clusters, can_decrypt, wait) => claimed,
         };
         match claimed {
             Ok(Some(job)) => {
@@ -378,6 +383,9 @@ fn job_span(job: &ClaimedJob) -> tracing::Span {
         ),
         JobWork::Scrub { region, .. } => (None, None, Some(region.to_string())),
         JobWork::Delete {
+            tenant, backup_id, ..
+        }
+        | JobWork::Drill {
             tenant, backup_id, ..
         } => (Some(tenant.to_string()), Some(backup_id.to_string()), None),
     };
@@ -674,5 +682,60 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 .to_owned(),
             retryable: false,
         },
+        JobWork::Drill {
+            tenant,
+            cluster,
+            backup_id,
+        } => {
+            if config.cluster(cluster).is_err() {
+                return JobOutcome::Failed {
+                    error: format!("this agent has no credentials for cluster {cluster}"),
+                    retryable: true,
+                };
+            }
+            let tenant_config = TenantConfig {
+                name: tenant.clone(),
+                cluster: cluster.clone(),
+                // A drill restores into a scratch database; the tenant's own is not touched.
+                database: tenant.to_string(),
+            };
+            let run = restore_job::drill(
+                config,
+                &tenant_config,
+                *backup_id,
+                Arc::new(Silent),
+                cancel.clone(),
+            )
+            .await;
+            if cancel.is_cancelled() {
+                return JobOutcome::Failed {
+                    error: "cancelled".to_owned(),
+                    retryable: true,
+                };
+            }
+            if let Some(error) = &run.cleanup_error {
+                tracing::warn!(database = %run.scratch_database, %error, "drill's scratch database left behind");
+            }
+            JobOutcome::Succeeded {
+                result: JobResult::Drill {
+                    backup_id: run.backup_id,
+                    region: run
+                        .outcome
+                        .as_ref()
+                        .ok()
+                        .map(|report| report.region.clone()),
+                    scratch_database: run.scratch_database,
+                    started_at: run.started_at,
+                    finished_at: run.finished_at,
+                    outcome: match run.outcome {
+                        Ok(report) => DrillOutcome::Verified {
+                            tables_verified: report.tables_verified as u64,
+                            rows_verified: report.rows_verified,
+                        },
+                        Err(error) => DrillOutcome::Failed { error },
+                    },
+                },
+            }
+        }
     }
 }

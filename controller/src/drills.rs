@@ -23,18 +23,7 @@ pub struct DrillRecord {
     pub outcome: DrillOutcome,
 }
 
-/// How a drill ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum DrillOutcome {
-    Verified {
-        tables_verified: u64,
-        rows_verified: u64,
-    },
-    Failed {
-        error: String,
-    },
-}
+pub use lifeboat_core::api::DrillOutcome;
 
 /// A recorded drill, as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +46,20 @@ pub async fn record_drill(
         .transaction()
         .await
         .map_err(query_error("begin"))?;
+    let id = record_drill_in(&*transaction, drill, actor).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(query_error("commit drill"))?;
+    Ok(id)
+}
+
+/// [`record_drill`] inside the caller's transaction (a drill job's report).
+pub async fn record_drill_in<C: GenericClient>(
+    transaction: &C,
+    drill: &DrillRecord,
+    actor: &str,
+) -> Result<i64, CatalogError> {
     let known = transaction
         .query_opt(
             "SELECT 1 FROM backups WHERE id = $1 AND tenant = $2",
@@ -117,7 +120,7 @@ pub async fn record_drill(
             .map_err(query_error("mark backup verified"))?;
     }
     audit(
-        &*transaction,
+        transaction,
         actor,
         "drill",
         Some(drill.tenant.as_str()),
@@ -128,10 +131,6 @@ pub async fn record_drill(
         }),
     )
     .await?;
-    transaction
-        .commit()
-        .await
-        .map_err(query_error("commit drill"))?;
     Ok(id)
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime};
 use lifeboat_core::api::JobWork;
-use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -203,7 +203,13 @@ pub fn maintenance_key(run: &str, work: &JobWork) -> String {
         }
         JobWork::Delete { backup_id, .. } => format!("nightly:{run}:delete:{backup_id}"),
         JobWork::Backup { tenant, .. } => backup_key(run, tenant.as_str()),
+        JobWork::Drill { tenant, .. } => drill_key(run, tenant.as_str()),
     }
+}
+
+/// The dedup key of a tenant's drill in nightly run `run`.
+pub fn drill_key(run: &str, tenant: &str) -> String {
+    format!("nightly:{run}:drill:{tenant}")
 }
 
 /// Enqueue jobs that all carry dedup keys, requeue those of them that failed for good, and
@@ -309,6 +315,117 @@ pub struct TenantOutcome {
     pub degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The drill of this run's backup (`nightly --drill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillLine>,
+}
+
+/// How the drill of a tenant's new backup went.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillLine {
+    pub job: i64,
+    /// The job's state: a finished drill job "succeeded" whether the backup verified or not.
+    pub state: String,
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables_verified: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_verified: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DrillLine {
+    pub fn from_status(status: &JobStatus) -> DrillLine {
+        let result = status.result.as_ref();
+        let outcome = result.and_then(|result| result.get("outcome"));
+        let verified = status.state == "succeeded"
+            && outcome.and_then(|outcome| outcome.as_str()) == Some("verified");
+        let number = |name: &str| {
+            result
+                .and_then(|result| result.get(name))
+                .and_then(serde_json::Value::as_u64)
+        };
+        DrillLine {
+            job: status.id,
+            state: status.state.clone(),
+            verified,
+            tables_verified: number("tables_verified"),
+            rows_verified: number("rows_verified"),
+            duration_ms: number("duration_ms"),
+            error: if verified {
+                None
+            } else {
+                Some(
+                    result
+                        .and_then(|result| result.get("error"))
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                        .or_else(|| status.last_error.clone())
+                        .unwrap_or_else(|| {
+                            format!(
+                                "not finished when the nightly stopped waiting (still {})",
+                                status.state
+                            )
+                        }),
+                )
+            },
+        }
+    }
+}
+
+/// Enqueue run `run`'s drills: one per tenant of `backups` (tenant → the backup this run
+/// took), on the tenant's cluster. Returns each tenant's drill job id.
+pub async fn enqueue_drills(
+    catalog: &Catalog,
+    run: &str,
+    backups: &BTreeMap<String, BackupId>,
+    max_attempts: i32,
+) -> Result<BTreeMap<String, i64>, CatalogError> {
+    let names: Vec<&str> = backups.keys().map(String::as_str).collect();
+    let rows = catalog
+        .connection()
+        .await?
+        .query(
+            "SELECT name, cluster FROM tenants WHERE name = ANY($1) ORDER BY name",
+            &[&names],
+        )
+        .await
+        .map_err(query_error("read the drilled tenants"))?;
+    let mut jobs = Vec::new();
+    for row in &rows {
+        let (Ok(tenant), Ok(cluster)) = (
+            TenantName::parse(row.get(0)),
+            ClusterName::parse(row.get(1)),
+        ) else {
+            return Err(CatalogError::Inconsistent(format!(
+                "tenant {:?} has an invalid name or cluster",
+                row.get::<_, &str>(0)
+            )));
+        };
+        let Some(backup_id) = backups.get(tenant.as_str()) else {
+            continue;
+        };
+        jobs.push(NewJob {
+            dedup_key: Some(drill_key(run, tenant.as_str())),
+            work: JobWork::Drill {
+                tenant,
+                cluster,
+                backup_id: *backup_id,
+            },
+        });
+    }
+    let ids = enqueue_run_jobs(catalog, &jobs, max_attempts).await?;
+    Ok(jobs
+        .iter()
+        .zip(ids)
+        .filter_map(|(job, id)| match &job.work {
+            JobWork::Drill { tenant, .. } => Some((tenant.to_string(), id)),
+            _ => None,
+        })
+        .collect())
 }
 
 impl TenantOutcome {
@@ -339,11 +456,59 @@ impl TenantOutcome {
                         .unwrap_or_default()
                 )),
             },
+            drill: None,
         }
     }
 
-    /// A good backup from this run.
+    /// A good backup from this run: taken, and verified by its drill if it was drilled.
     pub fn succeeded(&self) -> bool {
-        self.state == "succeeded"
+        self.state == "succeeded" && self.drill.as_ref().is_none_or(|drill| drill.verified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, result: serde_json::Value) -> JobStatus {
+        JobStatus {
+            id: 7,
+            kind: "drill".to_owned(),
+            tenant: Some("acme".to_owned()),
+            state: state.to_owned(),
+            attempts: 1,
+            last_error: None,
+            result: Some(result),
+        }
+    }
+
+    #[test]
+    fn a_backup_whose_drill_did_not_verify_is_not_a_good_backup() {
+        let backup = status(
+            "succeeded",
+            serde_json::json!({ "backup_id": "x", "degraded": false }),
+        );
+        let mut outcome = TenantOutcome::from_status("acme", &backup);
+        assert!(outcome.succeeded(), "not drilled: the backup counts");
+
+        outcome.drill = Some(DrillLine::from_status(&status(
+            "succeeded",
+            serde_json::json!({ "outcome": "verified", "tables_verified": 3, "rows_verified": 9 }),
+        )));
+        assert!(outcome.succeeded());
+
+        let failed = DrillLine::from_status(&status(
+            "succeeded",
+            serde_json::json!({ "outcome": "failed", "error": "row counts differ" }),
+        ));
+        assert_eq!(failed.error.as_deref(), Some("row counts differ"));
+        outcome.drill = Some(failed);
+        assert!(!outcome.succeeded(), "a drill that failed fails the tenant");
+
+        outcome.drill = Some(DrillLine::from_status(&status(
+            "queued",
+            serde_json::Value::Null,
+        )));
+        assert!(!outcome.succeeded(), "an unfinished drill proves nothing");
     }
 }

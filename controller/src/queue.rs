@@ -81,6 +81,9 @@ impl NewJob {
             }
             JobWork::Scrub { region, .. } => (None, None, Some(region.to_string())),
             JobWork::Delete { tenant, .. } => (Some(tenant.to_string()), None, None),
+            JobWork::Drill {
+                tenant, cluster, ..
+            } => (Some(tenant.to_string()), Some(cluster.to_string()), None),
         }
     }
 }
@@ -167,10 +170,12 @@ fn lock_key(scope: &str, name: &str) -> String {
 /// Claim the oldest ready job this agent can run, or `None`. Jobs on a database cluster
 /// are offered only to agents that name it in `clusters`; jobs on none (scrub, replicate)
 /// to every agent.
+/// `can_decrypt`: the agent holds the age identity; drills go only to such agents.
 pub async fn claim(
     catalog: &Catalog,
     agent: &str,
     clusters: &[ClusterName],
+    can_decrypt: bool,
     policy: &QueuePolicy,
 ) -> Result<Option<ClaimedJob>, CatalogError> {
     let clusters: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
@@ -201,10 +206,16 @@ pub async fn claim(
                AND (j.region IS NULL OR j.region NOT IN (SELECT region FROM busy_regions))
                AND (j.tenant IS NULL OR j.tenant NOT IN
                     (SELECT tenant FROM running WHERE tenant IS NOT NULL))
+               AND ($4 OR j.kind NOT IN ('drill', 'restore'))
              ORDER BY j.run_after, j.id
              LIMIT 4
              FOR UPDATE OF j SKIP LOCKED",
-            &[&clusters, &policy.max_per_cluster, &policy.max_per_region],
+            &[
+                &clusters,
+                &policy.max_per_cluster,
+                &policy.max_per_region,
+                &can_decrypt,
+            ],
         )
         .await
         .map_err(query_error("find a job to claim"))?;

@@ -7,6 +7,7 @@ use lifeboat_core::manifest::ObjectKey;
 
 use crate::backups;
 use crate::catalog::{Catalog, CatalogError};
+use crate::drills;
 use crate::queue::{self, QueueError, QueuePolicy};
 use crate::scrub;
 
@@ -220,6 +221,59 @@ async fn apply_result(
             }
             scrub::apply_replicate_result(client, *backup_id, to).await?;
             Ok(serde_json::json!({ "backup_id": backup_id, "region": to }))
+        }
+        (
+            JobWork::Drill {
+                tenant,
+                backup_id: asked,
+                ..
+            },
+            JobResult::Drill {
+                backup_id,
+                region,
+                scratch_database,
+                started_at,
+                finished_at,
+                outcome,
+            },
+        ) => {
+            if backup_id != asked {
+                return Err(invalid(
+                    id,
+                    format!("the job drills backup {asked}, the report says {backup_id}"),
+                ));
+            }
+            if let Some(region) = region {
+                known_region(id, region, regions)?;
+            }
+            let record = drills::DrillRecord {
+                tenant: tenant.clone(),
+                backup_id: *backup_id,
+                region: region.clone(),
+                scratch_database: scratch_database.clone(),
+                started_at: *started_at,
+                finished_at: *finished_at,
+                outcome: outcome.clone(),
+            };
+            let drill = drills::record_drill_in(client, &record, &format!("job:{id}"))
+                .await
+                .map_err(|error| match error {
+                    // The backup left the catalog (purged) while it was drilled.
+                    CatalogError::Inconsistent(message) => invalid(id, message),
+                    other => other.into(),
+                })?;
+            let mut summary = serde_json::to_value(&record).unwrap_or_default();
+            if let Some(fields) = summary.as_object_mut() {
+                fields.insert("drill".to_owned(), drill.into());
+                fields.insert(
+                    "duration_ms".to_owned(),
+                    (*finished_at - *started_at)
+                        .num_milliseconds()
+                        .max(0)
+                        .into(),
+                );
+            }
+            Ok(summary)
         }
         _ => Err(invalid(
             id,

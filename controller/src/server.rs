@@ -194,6 +194,7 @@ async fn claim(
             &state.catalog,
             &agent,
             &request.clusters,
+            request.can_decrypt,
             &state.options.policy,
         )
         .await?

@@ -104,6 +104,14 @@ pub enum JobWork {
         backup_id: BackupId,
         regions: Vec<RegionName>,
     },
+    /// Restore a backup into a new scratch database on the tenant's cluster, verify its row
+    /// counts against the manifest, and drop the database. Needs the age identity, so only
+    /// agents that say they can decrypt ([`ClaimRequest::can_decrypt`]) are given one.
+    Drill {
+        tenant: TenantName,
+        cluster: ClusterName,
+        backup_id: BackupId,
+    },
 }
 
 impl JobWork {
@@ -113,6 +121,7 @@ impl JobWork {
             JobWork::Replicate { .. } => JobKind::Replicate,
             JobWork::Scrub { .. } => JobKind::Scrub,
             JobWork::Delete { .. } => JobKind::Delete,
+            JobWork::Drill { .. } => JobKind::Drill,
         }
     }
 }
@@ -139,6 +148,10 @@ pub struct ClaimRequest {
     /// Hold the request open this long when nothing is ready (long poll), at most
     /// [`MAX_CLAIM_WAIT_SECONDS`].
     pub wait_seconds: u64,
+    /// Whether this agent holds the age identity: only then is it given drills. Agents
+    /// that only take backups hold public keys and leave this false.
+    #[serde(default)]
+    pub can_decrypt: bool,
 }
 
 /// A job handed to an agent, with its lease.
@@ -217,6 +230,30 @@ pub enum JobResult {
     Delete {
         regions: Vec<RegionName>,
     },
+    /// A drill that ran to its end, verified or not: a backup that does not restore is a
+    /// drill result, not a job failure.
+    Drill {
+        backup_id: BackupId,
+        /// The region the object was read from, if any could serve it.
+        region: Option<RegionName>,
+        scratch_database: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        finished_at: chrono::DateTime<chrono::Utc>,
+        outcome: DrillOutcome,
+    },
+}
+
+/// How a drill ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DrillOutcome {
+    Verified {
+        tables_verified: u64,
+        rows_verified: u64,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 impl JobResult {
@@ -226,6 +263,7 @@ impl JobResult {
             JobResult::Replicate { .. } => JobKind::Replicate,
             JobResult::Scrub { .. } => JobKind::Scrub,
             JobResult::Delete { .. } => JobKind::Delete,
+            JobResult::Drill { .. } => JobKind::Drill,
         }
     }
 }

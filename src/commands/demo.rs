@@ -16,11 +16,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use comfy_table::Table;
-use lifeboat_agent::restore_job;
 use lifeboat_controller::tenants::{self, NewTenant, Retention};
 use lifeboat_core::config::Config;
-use lifeboat_core::ids::{BackupId, TenantName};
-use lifeboat_core::progress::Silent;
+use lifeboat_core::ids::TenantName;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use tokio_util::sync::CancellationToken;
 
@@ -196,6 +194,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         no_agent: false,
         concurrency: 2,
         backups_only: false,
+        drill: true,
         scrub_full_sample: 20,
         deadline_minutes: 10,
         run: None,
@@ -209,60 +208,32 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
     };
     let night = nightly::execute(&config, &catalog, "demo", &flags, &cancel).await?;
 
-    // The drill: restore each tenant's new backup into a scratch database and verify it.
+    // The nightly drilled each new backup through the queue: restored into a scratch
+    // database by the agent, verified against the manifest, recorded in the catalog.
     let mut outcomes = Vec::new();
     for ((tenant_name, _, _), database_bytes) in TENANTS.iter().zip(database_sizes) {
-        let tenant = TenantName::parse(tenant_name)?;
         let Some(backed_up) = night
             .outcomes
             .iter()
-            .find(|outcome| outcome.tenant == tenant.as_str())
+            .find(|outcome| outcome.tenant == *tenant_name)
         else {
             continue;
         };
-        let backup_id = match backed_up.backup_id.as_deref().map(BackupId::parse) {
-            Some(Ok(backup_id)) if backed_up.succeeded() => backup_id,
-            _ => {
-                outcomes.push(TenantOutcome {
-                    tenant: tenant.to_string(),
-                    database_bytes,
-                    stored_bytes: 0,
-                    regions: "-".to_owned(),
-                    backup_seconds: 0.0,
-                    restore_seconds: None,
-                    verified: Err(format!(
-                        "backup failed: {}",
-                        backed_up.error.as_deref().unwrap_or("unknown error")
-                    )),
-                });
-                continue;
-            }
-        };
-        eprintln!("tenant {tenant}: drill, restoring backup {backup_id} into a scratch database");
-        let drill = restore_job::drill(
-            &config,
-            &super::resolve_tenant(&config, &tenant).await?,
-            backup_id,
-            Arc::new(Silent),
-            cancel.clone(),
-        )
-        .await;
-        // Recorded like any drill: a verified one marks the backup verified.
-        super::drill::record(&catalog, &drill, "demo").await?;
-        let restore_seconds = (drill.finished_at - drill.started_at)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64();
-        let verified = match (&drill.outcome, &drill.cleanup_error) {
-            (Ok(_), Some(cleanup_error)) => Err(cleanup_error.clone()),
-            (Ok(report), None) => Ok(format!(
+        let verified = match (&backed_up.drill, &backed_up.error) {
+            (_, Some(error)) => Err(format!("backup failed: {error}")),
+            (Some(drill), None) if drill.verified => Ok(format!(
                 "yes ({} tables, {} rows)",
-                report.tables_verified, report.rows_verified
+                drill.tables_verified.unwrap_or_default(),
+                drill.rows_verified.unwrap_or_default()
             )),
-            (Err(error), _) => Err(error.clone()),
+            (Some(drill), None) => Err(format!(
+                "drill failed: {}",
+                drill.error.as_deref().unwrap_or("unknown error")
+            )),
+            (None, None) => Err("not drilled".to_owned()),
         };
         outcomes.push(TenantOutcome {
-            tenant: tenant.to_string(),
+            tenant: (*tenant_name).to_owned(),
             database_bytes,
             stored_bytes: backed_up.stored_bytes.unwrap_or(0),
             regions: if backed_up.degraded {
@@ -271,7 +242,12 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
                 REGION_NAMES.join(",")
             },
             backup_seconds: backed_up.duration_ms.unwrap_or(0) as f64 / 1000.0,
-            restore_seconds: verified.is_ok().then_some(restore_seconds),
+            restore_seconds: backed_up
+                .drill
+                .as_ref()
+                .filter(|_| verified.is_ok())
+                .and_then(|drill| drill.duration_ms)
+                .map(|ms| ms as f64 / 1000.0),
             verified,
         });
     }

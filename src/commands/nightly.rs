@@ -14,12 +14,12 @@ use anyhow::Context;
 use chrono::Utc;
 use comfy_table::Table;
 use lifeboat_controller::catalog::Catalog;
-use lifeboat_controller::nightly::{self, TenantOutcome};
+use lifeboat_controller::nightly::{self, DrillLine, TenantOutcome};
 use lifeboat_controller::queue::{JobStatus, NewJob};
 use lifeboat_controller::{retention, scrub};
 use lifeboat_core::api::JobWork;
 use lifeboat_core::config::Config;
-use lifeboat_core::ids::RegionName;
+use lifeboat_core::ids::{BackupId, RegionName};
 use lifeboat_core::region::Region;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,12 @@ pub struct NightlyFlags {
     /// Skip retention, scrub and repair: backups only.
     #[arg(long)]
     pub backups_only: bool,
+    /// After the backups, drill each tenant's new backup: restore it into a scratch
+    /// database on its cluster, verify its row counts against the manifest, drop it. Needs
+    /// an agent holding the age identity (`identity_file`); a tenant whose drill fails has
+    /// no good backup from this run.
+    #[arg(long)]
+    pub drill: bool,
     /// Copies per region read whole and hashed by tonight's scrub (besides the size check
     /// of every copy).
     #[arg(long, default_value_t = 20)]
@@ -106,6 +112,10 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         }
         None => Utc::now().format(nightly::RUN_DATE_FORMAT).to_string(),
     };
+    anyhow::ensure!(
+        !flags.drill || flags.no_agent || config.identity_file.is_some(),
+        "--drill: the nightly's own agent restores the backups it drills and needs identity_file in the config (or run with --no-agent, with agents that have it)"
+    );
     let catalog = wiring::open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();
     let summary = execute(&config, &catalog, &run_name, &flags, &cancel).await?;
@@ -163,7 +173,7 @@ pub async fn execute(
         let ids: Vec<i64> = jobs.values().copied().collect();
         let statuses =
             nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), &waiting).await?;
-        let outcomes: Vec<TenantOutcome> = jobs
+        let mut outcomes: Vec<TenantOutcome> = jobs
             .iter()
             .filter_map(|(tenant, id)| {
                 statuses
@@ -172,6 +182,18 @@ pub async fn execute(
                     .map(|status| TenantOutcome::from_status(tenant, status))
             })
             .collect();
+        if flags.drill && !waiting.is_cancelled() {
+            drill_new_backups(
+                catalog,
+                run_name,
+                &mut outcomes,
+                max_attempts,
+                flags.json,
+                &waiting,
+                &running.work_ready,
+            )
+            .await?;
+        }
         let maintenance = if flags.backups_only || waiting.is_cancelled() {
             None
         } else {
@@ -209,6 +231,47 @@ pub async fn execute(
     deadline.abort();
     running.stop().await?;
     summary
+}
+
+/// Drill every backup this run took (one drill job per tenant, for agents that can
+/// decrypt), wait for them, and attach each drill to its tenant's outcome.
+async fn drill_new_backups(
+    catalog: &Catalog,
+    run: &str,
+    outcomes: &mut [TenantOutcome],
+    max_attempts: i32,
+    json: bool,
+    cancel: &CancellationToken,
+    work_ready: &tokio::sync::Notify,
+) -> anyhow::Result<()> {
+    let backups: std::collections::BTreeMap<String, BackupId> = outcomes
+        .iter()
+        .filter(|outcome| outcome.state == "succeeded")
+        .filter_map(|outcome| {
+            let backup_id = BackupId::parse(outcome.backup_id.as_deref()?).ok()?;
+            Some((outcome.tenant.clone(), backup_id))
+        })
+        .collect();
+    if backups.is_empty() {
+        return Ok(());
+    }
+    let jobs = nightly::enqueue_drills(catalog, run, &backups, max_attempts).await?;
+    work_ready.notify_waiters();
+    if !json {
+        eprintln!("nightly {run}: {} drills queued", jobs.len());
+    }
+    let ids: Vec<i64> = jobs.values().copied().collect();
+    let statuses =
+        nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await?;
+    for outcome in outcomes {
+        let Some(id) = jobs.get(&outcome.tenant) else {
+            continue;
+        };
+        if let Some(status) = statuses.iter().find(|status| status.id == *id) {
+            outcome.drill = Some(DrillLine::from_status(status));
+        }
+    }
+    Ok(())
 }
 
 /// Retention, then scrub, then repair of what scrub (or the backups) found lacking. Each
@@ -357,9 +420,17 @@ pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()>
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header([
-        "tenant", "result", "attempts", "backup", "stored", "seconds", "note",
+        "tenant", "result", "attempts", "backup", "stored", "seconds", "drill", "note",
     ]);
     for outcome in &summary.outcomes {
+        let drill = match &outcome.drill {
+            None => String::new(),
+            Some(drill) if drill.verified => format!(
+                "verified ({} rows)",
+                drill.rows_verified.unwrap_or_default()
+            ),
+            Some(_) => "FAILED".to_owned(),
+        };
         table.add_row([
             outcome.tenant.clone(),
             outcome.state.clone(),
@@ -373,8 +444,19 @@ pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()>
                 .duration_ms
                 .map(|ms| format!("{:.1}", ms as f64 / 1000.0))
                 .unwrap_or_default(),
+            drill,
             match (&outcome.error, outcome.degraded) {
                 (Some(error), _) => error.clone(),
+                (None, _) if outcome.drill.as_ref().is_some_and(|drill| !drill.verified) => {
+                    format!(
+                        "drill: {}",
+                        outcome
+                            .drill
+                            .as_ref()
+                            .and_then(|drill| drill.error.clone())
+                            .unwrap_or_default()
+                    )
+                }
                 (None, true) => "degraded: not in every region; scrub will repair".to_owned(),
                 (None, false) => String::new(),
             },

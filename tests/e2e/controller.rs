@@ -208,6 +208,131 @@ async fn nightly_backs_up_every_tenant_through_the_queue_once_per_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_drills_each_new_backup_through_an_agent_that_can_decrypt() {
+    let env = TestEnv::start(Backend::Embedded, 2).await;
+    let config_path = env_with_tenants(&env, &["acme", "globex"], 200).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+
+    // Drills go only to agents that hold the identity.
+    let policy = QueuePolicy::default();
+    let clusters = vec![ClusterName::parse("main").expect("cluster")];
+    let probe = NewJob {
+        dedup_key: Some("test:drill-probe".to_owned()),
+        work: JobWork::Drill {
+            tenant: TenantName::parse("acme").expect("tenant"),
+            cluster: clusters[0].clone(),
+            backup_id: lifeboat_core::ids::BackupId::new(),
+        },
+    };
+    let probe_id = queue::enqueue(
+        &**catalog.connection().await.expect("connection"),
+        &[probe],
+        1,
+    )
+    .await
+    .expect("enqueue")[0];
+    let public_keys_only = queue::claim(&catalog, "encrypt-only", &clusters, false, &policy)
+        .await
+        .expect("claim");
+    assert!(public_keys_only.is_none(), "{public_keys_only:?}");
+    let decrypting = queue::claim(&catalog, "decrypting", &clusters, true, &policy)
+        .await
+        .expect("claim")
+        .expect("a drill for the agent that can decrypt");
+    assert_eq!(decrypting.id, probe_id);
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .execute("DELETE FROM jobs WHERE id = $1", &[&probe_id])
+        .await
+        .expect("drop the probe");
+
+    let night = env.lifeboat(
+        &config_path,
+        &[
+            "nightly",
+            "--json",
+            "--backups-only",
+            "--drill",
+            "--run",
+            "d1",
+        ],
+    );
+    assert!(
+        night.status.success(),
+        "{}\n{}",
+        stdout(&night),
+        stderr(&night)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&night.stdout).expect("json summary");
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    for outcome in summary["outcomes"].as_array().expect("outcomes") {
+        let drill = &outcome["drill"];
+        assert_eq!(drill["verified"], true, "{outcome}");
+        assert!(
+            drill["rows_verified"].as_u64().expect("rows") >= 200,
+            "{outcome}"
+        );
+    }
+    // Recorded by the drill jobs' reports: verified, and their backups marked verified.
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM drills WHERE outcome = 'verified' AND requested_by LIKE 'job:%'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backups WHERE verified_at IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    // The scratch databases are gone.
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'lifeboat_drill_%'",
+            &[],
+        )
+        .await
+        .expect("databases")
+        .get(0);
+    assert_eq!(left, 0);
+
+    // An agent that cannot decrypt cannot drill: the nightly says so before doing anything.
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let without_identity: String = text
+        .lines()
+        .filter(|line| !line.starts_with("identity_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let encrypt_only = env.dir.path().join("encrypt-only.toml");
+    std::fs::write(&encrypt_only, without_identity).expect("write");
+    let refused = env.lifeboat(&encrypt_only, &["nightly", "--drill", "--run", "d2"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--drill") && stderr(&refused).contains("identity_file"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM jobs WHERE dedup_key LIKE 'nightly:d2:%'"
+        )
+        .await,
+        0,
+        "nothing enqueued"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     let config_path = env_with_tenants(&env, &[], 0).await;
@@ -516,6 +641,7 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
     let claim = ClaimRequest {
         clusters: vec![],
         wait_seconds: 0,
+        can_decrypt: false,
     };
     // No token, a wrong one: 401 with a message.
     let none = http
@@ -572,6 +698,7 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
             .json(&ClaimRequest {
                 clusters,
                 wait_seconds: 0,
+                can_decrypt: false,
             })
             .send()
             .await
@@ -584,6 +711,7 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
         .json(&ClaimRequest {
             clusters: vec![ClusterName::parse("main").expect("cluster")],
             wait_seconds: 0,
+            can_decrypt: false,
         })
         .send()
         .await
@@ -857,6 +985,7 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
         .json(&ClaimRequest {
             clusters: vec![ClusterName::parse("main").expect("cluster")],
             wait_seconds: 5,
+            can_decrypt: false,
         })
         .send()
         .await
@@ -1131,9 +1260,15 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
         let claims = futures::future::join_all((0..8).map(|agent| {
             let (catalog, policy, clusters) = (catalog.clone(), policy.clone(), clusters.clone());
             async move {
-                queue::claim(&catalog, &format!("agent-{agent}"), &clusters, &policy)
-                    .await
-                    .expect("claim")
+                queue::claim(
+                    &catalog,
+                    &format!("agent-{agent}"),
+                    &clusters,
+                    false,
+                    &policy,
+                )
+                .await
+                .expect("claim")
             }
         }))
         .await;
@@ -1168,7 +1303,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
     queue::mark_succeeded(&**connection, finished, &serde_json::json!({}))
         .await
         .expect("succeeded");
-    let next = queue::claim(&catalog, "agent-0", &clusters, &policy)
+    let next = queue::claim(&catalog, "agent-0", &clusters, false, &policy)
         .await
         .expect("claim")
         .expect("a place was freed");
@@ -1177,7 +1312,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
         "{next:?}"
     );
     assert!(
-        queue::claim(&catalog, "agent-0", &clusters, &policy)
+        queue::claim(&catalog, "agent-0", &clusters, false, &policy)
             .await
             .expect("claim")
             .is_none()
@@ -1192,7 +1327,7 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
     queue::enqueue(&**connection, &blocked_then_free, 4)
         .await
         .expect("enqueue");
-    let behind = queue::claim(&catalog, "agent-0", &clusters, &policy)
+    let behind = queue::claim(&catalog, "agent-0", &clusters, false, &policy)
         .await
         .expect("claim")
         .expect("the other cluster's job");

@@ -23,6 +23,8 @@ fn the_demo_runs_the_nightly_through_the_queue_and_verifies_every_tenant() {
         err.contains("nightly demo: 3 tenant backups queued"),
         "{err}"
     );
+    // Drilled through the queue, by the nightly's agent (it holds the demo's identity).
+    assert!(err.contains("nightly demo: 3 drills queued"), "{err}");
     assert!(err.contains("scrub checked 9 copies (0 bad)"), "{err}");
     // Nothing but lifeboat's own lines on stderr: no log noise at the default level.
     assert!(!err.contains("ERROR") && !err.contains("WARN"), "{err}");

@@ -97,9 +97,9 @@ pub(crate) fn outcome_for(job: &ClaimedJob, succeed: bool) -> JobOutcome {
             regions: regions.clone(),
         },
         JobWork::Replicate { to, .. } => JobResult::Replicate { region: to.clone() },
-        JobWork::Backup { .. } => {
+        JobWork::Backup { .. } | JobWork::Drill { .. } => {
             return JobOutcome::Failed {
-                error: "controller_bench: backups are not benchmarked".to_owned(),
+                error: "controller_bench: backups and drills are not benchmarked".to_owned(),
                 retryable: false,
             };
         }
@@ -141,6 +141,7 @@ impl HttpAgent {
             .json(&ClaimRequest {
                 clusters: vec![],
                 wait_seconds: 0,
+                can_decrypt: false,
             })
             .send()
             .await
@@ -225,7 +226,7 @@ pub(crate) async fn library_worker_loop(
             "the library run did not finish in time"
         );
         let started = Instant::now();
-        let Some(job) = queue::claim(&catalog, &name, &[], &policy).await? else {
+        let Some(job) = queue::claim(&catalog, &name, &[], false, &policy).await? else {
             run.empty_claims += 1;
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
