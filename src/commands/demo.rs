@@ -3,12 +3,12 @@
 //!
 //! It starts a throwaway PostgreSQL cluster under the working directory and three
 //! S3-compatible regions embedded in this process, creates three sample tenants and the
-//! controller's catalog, registers the tenants there and runs a nightly through the job
-//! queue (controller API and an agent in this process: backups to all three regions,
-//! retention, scrub, repair), then drills: restores each new backup into a scratch
-//! database, verifies row counts, drops it, records the drill in the catalog and prints a
-//! summary. Everything it starts belongs to values dropped on return
-//! or on Ctrl-C, which stops the servers.
+//! controller's catalog, registers the tenants there and runs a nightly with drills through
+//! the job queue (controller API and an agent in this process: backups to all three
+//! regions; drill jobs that restore each new backup into a scratch database, verify row
+//! counts, drop it and record the drill; retention, scrub, repair), then prints a summary.
+//! Everything it starts belongs to values dropped on return or on Ctrl-C, which stops the
+//! servers.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
