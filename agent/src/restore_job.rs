@@ -44,6 +44,25 @@ pub enum RestoreJobError {
     },
 }
 
+impl RestoreJobError {
+    /// Whether this error says something about the backup itself (it could not be found,
+    /// read, decrypted or restored, or its rows do not match), rather than about this agent
+    /// or the moment: its configuration, the identity file, the target cluster (no CREATEDB,
+    /// down), an unreachable region, a cancellation. Only the former is a drill's verdict;
+    /// the latter is worth trying again.
+    pub fn is_verdict_on_the_backup(&self) -> bool {
+        match self {
+            RestoreJobError::UnknownName(_)
+            | RestoreJobError::NoIdentity
+            | RestoreJobError::Key(_)
+            | RestoreJobError::Provision(_)
+            | RestoreJobError::Cancelled
+            | RestoreJobError::Restore(RestoreError::Region(_)) => false,
+            RestoreJobError::Restore(_) | RestoreJobError::AllRegionsFailed { .. } => true,
+        }
+    }
+}
+
 /// A region that was tried and failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailedAttempt {
@@ -229,6 +248,9 @@ pub struct DrillRun {
     pub outcome: Result<RestoreReport, String>,
     /// Set when the restore verified but its scratch database could not be dropped.
     pub cleanup_error: Option<String>,
+    /// False when the drill could not run for reasons that say nothing about the backup
+    /// ([`RestoreJobError::is_verdict_on_the_backup`]): not to be recorded as a failed drill.
+    pub is_verdict: bool,
 }
 
 /// A scratch database name for drilling `tenant`: unique, recognisable, at most 63 bytes.
@@ -284,6 +306,10 @@ pub async fn drill(
         scratch_database,
         started_at,
         finished_at: chrono::Utc::now(),
+        is_verdict: restored
+            .as_ref()
+            .err()
+            .is_none_or(RestoreJobError::is_verdict_on_the_backup),
         outcome: restored.map_err(|error| error.to_string()),
         cleanup_error,
     }

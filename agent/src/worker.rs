@@ -713,27 +713,42 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                     retryable: true,
                 };
             }
-            if let Some(error) = &run.cleanup_error {
-                tracing::warn!(database = %run.scratch_database, %error, "drill's scratch database left behind");
+            if let (false, Err(error)) = (run.is_verdict, &run.outcome) {
+                // Not the backup's fault (this agent, the cluster, a region): try again.
+                return JobOutcome::Failed {
+                    error: format!("the drill could not run: {error}"),
+                    retryable: true,
+                };
             }
+            let region = run
+                .outcome
+                .as_ref()
+                .ok()
+                .map(|report| report.region.clone());
+            // A scratch database left behind holds a decrypted copy of the tenant's data:
+            // the drill is not a success, whatever the restore verified.
+            let outcome = match run.outcome {
+                Ok(report) => match run.cleanup_error {
+                    None => DrillOutcome::Verified {
+                        tables_verified: report.tables_verified as u64,
+                        rows_verified: report.rows_verified,
+                    },
+                    Some(cleanup_error) => DrillOutcome::Failed {
+                        error: format!(
+                            "restored and verified, but {cleanup_error}; drop it by hand, it holds the tenant's data"
+                        ),
+                    },
+                },
+                Err(error) => DrillOutcome::Failed { error },
+            };
             JobOutcome::Succeeded {
                 result: JobResult::Drill {
                     backup_id: run.backup_id,
-                    region: run
-                        .outcome
-                        .as_ref()
-                        .ok()
-                        .map(|report| report.region.clone()),
+                    region,
                     scratch_database: run.scratch_database,
                     started_at: run.started_at,
                     finished_at: run.finished_at,
-                    outcome: match run.outcome {
-                        Ok(report) => DrillOutcome::Verified {
-                            tables_verified: report.tables_verified as u64,
-                            rows_verified: report.rows_verified,
-                        },
-                        Err(error) => DrillOutcome::Failed { error },
-                    },
+                    outcome,
                 },
             }
         }

@@ -102,6 +102,23 @@ impl Scheduler {
         Ok((newest > after && newest <= now).then_some(newest))
     }
 
+    /// Whether `slot` is the first slot of its UTC date in the tenant's schedule: the only
+    /// one a nightly of that date can stand in for. Daily schedules have one slot a day.
+    fn first_slot_of_its_day(&mut self, expression: Option<&str>, slot: DateTime<Utc>) -> bool {
+        let Some(expression) = expression else {
+            return true;
+        };
+        let Some(Some(parsed)) = self.parsed.get(expression) else {
+            return true;
+        };
+        let midnight = slot.date_naive().and_time(NaiveTime::MIN).and_utc();
+        // `after` is exclusive: start a second before midnight to see a slot at 00:00:00.
+        parsed
+            .after(&(midnight - ChronoDuration::seconds(1)))
+            .next()
+            .is_none_or(|first| first >= slot)
+    }
+
     /// Enqueue every due slot. Safe to run from several controllers at once.
     pub async fn tick(
         &mut self,
@@ -112,7 +129,7 @@ impl Scheduler {
         let mut connection = catalog.connection().await?;
         let rows = connection
             .query(
-                "SELECT name, cluster, database_name, schedule, coalesce(last_slot, created_at), last_slot FROM tenants",
+                "SELECT name, cluster, database_name, schedule, coalesce(last_slot, created_at) FROM tenants",
                 &[],
             )
             .await
@@ -124,7 +141,7 @@ impl Scheduler {
         let mut jobs = Vec::new();
         let mut names = Vec::new();
         let mut slots = Vec::new();
-        // Tenants whose due slot is their first of its date: the nightly may cover it.
+        // Tenants whose due slot is the first of its date: the nightly may cover it.
         let mut first_of_day = Vec::new();
         for row in &rows {
             let name: &str = row.get(0);
@@ -155,8 +172,7 @@ impl Scheduler {
                     backup_kind: BackupKind::Scheduled,
                 },
             });
-            let last_slot: Option<DateTime<Utc>> = row.get(5);
-            if last_slot.is_none_or(|last| last.date_naive() < slot.date_naive()) {
+            if self.first_slot_of_its_day(expression, slot) {
                 first_of_day.push((tenant.to_string(), slot.date_naive()));
             }
             names.push(tenant.to_string());

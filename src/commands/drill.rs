@@ -74,6 +74,11 @@ pub async fn run(
         eprintln!("drill cancelled; its scratch database was dropped");
         return Ok(ExitCode::FAILURE);
     }
+    if let (false, Err(error)) = (run.is_verdict, &run.outcome) {
+        // This machine, the cluster or a region failed, not the backup: nothing to record.
+        eprintln!("error: the drill could not run (nothing recorded): {error}");
+        return Ok(ExitCode::FAILURE);
+    }
 
     // A drill that cannot be recorded did not mark its backup verified: say so, and fail.
     let recorded = match &config.catalog {

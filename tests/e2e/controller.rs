@@ -416,6 +416,7 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         ("late-a", "0 0 23 * * *"),
         ("late-b", "0 0 23 * * *"),
         ("hourly", "0 0 * * * *"),
+        ("twice", "0 0 6,18 * * *"),
     ] {
         let added = env.lifeboat(
             &config_path,
@@ -475,8 +476,8 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
     }
 
     // 04:00: the controller enqueues early's 03:00 slot, hourly's 04:00, and the late
-    // tenants' slots of the day before.
-    assert_eq!(tick_at(&mut scheduler, &catalog, at(4, 0)).await, (4, 4, 0));
+    // tenants' and twice's slots of the day before.
+    assert_eq!(tick_at(&mut scheduler, &catalog, at(4, 0)).await, (5, 5, 0));
     let early_slot = job_id(format!("backup:early:{run}T03:00:00Z")).await;
     let hourly_slot = job_id(format!("backup:hourly:{run}T04:00:00Z")).await;
 
@@ -487,7 +488,7 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         .expect("nightly enqueue");
     assert_eq!(jobs["early"], early_slot, "early is not backed up twice");
     assert_eq!(jobs["hourly"], hourly_slot);
-    for tenant in ["late-a", "late-b"] {
+    for tenant in ["late-a", "late-b", "twice"] {
         assert_eq!(
             jobs[tenant],
             job_id(nightly::backup_key(&run, tenant)).await
@@ -499,6 +500,16 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         tick_at(&mut scheduler, &catalog, at(5, 0)).await,
         (1, 1, 0),
         "hourly's 05:00"
+    );
+    // 06:30: twice's first slot of the day is covered by the nightly's queued job; at
+    // 18:30, with that job still queued, its second slot is enqueued all the same.
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(6, 30)).await,
+        (2, 1, 1)
+    );
+    assert_eq!(
+        tick_at(&mut scheduler, &catalog, at(18, 30)).await,
+        (2, 2, 0)
     );
     // 23:30: the late tenants' first slot of the day is covered by the nightly, whose jobs
     // are still queued; hourly's 23:00 is enqueued.
