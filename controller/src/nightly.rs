@@ -74,6 +74,16 @@ pub async fn enqueue_backups(
         .map_err(query_error("begin enqueue"))?;
     // Against a scheduler tick deciding at the same moment that the nightly covers a slot.
     lock_daily_backups(&*transaction).await?;
+    // A tenant removed since the read above is not backed up (removal takes this lock).
+    let listed: Vec<&str> = jobs.iter().map(job_tenant).collect();
+    let still_there: std::collections::BTreeSet<String> = transaction
+        .query("SELECT name FROM tenants WHERE name = ANY($1)", &[&listed])
+        .await
+        .map_err(query_error("read tenants again under the lock"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    jobs.retain(|job| still_there.contains(job_tenant(job)));
     let mut by_tenant = match NaiveDate::parse_from_str(run, RUN_DATE_FORMAT) {
         Ok(date) => scheduled_backups_to_adopt(&*transaction, run, date, &jobs).await?,
         Err(_) => BTreeMap::new(),
@@ -323,7 +333,8 @@ pub struct TenantOutcome {
 /// How the drill of a tenant's new backup went.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillLine {
-    pub job: i64,
+    /// None when no drill job was queued for the backup.
+    pub job: Option<i64>,
     /// The job's state: a finished drill job "succeeded" whether the backup verified or not.
     pub state: String,
     pub verified: bool,
@@ -349,7 +360,7 @@ impl DrillLine {
                 .and_then(serde_json::Value::as_u64)
         };
         DrillLine {
-            job: status.id,
+            job: Some(status.id),
             state: status.state.clone(),
             verified,
             tables_verified: number("tables_verified"),
@@ -372,6 +383,21 @@ impl DrillLine {
                         }),
                 )
             },
+        }
+    }
+}
+
+impl DrillLine {
+    /// A backup this run took but did not drill, and why: it does not count as verified.
+    pub fn not_drilled(reason: impl Into<String>) -> DrillLine {
+        DrillLine {
+            job: None,
+            state: "not drilled".to_owned(),
+            verified: false,
+            tables_verified: None,
+            rows_verified: None,
+            duration_ms: None,
+            error: Some(reason.into()),
         }
     }
 }

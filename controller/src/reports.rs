@@ -246,6 +246,12 @@ async fn apply_result(
             if let Some(region) = region {
                 known_region(id, region, regions)?;
             }
+            if finished_at < started_at {
+                return Err(invalid(
+                    id,
+                    format!("the drill finished ({finished_at}) before it started ({started_at})"),
+                ));
+            }
             let record = drills::DrillRecord {
                 tenant: tenant.clone(),
                 backup_id: *backup_id,

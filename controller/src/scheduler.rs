@@ -192,6 +192,21 @@ impl Scheduler {
         // while it is under way; enqueued after all if it fails for good. Slots later in
         // the day (sub-daily schedules) are not affected.
         nightly::lock_daily_backups(&*transaction).await?;
+        // A tenant removed since the read above is not enqueued (removal takes this lock).
+        let still_there: std::collections::BTreeSet<String> = transaction
+            .query("SELECT name FROM tenants WHERE name = ANY($1)", &[&names])
+            .await
+            .map_err(query_error("read tenants again under the lock"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if still_there.len() < names.len() {
+            jobs.retain(|job| match &job.work {
+                JobWork::Backup { tenant, .. } => still_there.contains(tenant.as_str()),
+                _ => true,
+            });
+            first_of_day.retain(|(name, _)| still_there.contains(name));
+        }
         let covered = if first_of_day.is_empty() {
             BTreeMap::new()
         } else {

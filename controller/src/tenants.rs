@@ -23,7 +23,7 @@ pub enum TenantError {
     )]
     UnderLegalHold(TenantName),
     #[error(
-        "tenant {tenant} has a backup running (job {job}), so it is not removed; try again once the job has finished"
+        "tenant {tenant} has a backup or drill running (job {job}), so it is not removed; try again once the job has finished"
     )]
     BackupRunning { tenant: TenantName, job: i64 },
     #[error("unknown cluster {cluster:?} (configured: {known})")]
@@ -231,6 +231,9 @@ pub async fn remove_tenant(
         .transaction()
         .await
         .map_err(query_error("begin"))?;
+    // Against a scheduler tick or a nightly enqueueing this tenant's backup meanwhile: they
+    // read the tenants again under the same lock.
+    crate::nightly::lock_daily_backups(&*transaction).await?;
     let Some(row) = transaction
         .query_opt(
             "SELECT legal_hold FROM tenants WHERE name = $1 FOR UPDATE",
@@ -245,19 +248,20 @@ pub async fn remove_tenant(
     if row.get::<_, bool>(0) {
         return Err(TenantError::UnderLegalHold(name.clone()));
     }
-    // Its queued backups would otherwise still run, and add backups no retention sees.
-    // Claims skip rows this locks; a backup already running makes the removal wait.
+    // Its queued backups would otherwise still run and add backups no retention sees, and
+    // its queued drills would still decrypt its data. Claims skip rows this locks; a backup
+    // or drill already running makes the removal wait.
     let backup_jobs_cancelled = transaction
         .execute(
             "UPDATE jobs SET state = 'failed', last_error = 'tenant removed', finished_at = now()
-             WHERE tenant = $1 AND kind = 'backup' AND state = 'queued'",
+             WHERE tenant = $1 AND kind IN ('backup', 'drill') AND state = 'queued'",
             &[&name.as_str()],
         )
         .await
         .map_err(query_error("cancel the tenant's queued backups"))?;
     if let Some(running) = transaction
         .query_opt(
-            "SELECT id FROM jobs WHERE tenant = $1 AND kind = 'backup' AND state = 'running' LIMIT 1",
+            "SELECT id FROM jobs WHERE tenant = $1 AND kind IN ('backup', 'drill') AND state = 'running' LIMIT 1",
             &[&name.as_str()],
         )
         .await
@@ -325,7 +329,7 @@ pub struct TrashBackups {
 /// What removing a tenant did to its backups.
 #[derive(Debug, Clone, Serialize)]
 pub struct RemovedTenant {
-    /// Queued backup jobs of the tenant, marked failed ("tenant removed").
+    /// Queued backup and drill jobs of the tenant, marked failed ("tenant removed").
     pub backup_jobs_cancelled: u64,
     /// Moved to the trash now.
     pub backups_trashed: u64,

@@ -149,8 +149,9 @@ pub struct ClaimRequest {
     /// [`MAX_CLAIM_WAIT_SECONDS`].
     pub wait_seconds: u64,
     /// Whether this agent holds the age identity: only then is it given drills. Agents
-    /// that only take backups hold public keys and leave this false.
-    #[serde(default)]
+    /// that only take backups hold public keys and leave this false. Sent only when true,
+    /// so that a controller older than this field still accepts other agents' claims.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub can_decrypt: bool,
 }
 

@@ -182,7 +182,7 @@ pub async fn remove(
     println!("removed tenant {name} from the catalog");
     if removed.backup_jobs_cancelled > 0 {
         println!(
-            "{} queued backup jobs cancelled",
+            "{} queued backup and drill jobs cancelled",
             removed.backup_jobs_cancelled
         );
     }

@@ -182,17 +182,27 @@ pub async fn execute(
                     .map(|status| TenantOutcome::from_status(tenant, status))
             })
             .collect();
-        if flags.drill && !waiting.is_cancelled() {
-            drill_new_backups(
-                catalog,
-                run_name,
-                &mut outcomes,
-                max_attempts,
-                flags.json,
-                &waiting,
-                &running.work_ready,
-            )
-            .await?;
+        if flags.drill {
+            if !waiting.is_cancelled() {
+                drill_new_backups(
+                    catalog,
+                    run_name,
+                    &mut outcomes,
+                    max_attempts,
+                    flags.json,
+                    &waiting,
+                    &running.work_ready,
+                )
+                .await?;
+            }
+            // With --drill, a backup is good only once drilled.
+            for outcome in &mut outcomes {
+                if outcome.state == "succeeded" && outcome.drill.is_none() {
+                    outcome.drill = Some(DrillLine::not_drilled(
+                        "not drilled: the nightly stopped waiting before its drill was queued",
+                    ));
+                }
+            }
         }
         let maintenance = if flags.backups_only || waiting.is_cancelled() {
             None
@@ -264,12 +274,32 @@ async fn drill_new_backups(
     let statuses =
         nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await?;
     for outcome in outcomes {
+        if outcome.state != "succeeded" {
+            continue;
+        }
         let Some(id) = jobs.get(&outcome.tenant) else {
+            outcome.drill = Some(DrillLine::not_drilled(
+                "not drilled: no drill could be queued (tenant removed, or no backup id)",
+            ));
             continue;
         };
-        if let Some(status) = statuses.iter().find(|status| status.id == *id) {
-            outcome.drill = Some(DrillLine::from_status(status));
-        }
+        let Some(status) = statuses.iter().find(|status| status.id == *id) else {
+            continue;
+        };
+        let drilled = status
+            .result
+            .as_ref()
+            .and_then(|result| result.get("backup_id"))
+            .and_then(serde_json::Value::as_str);
+        outcome.drill = Some(match drilled {
+            // A run started again after its backup was taken again keeps its earlier drill.
+            Some(drilled) if Some(drilled) != outcome.backup_id.as_deref() => {
+                DrillLine::not_drilled(format!(
+                    "not drilled: this run's drill job {id} drilled backup {drilled}, an earlier one; run the nightly under a new --run name"
+                ))
+            }
+            _ => DrillLine::from_status(status),
+        });
     }
     Ok(())
 }

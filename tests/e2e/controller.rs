@@ -305,6 +305,77 @@ async fn nightly_drills_each_new_backup_through_an_agent_that_can_decrypt() {
         .get(0);
     assert_eq!(left, 0);
 
+    // A backup that does not restore fails its drill, and the nightly: acme's new backup is
+    // corrupted in every region between a run's backups and its drills.
+    let backups_only = env.lifeboat(
+        &config_path,
+        &["nightly", "--json", "--backups-only", "--run", "d3"],
+    );
+    assert!(backups_only.status.success(), "{}", stderr(&backups_only));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&backups_only.stdout).expect("json summary");
+    let acme_backup = summary["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|outcome| outcome["tenant"] == "acme")
+        .and_then(|outcome| outcome["backup_id"].as_str())
+        .expect("acme's backup")
+        .to_owned();
+    for index in 0..2 {
+        let region = env.region(&config, index);
+        for key in crate::harness::all_keys(&region).await {
+            if key.contains(&acme_backup) && key.ends_with(".age") {
+                let size = crate::harness::read_object(&region, &key).await.len();
+                region
+                    .put_object(&key, bytes::Bytes::from(vec![0x5a_u8; size]))
+                    .await
+                    .expect("corrupt the object");
+            }
+        }
+    }
+    let drilled = env.lifeboat(
+        &config_path,
+        &[
+            "nightly",
+            "--json",
+            "--backups-only",
+            "--drill",
+            "--run",
+            "d3",
+            "--deadline-minutes",
+            "5",
+        ],
+    );
+    assert_eq!(drilled.status.code(), Some(1), "{}", stderr(&drilled));
+    let summary: serde_json::Value = serde_json::from_slice(&drilled.stdout).expect("json summary");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    for outcome in summary["outcomes"].as_array().expect("outcomes") {
+        let (tenant, drill) = (&outcome["tenant"], &outcome["drill"]);
+        assert_eq!(
+            outcome["state"], "succeeded",
+            "the backup job itself succeeded"
+        );
+        if tenant == "acme" {
+            assert_eq!(outcome["backup_id"], acme_backup.as_str(), "{outcome}");
+            assert_eq!(drill["verified"], false, "{outcome}");
+            assert!(
+                drill["error"].as_str().expect("error").contains("corrupt"),
+                "{outcome}"
+            );
+        } else {
+            assert_eq!(drill["verified"], true, "{outcome}");
+        }
+    }
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM drills WHERE outcome = 'failed'"
+        )
+        .await,
+        1
+    );
+
     // An agent that cannot decrypt cannot drill: the nightly says so before doing anything.
     let text = std::fs::read_to_string(&config_path).expect("config");
     let without_identity: String = text

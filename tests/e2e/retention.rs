@@ -518,13 +518,22 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
             backup_kind: lifeboat_core::manifest::BackupKind::Scheduled,
         },
     };
-    let job_id = lifeboat_controller::queue::enqueue(
+    let drill = lifeboat_controller::queue::NewJob {
+        dedup_key: Some("test:acme-drill".to_owned()),
+        work: lifeboat_core::api::JobWork::Drill {
+            tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
+            cluster: lifeboat_core::ids::ClusterName::parse("main").expect("cluster"),
+            backup_id: lifeboat_core::ids::BackupId::parse(others[0].as_str()).expect("id"),
+        },
+    };
+    let job_ids = lifeboat_controller::queue::enqueue(
         &**pool.connection().await.expect("connection"),
-        &[job],
+        &[job, drill],
         4,
     )
     .await
-    .expect("enqueue")[0];
+    .expect("enqueue");
+    let job_id = job_ids[0];
     catalog
         .execute(
             "UPDATE jobs SET state = 'running', lease_token = gen_random_uuid() WHERE id = $1",
@@ -534,7 +543,7 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
         .expect("mark running");
     let refused = run(&["tenant", "remove", "acme", "--trash-backups"]);
     assert!(
-        stderr(&refused).contains(&format!("has a backup running (job {job_id})")),
+        stderr(&refused).contains(&format!("has a backup or drill running (job {job_id})")),
         "{}",
         stderr(&refused)
     );
@@ -553,21 +562,21 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
     let removed = run(&["tenant", "remove", "acme", "--trash-backups"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
     let said = stdout(&removed);
-    assert!(said.contains("1 queued backup jobs cancelled"), "{said}");
-    let (state, error): (String, Option<String>) = {
+    assert!(
+        said.contains("2 queued backup and drill jobs cancelled"),
+        "{said}"
+    );
+    for id in &job_ids {
         let row = catalog
-            .query_one(
-                "SELECT state, last_error FROM jobs WHERE id = $1",
-                &[&job_id],
-            )
+            .query_one("SELECT state, last_error FROM jobs WHERE id = $1", &[id])
             .await
             .expect("job");
-        (row.get(0), row.get(1))
-    };
-    assert_eq!(
-        (state.as_str(), error.as_deref()),
-        ("failed", Some("tenant removed"))
-    );
+        let (state, error): (String, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(
+            (state.as_str(), error.as_deref()),
+            ("failed", Some("tenant removed"))
+        );
+    }
     assert!(said.contains("2 backups moved to the trash"), "{said}");
     assert!(
         said.contains("1 backups stay in the regions under their own legal hold"),
