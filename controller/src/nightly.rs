@@ -48,15 +48,7 @@ pub async fn enqueue_backups(
         .map_err(query_error("read tenants"))?;
     let mut jobs = Vec::new();
     for row in &rows {
-        let (Ok(tenant), Ok(cluster)) = (
-            TenantName::parse(row.get(0)),
-            ClusterName::parse(row.get(1)),
-        ) else {
-            return Err(CatalogError::Inconsistent(format!(
-                "tenant {:?} has an invalid name or cluster",
-                row.get::<_, &str>(0)
-            )));
-        };
+        let (tenant, cluster) = tenant_and_cluster(row)?;
         jobs.push(NewJob {
             dedup_key: Some(backup_key(run, tenant.as_str())),
             work: JobWork::Backup {
@@ -76,13 +68,7 @@ pub async fn enqueue_backups(
     lock_daily_backups(&*transaction).await?;
     // A tenant removed since the read above is not backed up (removal takes this lock).
     let listed: Vec<&str> = jobs.iter().map(job_tenant).collect();
-    let still_there: std::collections::BTreeSet<String> = transaction
-        .query("SELECT name FROM tenants WHERE name = ANY($1)", &[&listed])
-        .await
-        .map_err(query_error("read tenants again under the lock"))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let still_there = existing_tenants(&*transaction, &listed).await?;
     jobs.retain(|job| still_there.contains(job_tenant(job)));
     let mut by_tenant = match NaiveDate::parse_from_str(run, RUN_DATE_FORMAT) {
         Ok(date) => scheduled_backups_to_adopt(&*transaction, run, date, &jobs).await?,
@@ -98,6 +84,37 @@ pub async fn enqueue_backups(
         by_tenant.insert(job_tenant(job).to_owned(), id);
     }
     Ok(by_tenant)
+}
+
+/// A `tenants` row's name and cluster (columns 0 and 1), both checked.
+fn tenant_and_cluster(
+    row: &tokio_postgres::Row,
+) -> Result<(TenantName, ClusterName), CatalogError> {
+    match (
+        TenantName::parse(row.get(0)),
+        ClusterName::parse(row.get(1)),
+    ) {
+        (Ok(tenant), Ok(cluster)) => Ok((tenant, cluster)),
+        _ => Err(CatalogError::Inconsistent(format!(
+            "tenant {:?} has an invalid name or cluster",
+            row.get::<_, &str>(0)
+        ))),
+    }
+}
+
+/// Which of `names` are tenants now. Read under [`lock_daily_backups`], it excludes a
+/// tenant that `tenant remove` took away since the caller first read them.
+pub(crate) async fn existing_tenants(
+    client: &impl GenericClient,
+    names: &[&str],
+) -> Result<std::collections::BTreeSet<String>, CatalogError> {
+    Ok(client
+        .query("SELECT name FROM tenants WHERE name = ANY($1)", &[&names])
+        .await
+        .map_err(query_error("read tenants again under the lock"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// How a run named by its date spells it (the nightly's default run name).
@@ -422,15 +439,7 @@ pub async fn enqueue_drills(
         .map_err(query_error("read the drilled tenants"))?;
     let mut jobs = Vec::new();
     for row in &rows {
-        let (Ok(tenant), Ok(cluster)) = (
-            TenantName::parse(row.get(0)),
-            ClusterName::parse(row.get(1)),
-        ) else {
-            return Err(CatalogError::Inconsistent(format!(
-                "tenant {:?} has an invalid name or cluster",
-                row.get::<_, &str>(0)
-            )));
-        };
+        let (tenant, cluster) = tenant_and_cluster(row)?;
         let Some(backup_id) = backups.get(tenant.as_str()) else {
             continue;
         };

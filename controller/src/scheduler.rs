@@ -193,13 +193,8 @@ impl Scheduler {
         // the day (sub-daily schedules) are not affected.
         nightly::lock_daily_backups(&*transaction).await?;
         // A tenant removed since the read above is not enqueued (removal takes this lock).
-        let still_there: std::collections::BTreeSet<String> = transaction
-            .query("SELECT name FROM tenants WHERE name = ANY($1)", &[&names])
-            .await
-            .map_err(query_error("read tenants again under the lock"))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let still_there = nightly::existing_tenants(&*transaction, &listed).await?;
         if still_there.len() < names.len() {
             jobs.retain(|job| match &job.work {
                 JobWork::Backup { tenant, .. } => still_there.contains(tenant.as_str()),
