@@ -3,7 +3,8 @@
 //! retention never trashes a tenant's newest verified backup.
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use lifeboat_core::api::JobWork;
+use lifeboat_core::ids::{BackupId, ClusterName, RegionName, TenantName};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
@@ -132,6 +133,39 @@ pub async fn record_drill_in<C: GenericClient>(
     )
     .await?;
     Ok(id)
+}
+
+/// A drill of each catalog tenant's newest live backup that no drill has verified yet.
+pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, CatalogError> {
+    let rows = catalog
+        .connection()
+        .await?
+        .query(
+            "SELECT tenant, cluster, id FROM (
+                 SELECT DISTINCT ON (b.tenant) b.tenant, t.cluster, b.id, b.verified_at
+                 FROM backups b JOIN tenants t ON t.name = b.tenant
+                 WHERE b.trashed_at IS NULL
+                 ORDER BY b.tenant, b.started_at DESC
+             ) newest
+             WHERE verified_at IS NULL
+             ORDER BY tenant",
+            &[],
+        )
+        .await
+        .map_err(query_error("find the newest backups to drill"))?;
+    rows.iter()
+        .map(|row| {
+            let name: &str = row.get(0);
+            let invalid = || {
+                CatalogError::Inconsistent(format!("tenant {name:?} or its cluster is not a slug"))
+            };
+            Ok(JobWork::Drill {
+                tenant: TenantName::parse(name).map_err(|_| invalid())?,
+                cluster: ClusterName::parse(row.get(1)).map_err(|_| invalid())?,
+                backup_id: BackupId::from_uuid(row.get(2)).ok_or_else(invalid)?,
+            })
+        })
+        .collect()
 }
 
 /// The newest drills, newest first; of one tenant if given.

@@ -7,6 +7,9 @@
 //!   controllers; retention and purge are idempotent and run once a day per controller.
 //! - It runs in its own task ([`crate::server`]), so a slow purge never delays the
 //!   scheduler or the lease reaper.
+//! - With `drill`, in the same daily pass: a drill job for each tenant whose newest backup
+//!   no drill has verified (`daily:<date>:drill:<tenant>`), for agents that hold the
+//!   identity.
 //! - Every few minutes: a replicate job for each copy scrub or a backup found lacking
 //!   (`repair:<date>:<backup>:<region>`, so a failing repair is tried again the next day,
 //!   not in a loop).
@@ -20,7 +23,7 @@ use lifeboat_core::region::Region;
 
 use crate::catalog::Catalog;
 use crate::queue::{self, NewJob};
-use crate::{retention, scrub};
+use crate::{drills, retention, scrub};
 
 /// What daily maintenance needs.
 #[derive(Clone)]
@@ -32,6 +35,9 @@ pub struct MaintenanceOptions {
     pub scrub_full_sample: usize,
     /// When the day's scrub and retention start (UTC).
     pub minute_of_day: u32,
+    /// Also drill each tenant's newest backup once a day, if no drill has verified it yet
+    /// (`lifeboat controller --drill`; needs agents that hold the identity).
+    pub drill: bool,
 }
 
 impl std::fmt::Debug for MaintenanceOptions {
@@ -41,6 +47,7 @@ impl std::fmt::Debug for MaintenanceOptions {
             .field("trash_period", &self.trash_period)
             .field("scrub_full_sample", &self.scrub_full_sample)
             .field("minute_of_day", &self.minute_of_day)
+            .field("drill", &self.drill)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +56,7 @@ impl std::fmt::Debug for MaintenanceOptions {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct MaintenanceReport {
     pub scrub_jobs: usize,
+    pub drill_jobs: usize,
     pub trashed: usize,
     pub purged: usize,
     pub repair_jobs: usize,
@@ -122,6 +130,30 @@ impl Daily {
                     .await?
                     .len();
             tracing::info!(scrub_jobs = report.scrub_jobs, "daily scrub enqueued");
+        }
+        if options.drill {
+            // Before retention, which keeps each tenant's newest verified backup. Keyed by
+            // date and tenant: once a day, even with two controllers.
+            let jobs: Vec<NewJob> = drills::plan_drills_of_newest(catalog)
+                .await?
+                .into_iter()
+                .map(|work| {
+                    let tenant = match &work {
+                        JobWork::Drill { tenant, .. } => tenant.to_string(),
+                        other => other.kind().to_string(),
+                    };
+                    NewJob {
+                        dedup_key: Some(format!("daily:{date}:drill:{tenant}")),
+                        work,
+                    }
+                })
+                .collect();
+            report.drill_jobs = queue::enqueue(&**catalog.connection().await?, &jobs, max_attempts)
+                .await?
+                .len();
+            if report.drill_jobs > 0 {
+                tracing::info!(drill_jobs = report.drill_jobs, "daily drills enqueued");
+            }
         }
         let retained = retention::apply(
             catalog,

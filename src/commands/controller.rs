@@ -37,6 +37,11 @@ pub struct ServeFlags {
     /// Jobs the embedded agent runs at once.
     #[arg(long, default_value_t = 2)]
     pub agent_concurrency: usize,
+    /// Each day, with the scrub: drill every tenant's newest backup that no drill has
+    /// verified yet. Needs agents with `identity_file` (the embedded one has it when this
+    /// config does); others are never given drills.
+    #[arg(long)]
+    pub drill: bool,
     /// Moved to the config; kept only to say so.
     #[arg(long, hide = true)]
     pub backup_window: Option<String>,
@@ -183,6 +188,7 @@ pub fn controller_options(
     policy: QueuePolicy,
     schedule: bool,
     scrub_full_sample: Option<usize>,
+    drill: bool,
 ) -> ControllerOptions {
     let window = config.backup_window;
     ControllerOptions {
@@ -200,6 +206,7 @@ pub fn controller_options(
             trash_period: config.trash_period,
             scrub_full_sample,
             minute_of_day: window.end_minute_of_day(),
+            drill,
         }),
     }
 }
@@ -218,7 +225,13 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
         &config,
         catalog,
         flags.listen,
-        controller_options(&config, policy, true, Some(flags.scrub_full_sample)),
+        controller_options(
+            &config,
+            policy,
+            true,
+            Some(flags.scrub_full_sample),
+            flags.drill,
+        ),
         (!flags.no_agent).then_some(flags.agent_concurrency),
         cancel.clone(),
     )

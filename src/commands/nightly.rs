@@ -159,7 +159,7 @@ pub async fn execute(
         config,
         catalog.clone(),
         "127.0.0.1:0".parse().context("loopback address")?,
-        wiring::controller_options(config, policy, false, None),
+        wiring::controller_options(config, policy, false, None, false),
         (!flags.no_agent).then_some(flags.concurrency),
         cancel.child_token(),
     )

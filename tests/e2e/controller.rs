@@ -404,6 +404,125 @@ async fn nightly_drills_each_new_backup_through_an_agent_that_can_decrypt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drilling_controller_drills_each_tenants_newest_unverified_backup_once_a_day() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &["acme", "globex"], 100).await;
+    let config = Arc::new(env.config(&catalog_settings()));
+    let catalog = open_catalog(&config).await;
+    for run in ["d1", "d2"] {
+        let night = env.lifeboat(&config_path, &["nightly", "--backups-only", "--run", run]);
+        assert!(night.status.success(), "{}", stderr(&night));
+    }
+    let newest = |tenant: &'static str| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .connection()
+                .await
+                .expect("connection")
+                .query_one(
+                    "SELECT id::text FROM backups WHERE tenant = $1 ORDER BY started_at DESC LIMIT 1",
+                    &[&tenant],
+                )
+                .await
+                .expect("newest backup")
+                .get::<_, String>(0)
+        }
+    };
+    // globex's newest backup is verified already: only acme's is drilled.
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE backups SET verified_at = now() WHERE id = $1::text::uuid",
+            &[&newest("globex").await],
+        )
+        .await
+        .expect("verify globex");
+
+    let options = lifeboat_controller::maintenance::MaintenanceOptions {
+        regions: config
+            .regions
+            .iter()
+            .map(lifeboat_core::region::Region::new)
+            .collect(),
+        trash_period: Duration::from_secs(3600),
+        scrub_full_sample: 0,
+        minute_of_day: 0,
+        drill: true,
+    };
+    let now = Utc::now();
+    let first = lifeboat_controller::maintenance::Daily::default()
+        .run(&catalog, &options, now, 2)
+        .await
+        .expect("daily");
+    assert_eq!(first.drill_jobs, 1, "{first:?}");
+    let other = lifeboat_controller::maintenance::Daily::default()
+        .run(&catalog, &options, now, 2)
+        .await
+        .expect("daily");
+    assert_eq!(
+        other.drill_jobs, 0,
+        "once a day across controllers: {other:?}"
+    );
+    let acme_newest = newest("acme").await;
+    let params: String = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one("SELECT params::text FROM jobs WHERE kind = 'drill'", &[])
+        .await
+        .expect("the drill job")
+        .get(0);
+    assert!(params.contains(&acme_newest), "{params}");
+
+    // An agent holding the identity drills it; the backup is then verified.
+    let controller = serve_in_process(&catalog, &config, QueuePolicy::default()).await;
+    let cancel = CancellationToken::new();
+    let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
+        config.clone(),
+        lifeboat_agent::worker::AgentOptions {
+            controller: controller.base.clone(),
+            token: SecretString::from("lbt_embedded-test-token"),
+            clusters: vec![ClusterName::parse("main").expect("cluster")],
+            concurrency: 1,
+            claim_wait: Duration::from_secs(1),
+        },
+        cancel.clone(),
+    ));
+    wait_until("the drill to finish", || async {
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM jobs WHERE kind = 'drill' AND state = 'succeeded'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    cancel.cancel();
+    let _ = agent.await;
+    assert_eq!(
+        scalar(
+            &catalog,
+            &format!(
+                "SELECT count(*) FROM backups WHERE id = '{acme_newest}'::uuid AND verified_at IS NOT NULL"
+            ),
+        )
+        .await,
+        1
+    );
+    let later = lifeboat_controller::maintenance::Daily::default()
+        .run(&catalog, &options, now + chrono::Duration::days(1), 2)
+        .await
+        .expect("daily");
+    assert_eq!(
+        later.drill_jobs, 0,
+        "every newest backup is verified: {later:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_on_one_catalog_enqueue_each_slot_once_and_catch_up_once() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     let config_path = env_with_tenants(&env, &[], 0).await;
@@ -1450,6 +1569,7 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
         trash_period: Duration::from_secs(3600),
         scrub_full_sample: 5,
         minute_of_day: 0,
+        drill: false,
     };
     let now = Utc::now();
     let mut daily = lifeboat_controller::maintenance::Daily::default();
