@@ -604,6 +604,17 @@ async fn adopt_earlier_attempt(
     None
 }
 
+/// A retryable failure when this agent has no credentials for `cluster` (another agent may).
+fn without_credentials_for(config: &Config, cluster: &ClusterName) -> Option<JobOutcome> {
+    config
+        .cluster(cluster)
+        .is_err()
+        .then(|| JobOutcome::Failed {
+            error: format!("this agent has no credentials for cluster {cluster}"),
+            retryable: true,
+        })
+}
+
 /// Do the work; every error becomes a failed outcome with its message.
 async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -> JobOutcome {
     match &job.work {
@@ -613,11 +624,8 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             database,
             backup_kind,
         } => {
-            if config.cluster(cluster).is_err() {
-                return JobOutcome::Failed {
-                    error: format!("this agent has no credentials for cluster {cluster}"),
-                    retryable: true,
-                };
+            if let Some(refused) = without_credentials_for(config, cluster) {
+                return refused;
             }
             if let Some(adopted) =
                 adopt_earlier_attempt(config, tenant, &job.earlier_backup_ids).await
@@ -687,11 +695,8 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             cluster,
             backup_id,
         } => {
-            if config.cluster(cluster).is_err() {
-                return JobOutcome::Failed {
-                    error: format!("this agent has no credentials for cluster {cluster}"),
-                    retryable: true,
-                };
+            if let Some(refused) = without_credentials_for(config, cluster) {
+                return refused;
             }
             let tenant_config = TenantConfig {
                 name: tenant.clone(),

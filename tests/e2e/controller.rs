@@ -441,17 +441,7 @@ async fn a_drilling_controller_drills_each_tenants_newest_unverified_backup_once
         .await
         .expect("verify globex");
 
-    let options = lifeboat_controller::maintenance::MaintenanceOptions {
-        regions: config
-            .regions
-            .iter()
-            .map(lifeboat_core::region::Region::new)
-            .collect(),
-        trash_period: Duration::from_secs(3600),
-        scrub_full_sample: 0,
-        minute_of_day: 0,
-        drill: true,
-    };
+    let options = maintenance_options(&config, 0, true);
     let now = Utc::now();
     let first = lifeboat_controller::maintenance::Daily::default()
         .run(&catalog, &options, now, 2)
@@ -767,6 +757,26 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         job_id(format!("backup:late-b:{run}T23:00:00Z")).await
     );
     assert_eq!(again["hourly"], hourly_slot, "the earliest slot of the day");
+}
+
+/// Daily maintenance due at once (minute 0), over every configured region, with a trash
+/// period of an hour.
+fn maintenance_options(
+    config: &Config,
+    scrub_full_sample: usize,
+    drill: bool,
+) -> lifeboat_controller::maintenance::MaintenanceOptions {
+    lifeboat_controller::maintenance::MaintenanceOptions {
+        regions: config
+            .regions
+            .iter()
+            .map(lifeboat_core::region::Region::new)
+            .collect(),
+        trash_period: Duration::from_secs(3600),
+        scrub_full_sample,
+        minute_of_day: 0,
+        drill,
+    }
 }
 
 /// A controller serving the API in this process, with no agent.
@@ -1560,17 +1570,7 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
         .await
         .expect("delete");
 
-    let options = lifeboat_controller::maintenance::MaintenanceOptions {
-        regions: config
-            .regions
-            .iter()
-            .map(lifeboat_core::region::Region::new)
-            .collect(),
-        trash_period: Duration::from_secs(3600),
-        scrub_full_sample: 5,
-        minute_of_day: 0,
-        drill: false,
-    };
+    let options = maintenance_options(&config, 5, false);
     let now = Utc::now();
     let mut daily = lifeboat_controller::maintenance::Daily::default();
     let first = daily.run(&catalog, &options, now, 2).await.expect("daily");
