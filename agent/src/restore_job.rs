@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lifeboat_core::api::{DrillOutcome, DrillResult};
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
@@ -95,6 +96,9 @@ pub struct RestoreRequest<'a> {
     pub tenant: &'a TenantConfig,
     pub selector: BackupSelector,
     pub into_database: &'a str,
+    /// The object's SHA-256 as the catalog recorded it, when there is a catalog: a
+    /// manifest that disagrees is not believed, and the next region is tried.
+    pub catalog_sha256: Option<&'a str>,
 }
 
 /// Restore `request.selector` of `request.tenant` into the new database `into_database`
@@ -164,6 +168,17 @@ async fn restore_instrumented(
             }
             Err(error) => return Err(error.into()),
         };
+        if let Some(catalog_sha256) = request.catalog_sha256
+            && let Err(error) =
+                restore::check_manifest_against_catalog(region.name(), &manifest, catalog_sha256)
+        {
+            tracing::warn!(region = %region.name(), %error, "manifest disagrees with the catalog, trying the next region");
+            failed_attempts.push(FailedAttempt {
+                region: region.name().clone(),
+                error: error.to_string(),
+            });
+            continue;
+        }
         progress.stage(Stage::Downloading);
         provisioner::create_database(cluster, request.into_database).await?;
         let attempt = async {
@@ -236,22 +251,22 @@ async fn restore_instrumented(
     })
 }
 
-/// A drill: one backup restored into a new scratch database, verified, and dropped.
-#[derive(Debug, Clone, Serialize)]
+/// A drill that ran to its end, verified or not, as it is recorded in the catalog.
+#[derive(Debug, Clone)]
 pub struct DrillRun {
     pub tenant: TenantName,
-    pub backup_id: BackupId,
-    pub scratch_database: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: chrono::DateTime<chrono::Utc>,
-    /// The verified restore, or why the backup could not be restored.
-    pub outcome: Result<RestoreReport, String>,
-    /// Set when the restore verified but its scratch database could not be dropped.
-    pub cleanup_error: Option<String>,
-    /// False when the drill could not run for reasons that say nothing about the backup
-    /// ([`RestoreJobError::is_verdict_on_the_backup`]): not to be recorded as a failed drill.
-    pub is_verdict: bool,
+    /// What is recorded: the job's report and `lifeboat drill` alike.
+    pub result: DrillResult,
+    /// The verified restore, for printing; `None` when the backup did not restore.
+    pub restore: Option<RestoreReport>,
 }
+
+/// A drill that could not run for reasons that say nothing about the backup
+/// ([`RestoreJobError::is_verdict_on_the_backup`]): nothing is recorded, and the job is
+/// tried again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the drill could not run: {0}")]
+pub struct DrillNotRun(pub String);
 
 /// A scratch database name for drilling `tenant`: unique, recognisable, at most 63 bytes.
 pub fn scratch_database_name(tenant: &TenantName) -> String {
@@ -262,16 +277,41 @@ pub fn scratch_database_name(tenant: &TenantName) -> String {
     name
 }
 
+/// The drill's verdict, from the restore's result and whether its scratch database could
+/// be dropped. A scratch database left behind holds a decrypted copy of the tenant's data,
+/// so that drill failed, whatever the restore verified.
+pub fn drill_outcome(
+    restored: Result<&RestoreReport, &RestoreJobError>,
+    cleanup_error: Option<&str>,
+) -> DrillOutcome {
+    match (restored, cleanup_error) {
+        (Ok(report), None) => DrillOutcome::Verified {
+            tables_verified: report.tables_verified as u64,
+            rows_verified: report.rows_verified,
+        },
+        (Ok(_), Some(cleanup_error)) => DrillOutcome::Failed {
+            error: format!(
+                "restored and verified, but {cleanup_error}; drop it by hand, it holds the tenant's data"
+            ),
+        },
+        (Err(error), _) => DrillOutcome::Failed {
+            error: error.to_string(),
+        },
+    }
+}
+
 /// Drill `backup_id` of `tenant`: restore it into a fresh scratch database on the tenant's
 /// cluster, verify its row counts against the manifest, and drop the database again. A
-/// failed restore has already dropped what it made.
+/// failed restore has already dropped what it made. The one drill path: drill jobs and
+/// `lifeboat drill` both run and judge a drill here.
 pub async fn drill(
     config: &Config,
     tenant: &TenantConfig,
     backup_id: BackupId,
+    catalog_sha256: Option<&str>,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
-) -> DrillRun {
+) -> Result<DrillRun, DrillNotRun> {
     let scratch_database = scratch_database_name(&tenant.name);
     let started_at = chrono::Utc::now();
     let restored = restore_into_new_database(
@@ -280,11 +320,22 @@ pub async fn drill(
             tenant,
             selector: BackupSelector::Id(backup_id),
             into_database: &scratch_database,
+            catalog_sha256,
         },
         progress,
-        cancel,
+        cancel.clone(),
     )
     .await;
+    if cancel.is_cancelled() {
+        return Err(DrillNotRun(
+            "cancelled; the scratch database was dropped".to_owned(),
+        ));
+    }
+    if let Err(error) = &restored
+        && !error.is_verdict_on_the_backup()
+    {
+        return Err(DrillNotRun(error.to_string()));
+    }
     let mut cleanup_error = None;
     if restored.is_ok() {
         let dropped = match config.cluster(&tenant.cluster) {
@@ -300,17 +351,59 @@ pub async fn drill(
             ));
         }
     }
-    DrillRun {
+    let outcome = drill_outcome(restored.as_ref(), cleanup_error.as_deref());
+    let region = restored.as_ref().ok().map(|report| report.region.clone());
+    Ok(DrillRun {
         tenant: tenant.name.clone(),
-        backup_id,
-        scratch_database,
-        started_at,
-        finished_at: chrono::Utc::now(),
-        is_verdict: restored
-            .as_ref()
-            .err()
-            .is_none_or(RestoreJobError::is_verdict_on_the_backup),
-        outcome: restored.map_err(|error| error.to_string()),
-        cleanup_error,
+        result: DrillResult {
+            backup_id,
+            region,
+            scratch_database,
+            started_at,
+            finished_at: chrono::Utc::now(),
+            outcome,
+        },
+        restore: restored.ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified_report() -> RestoreReport {
+        RestoreReport {
+            tenant: TenantName::parse("acme").expect("tenant"),
+            backup_id: BackupId::new(),
+            database: "scratch".to_owned(),
+            region: RegionName::parse("eu").expect("region"),
+            failed_attempts: Vec::new(),
+            regions_not_listed: Vec::new(),
+            stored_bytes: 10,
+            dump_bytes: 20,
+            tables_verified: 3,
+            rows_verified: 42,
+            duration: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_scratch_database_left_behind_fails_the_drill() {
+        let report = verified_report();
+        assert_eq!(
+            drill_outcome(Ok(&report), None),
+            DrillOutcome::Verified {
+                tables_verified: 3,
+                rows_verified: 42
+            }
+        );
+        let left_behind = drill_outcome(
+            Ok(&report),
+            Some("could not drop scratch database \"x\": connection refused"),
+        );
+        let DrillOutcome::Failed { error } = left_behind else {
+            panic!("a drill whose scratch database stayed was recorded as {left_behind:?}");
+        };
+        assert!(error.contains("drop it by hand"), "{error}");
     }
 }

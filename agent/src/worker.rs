@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::api::{
-    API_PREFIX, ClaimRequest, ClaimedJob, DrillOutcome, ErrorBody, Heartbeat, JobOutcome,
-    JobReport, JobResult, JobWork,
+    API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
+    JobWork,
 };
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::config::{Config, TenantConfig};
@@ -694,6 +694,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             tenant,
             cluster,
             backup_id,
+            sha256,
         } => {
             if let Some(refused) = without_credentials_for(config, cluster) {
                 return refused;
@@ -704,56 +705,23 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 // A drill restores into a scratch database; the tenant's own is not touched.
                 database: tenant.to_string(),
             };
-            let run = restore_job::drill(
+            match restore_job::drill(
                 config,
                 &tenant_config,
                 *backup_id,
+                sha256.as_deref(),
                 Arc::new(Silent),
                 cancel.clone(),
             )
-            .await;
-            if cancel.is_cancelled() {
-                return JobOutcome::Failed {
-                    error: "cancelled".to_owned(),
-                    retryable: true,
-                };
-            }
-            if let (false, Err(error)) = (run.is_verdict, &run.outcome) {
-                // Not the backup's fault (this agent, the cluster, a region): try again.
-                return JobOutcome::Failed {
-                    error: format!("the drill could not run: {error}"),
-                    retryable: true,
-                };
-            }
-            let region = run
-                .outcome
-                .as_ref()
-                .ok()
-                .map(|report| report.region.clone());
-            // A scratch database left behind holds a decrypted copy of the tenant's data:
-            // the drill is not a success, whatever the restore verified.
-            let outcome = match run.outcome {
-                Ok(report) => match run.cleanup_error {
-                    None => DrillOutcome::Verified {
-                        tables_verified: report.tables_verified as u64,
-                        rows_verified: report.rows_verified,
-                    },
-                    Some(cleanup_error) => DrillOutcome::Failed {
-                        error: format!(
-                            "restored and verified, but {cleanup_error}; drop it by hand, it holds the tenant's data"
-                        ),
-                    },
+            .await
+            {
+                Ok(run) => JobOutcome::Succeeded {
+                    result: JobResult::Drill(run.result),
                 },
-                Err(error) => DrillOutcome::Failed { error },
-            };
-            JobOutcome::Succeeded {
-                result: JobResult::Drill {
-                    backup_id: run.backup_id,
-                    region,
-                    scratch_database: run.scratch_database,
-                    started_at: run.started_at,
-                    finished_at: run.finished_at,
-                    outcome,
+                // Not the backup's fault (this agent, the cluster, a region): try again.
+                Err(not_run) => JobOutcome::Failed {
+                    error: not_run.to_string(),
+                    retryable: true,
                 },
             }
         }

@@ -3,20 +3,157 @@
 //! A backup row is written when an agent reports a committed backup (or when the catalog is
 //! rebuilt from a region's manifests); its `backup_copies` say which regions hold it. A
 //! backup is *degraded* while fewer copies are `present` than regions are configured.
+//!
+//! Whoever reports a backup (an agent over the API, `lifeboat backup` in-process) is not
+//! believed on its word: [`check_reported_copies`] and [`verify_copies_exist`] are the one
+//! place a reported backup is checked, for every door, before [`record_backup`] writes it.
+//! A fake success would otherwise fill retention's periods and let it trash real backups.
 
 use lifeboat_core::api::CopyState;
-use lifeboat_core::ids::RegionName;
-use lifeboat_core::manifest::{BackupKind, Manifest, ObjectKey};
+use lifeboat_core::backup::RegionResult;
+use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use lifeboat_core::manifest::{Manifest, ObjectKey};
+use lifeboat_core::region::{Region, RegionError};
 use tokio_postgres::GenericClient;
 
 use crate::catalog::{CatalogError, query_error};
 
-fn kind_name(kind: BackupKind) -> &'static str {
-    match kind {
-        BackupKind::Scheduled => "scheduled",
-        BackupKind::Manual => "manual",
-        BackupKind::PreRestore => "pre-restore",
+/// Why a reported backup is not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportedBackupError {
+    /// The report contradicts itself, the configuration or the regions: refused for good.
+    #[error("{0}")]
+    Invalid(String),
+    /// No region could be asked whether it holds the backup: worth reporting again.
+    #[error("no region could confirm the backup: {0}")]
+    Unconfirmed(String),
+}
+
+/// The report's own consistency: every region the manifest lists as holding the object is
+/// reported stored, every region named is configured (`configured`), at least one holds
+/// it, and the manifest names its own object. Returns the copy state reported per region.
+pub fn check_reported_copies(
+    manifest: &Manifest,
+    results: &[RegionResult],
+    configured: &[RegionName],
+) -> Result<Vec<(RegionName, CopyState)>, ReportedBackupError> {
+    let invalid = |message: String| Err(ReportedBackupError::Invalid(message));
+    let own_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
+    if manifest.object.key != own_key {
+        return invalid(format!(
+            "the manifest names object {:?}, not {own_key:?}",
+            manifest.object.key
+        ));
     }
+    if let Some(region) = manifest.regions.iter().find(|region| {
+        !results
+            .iter()
+            .any(|result| result.stored && &result.region == *region)
+    }) {
+        return invalid(format!(
+            "the manifest lists region {region}, which the report does not say was stored"
+        ));
+    }
+    if let Some(unknown) = results
+        .iter()
+        .find(|result| !configured.contains(&result.region))
+    {
+        return invalid(format!(
+            "the report names unknown region {}",
+            unknown.region
+        ));
+    }
+    let copies: Vec<(RegionName, CopyState)> = results
+        .iter()
+        .map(|result| {
+            let state = if result.stored {
+                CopyState::Present
+            } else {
+                CopyState::Missing
+            };
+            (result.region.clone(), state)
+        })
+        .collect();
+    if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
+        return invalid("a successful backup must be stored in a region".to_owned());
+    }
+    Ok(copies)
+}
+
+/// What a region said of a copy a report claims it holds.
+enum CopyVerdict {
+    Confirmed,
+    /// It does not hold it, or not as reported.
+    False(String),
+    Unanswered(RegionError),
+}
+
+/// Ask each region reported `present` in `copies` whether it holds the object, with the
+/// manifest's size, and the manifest (HEAD only: cheap, and scrub hashes later). A region
+/// that answers "no" or with another size makes the whole report false: refused. A region
+/// that does not answer is recorded `missing` (scrub and repair will settle it), as long
+/// as one region confirms; otherwise the report is to be sent again.
+pub async fn verify_copies_exist(
+    regions: &[Region],
+    manifest: &Manifest,
+    copies: &mut [(RegionName, CopyState)],
+) -> Result<(), ReportedBackupError> {
+    let object_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
+    let manifest_key = ObjectKey::Manifest(&manifest.tenant, manifest.backup_id).to_key();
+    let checks = copies
+        .iter()
+        .filter(|(_, state)| *state == CopyState::Present)
+        .map(|(name, _)| {
+            let region = regions.iter().find(|region| region.name() == name);
+            let (object_key, manifest_key) = (&object_key, &manifest_key);
+            async move {
+                let Some(region) = region else {
+                    let falsehood = format!("region {name} is not configured");
+                    return (name.clone(), CopyVerdict::False(falsehood));
+                };
+                let sizes = futures::future::try_join(
+                    region.object_size(object_key),
+                    region.object_size(manifest_key),
+                )
+                .await;
+                let verdict = match sizes {
+                    Err(error) => CopyVerdict::Unanswered(error),
+                    Ok((Some(size), Some(_))) if size == manifest.object.stored_bytes => {
+                        CopyVerdict::Confirmed
+                    }
+                    Ok((Some(size), Some(_))) => CopyVerdict::False(format!(
+                        "region {name} holds {object_key} with {size} bytes, not the reported {}",
+                        manifest.object.stored_bytes
+                    )),
+                    Ok((None, _)) => {
+                        CopyVerdict::False(format!("region {name} does not hold {object_key}"))
+                    }
+                    Ok((_, None)) => {
+                        CopyVerdict::False(format!("region {name} does not hold {manifest_key}"))
+                    }
+                };
+                (name.clone(), verdict)
+            }
+        });
+    let verdicts = futures::future::join_all(checks).await;
+    let mut unanswered = Vec::new();
+    for (name, verdict) in verdicts {
+        match verdict {
+            CopyVerdict::Confirmed => {}
+            CopyVerdict::False(falsehood) => return Err(ReportedBackupError::Invalid(falsehood)),
+            CopyVerdict::Unanswered(error) => {
+                tracing::warn!(region = %name, %error, "cannot confirm a reported copy; recorded as missing until scrub finds it");
+                unanswered.push(error.to_string());
+                if let Some(copy) = copies.iter_mut().find(|(region, _)| *region == name) {
+                    copy.1 = CopyState::Missing;
+                }
+            }
+        }
+    }
+    if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
+        return Err(ReportedBackupError::Unconfirmed(unanswered.join("; ")));
+    }
+    Ok(())
 }
 
 /// Record a committed backup and the state of its copy in each of `copies`.
@@ -50,7 +187,7 @@ pub async fn record_backup<C: GenericClient>(
             &[
                 &manifest.backup_id.as_uuid(),
                 &manifest.tenant.as_str(),
-                &kind_name(manifest.kind),
+                &manifest.kind.as_str(),
                 &manifest.started_at,
                 &manifest.finished_at,
                 &manifest.source.cluster.as_str(),
@@ -86,4 +223,22 @@ pub async fn record_backup<C: GenericClient>(
             .map_err(query_error("record backup copy"))?;
     }
     Ok(())
+}
+
+/// The SHA-256 the catalog recorded for `backup_id` of `tenant`, if it knows the backup.
+/// A restore compares it with the manifest it reads from a region: whoever can write a
+/// bucket can rewrite a manifest, not the catalog.
+pub async fn recorded_sha256<C: GenericClient>(
+    client: &C,
+    tenant: &TenantName,
+    backup_id: BackupId,
+) -> Result<Option<String>, CatalogError> {
+    let row = client
+        .query_opt(
+            "SELECT sha256 FROM backups WHERE id = $1 AND tenant = $2",
+            &[&backup_id.as_uuid(), &tenant.as_str()],
+        )
+        .await
+        .map_err(query_error("read a backup's SHA-256"))?;
+    Ok(row.map(|row| row.get(0)))
 }

@@ -7,7 +7,7 @@
 //! `refinery_schema_history`.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use lifeboat_core::config::ClusterConfig;
+use lifeboat_core::config::{ClusterConfig, Config};
 use tokio_postgres::NoTls;
 
 mod embedded {
@@ -19,6 +19,12 @@ const POOL_SIZE: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    #[error(
+        "no [catalog] in the configuration: set catalog.cluster (and catalog.database, default \"lifeboat\")"
+    )]
+    NotConfigured,
+    #[error(transparent)]
+    UnknownCluster(#[from] lifeboat_core::config::UnknownName),
     #[error(
         "catalog database {database:?} does not exist on cluster {cluster}; create it first (CREATE DATABASE)"
     )]
@@ -95,6 +101,13 @@ pub struct MigrationReport {
 }
 
 impl Catalog {
+    /// Connect to the catalog the configuration's `[catalog]` names.
+    pub async fn open(config: &Config) -> Result<Catalog, CatalogError> {
+        let catalog = config.catalog.as_ref().ok_or(CatalogError::NotConfigured)?;
+        let cluster = config.cluster(&catalog.cluster)?;
+        Catalog::connect(cluster, &catalog.database).await
+    }
+
     /// Connect to `database` on `cluster`; the first connection is made now so that a
     /// missing database or a dead server is reported at once.
     pub async fn connect(cluster: &ClusterConfig, database: &str) -> Result<Catalog, CatalogError> {

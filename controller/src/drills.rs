@@ -3,15 +3,15 @@
 //! retention never trashes a tenant's newest verified backup.
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::api::JobWork;
+use lifeboat_core::api::{DrillResult, JobWork};
 use lifeboat_core::ids::{BackupId, ClusterName, RegionName, TenantName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use crate::catalog::{Catalog, CatalogError, audit, query_error};
 
 /// One drill, as it ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillRecord {
     pub tenant: TenantName,
     pub backup_id: BackupId,
@@ -25,6 +25,21 @@ pub struct DrillRecord {
 }
 
 pub use lifeboat_core::api::DrillOutcome;
+
+impl DrillRecord {
+    /// The record of `tenant`'s drill that ended with `result`.
+    pub fn new(tenant: TenantName, result: &DrillResult) -> DrillRecord {
+        DrillRecord {
+            tenant,
+            backup_id: result.backup_id,
+            region: result.region.clone(),
+            scratch_database: result.scratch_database.clone(),
+            started_at: result.started_at,
+            finished_at: result.finished_at,
+            outcome: result.outcome.clone(),
+        }
+    }
+}
 
 /// A recorded drill, as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -141,8 +156,8 @@ pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, Ca
         .connection()
         .await?
         .query(
-            "SELECT tenant, cluster, id FROM (
-                 SELECT DISTINCT ON (b.tenant) b.tenant, t.cluster, b.id, b.verified_at
+            "SELECT tenant, cluster, id, sha256 FROM (
+                 SELECT DISTINCT ON (b.tenant) b.tenant, t.cluster, b.id, b.sha256, b.verified_at
                  FROM backups b JOIN tenants t ON t.name = b.tenant
                  WHERE b.trashed_at IS NULL
                  ORDER BY b.tenant, b.started_at DESC
@@ -163,6 +178,7 @@ pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, Ca
                 tenant: TenantName::parse(name).map_err(|_| invalid())?,
                 cluster: ClusterName::parse(row.get(1)).map_err(|_| invalid())?,
                 backup_id: BackupId::from_uuid(row.get(2)).ok_or_else(invalid)?,
+                sha256: Some(row.get(3)),
             })
         })
         .collect()

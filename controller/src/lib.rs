@@ -16,7 +16,9 @@
 pub mod agents;
 pub mod backups;
 pub mod catalog;
+pub mod dedup_key;
 pub mod drills;
+pub mod job_summary;
 pub mod maintenance;
 pub mod metrics;
 pub mod nightly;

@@ -1,8 +1,10 @@
-//! The nightly run, as `lifeboat nightly` drives it from cron: enqueue a backup of every
-//! tenant, wait for the queue to finish them, summarise.
+//! The nightly run, as `lifeboat nightly` and the demo drive it: enqueue a backup of every
+//! tenant, wait for the queue to finish them, drill them (optionally), run a maintenance
+//! pass ([`crate::maintenance`]), summarise. [`run_nightly`] is the one home of that order;
+//! the binary only starts the controller API and an agent around it and prints the summary.
 //!
-//! A run is named by its UTC date; each tenant's backup job has the dedup key
-//! `nightly:<date>:backup:<tenant>`. So running the nightly again the same day (after a
+//! A run is named ([`RunName`], by default its UTC date); each tenant's backup job has the
+//! dedup key [`DedupKey::NightlyBackup`]. So running the nightly again the same day (after a
 //! crash, or by a second cron host) waits for the same jobs instead of doing them twice;
 //! only jobs that failed for good are queued again, with fresh attempts.
 //!
@@ -12,29 +14,28 @@
 //! whose date already has the tenant's nightly backup ([`nightly_backups_of`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, NaiveTime};
-use lifeboat_core::api::JobWork;
+use chrono::{NaiveDate, NaiveTime, Utc};
+use lifeboat_core::api::{DrillOutcome, JobWork};
 use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio_postgres::GenericClient;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
+use crate::dedup_key::{DedupKey, RunName};
+use crate::maintenance::{self, MaintenanceOptions, MaintenanceReport, WaitForJobs};
 use crate::queue::{self, JobStatus, NewJob};
-
-/// The dedup key of a tenant's backup in nightly run `run`.
-pub fn backup_key(run: &str, tenant: &str) -> String {
-    format!("nightly:{run}:backup:{tenant}")
-}
 
 /// Enqueue run `run`'s backups: one per tenant in the catalog, except that a tenant whose
 /// scheduled slot of the run's date (when `run` is a date) has a job that did not fail for
 /// good keeps that job. Returns each tenant's job id.
 pub async fn enqueue_backups(
     catalog: &Catalog,
-    run: &str,
+    run: &RunName,
     max_attempts: i32,
 ) -> Result<BTreeMap<String, i64>, CatalogError> {
     let rows = catalog
@@ -50,7 +51,10 @@ pub async fn enqueue_backups(
     for row in &rows {
         let (tenant, cluster) = tenant_and_cluster(row)?;
         jobs.push(NewJob {
-            dedup_key: Some(backup_key(run, tenant.as_str())),
+            dedup_key: Some(DedupKey::NightlyBackup {
+                run: run.clone(),
+                tenant: tenant.clone(),
+            }),
             work: JobWork::Backup {
                 tenant,
                 cluster,
@@ -70,9 +74,9 @@ pub async fn enqueue_backups(
     let listed: Vec<&str> = jobs.iter().map(job_tenant).collect();
     let still_there = existing_tenants(&*transaction, &listed).await?;
     jobs.retain(|job| still_there.contains(job_tenant(job)));
-    let mut by_tenant = match NaiveDate::parse_from_str(run, RUN_DATE_FORMAT) {
-        Ok(date) => scheduled_backups_to_adopt(&*transaction, run, date, &jobs).await?,
-        Err(_) => BTreeMap::new(),
+    let mut by_tenant = match run.date() {
+        Some(date) => scheduled_backups_to_adopt(&*transaction, date, &jobs).await?,
+        None => BTreeMap::new(),
     };
     jobs.retain(|job| !by_tenant.contains_key(job_tenant(job)));
     let ids = enqueue_run_jobs_in(&*transaction, &jobs, max_attempts).await?;
@@ -117,9 +121,6 @@ pub(crate) async fn existing_tenants(
         .collect())
 }
 
-/// How a run named by its date spells it (the nightly's default run name).
-pub const RUN_DATE_FORMAT: &str = "%Y-%m-%d";
-
 /// Serialises the two ways a day's backups are enqueued (a nightly's, a scheduler tick's),
 /// so that each sees what the other enqueued before deciding. Held to the end of the
 /// caller's transaction.
@@ -147,30 +148,28 @@ fn job_tenant(job: &NewJob) -> &str {
 /// date, if several (sub-daily schedules).
 async fn scheduled_backups_to_adopt(
     client: &impl GenericClient,
-    run: &str,
     date: NaiveDate,
     jobs: &[NewJob],
 ) -> Result<BTreeMap<String, i64>, CatalogError> {
     let tenants: Vec<&str> = jobs.iter().map(job_tenant).collect();
-    let run_keys: Vec<String> = tenants
+    let run_keys: Vec<String> = jobs
         .iter()
-        .map(|tenant| backup_key(run, tenant))
+        .filter_map(|job| job.dedup_key.as_ref().map(ToString::to_string))
         .collect();
-    // The slot's date is in the key. `created_at` (the catalog's clock, not the
-    // scheduler's) only narrows the index scan, with a day to spare for clock skew.
+    // The slot's date is in the key, read through its type. `created_at` (the catalog's
+    // clock, not the scheduler's) only narrows the index scan, with a day to spare for
+    // clock skew.
     let since = date.and_time(NaiveTime::MIN).and_utc() - chrono::Duration::days(1);
-    let slot_date = date.format(RUN_DATE_FORMAT).to_string();
     let rows = client
         .query(
-            "SELECT tenant, id FROM jobs
+            "SELECT tenant, id, dedup_key FROM jobs
              WHERE tenant = ANY($1) AND kind = 'backup' AND created_at >= $2
-               AND state <> 'failed'
-               AND dedup_key LIKE 'backup:' || tenant || ':' || $3 || 'T%'
+               AND state <> 'failed' AND dedup_key IS NOT NULL
                AND tenant NOT IN (SELECT tenant FROM jobs
-                                  WHERE dedup_key = ANY($4) AND state <> 'failed'
+                                  WHERE dedup_key = ANY($3) AND state <> 'failed'
                                     AND tenant IS NOT NULL)
              ORDER BY id DESC",
-            &[&tenants, &since, &slot_date, &run_keys],
+            &[&tenants, &since, &run_keys],
         )
         .await
         .map_err(query_error(
@@ -178,6 +177,12 @@ async fn scheduled_backups_to_adopt(
         ))?;
     Ok(rows
         .iter()
+        .filter(|row| {
+            matches!(
+                row.get::<_, &str>(2).parse::<DedupKey>(),
+                Ok(DedupKey::ScheduledBackup { slot, .. }) if slot.date_naive() == date
+            )
+        })
         .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
         .collect())
 }
@@ -199,7 +204,13 @@ pub async fn nightly_backups_of(
 ) -> Result<BTreeMap<String, NightlyCover>, CatalogError> {
     let keys: Vec<String> = due
         .iter()
-        .map(|(tenant, date)| backup_key(&date.format(RUN_DATE_FORMAT).to_string(), tenant))
+        .filter_map(|(tenant, date)| {
+            let key = DedupKey::NightlyBackup {
+                run: RunName::for_date(*date),
+                tenant: TenantName::parse(tenant).ok()?,
+            };
+            Some(key.to_string())
+        })
         .collect();
     let rows = client
         .query(
@@ -219,24 +230,6 @@ pub async fn nightly_backups_of(
             (row.get::<_, String>(0), cover)
         })
         .collect())
-}
-
-/// The dedup key of a maintenance job of run `run`.
-pub fn maintenance_key(run: &str, work: &JobWork) -> String {
-    match work {
-        JobWork::Scrub { region, .. } => format!("nightly:{run}:scrub:{region}"),
-        JobWork::Replicate { backup_id, to, .. } => {
-            format!("nightly:{run}:replicate:{backup_id}:{to}")
-        }
-        JobWork::Delete { backup_id, .. } => format!("nightly:{run}:delete:{backup_id}"),
-        JobWork::Backup { tenant, .. } => backup_key(run, tenant.as_str()),
-        JobWork::Drill { tenant, .. } => drill_key(run, tenant.as_str()),
-    }
-}
-
-/// The dedup key of a tenant's drill in nightly run `run`.
-pub fn drill_key(run: &str, tenant: &str) -> String {
-    format!("nightly:{run}:drill:{tenant}")
 }
 
 /// Enqueue jobs that all carry dedup keys, requeue those of them that failed for good, and
@@ -268,9 +261,9 @@ async fn enqueue_run_jobs_in(
 ) -> Result<Vec<i64>, CatalogError> {
     let keys: Vec<String> = jobs
         .iter()
-        .map(|job| job.dedup_key.clone().unwrap_or_default())
+        .filter_map(|job| job.dedup_key.as_ref().map(ToString::to_string))
         .collect();
-    if keys.iter().any(String::is_empty) {
+    if keys.len() != jobs.len() {
         return Err(CatalogError::Inconsistent(
             "a run's jobs must all have dedup keys".to_owned(),
         ));
@@ -309,7 +302,7 @@ pub async fn wait_for_jobs(
     catalog: &Catalog,
     ids: &[i64],
     poll: Duration,
-    cancel: &tokio_util::sync::CancellationToken,
+    cancel: &CancellationToken,
 ) -> Result<Vec<JobStatus>, CatalogError> {
     loop {
         let statuses = queue::job_statuses(catalog, ids).await?;
@@ -367,39 +360,35 @@ pub struct DrillLine {
 
 impl DrillLine {
     pub fn from_status(status: &JobStatus) -> DrillLine {
-        let result = status.result.as_ref();
-        let outcome = result.and_then(|result| result.get("outcome"));
-        let verified = status.state == "succeeded"
-            && outcome.and_then(|outcome| outcome.as_str()) == Some("verified");
-        let number = |name: &str| {
-            result
-                .and_then(|result| result.get(name))
-                .and_then(serde_json::Value::as_u64)
+        let drilled = status.drill_summary();
+        let outcome = drilled.as_ref().map(|summary| &summary.record.outcome);
+        let verified =
+            status.state == "succeeded" && matches!(outcome, Some(DrillOutcome::Verified { .. }));
+        let (tables_verified, rows_verified) = match outcome {
+            Some(DrillOutcome::Verified {
+                tables_verified,
+                rows_verified,
+            }) => (Some(*tables_verified), Some(*rows_verified)),
+            _ => (None, None),
+        };
+        let error = match outcome {
+            _ if verified => None,
+            Some(DrillOutcome::Failed { error }) => Some(error.clone()),
+            _ => Some(status.last_error.clone().unwrap_or_else(|| {
+                format!(
+                    "not finished when the nightly stopped waiting (still {})",
+                    status.state
+                )
+            })),
         };
         DrillLine {
             job: Some(status.id),
             state: status.state.clone(),
             verified,
-            tables_verified: number("tables_verified"),
-            rows_verified: number("rows_verified"),
-            duration_ms: number("duration_ms"),
-            error: if verified {
-                None
-            } else {
-                Some(
-                    result
-                        .and_then(|result| result.get("error"))
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned)
-                        .or_else(|| status.last_error.clone())
-                        .unwrap_or_else(|| {
-                            format!(
-                                "not finished when the nightly stopped waiting (still {})",
-                                status.state
-                            )
-                        }),
-                )
-            },
+            tables_verified,
+            rows_verified,
+            duration_ms: drilled.as_ref().map(|summary| summary.duration_ms),
+            error,
         }
     }
 }
@@ -423,17 +412,20 @@ impl DrillLine {
 /// took), on the tenant's cluster. Returns each tenant's drill job id.
 pub async fn enqueue_drills(
     catalog: &Catalog,
-    run: &str,
+    run: &RunName,
     backups: &BTreeMap<String, BackupId>,
     max_attempts: i32,
 ) -> Result<BTreeMap<String, i64>, CatalogError> {
     let names: Vec<&str> = backups.keys().map(String::as_str).collect();
+    let backup_uuids: Vec<uuid::Uuid> = backups.values().map(|id| id.as_uuid()).collect();
     let rows = catalog
         .connection()
         .await?
         .query(
-            "SELECT name, cluster FROM tenants WHERE name = ANY($1) ORDER BY name",
-            &[&names],
+            "SELECT t.name, t.cluster, b.id, b.sha256
+             FROM tenants t JOIN backups b ON b.tenant = t.name AND b.id = ANY($2)
+             WHERE t.name = ANY($1) ORDER BY t.name",
+            &[&names, &backup_uuids],
         )
         .await
         .map_err(query_error("read the drilled tenants"))?;
@@ -443,12 +435,19 @@ pub async fn enqueue_drills(
         let Some(backup_id) = backups.get(tenant.as_str()) else {
             continue;
         };
+        if backup_id.as_uuid() != row.get::<_, uuid::Uuid>(2) {
+            continue;
+        }
         jobs.push(NewJob {
-            dedup_key: Some(drill_key(run, tenant.as_str())),
+            dedup_key: Some(DedupKey::NightlyDrill {
+                run: run.clone(),
+                tenant: tenant.clone(),
+            }),
             work: JobWork::Drill {
                 tenant,
                 cluster,
                 backup_id: *backup_id,
+                sha256: Some(row.get(3)),
             },
         });
     }
@@ -465,20 +464,16 @@ pub async fn enqueue_drills(
 
 impl TenantOutcome {
     pub fn from_status(tenant: &str, status: &JobStatus) -> TenantOutcome {
-        let field = |name: &str| status.result.as_ref().and_then(|result| result.get(name));
+        let backup = status.backup_summary();
         TenantOutcome {
             tenant: tenant.to_owned(),
             job: status.id,
             state: status.state.clone(),
             attempts: status.attempts,
-            backup_id: field("backup_id")
-                .and_then(|value| value.as_str())
-                .map(str::to_owned),
-            stored_bytes: field("stored_bytes").and_then(serde_json::Value::as_u64),
-            duration_ms: field("duration_ms").and_then(serde_json::Value::as_u64),
-            degraded: field("degraded")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            backup_id: backup.as_ref().map(|summary| summary.backup_id.to_string()),
+            stored_bytes: backup.as_ref().map(|summary| summary.stored_bytes),
+            duration_ms: backup.as_ref().map(|summary| summary.duration_ms),
+            degraded: backup.as_ref().is_some_and(|summary| summary.degraded),
             error: match status.state.as_str() {
                 "succeeded" => None,
                 "failed" => status.last_error.clone(),
@@ -501,9 +496,172 @@ impl TenantOutcome {
     }
 }
 
+/// How a nightly runs.
+#[derive(Debug, Clone)]
+pub struct NightlyOptions {
+    pub run: RunName,
+    /// Drill each tenant's new backup; a tenant whose drill does not verify has no good
+    /// backup from this run.
+    pub drill: bool,
+    /// The maintenance pass after the backups; `None`: backups only.
+    pub maintenance: Option<MaintenanceOptions>,
+    pub max_attempts: i32,
+}
+
+/// Milestones of a run, for whoever drives it to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NightlyEvent {
+    BackupsQueued(usize),
+    DrillsQueued(usize),
+}
+
+/// The summary of one run.
+#[derive(Debug, Serialize)]
+pub struct NightlySummary {
+    pub run: String,
+    pub seconds: f64,
+    pub tenants: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub degraded: usize,
+    pub outcomes: Vec<TenantOutcome>,
+    /// Retention, scrub and repair; absent with backups only, or when waiting ended first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceReport>,
+}
+
+/// Run nightly `options.run` on `catalog`, whose queue agents serve (the caller starts
+/// them, and the API they reach through `work_ready`): back up every tenant, drill the new
+/// backups with `options.drill`, then a maintenance pass. Waiting ends with `until` (the
+/// deadline, Ctrl-C): the summary then counts what is done, and maintenance is skipped.
+pub async fn run_nightly(
+    catalog: &Catalog,
+    options: &NightlyOptions,
+    work_ready: &Notify,
+    until: &CancellationToken,
+    on_event: &(dyn Fn(NightlyEvent) + Send + Sync),
+) -> Result<NightlySummary, CatalogError> {
+    let started = Instant::now();
+    let run = &options.run;
+    let jobs = enqueue_backups(catalog, run, options.max_attempts).await?;
+    work_ready.notify_waiters();
+    on_event(NightlyEvent::BackupsQueued(jobs.len()));
+    let ids: Vec<i64> = jobs.values().copied().collect();
+    let statuses = wait_for_jobs(catalog, &ids, Duration::from_millis(200), until).await?;
+    let mut outcomes: Vec<TenantOutcome> = jobs
+        .iter()
+        .filter_map(|(tenant, id)| {
+            statuses
+                .iter()
+                .find(|status| status.id == *id)
+                .map(|status| TenantOutcome::from_status(tenant, status))
+        })
+        .collect();
+    if options.drill {
+        if !until.is_cancelled() {
+            drill_new_backups(catalog, options, &mut outcomes, work_ready, until, on_event).await?;
+        }
+        // With drills, a backup is good only once drilled.
+        for outcome in &mut outcomes {
+            if outcome.state == "succeeded" && outcome.drill.is_none() {
+                outcome.drill = Some(DrillLine::not_drilled(
+                    "not drilled: the nightly stopped waiting before its drill was queued",
+                ));
+            }
+        }
+    }
+    let maintenance = match &options.maintenance {
+        Some(maintenance) if !until.is_cancelled() => Some(
+            maintenance::run_maintenance(
+                catalog,
+                maintenance,
+                run,
+                Utc::now(),
+                options.max_attempts,
+                Some(WaitForJobs { until, work_ready }),
+            )
+            .await,
+        ),
+        _ => None,
+    };
+    Ok(NightlySummary {
+        maintenance,
+        run: run.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        tenants: outcomes.len(),
+        succeeded: outcomes
+            .iter()
+            .filter(|outcome| outcome.succeeded())
+            .count(),
+        failed: outcomes
+            .iter()
+            .filter(|outcome| !outcome.succeeded())
+            .count(),
+        degraded: outcomes.iter().filter(|outcome| outcome.degraded).count(),
+        outcomes,
+    })
+}
+
+/// Drill every backup this run took (one drill job per tenant, for agents that can
+/// decrypt), wait for them, and attach each drill to its tenant's outcome.
+async fn drill_new_backups(
+    catalog: &Catalog,
+    options: &NightlyOptions,
+    outcomes: &mut [TenantOutcome],
+    work_ready: &Notify,
+    until: &CancellationToken,
+    on_event: &(dyn Fn(NightlyEvent) + Send + Sync),
+) -> Result<(), CatalogError> {
+    let backups: BTreeMap<String, BackupId> = outcomes
+        .iter()
+        .filter(|outcome| outcome.state == "succeeded")
+        .filter_map(|outcome| {
+            let backup_id = BackupId::parse(outcome.backup_id.as_deref()?).ok()?;
+            Some((outcome.tenant.clone(), backup_id))
+        })
+        .collect();
+    if backups.is_empty() {
+        return Ok(());
+    }
+    let jobs = enqueue_drills(catalog, &options.run, &backups, options.max_attempts).await?;
+    work_ready.notify_waiters();
+    on_event(NightlyEvent::DrillsQueued(jobs.len()));
+    let ids: Vec<i64> = jobs.values().copied().collect();
+    let statuses = wait_for_jobs(catalog, &ids, Duration::from_millis(200), until).await?;
+    for outcome in outcomes {
+        if outcome.state != "succeeded" {
+            continue;
+        }
+        let Some(id) = jobs.get(&outcome.tenant) else {
+            outcome.drill = Some(DrillLine::not_drilled(
+                "not drilled: no drill could be queued (tenant removed, or no backup id)",
+            ));
+            continue;
+        };
+        let Some(status) = statuses.iter().find(|status| status.id == *id) else {
+            continue;
+        };
+        let drilled = status
+            .drill_summary()
+            .map(|summary| summary.record.backup_id.to_string());
+        outcome.drill = Some(match drilled {
+            // A run started again after its backup was taken again keeps its earlier drill.
+            Some(drilled) if Some(drilled.as_str()) != outcome.backup_id.as_deref() => {
+                DrillLine::not_drilled(format!(
+                    "not drilled: this run's drill job {id} drilled backup {drilled}, an earlier one; run the nightly under a new --run name"
+                ))
+            }
+            _ => DrillLine::from_status(status),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drills::DrillRecord;
+    use crate::job_summary::{self, DrillSummary};
 
     fn status(state: &str, result: serde_json::Value) -> JobStatus {
         JobStatus {
@@ -517,24 +675,52 @@ mod tests {
         }
     }
 
+    fn drilled(outcome: DrillOutcome) -> serde_json::Value {
+        let now = Utc::now();
+        job_summary::to_stored(&DrillSummary {
+            record: DrillRecord {
+                tenant: TenantName::parse("acme").expect("tenant"),
+                backup_id: BackupId::new(),
+                region: None,
+                scratch_database: "scratch".to_owned(),
+                started_at: now,
+                finished_at: now,
+                outcome,
+            },
+            drill: 1,
+            duration_ms: 5,
+        })
+    }
+
     #[test]
     fn a_backup_whose_drill_did_not_verify_is_not_a_good_backup() {
         let backup = status(
             "succeeded",
-            serde_json::json!({ "backup_id": "x", "degraded": false }),
+            serde_json::json!({
+                "backup_id": BackupId::new(), "stored_bytes": 1, "duration_ms": 1,
+                "regions": [], "degraded": false
+            }),
         );
         let mut outcome = TenantOutcome::from_status("acme", &backup);
+        assert!(outcome.backup_id.is_some(), "the summary reads back");
         assert!(outcome.succeeded(), "not drilled: the backup counts");
 
-        outcome.drill = Some(DrillLine::from_status(&status(
+        let verified = DrillLine::from_status(&status(
             "succeeded",
-            serde_json::json!({ "outcome": "verified", "tables_verified": 3, "rows_verified": 9 }),
-        )));
+            drilled(DrillOutcome::Verified {
+                tables_verified: 3,
+                rows_verified: 9,
+            }),
+        ));
+        assert_eq!(verified.rows_verified, Some(9));
+        outcome.drill = Some(verified);
         assert!(outcome.succeeded());
 
         let failed = DrillLine::from_status(&status(
             "succeeded",
-            serde_json::json!({ "outcome": "failed", "error": "row counts differ" }),
+            drilled(DrillOutcome::Failed {
+                error: "row counts differ".to_owned(),
+            }),
         ));
         assert_eq!(failed.error.as_deref(), Some("row counts differ"));
         outcome.drill = Some(failed);

@@ -21,6 +21,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
+use crate::dedup_key::DedupKey;
 
 /// How the queue hands out and retries work.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ impl QueuePolicy {
 pub struct NewJob {
     pub work: JobWork,
     /// Used once, ever: a second enqueue with the same key is a no-op.
-    pub dedup_key: Option<String>,
+    pub dedup_key: Option<DedupKey>,
 }
 
 impl NewJob {
@@ -136,7 +137,7 @@ pub async fn enqueue<C: GenericClient>(
         tenants.push(tenant);
         clusters.push(cluster);
         regions.push(region);
-        keys.push(job.dedup_key.clone());
+        keys.push(job.dedup_key.as_ref().map(ToString::to_string));
         params.push(serde_json::to_value(&job.work).unwrap_or_default());
     }
     let rows = client

@@ -3,11 +3,11 @@
 
 use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork};
 use lifeboat_core::ids::RegionName;
-use lifeboat_core::manifest::ObjectKey;
 
 use crate::backups;
 use crate::catalog::{Catalog, CatalogError};
 use crate::drills;
+use crate::job_summary::{self, BackupSummary, DrillSummary, ReplicateSummary, ScrubSummary};
 use crate::queue::{self, QueueError, QueuePolicy};
 use crate::scrub;
 
@@ -110,16 +110,6 @@ async fn apply_result(
                     ),
                 ));
             }
-            let own_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
-            if manifest.object.key != own_key {
-                return Err(invalid(
-                    id,
-                    format!(
-                        "the manifest names object {:?}, not {own_key:?}",
-                        manifest.object.key
-                    ),
-                ));
-            }
             if !running.attempt_backup_ids.contains(&manifest.backup_id) {
                 return Err(invalid(
                     id,
@@ -129,43 +119,19 @@ async fn apply_result(
                     ),
                 ));
             }
-            if !manifest.regions.iter().all(|region| {
-                region_results
-                    .iter()
-                    .any(|result| result.stored && &result.region == region)
-            }) {
-                return Err(invalid(
-                    id,
-                    "the manifest lists a region the report does not say was stored",
-                ));
-            }
-            let mut copies = Vec::new();
-            for result in region_results {
-                known_region(id, &result.region, regions)?;
-                let state = if result.stored {
-                    CopyState::Present
-                } else {
-                    CopyState::Missing
-                };
-                copies.push((result.region.clone(), state));
-            }
-            if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
-                return Err(invalid(
-                    id,
-                    "a successful backup must be stored in a region",
-                ));
-            }
+            let copies = backups::check_reported_copies(manifest, region_results, regions)
+                .map_err(|error| invalid(id, error.to_string()))?;
             backups::record_backup(client, manifest, &copies).await?;
             let present = copies
                 .iter()
                 .filter(|(_, state)| *state == CopyState::Present)
                 .count();
-            Ok(serde_json::json!({
-                "backup_id": manifest.backup_id,
-                "stored_bytes": manifest.object.stored_bytes,
-                "duration_ms": duration_ms,
-                "regions": region_results,
-                "degraded": present < regions.len(),
+            Ok(job_summary::to_stored(&BackupSummary {
+                backup_id: manifest.backup_id,
+                stored_bytes: manifest.object.stored_bytes,
+                duration_ms: *duration_ms,
+                regions: region_results.clone(),
+                degraded: present < regions.len(),
             }))
         }
         (
@@ -187,11 +153,10 @@ async fn apply_result(
                     ),
                 ));
             }
-            if let Some(stranger) = copies.iter().find(|copy| {
-                !targets
-                    .iter()
-                    .any(|target| target.backup_id == copy.backup_id)
-            }) {
+            // A set: a scrub report may list hundreds of thousands of copies.
+            let asked: std::collections::HashSet<_> =
+                targets.iter().map(|target| target.backup_id).collect();
+            if let Some(stranger) = copies.iter().find(|copy| !asked.contains(&copy.backup_id)) {
                 return Err(invalid(
                     id,
                     format!(
@@ -201,15 +166,17 @@ async fn apply_result(
                 ));
             }
             scrub::apply_scrub_result(client, region, copies).await?;
-            let bad = copies
-                .iter()
-                .filter(|copy| copy.state != CopyState::Present)
-                .count();
-            Ok(serde_json::json!({
-                "region": region,
-                "checked": copies.len(),
-                "hashed": copies.iter().filter(|copy| copy.hashed).count(),
-                "bad": bad,
+            let count = |counted: usize| u64::try_from(counted).unwrap_or(u64::MAX);
+            Ok(job_summary::to_stored(&ScrubSummary {
+                region: region.clone(),
+                checked: count(copies.len()),
+                hashed: count(copies.iter().filter(|copy| copy.hashed).count()),
+                bad: count(
+                    copies
+                        .iter()
+                        .filter(|copy| copy.state != CopyState::Present)
+                        .count(),
+                ),
             }))
         }
         (JobWork::Replicate { backup_id, to, .. }, JobResult::Replicate { region }) => {
@@ -220,7 +187,10 @@ async fn apply_result(
                 ));
             }
             scrub::apply_replicate_result(client, *backup_id, to).await?;
-            Ok(serde_json::json!({ "backup_id": backup_id, "region": to }))
+            Ok(job_summary::to_stored(&ReplicateSummary {
+                backup_id: *backup_id,
+                region: to.clone(),
+            }))
         }
         (
             JobWork::Drill {
@@ -228,39 +198,30 @@ async fn apply_result(
                 backup_id: asked,
                 ..
             },
-            JobResult::Drill {
-                backup_id,
-                region,
-                scratch_database,
-                started_at,
-                finished_at,
-                outcome,
-            },
+            JobResult::Drill(result),
         ) => {
-            if backup_id != asked {
+            if result.backup_id != *asked {
                 return Err(invalid(
                     id,
-                    format!("the job drills backup {asked}, the report says {backup_id}"),
+                    format!(
+                        "the job drills backup {asked}, the report says {}",
+                        result.backup_id
+                    ),
                 ));
             }
-            if let Some(region) = region {
+            if let Some(region) = &result.region {
                 known_region(id, region, regions)?;
             }
-            if finished_at < started_at {
+            if result.finished_at < result.started_at {
                 return Err(invalid(
                     id,
-                    format!("the drill finished ({finished_at}) before it started ({started_at})"),
+                    format!(
+                        "the drill finished ({}) before it started ({})",
+                        result.finished_at, result.started_at
+                    ),
                 ));
             }
-            let record = drills::DrillRecord {
-                tenant: tenant.clone(),
-                backup_id: *backup_id,
-                region: region.clone(),
-                scratch_database: scratch_database.clone(),
-                started_at: *started_at,
-                finished_at: *finished_at,
-                outcome: outcome.clone(),
-            };
+            let record = drills::DrillRecord::new(tenant.clone(), result);
             let drill = drills::record_drill_in(client, &record, &format!("job:{id}"))
                 .await
                 .map_err(|error| match error {
@@ -268,18 +229,14 @@ async fn apply_result(
                     CatalogError::Inconsistent(message) => invalid(id, message),
                     other => other.into(),
                 })?;
-            let mut summary = serde_json::to_value(&record).unwrap_or_default();
-            if let Some(fields) = summary.as_object_mut() {
-                fields.insert("drill".to_owned(), drill.into());
-                fields.insert(
-                    "duration_ms".to_owned(),
-                    (*finished_at - *started_at)
-                        .num_milliseconds()
-                        .max(0)
-                        .into(),
-                );
-            }
-            Ok(summary)
+            let duration_ms = (result.finished_at - result.started_at)
+                .num_milliseconds()
+                .max(0);
+            Ok(job_summary::to_stored(&DrillSummary {
+                record,
+                drill,
+                duration_ms: u64::try_from(duration_ms).unwrap_or(0),
+            }))
         }
         _ => Err(invalid(
             id,

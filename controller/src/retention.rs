@@ -435,10 +435,20 @@ pub struct PurgeFailure {
     pub errors: Vec<String>,
 }
 
+/// A trashed backup left in the trash, untouched, because purging it would leave its tenant
+/// with no restorable backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeSkipped {
+    pub backup_id: BackupId,
+    pub tenant: TenantName,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PurgeReport {
     pub purged: Vec<PurgedBackup>,
     pub failed: Vec<PurgeFailure>,
+    pub skipped: Vec<PurgeSkipped>,
 }
 
 /// The held-or-not conditions a backup must meet to be purged at `$1`.
@@ -502,6 +512,15 @@ pub async fn purge_due(
         let tenant = tenant_from(row.get(0))?;
         let object_key: String = row.get(1);
         let manifest_key = ObjectKey::Manifest(&tenant, backup_id).to_key();
+        if let Some(reason) = last_restorable_reason(&*transaction, &tenant).await? {
+            tracing::warn!(backup = %backup_id, tenant = %tenant, %reason, "not purged");
+            report.skipped.push(PurgeSkipped {
+                backup_id,
+                tenant,
+                reason,
+            });
+            continue;
+        }
 
         let mut errors = Vec::new();
         let copies = transaction
@@ -564,6 +583,34 @@ pub async fn purge_due(
         transaction.commit().await.map_err(query_error("commit"))?;
     }
     Ok(report)
+}
+
+/// Why a trashed backup of `tenant` must not be purged now, if it must not: the tenant
+/// still exists and has no backup outside the trash with a `present` copy, so this one may
+/// be all that is left to restore it from (the trash was emptied by mistake, or every live
+/// copy was lost since it was trashed). Checked at purge time, in the purge's transaction,
+/// whatever retention decided earlier. A removed tenant's backups are purged as asked.
+async fn last_restorable_reason<C: GenericClient>(
+    client: &C,
+    tenant: &TenantName,
+) -> Result<Option<String>, RetentionError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = $1),
+                    EXISTS (SELECT 1 FROM backups b
+                            WHERE b.tenant = $1 AND b.trashed_at IS NULL
+                              AND EXISTS (SELECT 1 FROM backup_copies c
+                                          WHERE c.backup_id = b.id AND c.state = 'present'))",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(query_error("check the tenant keeps a restorable backup"))?;
+    let (tenant_exists, has_restorable): (bool, bool) = (row.get(0), row.get(1));
+    Ok((tenant_exists && !has_restorable).then(|| {
+        format!(
+            "tenant {tenant} has no other restorable backup (none outside the trash with a present copy); restore one from the trash or take a backup first"
+        )
+    }))
 }
 
 /// Delete the dump, then the manifest. Deleting what is already gone succeeds. An error

@@ -23,6 +23,7 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 
 use crate::catalog::{Catalog, CatalogError, query_error};
+use crate::dedup_key::DedupKey;
 use crate::nightly;
 use crate::queue::{self, NewJob};
 use crate::schedule::{self, BackupWindow};
@@ -47,11 +48,6 @@ pub struct TickReport {
 pub struct Scheduler {
     window: BackupWindow,
     parsed: HashMap<String, Option<cron::Schedule>>,
-}
-
-/// The dedup key of a tenant's scheduled slot.
-pub fn slot_key(tenant: &TenantName, slot: DateTime<Utc>) -> String {
-    format!("backup:{tenant}:{}", slot.format("%Y-%m-%dT%H:%M:%SZ"))
 }
 
 impl Scheduler {
@@ -164,7 +160,7 @@ impl Scheduler {
                 }
             };
             jobs.push(NewJob {
-                dedup_key: Some(slot_key(&tenant, slot)),
+                dedup_key: Some(DedupKey::scheduled_backup(&tenant, slot)),
                 work: JobWork::Backup {
                     tenant: tenant.clone(),
                     cluster,

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents;
 use crate::catalog::{Catalog, CatalogError};
+use crate::dedup_key::RunName;
 use crate::maintenance::{self, MaintenanceOptions};
 use crate::metrics;
 use crate::queue::{self, QueueError, QueuePolicy};
@@ -368,23 +369,24 @@ async fn maintenance_loop(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {
-                match daily.run(&catalog, &maintenance, Utc::now(), max_attempts).await {
-                    Ok(report) if report.scrub_jobs > 0 => {
+                if let Some(report) = daily.run(&catalog, &maintenance, Utc::now(), max_attempts).await {
+                    if report.problems.is_empty() {
                         tracing::info!(?report, "daily maintenance done");
-                        work_ready.notify_waiters();
+                    } else {
+                        tracing::warn!(?report, "daily maintenance done with problems");
                     }
-                    Ok(_) => {}
-                    Err(error) => tracing::error!(error = format!("{error:#}"), "daily maintenance failed; retried at the next tick"),
+                    work_ready.notify_waiters();
                 }
             }
             _ = repair.tick() => {
-                match maintenance::repairs(&catalog, &maintenance, Utc::now(), max_attempts).await {
-                    Ok(report) if report.repair_jobs > 0 => {
-                        tracing::info!(repair_jobs = report.repair_jobs, "repairs enqueued");
-                        work_ready.notify_waiters();
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::error!(error = format!("{error:#}"), "planning repairs failed"),
+                let run = RunName::for_date(Utc::now().date_naive());
+                let report = maintenance::enqueue_repairs(&catalog, &maintenance, &run, max_attempts.min(2), None).await;
+                for problem in &report.problems {
+                    tracing::error!(problem, "planning repairs failed");
+                }
+                if report.repair_jobs > 0 {
+                    tracing::info!(repair_jobs = report.repair_jobs, "repairs enqueued");
+                    work_ready.notify_waiters();
                 }
             }
         }

@@ -5,7 +5,10 @@
 //! the catalog), and retention leaves them alone, since it has no policy for them.
 
 use chrono::{DateTime, Utc};
+use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::region::Region;
+use lifeboat_core::restore;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
@@ -18,6 +21,12 @@ pub enum TenantError {
     Exists(TenantName),
     #[error("tenant {0} does not exist")]
     NotFound(TenantName),
+    #[error(transparent)]
+    NotConfigured(#[from] lifeboat_core::config::UnknownName),
+    #[error(
+        "unknown tenant {0}: not in the configuration's [tenants] nor in the catalog (lifeboat tenant list)"
+    )]
+    Unknown(TenantName),
     #[error(
         "tenant {0} is under legal hold, so it is not removed; lift the hold first (lifeboat tenant unhold {0})"
     )]
@@ -30,6 +39,14 @@ pub enum TenantError {
     UnknownCluster { cluster: String, known: String },
     #[error("--database: a database name must be 1 to 63 bytes without NUL characters")]
     InvalidDatabase,
+    #[error(
+        "the name {tenant} still has backups of an earlier tenant ({found}); a new tenant must not inherit them: choose another name, or purge them first"
+    )]
+    NameHasBackups { tenant: TenantName, found: String },
+    #[error(
+        "cannot check that the name {tenant} has no backups left by an earlier tenant: {reasons}; try again once every region answers"
+    )]
+    RegionsNotChecked { tenant: TenantName, reasons: String },
     #[error(transparent)]
     Schedule(#[from] InvalidSchedule),
     #[error(transparent)]
@@ -126,11 +143,103 @@ impl Tenant {
     }
 }
 
-/// Add a tenant; `known_clusters` are the configured ones.
+/// Where `tenant`'s database is: the configuration's `[tenants.NAME]` if present (it wins,
+/// so a deployment without a catalog works and an operator can override one tenant), else
+/// the catalog's tenant row, when `[catalog]` is configured. The one place this rule lives.
+pub async fn resolve_tenant(
+    config: &Config,
+    tenant: &TenantName,
+) -> Result<TenantConfig, TenantError> {
+    if let Ok(found) = config.tenant(tenant) {
+        return Ok(found.clone());
+    }
+    if config.catalog.is_none() {
+        // The configuration's own error lists the configured tenants.
+        return Ok(config.tenant(tenant)?.clone());
+    }
+    let catalog = Catalog::open(config).await?;
+    let stored = match show_tenant(&catalog, tenant).await {
+        Ok(stored) => stored,
+        Err(TenantError::NotFound(_)) => return Err(TenantError::Unknown(tenant.clone())),
+        Err(error) => return Err(error),
+    };
+    let cluster = ClusterName::parse(&stored.cluster)
+        .map_err(|_| TenantError::InvalidStoredName(stored.cluster.clone()))?;
+    Ok(TenantConfig {
+        name: stored.name,
+        cluster,
+        database: stored.database,
+    })
+}
+
+/// Refuse a name under which backups of an earlier tenant remain, in the catalog (trashed
+/// ones included) or in any region: a new tenant with that name would see them as its own,
+/// restore them, and let its users download them. A region that cannot be listed refuses
+/// too, since it may hold some.
+async fn check_name_is_unused(
+    catalog: &Catalog,
+    regions: &[Region],
+    tenant: &TenantName,
+) -> Result<(), TenantError> {
+    let in_catalog: Vec<uuid::Uuid> = catalog
+        .connection()
+        .await?
+        .query(
+            "SELECT id FROM backups WHERE tenant = $1 ORDER BY started_at LIMIT 3",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(query_error("find backups left under the name"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut found: Vec<String> = in_catalog
+        .iter()
+        .map(|id| format!("backup {id} in the catalog"))
+        .collect();
+    let listings = futures::future::join_all(
+        regions
+            .iter()
+            .map(|region| restore::list_backup_ids(region, Some(tenant))),
+    )
+    .await;
+    let mut unreachable = Vec::new();
+    for (region, listing) in regions.iter().zip(listings) {
+        match listing {
+            Ok(ids) => {
+                if let Some((_, backup_id)) = ids.first() {
+                    found.push(format!(
+                        "{} backup(s) in region {}, e.g. {backup_id}",
+                        ids.len(),
+                        region.name()
+                    ));
+                }
+            }
+            Err(error) => unreachable.push(error.to_string()),
+        }
+    }
+    if !found.is_empty() {
+        return Err(TenantError::NameHasBackups {
+            tenant: tenant.clone(),
+            found: found.join("; "),
+        });
+    }
+    if !unreachable.is_empty() {
+        return Err(TenantError::RegionsNotChecked {
+            tenant: tenant.clone(),
+            reasons: unreachable.join("; "),
+        });
+    }
+    Ok(())
+}
+
+/// Add a tenant; `known_clusters` are the configured ones, `regions` every configured
+/// region (searched for backups an earlier tenant of the same name left behind).
 pub async fn add_tenant(
     catalog: &Catalog,
     new: NewTenant,
     known_clusters: &[ClusterName],
+    regions: &[Region],
     actor: &str,
 ) -> Result<Tenant, TenantError> {
     if !known_clusters.contains(&new.cluster) {
@@ -150,6 +259,7 @@ pub async fn add_tenant(
     if let Some(expression) = &new.schedule {
         schedule::parse_cron(expression)?;
     }
+    check_name_is_unused(catalog, regions, &new.name).await?;
     let to_int = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
     let mut connection = catalog.connection().await?;
     let transaction = connection

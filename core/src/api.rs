@@ -111,6 +111,10 @@ pub enum JobWork {
         tenant: TenantName,
         cluster: ClusterName,
         backup_id: BackupId,
+        /// The SHA-256 the catalog recorded for the stored object: a manifest in a region
+        /// that says otherwise was rewritten since, and is not believed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
 }
 
@@ -233,15 +237,20 @@ pub enum JobResult {
     },
     /// A drill that ran to its end, verified or not: a backup that does not restore is a
     /// drill result, not a job failure.
-    Drill {
-        backup_id: BackupId,
-        /// The region the object was read from, if any could serve it.
-        region: Option<RegionName>,
-        scratch_database: String,
-        started_at: chrono::DateTime<chrono::Utc>,
-        finished_at: chrono::DateTime<chrono::Utc>,
-        outcome: DrillOutcome,
-    },
+    Drill(DrillResult),
+}
+
+/// A drill that ran to its end: what `lifeboat drill` records and a drill job reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillResult {
+    pub backup_id: BackupId,
+    /// The region the object was read from, if any could serve it.
+    pub region: Option<RegionName>,
+    pub scratch_database: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub outcome: DrillOutcome,
 }
 
 /// How a drill ended.
@@ -264,7 +273,7 @@ impl JobResult {
             JobResult::Replicate { .. } => JobKind::Replicate,
             JobResult::Scrub { .. } => JobKind::Scrub,
             JobResult::Delete { .. } => JobKind::Delete,
-            JobResult::Drill { .. } => JobKind::Drill,
+            JobResult::Drill(_) => JobKind::Drill,
         }
     }
 }

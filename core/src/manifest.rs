@@ -85,6 +85,17 @@ pub enum BackupKind {
     PreRestore,
 }
 
+impl BackupKind {
+    /// The name stored in the catalog and shown to people, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Scheduled => "scheduled",
+            BackupKind::Manual => "manual",
+            BackupKind::PreRestore => "pre-restore",
+        }
+    }
+}
+
 /// Where the dump came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -212,6 +223,20 @@ mod tests {
             parse_manifest_key("tenants/acme/2026/01/x.manifest.json"),
             None
         );
+    }
+
+    #[test]
+    fn backup_kind_names_are_the_serialised_ones() {
+        for kind in [
+            BackupKind::Scheduled,
+            BackupKind::Manual,
+            BackupKind::PreRestore,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&kind).expect("serialise"),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
     }
 
     #[test]

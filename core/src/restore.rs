@@ -33,6 +33,12 @@ pub enum RestoreError {
     Region(#[from] RegionError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("region {region}: manifest {key} is not the one asked for: {reason}")]
+    ManifestMismatch {
+        region: RegionName,
+        key: String,
+        reason: String,
+    },
     #[error("tenant {tenant} has no backups in any reachable region{}", if reasons.is_empty() { String::new() } else { format!(" ({reasons})") })]
     NoBackups { tenant: TenantName, reasons: String },
     #[error("backup {backup} of tenant {tenant} was found in no region: {reasons}")]
@@ -80,6 +86,7 @@ impl RestoreError {
             self,
             RestoreError::Region(_)
                 | RestoreError::Manifest(_)
+                | RestoreError::ManifestMismatch { .. }
                 | RestoreError::SizeMismatch { .. }
                 | RestoreError::ChecksumMismatch { .. }
                 | RestoreError::Corrupt { .. }
@@ -94,7 +101,10 @@ pub enum BackupSelector {
     Latest,
 }
 
-/// Read the manifest of `backup_id` from `region`.
+/// Read the manifest of `backup_id` of `tenant` from `region`, and check that it is that
+/// manifest: its tenant, backup id and object key must be the ones asked for. Whoever can
+/// write one bucket could otherwise put tenant B's manifest (and object) under tenant A's
+/// name, and A's restore would deliver B's data.
 pub async fn read_manifest(
     region: &Region,
     tenant: &TenantName,
@@ -102,7 +112,52 @@ pub async fn read_manifest(
 ) -> Result<Manifest, RestoreError> {
     let key = ObjectKey::Manifest(tenant, backup_id).to_key();
     let bytes = region.get_small_object(&key, MAX_MANIFEST_BYTES).await?;
-    Ok(Manifest::from_json(&key, &bytes)?)
+    let manifest = Manifest::from_json(&key, &bytes)?;
+    let mismatch = |reason: String| RestoreError::ManifestMismatch {
+        region: region.name().clone(),
+        key: key.clone(),
+        reason,
+    };
+    if &manifest.tenant != tenant {
+        return Err(mismatch(format!(
+            "it is for tenant {}, not {tenant}",
+            manifest.tenant
+        )));
+    }
+    if manifest.backup_id != backup_id {
+        return Err(mismatch(format!(
+            "it is for backup {}, not {backup_id}",
+            manifest.backup_id
+        )));
+    }
+    let object_key = ObjectKey::Dump(tenant, backup_id).to_key();
+    if manifest.object.key != object_key {
+        return Err(mismatch(format!(
+            "it names object {:?}, not {object_key:?}",
+            manifest.object.key
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Check a manifest read from a region against what the catalog recorded when the backup
+/// was committed: a manifest rewritten in a bucket since then is not believed.
+pub fn check_manifest_against_catalog(
+    region: &RegionName,
+    manifest: &Manifest,
+    catalog_sha256: &str,
+) -> Result<(), RestoreError> {
+    if manifest.object.sha256.eq_ignore_ascii_case(catalog_sha256) {
+        return Ok(());
+    }
+    Err(RestoreError::ManifestMismatch {
+        region: region.clone(),
+        key: ObjectKey::Manifest(&manifest.tenant, manifest.backup_id).to_key(),
+        reason: format!(
+            "its SHA-256 {} differs from the catalog's {catalog_sha256}",
+            manifest.object.sha256
+        ),
+    })
 }
 
 /// The backup ids of `tenant` (or of every tenant) that have a manifest in `region`, oldest first.

@@ -3,32 +3,32 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use lifeboat_core::api::CopyState;
-use lifeboat_core::ids::TenantName;
+use lifeboat_controller::backups;
+use lifeboat_core::ids::{RegionName, TenantName};
 use lifeboat_core::manifest::BackupKind;
+use lifeboat_core::region::Region;
 
 use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
 
+/// Record the backup in the catalog through the same checks as an agent's report: the
+/// copies it claims are asked for (HEAD) in every region first.
 async fn record_in_catalog(
     config: &lifeboat_core::config::Config,
     report: &lifeboat_core::backup::BackupReport,
 ) -> anyhow::Result<()> {
     let catalog = super::catalog::open_catalog(config).await?;
-    let copies: Vec<_> = report
+    let configured: Vec<RegionName> = config
         .regions
         .iter()
-        .map(|region| {
-            let state = if region.stored {
-                CopyState::Present
-            } else {
-                CopyState::Missing
-            };
-            (region.region.clone(), state)
-        })
+        .map(|region| region.name.clone())
         .collect();
+    let mut copies =
+        backups::check_reported_copies(&report.manifest, &report.regions, &configured)?;
+    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    backups::verify_copies_exist(&regions, &report.manifest, &mut copies).await?;
     let connection = catalog.connection().await?;
-    lifeboat_controller::backups::record_backup(&**connection, &report.manifest, &copies).await?;
+    backups::record_backup(&**connection, &report.manifest, &copies).await?;
     Ok(())
 }
 

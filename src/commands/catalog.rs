@@ -10,16 +10,12 @@ use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant, TrashBackups};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::region::Region;
 
 use super::{load_config, parse_flag};
 
 pub(crate) async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
-    let catalog = config
-        .catalog
-        .as_ref()
-        .context("no [catalog] in the configuration: set catalog.cluster (and catalog.database, default \"lifeboat\")")?;
-    let cluster = config.cluster(&catalog.cluster)?;
-    Ok(Catalog::connect(cluster, &catalog.database).await?)
+    Ok(Catalog::open(config).await?)
 }
 
 /// Who is acting, for the audit log: the operating-system user of the command line.
@@ -74,6 +70,7 @@ pub async fn add(
             retention: arguments.retention,
         },
         &known_clusters,
+        &config.regions.iter().map(Region::new).collect::<Vec<_>>(),
         &actor(),
     )
     .await?;

@@ -201,13 +201,24 @@ pub fn controller_options(
             .iter()
             .map(|region| region.name.clone())
             .collect(),
-        maintenance: scrub_full_sample.map(|scrub_full_sample| MaintenanceOptions {
-            regions: config.regions.iter().map(Region::new).collect(),
-            trash_period: config.trash_period,
-            scrub_full_sample,
-            minute_of_day: window.end_minute_of_day(),
-            drill,
-        }),
+        maintenance: scrub_full_sample
+            .map(|scrub_full_sample| maintenance_options(config, scrub_full_sample, drill)),
+    }
+}
+
+/// Maintenance as the configuration sets it: every configured region, the trash period,
+/// and the daily pass at the end of the backup window.
+pub fn maintenance_options(
+    config: &Config,
+    scrub_full_sample: usize,
+    drill: bool,
+) -> MaintenanceOptions {
+    MaintenanceOptions {
+        regions: config.regions.iter().map(Region::new).collect(),
+        trash_period: config.trash_period,
+        scrub_full_sample,
+        minute_of_day: config.backup_window.end_minute_of_day(),
+        drill,
     }
 }
 

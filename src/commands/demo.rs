@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::Table;
@@ -23,9 +24,12 @@ use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use tokio_util::sync::CancellationToken;
 
 use super::cancel_on_signal;
-use super::controller::{self, QueueFlags};
-use super::nightly::{self, NightlyFlags};
+use super::controller;
+use super::nightly;
 use crate::output::{human_bytes, human_duration};
+use lifeboat_controller::dedup_key::RunName;
+use lifeboat_controller::nightly::NightlyOptions;
+use lifeboat_controller::queue::QueuePolicy;
 
 const MARKER_FILE: &str = ".lifeboat-demo";
 const REGION_NAMES: [&str; 3] = ["eu", "us", "ap"];
@@ -184,29 +188,37 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
                 retention: Retention::default(),
             },
             std::slice::from_ref(&cluster_config.name),
+            &config
+                .regions
+                .iter()
+                .map(lifeboat_core::region::Region::new)
+                .collect::<Vec<_>>(),
             "demo",
         )
         .await?;
     }
     let config = Arc::new(config);
-    let flags = NightlyFlags {
-        json: false,
-        no_agent: false,
-        concurrency: 2,
-        backups_only: false,
-        drill: true,
-        scrub_full_sample: 20,
-        deadline_minutes: 10,
-        run: None,
-        queue: QueueFlags {
-            lease_seconds: 60,
-            max_jobs_per_cluster: 4,
-            max_jobs_per_region: 8,
-            retry_base_seconds: 5,
-            max_attempts: 3,
-        },
+    let policy = QueuePolicy {
+        lease: Duration::from_secs(60),
+        max_per_cluster: 4,
+        max_per_region: 8,
+        retry_base: Duration::from_secs(5),
+        retry_max: Duration::from_secs(30 * 60),
+        max_attempts: 3,
     };
-    let night = nightly::execute(&config, &catalog, "demo", &flags, &cancel).await?;
+    let options = NightlyOptions {
+        run: RunName::parse("demo")?,
+        drill: true,
+        maintenance: Some(controller::maintenance_options(&config, 20, false)),
+        max_attempts: policy.max_attempts,
+    };
+    let harness = nightly::Harness {
+        policy,
+        agent_concurrency: Some(2),
+        deadline: Duration::from_secs(10 * 60),
+        announce: true,
+    };
+    let night = nightly::execute(&config, &catalog, &options, harness, &cancel).await?;
 
     // The nightly drilled each new backup through the queue: restored into a scratch
     // database by the agent, verified against the manifest, recorded in the catalog.
@@ -340,10 +352,10 @@ fn print_summary(outcomes: &[TenantOutcome]) {
             human_bytes(outcome.database_bytes),
             human_bytes(outcome.stored_bytes),
             outcome.regions.clone(),
-            human_duration(std::time::Duration::from_secs_f64(outcome.backup_seconds)),
+            human_duration(Duration::from_secs_f64(outcome.backup_seconds)),
             outcome
                 .restore_seconds
-                .map(|seconds| human_duration(std::time::Duration::from_secs_f64(seconds)))
+                .map(|seconds| human_duration(Duration::from_secs_f64(seconds)))
                 .unwrap_or_else(|| "-".to_owned()),
             match &outcome.verified {
                 Ok(summary) => summary.clone(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use lifeboat_agent::restore_job::{self, DrillRun};
+use lifeboat_agent::restore_job;
 use lifeboat_controller::drills::{self, DrillOutcome, DrillRecord};
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::progress::Progress;
@@ -16,36 +16,6 @@ use super::{
     backup_selector, cancel_on_signal, load_config, parse_flag, parse_optional_flag, resolve_tenant,
 };
 use crate::output::{human_duration, progress_for};
-
-/// Record a drill in the catalog; its verified outcome marks the backup verified.
-pub async fn record(
-    catalog: &lifeboat_controller::catalog::Catalog,
-    run: &DrillRun,
-    actor: &str,
-) -> anyhow::Result<i64> {
-    let record = DrillRecord {
-        tenant: run.tenant.clone(),
-        backup_id: run.backup_id,
-        region: run
-            .outcome
-            .as_ref()
-            .ok()
-            .map(|report| report.region.clone()),
-        scratch_database: run.scratch_database.clone(),
-        started_at: run.started_at,
-        finished_at: run.finished_at,
-        outcome: match &run.outcome {
-            Ok(report) => DrillOutcome::Verified {
-                tables_verified: report.tables_verified as u64,
-                rows_verified: report.rows_verified,
-            },
-            Err(error) => DrillOutcome::Failed {
-                error: error.clone(),
-            },
-        },
-    };
-    Ok(drills::record_drill(catalog, &record, actor).await?)
-}
 
 pub async fn run(
     config_path: Option<&Path>,
@@ -66,78 +36,93 @@ pub async fn run(
     }
     let backup_id = resolved.backup_id;
     let progress: Arc<dyn Progress> = progress_for(json, &format!("drill {tenant}"));
-    let cancel = cancel_on_signal();
-    let run =
-        restore_job::drill(&config, &tenant_config, backup_id, progress, cancel.clone()).await;
-    if cancel.is_cancelled() {
-        // Not a verdict on the backup: nothing to record.
-        eprintln!("drill cancelled; its scratch database was dropped");
-        return Ok(ExitCode::FAILURE);
-    }
-    if let (false, Err(error)) = (run.is_verdict, &run.outcome) {
-        // This machine, the cluster or a region failed, not the backup: nothing to record.
-        eprintln!("error: the drill could not run (nothing recorded): {error}");
-        return Ok(ExitCode::FAILURE);
-    }
+    let catalog = match &config.catalog {
+        None => None,
+        Some(_) => Some(super::catalog::open_catalog(&config).await?),
+    };
+    let catalog_sha256 = match &catalog {
+        Some(catalog) => {
+            let connection = catalog.connection().await?;
+            lifeboat_controller::backups::recorded_sha256(&**connection, &tenant, backup_id).await?
+        }
+        None => None,
+    };
+    let run = match restore_job::drill(
+        &config,
+        &tenant_config,
+        backup_id,
+        catalog_sha256.as_deref(),
+        progress,
+        cancel_on_signal(),
+    )
+    .await
+    {
+        Ok(run) => run,
+        Err(not_run) => {
+            // This machine, the cluster or a region failed, not the backup: nothing to record.
+            eprintln!("error: {not_run} (nothing recorded)");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
 
     // A drill that cannot be recorded did not mark its backup verified: say so, and fail.
-    let recorded = match &config.catalog {
+    let record = DrillRecord::new(run.tenant.clone(), &run.result);
+    let recorded = match &catalog {
         None => None,
-        Some(_) => Some(match super::catalog::open_catalog(&config).await {
-            Ok(catalog) => record(&catalog, &run, "cli").await,
-            Err(error) => Err(error),
-        }),
+        Some(catalog) => Some(drills::record_drill(catalog, &record, "cli").await),
     };
     if let Some(Err(error)) = &recorded {
-        eprintln!("error: the drill is not recorded in the catalog: {error:#}");
+        eprintln!("error: the drill is not recorded in the catalog: {error}");
     }
-    if let Some(error) = &run.cleanup_error {
-        eprintln!("error: {error}");
-    }
-    let duration = (run.finished_at - run.started_at)
+    let result = &run.result;
+    let duration = (result.finished_at - result.started_at)
         .to_std()
         .unwrap_or_default();
+    let verified = matches!(result.outcome, DrillOutcome::Verified { .. });
     if json {
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "tenant": run.tenant,
-            "backup_id": run.backup_id,
-            "scratch_database": run.scratch_database,
-            "verified": run.outcome.is_ok(),
-            "region": run.outcome.as_ref().ok().map(|report| &report.region),
-            "tables_verified": run.outcome.as_ref().ok().map(|report| report.tables_verified),
-            "rows_verified": run.outcome.as_ref().ok().map(|report| report.rows_verified),
-            "error": run.outcome.as_ref().err(),
+            "verified": verified,
             "duration_seconds": duration.as_secs_f64(),
             "recorded_drill": recorded.as_ref().and_then(|recorded| recorded.as_ref().ok()),
         });
+        // The record's fields, flat: backup_id, region, scratch_database, the times, and
+        // outcome with tables_verified and rows_verified, or error.
+        if let (Some(fields), serde_json::Value::Object(record)) =
+            (summary.as_object_mut(), serde_json::to_value(&record)?)
+        {
+            fields.extend(record);
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        match &run.outcome {
-            Ok(report) => println!(
-                "drill of backup {} of tenant {}: verified {} tables, {} rows, restored from region {} in {}",
-                run.backup_id,
+        match &result.outcome {
+            DrillOutcome::Verified {
+                tables_verified,
+                rows_verified,
+            } => println!(
+                "drill of backup {} of tenant {}: verified {tables_verified} tables, {rows_verified} rows, restored from region {} in {}",
+                result.backup_id,
                 tenant,
-                report.tables_verified,
-                report.rows_verified,
-                report.region,
+                result
+                    .region
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), ToString::to_string),
                 human_duration(duration)
             ),
-            Err(error) => println!(
+            DrillOutcome::Failed { error } => println!(
                 "drill of backup {} of tenant {}: FAILED after {}: {error}",
-                run.backup_id,
+                result.backup_id,
                 tenant,
                 human_duration(duration)
             ),
         }
     }
     let recorded_ok = !matches!(recorded, Some(Err(_)));
-    Ok(
-        if run.outcome.is_ok() && run.cleanup_error.is_none() && recorded_ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if verified && recorded_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn list(

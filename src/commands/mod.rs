@@ -17,7 +17,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use lifeboat_core::config::{Config, TenantConfig};
-use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
+use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::restore::BackupSelector;
 use tokio_util::sync::CancellationToken;
 
@@ -26,31 +26,9 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-/// Where `tenant`'s database is: the config's `[tenants.NAME]` if present, else the catalog
-/// (when `[catalog]` is configured), which is where `lifeboat tenant add` puts tenants.
+/// Where `tenant`'s database is (`lifeboat_controller::tenants::resolve_tenant`).
 pub async fn resolve_tenant(config: &Config, tenant: &TenantName) -> anyhow::Result<TenantConfig> {
-    if let Ok(found) = config.tenant(tenant) {
-        return Ok(found.clone());
-    }
-    if config.catalog.is_none() {
-        // The config's own error lists the configured tenants.
-        return Ok(config.tenant(tenant)?.clone());
-    }
-    let catalog = catalog::open_catalog(config).await?;
-    let stored = match lifeboat_controller::tenants::show_tenant(&catalog, tenant).await {
-        Ok(stored) => stored,
-        Err(lifeboat_controller::tenants::TenantError::NotFound(_)) => anyhow::bail!(
-            "unknown tenant {tenant}: not in the configuration's [tenants] nor in the catalog (lifeboat tenant list)"
-        ),
-        Err(error) => return Err(error.into()),
-    };
-    let cluster = ClusterName::parse(&stored.cluster)
-        .with_context(|| format!("the catalog's cluster of tenant {tenant}"))?;
-    Ok(TenantConfig {
-        name: stored.name,
-        cluster,
-        database: stored.database,
-    })
+    Ok(lifeboat_controller::tenants::resolve_tenant(config, tenant).await?)
 }
 
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM.

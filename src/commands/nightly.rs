@@ -1,31 +1,27 @@
 //! `lifeboat nightly`: the night's work from cron, through the job queue.
 //!
-//! Starts a controller API on loopback with an embedded agent (unless `--no-agent`, when
-//! other agents serve the catalog's queue), enqueues a backup of every tenant in the
-//! catalog, waits for them, prints a summary and exits non-zero if any tenant lacks a good
-//! backup from this run.
+//! The run itself is `lifeboat_controller::nightly::run_nightly`; this command parses the
+//! flags, starts a controller API on loopback with an embedded agent (unless `--no-agent`,
+//! when other agents serve the catalog's queue) around it, prints the summary and exits
+//! non-zero if any tenant lacks a good backup from this run.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
 use comfy_table::Table;
 use lifeboat_controller::catalog::Catalog;
-use lifeboat_controller::nightly::{self, DrillLine, TenantOutcome};
-use lifeboat_controller::queue::{JobStatus, NewJob};
-use lifeboat_controller::{retention, scrub};
-use lifeboat_core::api::JobWork;
+use lifeboat_controller::dedup_key::RunName;
+use lifeboat_controller::nightly::{self, NightlyEvent, NightlyOptions, NightlySummary};
+use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_core::config::Config;
-use lifeboat_core::ids::{BackupId, RegionName};
-use lifeboat_core::region::Region;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{self as wiring, QueueFlags};
-use super::{cancel_on_signal, load_config};
+use super::{cancel_on_signal, load_config, parse_flag};
 
 /// `nightly` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,61 +60,39 @@ pub struct NightlyFlags {
     pub queue: QueueFlags,
 }
 
-/// The summary printed at the end.
-#[derive(Debug, Serialize)]
-pub struct NightlySummary {
-    pub run: String,
-    pub seconds: f64,
-    pub tenants: usize,
-    pub succeeded: usize,
-    pub failed: usize,
-    pub degraded: usize,
-    pub outcomes: Vec<TenantOutcome>,
-    /// Retention, scrub and repair; absent with `--backups-only`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maintenance: Option<Maintenance>,
-}
-
-/// What the maintenance phases did.
-#[derive(Debug, Default, Serialize)]
-pub struct Maintenance {
-    /// Backups moved to the trash by retention, and purged from the trash.
-    pub trashed: usize,
-    pub purged: usize,
-    /// Copies checked by scrub, and those found missing or corrupt.
-    pub copies_checked: u64,
-    pub copies_bad: u64,
-    /// Copies made again from a healthy region.
-    pub repaired: usize,
-    /// Live backups still lacking a good copy in some region after repair.
-    pub degraded_after_repair: usize,
-    /// What went wrong, if anything (the backups' outcome decides the exit code).
-    pub problems: Vec<String>,
-}
-
 pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Result<ExitCode> {
     let config = Arc::new(load_config(config_path)?);
-    let run_name = match &flags.run {
-        Some(name) => {
-            anyhow::ensure!(
-                !name.is_empty()
-                    && name.len() <= 64
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-                "--run {name:?}: use letters, digits, '-' and '_' (at most 64)"
-            );
-            name.clone()
-        }
-        None => Utc::now().format(nightly::RUN_DATE_FORMAT).to_string(),
+    let run = match &flags.run {
+        Some(name) => parse_flag("run", name, RunName::parse)?,
+        None => RunName::for_date(Utc::now().date_naive()),
     };
     anyhow::ensure!(
         !flags.drill || flags.no_agent || config.identity_file.is_some(),
         "--drill: the nightly's own agent restores the backups it drills and needs identity_file in the config (or run with --no-agent, with agents that have it)"
     );
+    let policy = flags.queue.policy()?;
+    let options = NightlyOptions {
+        run,
+        drill: flags.drill,
+        maintenance: (!flags.backups_only)
+            .then(|| wiring::maintenance_options(&config, flags.scrub_full_sample, false)),
+        max_attempts: policy.max_attempts,
+    };
     let catalog = wiring::open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();
-    let summary = execute(&config, &catalog, &run_name, &flags, &cancel).await?;
+    let summary = execute(
+        &config,
+        &catalog,
+        &options,
+        Harness {
+            policy,
+            agent_concurrency: (!flags.no_agent).then_some(flags.concurrency),
+            deadline: Duration::from_secs(flags.deadline_minutes.saturating_mul(60)),
+            announce: !flags.json,
+        },
+        &cancel,
+    )
+    .await?;
     anyhow::ensure!(
         !cancel.is_cancelled(),
         "interrupted; run the nightly again to finish (work already done is kept)"
@@ -131,315 +105,65 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
     })
 }
 
-/// Run nightly `run_name` on `catalog`: start the controller API on loopback (and an
-/// embedded agent unless `--no-agent`), back up every tenant, then retention, scrub and
-/// repair; stop them and return the summary.
+/// What runs around a nightly in this process.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    pub policy: QueuePolicy,
+    /// Jobs the embedded agent runs at once; `None`: no agent here.
+    pub agent_concurrency: Option<usize>,
+    /// Waiting ends after this long; what is done by then is summarised.
+    pub deadline: Duration,
+    /// Say on stderr what was queued.
+    pub announce: bool,
+}
+
+/// Start the controller API on loopback (and an embedded agent) and run the nightly
+/// through them; stop them and return the summary.
 pub async fn execute(
     config: &Arc<Config>,
     catalog: &Catalog,
-    run_name: &str,
-    flags: &NightlyFlags,
+    options: &NightlyOptions,
+    harness: Harness,
     cancel: &CancellationToken,
 ) -> anyhow::Result<NightlySummary> {
-    let policy = flags.queue.policy()?;
-    let started = Instant::now();
     // Waiting ends at the deadline (or on Ctrl-C); the summary then counts what is done.
     let waiting = cancel.child_token();
+    let deadline_after = harness.deadline;
     let deadline = tokio::spawn({
         let waiting = waiting.clone();
-        let limit = Duration::from_secs(flags.deadline_minutes.saturating_mul(60));
         async move {
-            tokio::time::sleep(limit).await;
+            tokio::time::sleep(deadline_after).await;
             tracing::warn!("the nightly's deadline passed; summarising what is done");
             waiting.cancel();
         }
     });
-    let max_attempts = policy.max_attempts;
     let running = wiring::start(
         config,
         catalog.clone(),
         "127.0.0.1:0".parse().context("loopback address")?,
-        wiring::controller_options(config, policy, false, None, false),
-        (!flags.no_agent).then_some(flags.concurrency),
+        wiring::controller_options(config, harness.policy.clone(), false, None, false),
+        harness.agent_concurrency,
         cancel.child_token(),
     )
     .await?;
-    let summary = async {
-        let jobs = nightly::enqueue_backups(catalog, run_name, max_attempts).await?;
-        running.work_ready.notify_waiters();
-        if !flags.json {
-            eprintln!("nightly {run_name}: {} tenant backups queued", jobs.len());
+    let run = options.run.clone();
+    let announce_events = harness.announce;
+    let announce = move |event: NightlyEvent| {
+        if !announce_events {
+            return;
         }
-        let ids: Vec<i64> = jobs.values().copied().collect();
-        let statuses =
-            nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), &waiting).await?;
-        let mut outcomes: Vec<TenantOutcome> = jobs
-            .iter()
-            .filter_map(|(tenant, id)| {
-                statuses
-                    .iter()
-                    .find(|status| status.id == *id)
-                    .map(|status| TenantOutcome::from_status(tenant, status))
-            })
-            .collect();
-        if flags.drill {
-            if !waiting.is_cancelled() {
-                drill_new_backups(
-                    catalog,
-                    run_name,
-                    &mut outcomes,
-                    max_attempts,
-                    flags.json,
-                    &waiting,
-                    &running.work_ready,
-                )
-                .await?;
+        match event {
+            NightlyEvent::BackupsQueued(count) => {
+                eprintln!("nightly {run}: {count} tenant backups queued");
             }
-            // With --drill, a backup is good only once drilled.
-            for outcome in &mut outcomes {
-                if outcome.state == "succeeded" && outcome.drill.is_none() {
-                    outcome.drill = Some(DrillLine::not_drilled(
-                        "not drilled: the nightly stopped waiting before its drill was queued",
-                    ));
-                }
-            }
+            NightlyEvent::DrillsQueued(count) => eprintln!("nightly {run}: {count} drills queued"),
         }
-        let maintenance = if flags.backups_only || waiting.is_cancelled() {
-            None
-        } else {
-            Some(
-                maintenance(
-                    config,
-                    catalog,
-                    run_name,
-                    flags,
-                    max_attempts,
-                    &waiting,
-                    &running.work_ready,
-                )
-                .await,
-            )
-        };
-        anyhow::Ok(NightlySummary {
-            maintenance,
-            run: run_name.to_owned(),
-            seconds: started.elapsed().as_secs_f64(),
-            tenants: outcomes.len(),
-            succeeded: outcomes
-                .iter()
-                .filter(|outcome| outcome.succeeded())
-                .count(),
-            failed: outcomes
-                .iter()
-                .filter(|outcome| !outcome.succeeded())
-                .count(),
-            degraded: outcomes.iter().filter(|outcome| outcome.degraded).count(),
-            outcomes,
-        })
-    }
-    .await;
+    };
+    let summary =
+        nightly::run_nightly(catalog, options, &running.work_ready, &waiting, &announce).await;
     deadline.abort();
     running.stop().await?;
-    summary
-}
-
-/// Drill every backup this run took (one drill job per tenant, for agents that can
-/// decrypt), wait for them, and attach each drill to its tenant's outcome.
-async fn drill_new_backups(
-    catalog: &Catalog,
-    run: &str,
-    outcomes: &mut [TenantOutcome],
-    max_attempts: i32,
-    json: bool,
-    cancel: &CancellationToken,
-    work_ready: &tokio::sync::Notify,
-) -> anyhow::Result<()> {
-    let backups: std::collections::BTreeMap<String, BackupId> = outcomes
-        .iter()
-        .filter(|outcome| outcome.state == "succeeded")
-        .filter_map(|outcome| {
-            let backup_id = BackupId::parse(outcome.backup_id.as_deref()?).ok()?;
-            Some((outcome.tenant.clone(), backup_id))
-        })
-        .collect();
-    if backups.is_empty() {
-        return Ok(());
-    }
-    let jobs = nightly::enqueue_drills(catalog, run, &backups, max_attempts).await?;
-    work_ready.notify_waiters();
-    if !json {
-        eprintln!("nightly {run}: {} drills queued", jobs.len());
-    }
-    let ids: Vec<i64> = jobs.values().copied().collect();
-    let statuses =
-        nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await?;
-    for outcome in outcomes {
-        if outcome.state != "succeeded" {
-            continue;
-        }
-        let Some(id) = jobs.get(&outcome.tenant) else {
-            outcome.drill = Some(DrillLine::not_drilled(
-                "not drilled: no drill could be queued (tenant removed, or no backup id)",
-            ));
-            continue;
-        };
-        let Some(status) = statuses.iter().find(|status| status.id == *id) else {
-            continue;
-        };
-        let drilled = status
-            .result
-            .as_ref()
-            .and_then(|result| result.get("backup_id"))
-            .and_then(serde_json::Value::as_str);
-        outcome.drill = Some(match drilled {
-            // A run started again after its backup was taken again keeps its earlier drill.
-            Some(drilled) if Some(drilled) != outcome.backup_id.as_deref() => {
-                DrillLine::not_drilled(format!(
-                    "not drilled: this run's drill job {id} drilled backup {drilled}, an earlier one; run the nightly under a new --run name"
-                ))
-            }
-            _ => DrillLine::from_status(status),
-        });
-    }
-    Ok(())
-}
-
-/// Retention, then scrub, then repair of what scrub (or the backups) found lacking. Each
-/// phase's failure is recorded and the next phase still runs.
-async fn maintenance(
-    config: &Config,
-    catalog: &Catalog,
-    run: &str,
-    flags: &NightlyFlags,
-    max_attempts: i32,
-    cancel: &CancellationToken,
-    work_ready: &tokio::sync::Notify,
-) -> Maintenance {
-    let mut done = Maintenance::default();
-    let now = Utc::now();
-    let region_names: Vec<RegionName> = config
-        .regions
-        .iter()
-        .map(|region| region.name.clone())
-        .collect();
-    match retention::apply(catalog, None, now, false, config.trash_period, "nightly").await {
-        Ok(report) => {
-            done.trashed = report.tenants.iter().map(|plan| plan.trash.len()).sum();
-        }
-        Err(error) => done.problems.push(format!("retention: {error}")),
-    }
-    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    match retention::purge_due(catalog, &regions, now).await {
-        Ok(report) => {
-            done.purged = report.purged.len();
-            for failure in report.failed {
-                done.problems.push(format!(
-                    "purge of backup {} ({}): {}",
-                    failure.backup_id,
-                    failure.tenant,
-                    failure.errors.join("; ")
-                ));
-            }
-        }
-        Err(error) => done.problems.push(format!("purge: {error}")),
-    }
-    // Maintenance jobs get two attempts: a region that is down tonight is retried tomorrow.
-    let attempts = max_attempts.min(2);
-    match scrub::plan_scrub(catalog, &region_names, flags.scrub_full_sample, now).await {
-        Ok(works) => {
-            for status in run_jobs(
-                catalog,
-                run,
-                works,
-                attempts,
-                cancel,
-                work_ready,
-                &mut done.problems,
-            )
-            .await
-            {
-                let field = |name: &str| {
-                    status
-                        .result
-                        .as_ref()
-                        .and_then(|result| result.get(name))
-                        .and_then(serde_json::Value::as_u64)
-                        .unwrap_or(0)
-                };
-                done.copies_checked += field("checked");
-                done.copies_bad += field("bad");
-            }
-        }
-        Err(error) => done.problems.push(format!("scrub plan: {error}")),
-    }
-    match scrub::plan_repairs(catalog, &region_names).await {
-        Ok(works) => {
-            done.repaired = run_jobs(
-                catalog,
-                run,
-                works,
-                attempts,
-                cancel,
-                work_ready,
-                &mut done.problems,
-            )
-            .await
-            .iter()
-            .filter(|status| status.state == "succeeded")
-            .count();
-        }
-        Err(error) => done.problems.push(format!("repair plan: {error}")),
-    }
-    match scrub::degraded_backups(catalog, &region_names).await {
-        Ok(degraded) => done.degraded_after_repair = degraded.len(),
-        Err(error) => done.problems.push(format!("degraded backups: {error}")),
-    }
-    done
-}
-
-/// Enqueue a phase's jobs under the run's keys, wait for them, and note the failures.
-async fn run_jobs(
-    catalog: &Catalog,
-    run: &str,
-    works: Vec<JobWork>,
-    attempts: i32,
-    cancel: &CancellationToken,
-    work_ready: &tokio::sync::Notify,
-    problems: &mut Vec<String>,
-) -> Vec<JobStatus> {
-    if works.is_empty() {
-        return Vec::new();
-    }
-    let jobs: Vec<NewJob> = works
-        .into_iter()
-        .map(|work| NewJob {
-            dedup_key: Some(nightly::maintenance_key(run, &work)),
-            work,
-        })
-        .collect();
-    let statuses = async {
-        let ids = nightly::enqueue_run_jobs(catalog, &jobs, attempts).await?;
-        work_ready.notify_waiters();
-        nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), cancel).await
-    }
-    .await;
-    match statuses {
-        Ok(statuses) => {
-            for status in statuses.iter().filter(|status| status.state != "succeeded") {
-                problems.push(format!(
-                    "{} job {}: {}",
-                    status.kind,
-                    status.id,
-                    status.last_error.as_deref().unwrap_or(&status.state)
-                ));
-            }
-            statuses
-        }
-        Err(error) => {
-            problems.push(format!("maintenance jobs: {error}"));
-            Vec::new()
-        }
-    }
+    Ok(summary?)
 }
 
 pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()> {

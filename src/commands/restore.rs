@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use lifeboat_agent::restore_job::{self, RestoreRequest};
 use lifeboat_core::ids::TenantName;
+use lifeboat_core::restore::BackupSelector;
 
 use super::{backup_selector, cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
@@ -23,6 +24,14 @@ pub async fn run(
         anyhow::bail!("--into: a database name must be 1 to 63 bytes without NUL characters");
     }
     let tenant_config = resolve_tenant(&config, &tenant).await?;
+    let catalog_sha256 = match (&config.catalog, selector) {
+        (Some(_), BackupSelector::Id(backup_id)) => {
+            let catalog = super::catalog::open_catalog(&config).await?;
+            let connection = catalog.connection().await?;
+            lifeboat_controller::backups::recorded_sha256(&**connection, &tenant, backup_id).await?
+        }
+        _ => None,
+    };
     let progress = progress_for(json, &format!("restore {tenant}"));
     let report = restore_job::restore_into_new_database(
         &config,
@@ -30,6 +39,7 @@ pub async fn run(
             tenant: &tenant_config,
             selector,
             into_database: into,
+            catalog_sha256: catalog_sha256.as_deref(),
         },
         progress,
         cancel_on_signal(),

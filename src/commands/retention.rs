@@ -114,7 +114,7 @@ fn print_plan(report: &RetentionReport) {
                 "  keep".to_owned(),
                 kept.backup_id.to_string(),
                 kept.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                kind_name(kept.kind).to_owned(),
+                kept.kind.as_str().to_owned(),
                 reasons.join(", "),
             ]);
         }
@@ -123,7 +123,7 @@ fn print_plan(report: &RetentionReport) {
                 "  trash".to_owned(),
                 backup.backup_id.to_string(),
                 backup.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                kind_name(backup.kind).to_owned(),
+                backup.kind.as_str().to_owned(),
                 backup.reason.clone(),
             ]);
         }
@@ -139,14 +139,6 @@ fn print_plan(report: &RetentionReport) {
             "{trashed} backups moved to the trash; `lifeboat trash purge` deletes them after {}",
             report.purge_after.format("%Y-%m-%d %H:%M UTC")
         );
-    }
-}
-
-fn kind_name(kind: lifeboat_core::manifest::BackupKind) -> &'static str {
-    match kind {
-        lifeboat_core::manifest::BackupKind::Scheduled => "scheduled",
-        lifeboat_core::manifest::BackupKind::Manual => "manual",
-        lifeboat_core::manifest::BackupKind::PreRestore => "pre-restore",
     }
 }
 
@@ -175,7 +167,7 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
                 table.add_row([
                     backup.backup_id.to_string(),
                     backup.tenant.to_string(),
-                    kind_name(backup.kind).to_owned(),
+                    backup.kind.as_str().to_owned(),
                     backup.started_at.format("%Y-%m-%d %H:%M").to_string(),
                     backup.purge_after.format("%Y-%m-%d %H:%M").to_string(),
                     if backup.legal_hold { "yes" } else { "no" }.to_owned(),
@@ -222,10 +214,17 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
                         failed.errors.join("; ")
                     );
                 }
+                for skipped in &report.skipped {
+                    println!(
+                        "kept backup {} of tenant {} in the trash: {}",
+                        skipped.backup_id, skipped.tenant, skipped.reason
+                    );
+                }
                 println!(
-                    "{} purged, {} to retry",
+                    "{} purged, {} to retry, {} kept as the last restorable",
                     report.purged.len(),
-                    report.failed.len()
+                    report.failed.len(),
+                    report.skipped.len()
                 );
             }
             Ok(if report.failed.is_empty() {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::dedup_key::{DedupKey, RunName};
 use lifeboat_controller::nightly;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
@@ -218,11 +219,15 @@ async fn nightly_drills_each_new_backup_through_an_agent_that_can_decrypt() {
     let policy = QueuePolicy::default();
     let clusters = vec![ClusterName::parse("main").expect("cluster")];
     let probe = NewJob {
-        dedup_key: Some("test:drill-probe".to_owned()),
+        dedup_key: Some(DedupKey::Drill {
+            run: RunName::parse("test").expect("run"),
+            tenant: TenantName::parse("acme").expect("tenant"),
+        }),
         work: JobWork::Drill {
             tenant: TenantName::parse("acme").expect("tenant"),
             cluster: clusters[0].clone(),
             backup_id: lifeboat_core::ids::BackupId::new(),
+            sha256: None,
         },
     };
     let probe_id = queue::enqueue(
@@ -628,7 +633,15 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
     // Today, with tenants added three days ago: all existed before every slot below.
     sql("UPDATE tenants SET created_at = created_at - interval '3 days'".to_owned()).await;
     let day = Utc::now().date_naive();
-    let run = day.format(nightly::RUN_DATE_FORMAT).to_string();
+    let run_name = RunName::for_date(day);
+    let run = run_name.to_string();
+    let nightly_key = |tenant: &str| {
+        DedupKey::NightlyBackup {
+            run: run_name.clone(),
+            tenant: TenantName::parse(tenant).expect("tenant"),
+        }
+        .to_string()
+    };
     let at = |hour: u32, minute: u32| -> DateTime<Utc> {
         day.and_hms_opt(hour, minute, 0).expect("time").and_utc()
     };
@@ -663,16 +676,13 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
 
     // The nightly of that day adopts the jobs of today's slots and queues its own for the
     // late tenants: yesterday's slot does not count for today.
-    let jobs = nightly::enqueue_backups(&catalog, &run, 4)
+    let jobs = nightly::enqueue_backups(&catalog, &run_name, 4)
         .await
         .expect("nightly enqueue");
     assert_eq!(jobs["early"], early_slot, "early is not backed up twice");
     assert_eq!(jobs["hourly"], hourly_slot);
     for tenant in ["late-a", "late-b", "twice"] {
-        assert_eq!(
-            jobs[tenant],
-            job_id(nightly::backup_key(&run, tenant)).await
-        );
+        assert_eq!(jobs[tenant], job_id(nightly_key(tenant)).await);
     }
 
     // A sub-daily schedule keeps its later slots.
@@ -744,13 +754,10 @@ async fn nightly_and_scheduler_on_one_catalog_back_each_tenant_up_once_a_day() {
         "UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = {early_slot}"
     ))
     .await;
-    let again = nightly::enqueue_backups(&catalog, &run, 4)
+    let again = nightly::enqueue_backups(&catalog, &run_name, 4)
         .await
         .expect("nightly enqueue again");
-    assert_eq!(
-        again["early"],
-        job_id(nightly::backup_key(&run, "early")).await
-    );
+    assert_eq!(again["early"], job_id(nightly_key("early")).await);
     assert_eq!(again["late-a"], jobs["late-a"]);
     assert_eq!(
         again["late-b"],
@@ -1182,7 +1189,7 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
             }
         })
     };
-    let run = nightly::enqueue_backups(&catalog, "adopt", 4)
+    let run = nightly::enqueue_backups(&catalog, &RunName::parse("adopt").expect("run"), 4)
         .await
         .expect("enqueue");
     let job_id = run["acme"];
@@ -1575,8 +1582,8 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
     let mut daily = lifeboat_controller::maintenance::Daily::default();
     let first = daily.run(&catalog, &options, now, 2).await.expect("daily");
     assert_eq!(first.scrub_jobs, 2, "one scrub per region: {first:?}");
-    let again = daily.run(&catalog, &options, now, 2).await.expect("daily");
-    assert_eq!(again.scrub_jobs, 0, "once a day: {again:?}");
+    let again = daily.run(&catalog, &options, now, 2).await;
+    assert!(again.is_none(), "once a day: {again:?}");
     // A second controller on the same catalog does not scrub again today either.
     let other = lifeboat_controller::maintenance::Daily::default()
         .run(&catalog, &options, now, 2)
@@ -1621,9 +1628,15 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
         1,
         "scrub found the missing copy"
     );
-    let repairs = lifeboat_controller::maintenance::repairs(&catalog, &options, now, 2)
-        .await
-        .expect("repairs");
+    let repairs = lifeboat_controller::maintenance::enqueue_repairs(
+        &catalog,
+        &options,
+        &RunName::for_date(now.date_naive()),
+        2,
+        None,
+    )
+    .await;
+    assert!(repairs.problems.is_empty(), "{:?}", repairs.problems);
     assert_eq!(repairs.repair_jobs, 1);
     wait_idle().await;
     cancel.cancel();

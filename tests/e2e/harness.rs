@@ -283,6 +283,7 @@ pub async fn restore(
                 .expect("configured tenant"),
             selector,
             into_database: into,
+            catalog_sha256: None,
         },
         Arc::new(Silent),
         CancellationToken::new(),

@@ -17,3 +17,4 @@ mod retention;
 mod round_trip;
 mod scrub;
 mod stall_proxy;
+mod trust;

@@ -510,7 +510,10 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
     let config = Config::load(Some(&config_path)).expect("config");
     let (pool, _) = catalog_pool(&config).await;
     let job = lifeboat_controller::queue::NewJob {
-        dedup_key: Some("test:acme-backup".to_owned()),
+        dedup_key: Some(lifeboat_controller::dedup_key::DedupKey::NightlyBackup {
+            run: lifeboat_controller::dedup_key::RunName::parse("test").expect("run"),
+            tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
+        }),
         work: lifeboat_core::api::JobWork::Backup {
             tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
             cluster: lifeboat_core::ids::ClusterName::parse("main").expect("cluster"),
@@ -519,11 +522,15 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
         },
     };
     let drill = lifeboat_controller::queue::NewJob {
-        dedup_key: Some("test:acme-drill".to_owned()),
+        dedup_key: Some(lifeboat_controller::dedup_key::DedupKey::NightlyDrill {
+            run: lifeboat_controller::dedup_key::RunName::parse("test").expect("run"),
+            tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
+        }),
         work: lifeboat_core::api::JobWork::Drill {
             tenant: lifeboat_core::ids::TenantName::parse("acme").expect("tenant"),
             cluster: lifeboat_core::ids::ClusterName::parse("main").expect("cluster"),
             backup_id: lifeboat_core::ids::BackupId::parse(others[0].as_str()).expect("id"),
+            sha256: None,
         },
     };
     let job_ids = lifeboat_controller::queue::enqueue(
@@ -617,4 +624,63 @@ async fn removing_a_tenant_can_trash_its_backups_but_not_held_ones_nor_a_held_te
     let audit: serde_json::Value = serde_json::from_str(&audit).expect("audit json");
     assert_eq!(audit["backups_trashed"], 2, "{audit}");
     assert_eq!(audit["backups_left"], 1, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_keeps_a_trashed_backup_when_the_tenant_has_no_other_restorable_one() {
+    let env = TestEnv::start(Backend::Embedded, 2).await;
+    let (config_path, ids, catalog) = tenant_with_backups(&env, 2, "").await;
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    let (old, new) = (&ids[0], &ids[1]);
+    age_backup(&catalog, old, 40).await;
+    let applied = json(&run(&[
+        "retention",
+        "run",
+        "--tenant",
+        "acme",
+        "--trash-days",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(ids_of(&applied["tenants"][0]["trash"]), [old.as_str()]);
+    // Since retention ran, every copy of the kept backup was found lost.
+    catalog
+        .execute(
+            "UPDATE backup_copies SET state = 'missing' WHERE backup_id = $1::text::uuid",
+            &[&new.as_str()],
+        )
+        .await
+        .expect("lose the kept backup's copies");
+
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(purged["purged"], serde_json::json!([]), "{purged}");
+    assert_eq!(ids_of(&purged["skipped"]), [old.as_str()], "{purged}");
+    assert!(
+        purged["skipped"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("no other restorable backup"),
+        "{purged}"
+    );
+    let config = Config::load(Some(&config_path)).expect("config");
+    for region in config.regions.iter().map(Region::new) {
+        let keys = all_keys(&region).await;
+        assert_eq!(
+            keys.iter().filter(|key| key.contains(old.as_str())).count(),
+            2,
+            "the last restorable backup stays in region {}: {keys:?}",
+            region.name()
+        );
+    }
+
+    // Once a copy of the newer backup is back, the old one goes.
+    catalog
+        .execute(
+            "UPDATE backup_copies SET state = 'present' WHERE backup_id = $1::text::uuid",
+            &[&new.as_str()],
+        )
+        .await
+        .expect("repair the kept backup");
+    let purged = json(&run(&["trash", "purge", "--json"]));
+    assert_eq!(ids_of(&purged["purged"]), [old.as_str()], "{purged}");
 }

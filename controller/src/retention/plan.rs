@@ -8,9 +8,10 @@
 //!   and `keep_yearly` years (as restic's `forget --keep-*` does). Only periods that *have* a
 //!   backup count: a tenant whose backups stopped, or keep failing, keeps its old backups
 //!   until newer ones replace them. Nothing is ever deleted because time passed.
-//! - **Only good backups fill a period**: verified ones (`verified_at` set) or ones with at
-//!   least one `present` copy. A backup whose every copy is missing or corrupt does not
-//!   displace an older good one from its day.
+//! - **Only good backups fill a period**: those with at least one `present` copy, whatever
+//!   `verified_at` says (a drill proved the backup once; only a copy can restore it now). A
+//!   backup whose every copy is missing or corrupt does not displace an older good one
+//!   from its day.
 //! - **Never trashed**: the newest backup, the newest good backup, the newest verified
 //!   backup, and anything under legal hold (the tenant's or the backup's own).
 //! - **Manual backups** (a customer or an operator asked for them) fill periods like
@@ -49,7 +50,7 @@ pub struct Candidate {
 
 impl Candidate {
     fn is_good(&self) -> bool {
-        self.verified_at.is_some() || self.has_present_copy
+        self.has_present_copy
     }
 
     /// Whether this backup may represent its day, week, month and year.
@@ -485,6 +486,22 @@ mod tests {
         assert_eq!(plan.trash.len(), 1);
         assert_eq!(plan.trash[0].backup_id, lost.backup_id);
         assert!(plan.trash[0].reason.starts_with("no present copy"));
+    }
+
+    #[test]
+    fn a_verified_backup_without_a_present_copy_does_not_fill_its_day() {
+        // An agent's word (or a drill long ago) marked it verified; no region holds it now.
+        let good = backup(at(2026, 3, 9, 2));
+        let mut verified_but_lost = backup(at(2026, 3, 9, 14));
+        verified_but_lost.has_present_copy = false;
+        verified_but_lost.verified_at = Some(at(2026, 3, 9, 15));
+        let newest = backup(at(2026, 3, 10, 2));
+        let plan = plan(
+            &[good.clone(), verified_but_lost, newest],
+            &policy(2, 0, 0, 0),
+            at(2026, 3, 11, 0),
+        );
+        assert_eq!(reasons_of(&plan, good.backup_id), ["daily 2026-03-09"]);
     }
 
     #[test]
