@@ -98,19 +98,20 @@ pub async fn run_scrub_with_upload_age(
     }
     let stale_before = copy::created_before_age(stale_upload_age);
     let prefix = manifest::listing_prefix(None);
-    match copy::abort_stale_uploads(&region, &prefix, stale_before).await {
+    // Every backup the catalog has, and every id handed to a backup job still queued or
+    // running, is kept: its objects are never orphans, its uploads never stale.
+    let known: HashSet<BackupId> = targets
+        .iter()
+        .map(|target| target.backup_id)
+        .chain(keep.iter().copied())
+        .collect();
+    match copy::abort_stale_uploads(&region, &prefix, stale_before, &known).await {
         Ok(0) => {}
         Ok(aborted) => tracing::info!(region = %region_name, aborted, "stale uploads aborted"),
         Err(error) => {
             tracing::warn!(region = %region_name, %error, "cannot list uploads to abort stale ones");
         }
     }
-    // Every backup the catalog has is kept, whatever the state of its manifest.
-    let known: HashSet<BackupId> = targets
-        .iter()
-        .map(|target| target.backup_id)
-        .chain(keep.iter().copied())
-        .collect();
     match copy::delete_orphan_objects(&region, &prefix, stale_before, &known).await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(region = %region_name, deleted, "orphan objects deleted"),

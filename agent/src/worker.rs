@@ -584,6 +584,14 @@ async fn adopt_earlier_attempt(
             }
         }
         let Some(mut manifest) = found else { continue };
+        // Committed means in at least `min_regions`: a manifest found in fewer regions (the
+        // others lost it, or someone wrote it into one bucket) is not adopted; this attempt
+        // backs up again, and scrub settles the stray copy.
+        let holding = results.iter().filter(|result| result.stored).count();
+        if holding < config.min_regions {
+            tracing::warn!(backup = %backup_id, holding, min_regions = config.min_regions, "an earlier attempt's manifest is in too few regions to adopt");
+            continue;
+        }
         tracing::info!(backup = %backup_id, "an earlier attempt committed this backup; reporting it instead of taking another");
         manifest.regions.retain(|region| {
             results

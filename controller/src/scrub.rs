@@ -167,11 +167,19 @@ pub async fn plan_scrub(
     now: DateTime<Utc>,
 ) -> Result<Vec<JobWork>, CatalogError> {
     let backups = load_live_backups(catalog).await?;
-    // Every backup, trashed or not: the agent never deletes their objects as orphans.
+    // Every backup, trashed or not, and every id handed to a backup job that is still
+    // queued or running: the agent never deletes their objects as orphans, nor aborts
+    // their uploads as stale (a backup may run longer than a day).
     let keep: Vec<BackupId> = catalog
         .connection()
         .await?
-        .query("SELECT id FROM backups", &[])
+        .query(
+            "SELECT id FROM backups
+             UNION
+             SELECT unnest(attempt_backup_ids) FROM jobs
+             WHERE kind = 'backup' AND state IN ('queued', 'running')",
+            &[],
+        )
         .await
         .map_err(query_error("list every backup id"))?
         .iter()

@@ -584,6 +584,7 @@ pub async fn abort_stale_uploads(
     region: &Region,
     prefix: &str,
     initiated_before: DateTime<Utc>,
+    keep: &HashSet<BackupId>,
 ) -> Result<usize, RegionError> {
     let Some(uploads) = region.list_open_uploads(prefix).await? else {
         tracing::info!(
@@ -599,6 +600,13 @@ pub async fn abort_stale_uploads(
             continue;
         };
         if initiated >= initiated_before {
+            continue;
+        }
+        // A backup still running (longer than the stale age) is not stale.
+        if manifest::parse_dump_key(&upload.key)
+            .is_some_and(|(_, backup_id)| keep.contains(&backup_id))
+        {
+            tracing::debug!(region = %region.name(), key = %upload.key, "upload of a backup the catalog knows left alone");
             continue;
         }
         match region

@@ -1170,6 +1170,33 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() {
+    let (statuses, committed) = committed_but_never_reported(false).await;
+    let result = statuses[0].result.as_ref().expect("result");
+    assert_eq!(
+        result["backup_id"],
+        committed.manifest.backup_id.to_string(),
+        "{result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_in_fewer_than_min_regions_is_not_adopted() {
+    let (statuses, committed) = committed_but_never_reported(true).await;
+    let result = statuses[0].result.as_ref().expect("result");
+    assert_ne!(
+        result["backup_id"],
+        committed.manifest.backup_id.to_string(),
+        "a manifest left in one region of two is not a committed backup: {result}"
+    );
+}
+
+/// An agent claims acme's backup job, commits the backup with the id it was given, and
+/// dies before reporting; with `lose_second_manifest`, the manifest is then lost in the
+/// second of the two regions, and the next attempt's agent needs both (min_regions 2). A
+/// real agent runs the next attempt.
+async fn committed_but_never_reported(
+    lose_second_manifest: bool,
+) -> (Vec<queue::JobStatus>, lifeboat_core::backup::BackupReport) {
     let env = TestEnv::start(Backend::Seaweed, 2).await;
     let config_path = env_with_tenants(&env, &["acme"], 200).await;
     let config = Arc::new(env.config(&catalog_settings()));
@@ -1224,11 +1251,32 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
     .await
     .expect("backup");
     assert_eq!(Some(committed.manifest.backup_id), job.backup_id);
+    if lose_second_manifest {
+        env.region(&config, 1)
+            .delete_object(
+                &lifeboat_core::manifest::ObjectKey::Manifest(
+                    &committed.manifest.tenant,
+                    committed.manifest.backup_id,
+                )
+                .to_key(),
+            )
+            .await
+            .expect("lose the manifest in us");
+    }
 
     // The next attempt, by a real agent, adopts it instead of taking another.
     let cancel = CancellationToken::new();
+    // Where a backup must reach both regions to be committed.
+    let agent_config = if lose_second_manifest {
+        Arc::new(env.config(&Settings {
+            min_regions: Some(2),
+            ..catalog_settings()
+        }))
+    } else {
+        config.clone()
+    };
     let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
-        config.clone(),
+        agent_config,
         lifeboat_agent::worker::AgentOptions {
             controller: controller.base.clone(),
             token: SecretString::from("lbt_embedded-test-token"),
@@ -1249,22 +1297,19 @@ async fn a_backup_committed_but_never_reported_is_adopted_by_the_next_attempt() 
     reaper.abort();
     assert_eq!(statuses[0].state, "succeeded", "{statuses:?}");
     assert_eq!(statuses[0].attempts, 2, "{statuses:?}");
-    let result = statuses[0].result.as_ref().expect("result");
-    assert_eq!(
-        result["backup_id"],
-        committed.manifest.backup_id.to_string(),
-        "{result}"
-    );
     assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
-    for index in 0..2 {
-        let keys = crate::harness::all_keys(&env.region(&config, index)).await;
-        assert_eq!(
-            manifests_in(&keys, "acme"),
-            1,
-            "one backup, not two: {keys:?}"
-        );
+    if !lose_second_manifest {
+        for index in 0..2 {
+            let keys = crate::harness::all_keys(&env.region(&config, index)).await;
+            assert_eq!(
+                manifests_in(&keys, "acme"),
+                1,
+                "one backup, not two: {keys:?}"
+            );
+        }
     }
     drop(config_path);
+    (statuses, committed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
