@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use lifeboat_core::api::{ClaimedJob, JobKind, JobWork};
 use lifeboat_core::ids::{BackupId, ClusterName};
+use lifeboat_core::service_config::{JobDeadlineSettings, QueueSettings, RETRY_MAX};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -37,22 +38,44 @@ pub struct QueuePolicy {
     pub retry_max: Duration,
     /// Attempts before a job is left `failed`.
     pub max_attempts: i32,
+    /// How long one attempt of a job may run, by kind, however faithfully its agent sends
+    /// heartbeats: a hung pg_dump or a wedged region must not hold a job (and its tenant's
+    /// place under the limits) forever.
+    pub deadlines: JobDeadlineSettings,
+}
+
+/// The deadline of one attempt of a `kind` job.
+fn deadline_of(deadlines: &JobDeadlineSettings, kind: JobKind) -> Duration {
+    match kind {
+        JobKind::Backup => deadlines.backup,
+        JobKind::Restore => deadlines.restore,
+        JobKind::Drill => deadlines.drill,
+        JobKind::Replicate => deadlines.replicate,
+        JobKind::Scrub => deadlines.scrub,
+        JobKind::Delete => deadlines.delete,
+    }
 }
 
 impl Default for QueuePolicy {
     fn default() -> Self {
-        QueuePolicy {
-            lease: Duration::from_secs(60),
-            max_per_cluster: 4,
-            max_per_region: 8,
-            retry_base: Duration::from_secs(30),
-            retry_max: Duration::from_secs(30 * 60),
-            max_attempts: 4,
-        }
+        QueuePolicy::from_settings(&QueueSettings::default())
     }
 }
 
 impl QueuePolicy {
+    /// The policy the configuration's `[queue]` describes.
+    pub fn from_settings(settings: &QueueSettings) -> QueuePolicy {
+        QueuePolicy {
+            lease: settings.lease,
+            max_per_cluster: settings.max_jobs_per_cluster,
+            max_per_region: settings.max_jobs_per_region,
+            retry_base: settings.retry_base,
+            retry_max: RETRY_MAX.max(settings.retry_base),
+            max_attempts: settings.max_attempts,
+            deadlines: settings.deadlines,
+        }
+    }
+
     /// The delay before attempt `attempts + 1`, after `attempts` failed ones.
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exponent = attempts.saturating_sub(1).min(20);
@@ -471,13 +494,44 @@ fn backoff_millis(policy: &QueuePolicy) -> Vec<i64> {
         .collect()
 }
 
-/// Requeue (or fail, when out of attempts) every running job whose lease has expired: its
-/// agent died or lost touch. Returns how many.
+/// Requeue (or fail, when out of attempts) every running job whose lease has expired (its
+/// agent died or lost touch), or that has run past its kind's deadline (it hung). The
+/// agent's next heartbeat is refused, so it cancels the attempt. Returns how many.
 pub async fn reap_expired_leases(
     catalog: &Catalog,
     policy: &QueuePolicy,
 ) -> Result<u64, CatalogError> {
     let connection = catalog.connection().await?;
+    let kinds: Vec<&str> = JobKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    let deadline_ms: Vec<i64> = JobKind::ALL
+        .iter()
+        .map(|kind| {
+            i64::try_from(deadline_of(&policy.deadlines, *kind).as_millis()).unwrap_or(i64::MAX)
+        })
+        .collect();
+    let overdue = connection
+        .execute(
+            &format!(
+                "UPDATE jobs SET
+                    state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+                    run_after = now() + {backoff},
+                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+                    last_error = 'deadline passed: the attempt ran longer than '
+                                 || (deadline.ms / 1000)::bigint || ' s (agent '
+                                 || coalesce(lease_owner, '?') || ')',
+                    lease_token = NULL, lease_expires_at = NULL
+                 FROM unnest($2::text[], $3::bigint[]) AS deadline (kind, ms)
+                 WHERE jobs.state = 'running' AND jobs.kind = deadline.kind
+                   AND jobs.started_at < now() - make_interval(secs => deadline.ms / 1000.0)",
+                backoff = backoff_sql(1)
+            ),
+            &[&backoff_millis(policy), &kinds, &deadline_ms],
+        )
+        .await
+        .map_err(query_error("end jobs past their deadline"))?;
+    if overdue > 0 {
+        tracing::warn!(overdue, "ended jobs that ran past their deadline");
+    }
     let reaped = connection
         .execute(
             &format!(
@@ -494,7 +548,7 @@ pub async fn reap_expired_leases(
         )
         .await
         .map_err(query_error("reap expired leases"))?;
-    Ok(reaped)
+    Ok(reaped + overdue)
 }
 
 /// The state of the given jobs.

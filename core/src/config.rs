@@ -21,6 +21,7 @@ use crate::backup_window::{BackupWindow, DEFAULT_WINDOW};
 use crate::ids::{ClusterName, RegionName, TenantName};
 use crate::keys::{self, Recipient};
 use crate::policy;
+use crate::service_config::{ControllerSettings, QueueSettings, RawController, RawQueue};
 
 /// One thing wrong with the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,10 @@ pub struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    controller: RawController,
 }
 
 /// `[schedule]`: where tenants without a cron expression are backed up.
@@ -257,6 +262,10 @@ pub struct Config {
     /// Where default schedules fall, and when the controller's daily maintenance starts
     /// (at its end): `[schedule] backup_window`.
     pub backup_window: BackupWindow,
+    /// `[queue]`: leases, limits, retries, deadlines.
+    pub queue: QueueSettings,
+    /// `[controller]`: listen address, daily scrub sample, daily drills.
+    pub controller: ControllerSettings,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -277,6 +286,8 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "catalog",
     "retention",
     "schedule",
+    "queue",
+    "controller",
 ];
 
 impl Config {
@@ -604,6 +615,13 @@ impl RawConfig {
             }),
         };
 
+        let mut section_problems = Vec::new();
+        let queue = QueueSettings::check(&self.queue, &mut section_problems);
+        let controller = ControllerSettings::check(&self.controller, &mut section_problems);
+        for (key, message) in section_problems {
+            problems.add(key, message);
+        }
+
         if !problems.0.is_empty() {
             return Err(ConfigError {
                 problems: problems.0,
@@ -626,6 +644,8 @@ impl RawConfig {
                 u64::from(self.retention.trash_days) * 24 * 60 * 60,
             ),
             backup_window,
+            queue,
+            controller,
         })
     }
 }
@@ -741,6 +761,60 @@ mod tests {
                 start_minute_of_day: 22 * 60 + 30,
                 length_minutes: 210
             }
+        );
+    }
+
+    #[test]
+    fn queue_and_controller_sections_set_defaults_once_and_name_bad_keys() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let region = "[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n";
+        let plain = write_config(
+            directory.path(),
+            &format!("recipients = [\"{RECIPIENT}\"]\n{region}"),
+        );
+        let config = Config::load(Some(&plain)).expect("valid");
+        assert_eq!(config.queue, QueueSettings::default());
+        assert_eq!(config.controller, ControllerSettings::default());
+
+        let set = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nlease_seconds = 5\nmax_attempts = 2\n[queue.deadline_hours]\nbackup = 3\n[controller]\nlisten = \"0.0.0.0:9000\"\ndrill = true\n"
+            ),
+        );
+        let config = Config::load(Some(&set)).expect("valid");
+        assert_eq!(config.queue.lease, std::time::Duration::from_secs(5));
+        assert_eq!(config.queue.max_attempts, 2);
+        assert_eq!(
+            config.queue.deadlines.backup,
+            std::time::Duration::from_secs(3 * 3600)
+        );
+        assert_eq!(
+            config.queue.max_jobs_per_region, 8,
+            "the default fills the rest"
+        );
+        assert_eq!(config.controller.listen.port(), 9000);
+        assert!(config.controller.drill);
+
+        let bad = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nmax_jobs_per_cluster = 0\n[queue.deadline_hours]\nscrub = 0\n[controller]\nlisten = \"nowhere\"\n"
+            ),
+        );
+        let error = Config::load(Some(&bad)).expect_err("refused");
+        let keys: Vec<&str> = error
+            .problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "queue.max_jobs_per_cluster",
+                "queue.deadline_hours.scrub",
+                "controller.listen"
+            ]
         );
     }
 }

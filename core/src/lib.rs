@@ -28,4 +28,5 @@ pub mod postgres;
 pub mod progress;
 pub mod region;
 pub mod restore;
+pub mod service_config;
 pub(crate) mod stragglers;

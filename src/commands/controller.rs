@@ -25,12 +25,13 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::{actor, open_catalog};
 use super::{cancel_on_signal, load_config, parse_flag};
 
-/// `lifeboat controller` flags that shape the queue and the scheduler.
+/// `lifeboat controller` flags. Those that the configuration's `[controller]` and
+/// `[queue]` also set override it for this run; the defaults live there.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
-    /// Address for the API, /metrics and /healthz.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: SocketAddr,
+    /// Address for the API, /metrics and /healthz [config: controller.listen, 127.0.0.1:7070].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Do not run an agent in this process; jobs wait for `lifeboat agent`s.
     #[arg(long)]
     pub no_agent: bool,
@@ -39,7 +40,7 @@ pub struct ServeFlags {
     pub agent_concurrency: usize,
     /// Each day, with the scrub: drill every tenant's newest backup that no drill has
     /// verified yet. Needs agents with `identity_file` (the embedded one has it when this
-    /// config does); others are never given drills.
+    /// config does); others are never given drills [config: controller.drill].
     #[arg(long)]
     pub drill: bool,
     /// Moved to the config; kept only to say so.
@@ -47,53 +48,69 @@ pub struct ServeFlags {
     pub backup_window: Option<String>,
     /// Copies per region read whole and hashed by each day's scrub, which starts at the
     /// end of the backup window (`[schedule] backup_window`) with retention and the purge
-    /// of the trash.
-    #[arg(long, default_value_t = 20)]
-    pub scrub_full_sample: usize,
+    /// of the trash [config: controller.scrub_full_sample, 20].
+    #[arg(long)]
+    pub scrub_full_sample: Option<usize>,
     #[command(flatten)]
     pub queue: QueueFlags,
 }
 
-/// Queue settings shared by `lifeboat controller` and `nightly`.
+/// Queue settings shared by `lifeboat controller` and `nightly`; each overrides the
+/// configuration's `[queue]` for this run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueueFlags {
-    /// A claimed job whose agent sends no heartbeat for this long is retried.
-    #[arg(long, default_value_t = 60)]
-    pub lease_seconds: u64,
-    /// Jobs running at once against one database cluster.
-    #[arg(long, default_value_t = 4)]
-    pub max_jobs_per_cluster: i64,
-    /// Jobs running at once against one region.
-    #[arg(long, default_value_t = 8)]
-    pub max_jobs_per_region: i64,
-    /// First retry delay; doubled for each further attempt, up to 30 minutes.
-    #[arg(long, default_value_t = 30)]
-    pub retry_base_seconds: u64,
-    /// Attempts before a job is left failed.
-    #[arg(long, default_value_t = 4)]
-    pub max_attempts: i32,
+    /// A claimed job whose agent sends no heartbeat for this long is retried
+    /// [config: queue.lease_seconds, 60].
+    #[arg(long)]
+    pub lease_seconds: Option<u64>,
+    /// Jobs running at once against one database cluster [config: queue.max_jobs_per_cluster, 4].
+    #[arg(long)]
+    pub max_jobs_per_cluster: Option<i64>,
+    /// Jobs running at once against one region [config: queue.max_jobs_per_region, 8].
+    #[arg(long)]
+    pub max_jobs_per_region: Option<i64>,
+    /// First retry delay; doubled for each further attempt, up to 30 minutes
+    /// [config: queue.retry_base_seconds, 30].
+    #[arg(long)]
+    pub retry_base_seconds: Option<u64>,
+    /// Attempts before a job is left failed [config: queue.max_attempts, 4].
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
 }
 
 impl QueueFlags {
-    pub fn policy(&self) -> anyhow::Result<QueuePolicy> {
-        anyhow::ensure!(
-            self.lease_seconds >= 1,
-            "--lease-seconds must be at least 1"
-        );
-        anyhow::ensure!(
-            self.max_jobs_per_cluster >= 1 && self.max_jobs_per_region >= 1,
-            "--max-jobs-per-cluster and --max-jobs-per-region must be at least 1"
-        );
-        anyhow::ensure!(self.max_attempts >= 1, "--max-attempts must be at least 1");
-        Ok(QueuePolicy {
-            lease: Duration::from_secs(self.lease_seconds),
-            max_per_cluster: self.max_jobs_per_cluster,
-            max_per_region: self.max_jobs_per_region,
-            retry_base: Duration::from_secs(self.retry_base_seconds),
-            retry_max: Duration::from_secs(30 * 60)
-                .max(Duration::from_secs(self.retry_base_seconds)),
-            max_attempts: self.max_attempts,
-        })
+    /// The configuration's `[queue]`, with these flags over it.
+    pub fn policy(&self, config: &Config) -> anyhow::Result<QueuePolicy> {
+        let mut settings = config.queue.clone();
+        if let Some(seconds) = self.lease_seconds {
+            anyhow::ensure!(seconds >= 1, "--lease-seconds must be at least 1");
+            settings.lease = Duration::from_secs(seconds);
+        }
+        for (flag, value, setting) in [
+            (
+                "--max-jobs-per-cluster",
+                self.max_jobs_per_cluster,
+                &mut settings.max_jobs_per_cluster,
+            ),
+            (
+                "--max-jobs-per-region",
+                self.max_jobs_per_region,
+                &mut settings.max_jobs_per_region,
+            ),
+        ] {
+            if let Some(value) = value {
+                anyhow::ensure!(value >= 1, "{flag} must be at least 1");
+                *setting = value;
+            }
+        }
+        if let Some(seconds) = self.retry_base_seconds {
+            settings.retry_base = Duration::from_secs(seconds);
+        }
+        if let Some(attempts) = self.max_attempts {
+            anyhow::ensure!(attempts >= 1, "--max-attempts must be at least 1");
+            settings.max_attempts = attempts;
+        }
+        Ok(QueuePolicy::from_settings(&settings))
     }
 }
 
@@ -229,19 +246,23 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
         );
     }
     let config = Arc::new(load_config(config_path)?);
-    let policy = flags.queue.policy()?;
+    let policy = flags.queue.policy(&config)?;
     let catalog = open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();
     let running = start(
         &config,
         catalog,
-        flags.listen,
+        flags.listen.unwrap_or(config.controller.listen),
         controller_options(
             &config,
             policy,
             true,
-            Some(flags.scrub_full_sample),
-            flags.drill,
+            Some(
+                flags
+                    .scrub_full_sample
+                    .unwrap_or(config.controller.scrub_full_sample),
+            ),
+            flags.drill || config.controller.drill,
         ),
         (!flags.no_agent).then_some(flags.agent_concurrency),
         cancel.clone(),

@@ -199,12 +199,9 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
     }
     let config = Arc::new(config);
     let policy = QueuePolicy {
-        lease: Duration::from_secs(60),
-        max_per_cluster: 4,
-        max_per_region: 8,
         retry_base: Duration::from_secs(5),
-        retry_max: Duration::from_secs(30 * 60),
         max_attempts: 3,
+        ..QueuePolicy::from_settings(&config.queue)
     };
     let options = NightlyOptions {
         run: RunName::parse("demo")?,

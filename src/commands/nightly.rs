@@ -45,9 +45,9 @@ pub struct NightlyFlags {
     #[arg(long)]
     pub drill: bool,
     /// Copies per region read whole and hashed by tonight's scrub (besides the size check
-    /// of every copy).
-    #[arg(long, default_value_t = 20)]
-    pub scrub_full_sample: usize,
+    /// of every copy) [config: controller.scrub_full_sample, 20].
+    #[arg(long)]
+    pub scrub_full_sample: Option<usize>,
     /// Stop waiting after this long; tenants whose backups are not done by then count as
     /// failed (their jobs stay queued for the agents).
     #[arg(long, default_value_t = 480)]
@@ -70,12 +70,16 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         !flags.drill || flags.no_agent || config.identity_file.is_some(),
         "--drill: the nightly's own agent restores the backups it drills and needs identity_file in the config (or run with --no-agent, with agents that have it)"
     );
-    let policy = flags.queue.policy()?;
+    let policy = flags.queue.policy(&config)?;
     let options = NightlyOptions {
         run,
         drill: flags.drill,
-        maintenance: (!flags.backups_only)
-            .then(|| wiring::maintenance_options(&config, flags.scrub_full_sample, false)),
+        maintenance: (!flags.backups_only).then(|| {
+            let sample = flags
+                .scrub_full_sample
+                .unwrap_or(config.controller.scrub_full_sample);
+            wiring::maintenance_options(&config, sample, false)
+        }),
         max_attempts: policy.max_attempts,
     };
     let catalog = wiring::open_migrated_catalog(&config).await?;

@@ -1766,3 +1766,77 @@ async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copie
     assert!(error.to_string().contains("bucket missing"), "{error}");
     assert!(!error.is_permanent(), "retried later: {error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config_path = env_with_tenants(&env, &["acme"], 10).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    let policy = QueuePolicy::default();
+    let cluster = ClusterName::parse("main").expect("cluster");
+    let job = NewJob {
+        dedup_key: None,
+        work: JobWork::Backup {
+            tenant: TenantName::parse("acme").expect("tenant"),
+            cluster: cluster.clone(),
+            database: "acme".to_owned(),
+            backup_kind: BackupKind::Scheduled,
+        },
+    };
+    queue::enqueue(
+        &**catalog.connection().await.expect("connection"),
+        &[job],
+        4,
+    )
+    .await
+    .expect("enqueue");
+    let claimed = queue::claim(&catalog, "agent-1", &[cluster], false, &policy)
+        .await
+        .expect("claim")
+        .expect("the job");
+    queue::heartbeat(&catalog, claimed.id, claimed.lease_token, &policy)
+        .await
+        .expect("a heartbeat within the deadline");
+    assert_eq!(
+        queue::reap_expired_leases(&catalog, &policy)
+            .await
+            .expect("reap"),
+        0,
+        "a job within its deadline and lease is left alone"
+    );
+    // The attempt started longer ago than a backup may run; its lease is still fresh.
+    let hours = i64::try_from(policy.deadlines.backup.as_secs() / 3600).expect("hours") + 1;
+    scalar(
+        &catalog,
+        &format!(
+            "WITH aged AS (UPDATE jobs SET started_at = now() - interval '{hours} hours' RETURNING 1)
+             SELECT count(*) FROM aged"
+        ),
+    )
+    .await;
+    assert_eq!(
+        queue::reap_expired_leases(&catalog, &policy)
+            .await
+            .expect("reap"),
+        1
+    );
+    let statuses = queue::job_statuses(&catalog, &[claimed.id])
+        .await
+        .expect("status");
+    assert_eq!(statuses[0].state, "queued", "retried: {statuses:?}");
+    assert!(
+        statuses[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("deadline passed")),
+        "{statuses:?}"
+    );
+    assert!(
+        queue::heartbeat(&catalog, claimed.id, claimed.lease_token, &policy)
+            .await
+            .is_err(),
+        "the hung attempt's agent is told to stop"
+    );
+    drop(config_path);
+}

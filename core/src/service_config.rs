@@ -1,0 +1,225 @@
+//! `[queue]` and `[controller]`: how the long-running roles behave, in the configuration.
+//!
+//! Every default is written here, once. Command-line flags (`lifeboat controller`,
+//! `lifeboat nightly`) override a value for one run; the configuration is what a
+//! deployment keeps. [`crate::config::RawConfig::validate`] calls [`QueueSettings::check`]
+//! and [`ControllerSettings::check`], so `lifeboat config check` names every bad key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[queue]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    lease_seconds: Option<u64>,
+    max_jobs_per_cluster: Option<i64>,
+    max_jobs_per_region: Option<i64>,
+    retry_base_seconds: Option<u64>,
+    max_attempts: Option<i32>,
+    #[serde(default)]
+    deadline_hours: RawDeadlines,
+}
+
+/// `[queue.deadline_hours]`: the longest one attempt of each kind of job may run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadlines {
+    backup: Option<u64>,
+    restore: Option<u64>,
+    drill: Option<u64>,
+    replicate: Option<u64>,
+    scrub: Option<u64>,
+    delete: Option<u64>,
+}
+
+/// `[controller]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawController {
+    listen: Option<String>,
+    scrub_full_sample: Option<usize>,
+    drill: Option<bool>,
+}
+
+/// The job queue's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// A claimed job whose agent sends no heartbeat for this long is retried.
+    pub lease: Duration,
+    /// Jobs running at once against one database cluster, and one region.
+    pub max_jobs_per_cluster: i64,
+    pub max_jobs_per_region: i64,
+    /// First retry delay; doubled at each further attempt, up to [`RETRY_MAX`].
+    pub retry_base: Duration,
+    /// Attempts before a job is left failed.
+    pub max_attempts: i32,
+    pub deadlines: JobDeadlineSettings,
+}
+
+/// The longest one attempt of each kind of job may run, heartbeats or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobDeadlineSettings {
+    pub backup: Duration,
+    pub restore: Duration,
+    pub drill: Duration,
+    pub replicate: Duration,
+    pub scrub: Duration,
+    pub delete: Duration,
+}
+
+/// The longest retry delay.
+pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+const HOUR: u64 = 3600;
+/// A deadline longer than this (a month) is a typo.
+const MAX_DEADLINE_HOURS: u64 = 24 * 31;
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            lease: Duration::from_secs(60),
+            max_jobs_per_cluster: 4,
+            max_jobs_per_region: 8,
+            retry_base: Duration::from_secs(30),
+            max_attempts: 4,
+            deadlines: JobDeadlineSettings::default(),
+        }
+    }
+}
+
+impl Default for JobDeadlineSettings {
+    fn default() -> Self {
+        let hours = |hours: u64| Duration::from_secs(hours * HOUR);
+        // Generous: a backup of a large tenant to a slow region may take most of a day.
+        JobDeadlineSettings {
+            backup: hours(36),
+            restore: hours(24),
+            drill: hours(24),
+            replicate: hours(24),
+            scrub: hours(12),
+            delete: hours(1),
+        }
+    }
+}
+
+/// The controller's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// Address of the API, /metrics and /healthz.
+    pub listen: SocketAddr,
+    /// Copies per region read whole and hashed by each day's scrub.
+    pub scrub_full_sample: usize,
+    /// Each day, drill every tenant's newest backup that no drill has verified.
+    pub drill: bool,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            scrub_full_sample: 20,
+            drill: false,
+        }
+    }
+}
+
+/// A problem found in a section: its key and what is wrong.
+pub(crate) type SectionProblem = (String, String);
+
+impl QueueSettings {
+    /// Check `[queue]`, collecting every problem; the defaults fill what is absent.
+    pub(crate) fn check(raw: &RawQueue, problems: &mut Vec<SectionProblem>) -> QueueSettings {
+        let defaults = QueueSettings::default();
+        let mut at_least_one = |key: &str, value: Option<i64>, default: i64| match value {
+            Some(value) if value < 1 => {
+                problems.push((format!("queue.{key}"), "must be at least 1".to_owned()));
+                default
+            }
+            Some(value) => value,
+            None => default,
+        };
+        let lease_seconds = at_least_one(
+            "lease_seconds",
+            raw.lease_seconds.map(saturating_i64),
+            saturating_i64(defaults.lease.as_secs()),
+        );
+        let max_jobs_per_cluster = at_least_one(
+            "max_jobs_per_cluster",
+            raw.max_jobs_per_cluster,
+            defaults.max_jobs_per_cluster,
+        );
+        let max_jobs_per_region = at_least_one(
+            "max_jobs_per_region",
+            raw.max_jobs_per_region,
+            defaults.max_jobs_per_region,
+        );
+        let max_attempts = at_least_one(
+            "max_attempts",
+            raw.max_attempts.map(i64::from),
+            i64::from(defaults.max_attempts),
+        );
+        let mut deadline = |kind: &str, hours: Option<u64>, default: Duration| match hours {
+            Some(hours) if hours == 0 || hours > MAX_DEADLINE_HOURS => {
+                problems.push((
+                    format!("queue.deadline_hours.{kind}"),
+                    format!("must be between 1 and {MAX_DEADLINE_HOURS} hours"),
+                ));
+                default
+            }
+            Some(hours) => Duration::from_secs(hours * HOUR),
+            None => default,
+        };
+        let known = defaults.deadlines;
+        let deadlines = JobDeadlineSettings {
+            backup: deadline("backup", raw.deadline_hours.backup, known.backup),
+            restore: deadline("restore", raw.deadline_hours.restore, known.restore),
+            drill: deadline("drill", raw.deadline_hours.drill, known.drill),
+            replicate: deadline("replicate", raw.deadline_hours.replicate, known.replicate),
+            scrub: deadline("scrub", raw.deadline_hours.scrub, known.scrub),
+            delete: deadline("delete", raw.deadline_hours.delete, known.delete),
+        };
+        QueueSettings {
+            lease: Duration::from_secs(u64::try_from(lease_seconds).unwrap_or(1)),
+            max_jobs_per_cluster,
+            max_jobs_per_region,
+            retry_base: raw
+                .retry_base_seconds
+                .map_or(defaults.retry_base, Duration::from_secs),
+            max_attempts: i32::try_from(max_attempts).unwrap_or(defaults.max_attempts),
+            deadlines,
+        }
+    }
+}
+
+impl ControllerSettings {
+    /// Check `[controller]`, collecting every problem; the defaults fill what is absent.
+    pub(crate) fn check(
+        raw: &RawController,
+        problems: &mut Vec<SectionProblem>,
+    ) -> ControllerSettings {
+        let defaults = ControllerSettings::default();
+        let listen = match raw.listen.as_deref().map(str::parse::<SocketAddr>) {
+            None => defaults.listen,
+            Some(Ok(address)) => address,
+            Some(Err(_)) => {
+                problems.push((
+                    "controller.listen".to_owned(),
+                    "must be an address and port, e.g. \"127.0.0.1:7070\"".to_owned(),
+                ));
+                defaults.listen
+            }
+        };
+        ControllerSettings {
+            listen,
+            scrub_full_sample: raw.scrub_full_sample.unwrap_or(defaults.scrub_full_sample),
+            drill: raw.drill.unwrap_or(defaults.drill),
+        }
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
