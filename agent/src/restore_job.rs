@@ -149,7 +149,7 @@ async fn restore_instrumented(
         .map(|(region, error)| FailedAttempt { region, error })
         .collect();
     let target = RestoreTarget {
-        tools: PgTools::locate(config.pg_bin_dir.as_deref()),
+        tools: PgTools::locate(config.pg_bin_dir.as_deref()).await,
         cluster: cluster.clone(),
         database: request.into_database.to_owned(),
     };

@@ -664,8 +664,8 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                     },
                 },
                 Err(error) => JobOutcome::Failed {
+                    retryable: !error.is_permanent(),
                     error: format!("{error:#}"),
-                    retryable: true,
                 },
             }
         }

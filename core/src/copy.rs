@@ -246,14 +246,15 @@ fn stream_error(
     region: &Region,
     operation: &'static str,
     key: &str,
-    error: &dyn std::error::Error,
+    error: &(dyn std::error::Error + 'static),
 ) -> RegionError {
     RegionError {
         region: region.name().clone(),
         operation,
         key: key.to_owned(),
+        part_number: None,
         kind: RegionErrorKind::Unreachable,
-        message: error.to_string(),
+        message: crate::region::describe_cause(error),
     }
 }
 
@@ -452,6 +453,7 @@ async fn replicate_from(
             region: to.name().clone(),
             operation: "head object",
             key: object_key.to_owned(),
+            part_number: None,
             kind: RegionErrorKind::Other,
             message: format!(
                 "the completed object has {} bytes, not {}",

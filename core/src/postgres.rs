@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -57,6 +57,34 @@ pub enum PostgresError {
     },
 }
 
+impl PostgresError {
+    /// Whether trying again cannot help: the database does not exist (SQLSTATE 3D000, or
+    /// a tool saying so), or pg_dump refuses the server's version. A server that does not
+    /// answer, a failed query or a tool that failed for another reason may do better later.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PostgresError::DatabaseMissing { .. } => true,
+            PostgresError::Query { source, .. } => {
+                source.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+            }
+            PostgresError::ToolFailed { stderr, .. } => tool_refused_for_good(stderr),
+            PostgresError::Unreachable { .. } | PostgresError::Spawn { .. } => false,
+        }
+    }
+}
+
+/// Whether a libpq tool's stderr shows a failure no retry mends. The tools run with
+/// `LC_MESSAGES=C` (see [`spawn_tool`]), so their own messages are in English; libpq's
+/// `FATAL` from the server is in the server's `lc_messages`, hence the SQLSTATE check in
+/// [`connect`] comes first for the backup's own connection.
+fn tool_refused_for_good(stderr: &str) -> bool {
+    // pg_dump older than the server: "aborting because of server version mismatch".
+    let version_mismatch = stderr.contains("server version mismatch");
+    // The database went away between lifeboat's connection and the tool's.
+    let database_missing = stderr.contains("database \"") && stderr.contains("\" does not exist");
+    version_mismatch || database_missing
+}
+
 /// Where `pg_dump` and `pg_restore` are: the configured directory, else `pg_config
 /// --bindir`, else the `PATH`.
 #[derive(Debug, Clone)]
@@ -65,24 +93,32 @@ pub struct PgTools {
 }
 
 impl PgTools {
-    pub fn locate(configured_bin_dir: Option<&Path>) -> PgTools {
+    /// Find the tools. `pg_config` runs as a child process awaited here, never blocking
+    /// the runtime's thread.
+    pub async fn locate(configured_bin_dir: Option<&Path>) -> PgTools {
         if let Some(directory) = configured_bin_dir {
             return PgTools {
                 bin_dir: Some(directory.to_owned()),
             };
         }
         // Asked once per process: a nightly backs up hundreds of tenants.
-        static FROM_PG_CONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
-        let from_pg_config = FROM_PG_CONFIG.get_or_init(|| {
-            Command::new("pg_config")
-                .arg("--bindir")
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
-                .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-                .filter(|directory| directory.join("pg_dump").is_file())
-        });
+        static FROM_PG_CONFIG: tokio::sync::OnceCell<Option<PathBuf>> =
+            tokio::sync::OnceCell::const_new();
+        let from_pg_config = FROM_PG_CONFIG
+            .get_or_init(|| async {
+                let output = tokio::process::Command::new("pg_config")
+                    .arg("--bindir")
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .ok()
+                    .filter(|output| output.status.success())?;
+                let directory = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+                directory.join("pg_dump").is_file().then_some(directory)
+            })
+            .await;
         PgTools {
             bin_dir: from_pg_config.clone(),
         }
@@ -95,8 +131,9 @@ impl PgTools {
         }
     }
 
-    /// `pg_dump --version`'s line, e.g. `pg_dump (PostgreSQL) 15.18`.
-    pub fn version(&self, name: &str) -> Result<String, PostgresError> {
+    /// `pg_dump --version`'s line, e.g. `pg_dump (PostgreSQL) 15.18`, from a child
+    /// process awaited without blocking the runtime's thread.
+    pub async fn version(&self, name: &str) -> Result<String, PostgresError> {
         // Asked once per program and process: the binary does not change under us.
         static VERSIONS: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
         let program = self.program(name);
@@ -107,9 +144,12 @@ impl PgTools {
         {
             return Ok(version);
         }
-        let output = Command::new(&program)
+        let output = tokio::process::Command::new(&program)
             .arg("--version")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
             .output()
+            .await
             .map_err(|source| PostgresError::Spawn {
                 program: program.display().to_string(),
                 source,
@@ -359,6 +399,8 @@ fn spawn_tool(
         .arg("--no-password")
         .arg(format!("--dbname={}", database_conninfo(database)))
         .envs(libpq_environment(cluster))
+        // The tool's own messages in English, so `tool_refused_for_good` can read them.
+        .env("LC_MESSAGES", "C")
         .stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())
@@ -420,6 +462,57 @@ pub fn spawn_pg_restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tool_failed(stderr: &str) -> PostgresError {
+        PostgresError::ToolFailed {
+            program: "pg_dump".to_owned(),
+            status: "exit status: 1".to_owned(),
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_missing_database_and_a_refused_server_version_are_permanent() {
+        let missing = PostgresError::DatabaseMissing {
+            cluster: "main".to_owned(),
+            database: "ghost".to_owned(),
+        };
+        assert!(missing.is_permanent());
+        assert!(
+            tool_failed(
+                "pg_dump: error: aborting because of server version mismatch\n\
+                 pg_dump: detail: server version: 17.2; pg_dump version: 15.10"
+            )
+            .is_permanent()
+        );
+        assert!(
+            tool_failed(
+                "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: \
+                 FATAL:  database \"ghost\" does not exist"
+            )
+            .is_permanent()
+        );
+        // A lock it could not take, a server that went away, a missing binary: try again.
+        assert!(
+            !tool_failed(
+                "pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout"
+            )
+            .is_permanent()
+        );
+        let unreachable = PostgresError::Unreachable {
+            cluster: "main".to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 5432,
+            database: "acme".to_owned(),
+            message: "connection refused".to_owned(),
+        };
+        assert!(!unreachable.is_permanent());
+        let spawn = PostgresError::Spawn {
+            program: "pg_dump".to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(!spawn.is_permanent());
+    }
 
     #[test]
     fn identifiers_and_database_names_are_quoted() {

@@ -6,6 +6,12 @@
 //! store `aws-chunked` framing verbatim. Integrity is lifeboat's own instead: SHA-256 of
 //! the stored bytes in the manifest, checked on every read, and age's authenticated
 //! chunks. Parts are sent as in-memory bytes, never as streaming bodies.
+//!
+//! A failed request becomes a [`RegionError`] whose text is one line a person can read:
+//! the region, the operation, the object, and the innermost cause the SDK reported
+//! (`region us: upload part 3 of tenants/…: connection refused (127.0.0.1:18302)`),
+//! found by walking the error's `source()` chain ([`describe_cause`]) rather than by
+//! printing the SDK's `Debug` dump. Credentials never appear in it.
 
 use std::fmt;
 
@@ -15,7 +21,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -42,30 +48,110 @@ pub enum RegionErrorKind {
 }
 
 /// A failed request to a region. Carries no credentials.
+///
+/// Displayed as one line: `region us: upload part 3 of KEY: connection refused
+/// (127.0.0.1:18302)`, or `region eu: get object KEY: not found (NoSuchKey: …)`.
 #[derive(Debug, thiserror::Error)]
 pub struct RegionError {
     pub region: RegionName,
     pub operation: &'static str,
+    /// The object (or prefix) the operation was about; empty for the bucket itself.
     pub key: String,
+    /// The part, for an operation on one part of a multipart upload.
+    pub part_number: Option<i32>,
     pub kind: RegionErrorKind,
+    /// Why, in one line: the S3 error code and message, or the innermost cause of a
+    /// failure to reach the region (see [`describe_cause`]).
     pub message: String,
 }
 
 impl fmt::Display for RegionError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "region {}: {}", self.region, self.operation)?;
+        match (self.part_number, self.key.is_empty()) {
+            (Some(part_number), true) => write!(formatter, " {part_number}")?,
+            (Some(part_number), false) => write!(formatter, " {part_number} of {}", self.key)?,
+            (None, true) => {}
+            (None, false) => write!(formatter, " {}", self.key)?,
+        }
+        // Unreachable and Other say it all in the message ("connection refused (…)").
         let what = match self.kind {
-            RegionErrorKind::NotFound => "not found",
-            RegionErrorKind::BucketMissing => "bucket missing",
-            RegionErrorKind::Unreachable => "region unreachable",
-            RegionErrorKind::AccessDenied => "access denied",
-            RegionErrorKind::Other => "failed",
+            RegionErrorKind::NotFound => Some("not found"),
+            RegionErrorKind::BucketMissing => Some("bucket missing"),
+            RegionErrorKind::AccessDenied => Some("access denied"),
+            RegionErrorKind::Unreachable | RegionErrorKind::Other => None,
         };
-        write!(
-            formatter,
-            "region {}: {} {} {what}: {}",
-            self.region, self.operation, self.key, self.message
-        )
+        match (what, self.message.is_empty()) {
+            (Some(what), true) => write!(formatter, ": {what}"),
+            (Some(what), false) => write!(formatter, ": {what} ({})", self.message),
+            (None, true) => write!(formatter, ": failed"),
+            (None, false) => write!(formatter, ": {}", self.message),
+        }
     }
+}
+
+/// One line saying why `error` happened: its innermost cause, found by walking the
+/// `source()` chain, since the outer layers of an SDK error only name themselves
+/// ("dispatch failure", "io error", "client error (Connect)"). An I/O error of a known
+/// kind reads as its kind ("connection refused", "timed out"). Never a `Debug` dump.
+pub fn describe_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    let mut innermost_io_kind = None;
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if let Some(io_error) = cause.downcast_ref::<std::io::Error>() {
+            innermost_io_kind = Some(io_error.kind());
+        }
+        innermost = cause;
+        current = cause.source();
+    }
+    if let Some(phrase) = innermost_io_kind.and_then(io_kind_phrase) {
+        return phrase.to_owned();
+    }
+    one_line(&innermost.to_string())
+}
+
+/// How an I/O error of a network kind reads in a region error.
+fn io_kind_phrase(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    Some(match kind {
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::ConnectionReset => "connection reset by the server",
+        ErrorKind::ConnectionAborted => "connection aborted",
+        ErrorKind::NotConnected => "not connected",
+        ErrorKind::TimedOut => "timed out",
+        ErrorKind::BrokenPipe => "connection closed by the server",
+        ErrorKind::UnexpectedEof => "connection closed before the response ended",
+        ErrorKind::AddrNotAvailable => "address not available",
+        ErrorKind::HostUnreachable => "host unreachable",
+        ErrorKind::NetworkUnreachable => "network unreachable",
+        _ => return None,
+    })
+}
+
+/// `text` on one line, without the OS's error number.
+fn one_line(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.rfind(" (os error ") {
+        Some(start) if joined.ends_with(')') => joined[..start].to_owned(),
+        _ => joined,
+    }
+}
+
+/// `host:port` of an endpoint URL, without scheme, credentials or path: shown beside a
+/// failure to connect.
+fn endpoint_address(endpoint: &str) -> String {
+    let without_scheme = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = without_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let host_and_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host_and_port.to_owned()
 }
 
 /// A connected region.
@@ -74,6 +160,8 @@ pub struct Region {
     name: RegionName,
     bucket: String,
     endpoint: String,
+    /// `host:port` of the endpoint, named in errors about reaching it.
+    endpoint_address: String,
     client: Client,
 }
 
@@ -125,6 +213,7 @@ impl Region {
             name: config.name.clone(),
             bucket: config.bucket.clone(),
             endpoint: config.endpoint.clone(),
+            endpoint_address: endpoint_address(&config.endpoint),
             client: Client::from_conf(s3_config),
         }
     }
@@ -158,17 +247,43 @@ impl Region {
             (_, Some(500..=599), _) => RegionErrorKind::Unreachable,
             _ => RegionErrorKind::Other,
         };
-        let message = match (code, error.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code,
-            _ => DisplayErrorContext(error).to_string(),
-        };
         RegionError {
             region: self.name.clone(),
             operation,
             key: key.to_owned(),
+            part_number: None,
             kind,
-            message,
+            message: self.sdk_error_message(error, code, status),
+        }
+    }
+
+    /// Why a request failed, in one line: what the server said (code and message, or the
+    /// HTTP status), else the innermost cause of not getting an answer, with the address
+    /// that did not answer.
+    fn sdk_error_message<E>(
+        &self,
+        error: &SdkError<E>,
+        code: Option<String>,
+        status: Option<u16>,
+    ) -> String
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let server_message = error.message().map(one_line);
+        match (code, server_message, status) {
+            (Some(code), Some(message), _) => format!("{code}: {message}"),
+            (Some(code), None, _) => code,
+            (None, Some(message), _) => message,
+            (None, None, Some(status)) => format!("HTTP status {status}"),
+            (None, None, None) => {
+                let cause = describe_cause(error);
+                match error {
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                        format!("{cause} ({})", self.endpoint_address)
+                    }
+                    _ => cause,
+                }
+            }
         }
     }
 
@@ -186,6 +301,7 @@ impl Region {
             region: self.name.clone(),
             operation: "create multipart upload",
             key: key.to_owned(),
+            part_number: None,
             kind: RegionErrorKind::Other,
             message: "the server returned no upload id".to_owned(),
         })
@@ -210,7 +326,10 @@ impl Region {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|error| self.error("upload part", key, &error))?;
+            .map_err(|error| RegionError {
+                part_number: Some(part_number),
+                ..self.error("upload part", key, &error)
+            })?;
         Ok(output.e_tag.unwrap_or_default())
     }
 
@@ -319,6 +438,7 @@ impl Region {
                 region: self.name.clone(),
                 operation: "get object",
                 key: key.to_owned(),
+                part_number: None,
                 kind: RegionErrorKind::Other,
                 message: format!("larger than the {max_bytes} bytes a manifest may have"),
             });
@@ -327,8 +447,9 @@ impl Region {
             region: self.name.clone(),
             operation: "get object",
             key: key.to_owned(),
+            part_number: None,
             kind: RegionErrorKind::Unreachable,
-            message: error.to_string(),
+            message: describe_cause(&error),
         })?;
         Ok(collected.into_bytes())
     }
@@ -421,6 +542,7 @@ impl Region {
                         region: self.name.clone(),
                         operation: "list objects",
                         key: prefix.to_owned(),
+                        part_number: None,
                         kind: RegionErrorKind::Other,
                         message: "the listing is truncated but has no continuation token"
                             .to_owned(),
@@ -526,5 +648,151 @@ impl Region {
                 return Ok(Some(uploads));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that names only itself, like the SDK's outer layers.
+    #[derive(Debug)]
+    struct Layer {
+        name: &'static str,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    }
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str(self.name)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.source
+                .as_deref()
+                .map(|source| source as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    fn layers(names: &[&'static str], innermost: std::io::Error) -> Layer {
+        let mut error: Box<dyn std::error::Error + Send + Sync> = Box::new(innermost);
+        for name in names.iter().rev() {
+            error = Box::new(Layer {
+                name,
+                source: Some(error),
+            });
+        }
+        Layer {
+            name: "dispatch failure",
+            source: Some(error),
+        }
+    }
+
+    #[test]
+    fn the_chain_walk_keeps_the_innermost_cause_on_one_line() {
+        let refused = layers(
+            &["io error", "client error (Connect)", "tcp connect error"],
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)",
+            ),
+        );
+        assert_eq!(describe_cause(&refused), "connection refused");
+
+        let lookup = layers(
+            &["io error", "dns error"],
+            std::io::Error::other(
+                "failed to lookup address information:\nName or service not known",
+            ),
+        );
+        assert_eq!(
+            describe_cause(&lookup),
+            "failed to lookup address information: Name or service not known"
+        );
+
+        let timeout = Layer {
+            name: "timeout",
+            source: Some(Box::new(Layer {
+                name: "operation attempt timeout (single attempt) occurred after 120s",
+                source: None,
+            })),
+        };
+        assert_eq!(
+            describe_cause(&timeout),
+            "operation attempt timeout (single attempt) occurred after 120s"
+        );
+        assert_eq!(one_line("Broken (os error 32)"), "Broken");
+    }
+
+    #[test]
+    fn the_endpoint_address_drops_scheme_credentials_and_path() {
+        assert_eq!(
+            endpoint_address("http://127.0.0.1:18302"),
+            "127.0.0.1:18302"
+        );
+        assert_eq!(
+            endpoint_address("https://user:secret@s3.example.com:9000/bucket?x=1"),
+            "s3.example.com:9000"
+        );
+        assert_eq!(endpoint_address("s3.example.com"), "s3.example.com");
+    }
+
+    fn region_at(endpoint: &str) -> Region {
+        Region::new(&RegionConfig {
+            name: RegionName::parse("us").expect("region name"),
+            endpoint: endpoint.to_owned(),
+            bucket: "lifeboat".to_owned(),
+            s3_region: "us-east-1".to_owned(),
+            access_key_id: "lifeboat-test".to_owned(),
+            secret_access_key: secrecy::SecretString::from("do-not-show-Zq81kL0p"),
+            path_style: true,
+            priority: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_region_that_refuses_connections_fails_with_one_readable_line() {
+        // A port nothing listens on: bound, then released.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        drop(listener);
+        let region = region_at(&format!("http://{address}"));
+
+        let error = region
+            .upload_part("tenants/acme/part", "upload-1", 3, Bytes::from_static(b"x"))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(error.kind, RegionErrorKind::Unreachable);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "region us: upload part 3 of tenants/acme/part: connection refused ({address})"
+            )
+        );
+
+        let error = region.check_bucket().await.expect_err("nothing listens");
+        assert_eq!(
+            error.to_string(),
+            format!("region us: head bucket: connection refused ({address})")
+        );
+        assert!(!error.to_string().contains("Zq81kL0p"));
+    }
+
+    #[test]
+    fn a_missing_object_reads_as_not_found_with_the_servers_words() {
+        let error = RegionError {
+            region: RegionName::parse("eu").expect("region name"),
+            operation: "get object",
+            key: "tenants/acme/x.manifest.json".to_owned(),
+            part_number: None,
+            kind: RegionErrorKind::NotFound,
+            message: "NoSuchKey: The specified key does not exist.".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "region eu: get object tenants/acme/x.manifest.json: not found (NoSuchKey: The specified key does not exist.)"
+        );
     }
 }

@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod listing;
 mod rebuild;
+mod region_errors;
 mod retention;
 mod round_trip;
 mod scrub;

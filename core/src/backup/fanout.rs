@@ -145,7 +145,8 @@ async fn upload_parts(
 }
 
 /// Send `first_parts`, then every part from `parts`, to every upload; returns each
-/// upload's outcome, in order.
+/// upload's outcome, in order. On failure every uploader is stopped and the uploads are
+/// handed back to be aborted.
 pub(crate) async fn fan_out(
     uploads: Vec<OpenUpload>,
     first_parts: Vec<Bytes>,
@@ -154,7 +155,34 @@ pub(crate) async fn fan_out(
     cancel: &CancellationToken,
 ) -> Result<Vec<(OpenUpload, UploadOutcome)>, (Vec<OpenUpload>, FanOutError)> {
     let progress = Arc::new(Notify::new());
-    let mut lanes: Vec<RegionLane> = uploads
+    let mut lanes = start_lanes(uploads, &progress);
+    let sent = send_every_part(
+        &mut lanes,
+        first_parts,
+        &mut parts,
+        limits,
+        &progress,
+        cancel,
+    )
+    .await;
+    let finished = match sent {
+        Ok(parts_sent) => wait_for_last_parts(&mut lanes, parts_sent, limits, &progress, cancel)
+            .await
+            .map(|()| parts_sent),
+        Err(error) => Err(error),
+    };
+    match finished {
+        Ok(parts_sent) => Ok(outcomes(lanes, parts_sent)),
+        Err(error) => {
+            stop_every_uploader(&mut lanes);
+            Err((lanes.into_iter().map(|lane| lane.upload).collect(), error))
+        }
+    }
+}
+
+/// One uploader task per upload, each reporting on `progress`.
+fn start_lanes(uploads: Vec<OpenUpload>, progress: &Arc<Notify>) -> Vec<RegionLane> {
+    uploads
         .into_iter()
         .map(|upload| {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -185,107 +213,141 @@ pub(crate) async fn fan_out(
                 dropped: None,
             }
         })
-        .collect();
-    let window = policy::UPLOADS_IN_FLIGHT_PER_REGION as u64;
-    let drop_lag = window + limits.max_region_lag_parts as u64;
+        .collect()
+}
+
+fn stop_every_uploader(lanes: &mut [RegionLane]) {
+    for lane in lanes {
+        if let Some(task) = lane.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Hand every part to every live lane, pacing after each part ([`wait_for_pace`]).
+/// Returns how many parts were sent.
+async fn send_every_part(
+    lanes: &mut [RegionLane],
+    first_parts: Vec<Bytes>,
+    parts: &mut mpsc::Receiver<Bytes>,
+    limits: FanOutLimits,
+    progress: &Notify,
+    cancel: &CancellationToken,
+) -> Result<u64, FanOutError> {
     let mut parts_sent: u64 = 0;
     let mut first_parts = first_parts.into_iter();
-
-    let failure = 'parts: loop {
+    loop {
         let part = match first_parts.next() {
             Some(part) => Some(part),
             None => tokio::select! {
                 part = parts.recv() => part,
-                () = cancel.cancelled() => break 'parts Some(FanOutError::Cancelled),
+                () = cancel.cancelled() => return Err(FanOutError::Cancelled),
             },
         };
-        let Some(part) = part else { break 'parts None };
+        let Some(part) = part else {
+            return Ok(parts_sent);
+        };
         parts_sent += 1;
         let part_number = parts_sent as i32;
         for lane in lanes.iter_mut().filter(|lane| lane.is_live()) {
             if let Some(sender) = &lane.parts {
-                // A closed channel means the task ended: the check below reaps it.
+                // A closed channel means the task ended: the pacing below reaps it.
                 let _ = sender.send((part_number, part.clone()));
             }
         }
         drop(part);
-
-        let mut quorum_ready_since: Option<Instant> = None;
-        loop {
-            collect_finished_lanes(&mut lanes, true);
-            for lane in lanes.iter_mut().filter(|lane| lane.is_live()) {
-                let lag = parts_sent - lane.stored_parts.load(Ordering::SeqCst);
-                if lag > drop_lag {
-                    lane.drop_with(format!("fell {lag} parts behind the other regions"));
-                }
-            }
-            let mut lags: Vec<u64> = lanes
-                .iter()
-                .filter(|lane| lane.is_live())
-                .map(|lane| parts_sent - lane.stored_parts.load(Ordering::SeqCst))
-                .collect();
-            if lags.len() < limits.min_regions {
-                break 'parts Some(FanOutError::TooFewRegions {
-                    min_regions: limits.min_regions,
-                    available: lags.len(),
-                    dropped: lanes
-                        .iter()
-                        .filter_map(|lane| {
-                            let reason = lane.dropped.clone()?;
-                            Some((lane.upload.region.name().clone(), reason))
-                        })
-                        .collect(),
-                });
-            }
-            lags.sort_unstable();
-            if lags.last().is_some_and(|slowest| *slowest <= window) {
-                break;
-            }
-            let quorum_ready = lags[limits.min_regions - 1] <= window;
-            let patience_deadline = if quorum_ready {
-                let since = *quorum_ready_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= limits.patience {
-                    break;
-                }
-                Some(since + limits.patience)
-            } else {
-                quorum_ready_since = None;
-                None
-            };
-            tokio::select! {
-                () = progress.notified() => {}
-                () = crate::stragglers::sleep_until_optional(patience_deadline) => {}
-                () = cancel.cancelled() => break 'parts Some(FanOutError::Cancelled),
-            }
-        }
-    };
-
-    if let Some(error) = failure {
-        for lane in &mut lanes {
-            if let Some(task) = lane.task.take() {
-                task.abort();
-            }
-        }
-        return Err((lanes.into_iter().map(|lane| lane.upload).collect(), error));
+        wait_for_pace(lanes, parts_sent, limits, progress, cancel).await?;
     }
+}
 
-    // All parts sent: close the channels and wait for each live region to store the rest.
-    // Once `min_regions` hold everything, the others get a bounded allowance, so a stalled
-    // region cannot hold the commit up until its requests time out.
-    for lane in &mut lanes {
+/// After a part is handed over: wait until every live lane's lag is within the in-flight
+/// window, or, once `min_regions` are, at most `limits.patience` for the rest. A lane
+/// more than window + `max_region_lag_parts` behind is dropped; with fewer than
+/// `min_regions` left the backup cannot commit.
+async fn wait_for_pace(
+    lanes: &mut [RegionLane],
+    parts_sent: u64,
+    limits: FanOutLimits,
+    progress: &Notify,
+    cancel: &CancellationToken,
+) -> Result<(), FanOutError> {
+    let window = policy::UPLOADS_IN_FLIGHT_PER_REGION as u64;
+    let drop_lag = window + limits.max_region_lag_parts as u64;
+    let mut quorum_ready_since: Option<Instant> = None;
+    loop {
+        collect_finished_lanes(lanes, true);
+        for lane in lanes.iter_mut().filter(|lane| lane.is_live()) {
+            let lag = parts_sent - lane.stored_parts.load(Ordering::SeqCst);
+            if lag > drop_lag {
+                lane.drop_with(format!("fell {lag} parts behind the other regions"));
+            }
+        }
+        let mut lags: Vec<u64> = lanes
+            .iter()
+            .filter(|lane| lane.is_live())
+            .map(|lane| parts_sent - lane.stored_parts.load(Ordering::SeqCst))
+            .collect();
+        if lags.len() < limits.min_regions {
+            return Err(FanOutError::TooFewRegions {
+                min_regions: limits.min_regions,
+                available: lags.len(),
+                dropped: lanes
+                    .iter()
+                    .filter_map(|lane| {
+                        let reason = lane.dropped.clone()?;
+                        Some((lane.upload.region.name().clone(), reason))
+                    })
+                    .collect(),
+            });
+        }
+        lags.sort_unstable();
+        if lags.last().is_some_and(|slowest| *slowest <= window) {
+            return Ok(());
+        }
+        let quorum_ready = lags[limits.min_regions - 1] <= window;
+        let patience_deadline = if quorum_ready {
+            let since = *quorum_ready_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= limits.patience {
+                return Ok(());
+            }
+            Some(since + limits.patience)
+        } else {
+            quorum_ready_since = None;
+            None
+        };
+        tokio::select! {
+            () = progress.notified() => {}
+            () = crate::stragglers::sleep_until_optional(patience_deadline) => {}
+            () = cancel.cancelled() => return Err(FanOutError::Cancelled),
+        }
+    }
+}
+
+/// All parts sent: close the channels and wait for each live lane to store the rest.
+/// Once `min_regions` hold everything, the others get the straggler allowance and are
+/// then dropped, so a stalled region cannot hold the commit up until its requests time
+/// out. Fails only when cancelled.
+async fn wait_for_last_parts(
+    lanes: &mut [RegionLane],
+    parts_sent: u64,
+    limits: FanOutLimits,
+    progress: &Notify,
+    cancel: &CancellationToken,
+) -> Result<(), FanOutError> {
+    for lane in lanes.iter_mut() {
         lane.parts = None;
     }
     let straggler_allowance = limits.straggler_allowance();
     let mut quorum_finished_since: Option<Instant> = None;
     loop {
-        collect_finished_lanes(&mut lanes, false);
+        collect_finished_lanes(lanes, false);
         let finished = lanes.iter().filter(|lane| lane.finished.is_some()).count();
         let pending = lanes
             .iter()
             .filter(|lane| lane.is_live() && lane.finished.is_none())
             .count();
         if pending == 0 {
-            break;
+            return Ok(());
         }
         let deadline = if finished >= limits.min_regions {
             let since = *quorum_finished_since.get_or_insert_with(Instant::now);
@@ -300,7 +362,7 @@ pub(crate) async fn fan_out(
                         straggler_allowance.as_secs()
                     ));
                 }
-                break;
+                return Ok(());
             }
             Some(since + straggler_allowance)
         } else {
@@ -309,17 +371,14 @@ pub(crate) async fn fan_out(
         tokio::select! {
             () = progress.notified() => {}
             () = crate::stragglers::sleep_until_optional(deadline) => {}
-            () = cancel.cancelled() => {
-                for lane in &mut lanes {
-                    if let Some(task) = lane.task.take() {
-                        task.abort();
-                    }
-                }
-                return Err((lanes.into_iter().map(|lane| lane.upload).collect(), FanOutError::Cancelled));
-            }
+            () = cancel.cancelled() => return Err(FanOutError::Cancelled),
         }
     }
-    let outcomes = lanes
+}
+
+/// How each lane ended: stored (every part's etag) or dropped, with the reason.
+fn outcomes(lanes: Vec<RegionLane>, parts_sent: u64) -> Vec<(OpenUpload, UploadOutcome)> {
+    lanes
         .into_iter()
         .map(|lane| {
             let outcome = match (lane.dropped, lane.finished) {
@@ -334,8 +393,7 @@ pub(crate) async fn fan_out(
             };
             (lane.upload, outcome)
         })
-        .collect();
-    Ok(outcomes)
+        .collect()
 }
 
 /// Collect every live lane whose uploader has ended: with an error it is dropped; without

@@ -24,15 +24,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{Config, TenantConfig};
+use crate::config::{ClusterConfig, Config, TenantConfig};
 use crate::ids::{BackupId, RegionName};
-use crate::manifest::{BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject};
+use crate::manifest::{
+    BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject, TableRowCount,
+};
 use crate::policy;
 use crate::postgres::{self, PgTools, PostgresError};
 use crate::progress::{Progress, Stage};
 use crate::region::{Region, RegionError, RegionErrorKind};
 
-use encode::{EncodeError, EncodeJob};
+use encode::{EncodeError, EncodeJob, EncodedDump};
 use fanout::{FanOutError, FanOutLimits, UploadOutcome};
 use send::{Cleanup, NotSent, SendJob, Sent};
 
@@ -59,8 +61,28 @@ pub enum BackupError {
         answered: usize,
         reasons: String,
     },
+    #[error("age refused the recipients: {0}")]
+    Recipients(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl BackupError {
+    /// Whether trying again cannot help, so a job queue should not: the tenant's
+    /// database does not exist, pg_dump refuses the server's version, or age refuses the
+    /// recipients. Regions that did not answer, a cancelled attempt, or a cluster this
+    /// agent does not know (another agent may) are worth another attempt.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BackupError::Postgres(error) => error.is_permanent(),
+            BackupError::Recipients(_) => true,
+            BackupError::UnknownName(_)
+            | BackupError::Encode(_)
+            | BackupError::TooFewRegions { .. }
+            | BackupError::RegionsUnreachable { .. }
+            | BackupError::Cancelled => false,
+        }
+    }
 }
 
 /// How one region fared.
@@ -115,7 +137,14 @@ fn describe_failures(failures: &[(RegionName, String)]) -> String {
     }
     failures
         .iter()
-        .map(|(region, reason)| format!("{region}: {reason}"))
+        .map(|(region, reason)| {
+            // A region error names its region already.
+            if reason.starts_with(&format!("region {region}: ")) {
+                reason.clone()
+            } else {
+                format!("region {region}: {reason}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -199,17 +228,78 @@ pub async fn run_backup(request: BackupRequest<'_>) -> Result<BackupReport, Back
     run_backup_as(request, backup_id).instrument(span).await
 }
 
+/// The stages of one backup, in order; each is a function below. Only the commit stage
+/// makes a backup exist; every stage before it leaves nothing behind when it fails.
 async fn run_backup_as(
     request: BackupRequest<'_>,
     backup_id: BackupId,
 ) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let started_at = Utc::now();
+    let preflight = preflight(&request, backup_id).await?;
+    let snapshot = take_snapshot(&request, &preflight).await?;
+    let mut failures: Vec<(RegionName, String)> = Vec::new();
+    let delivered = encode_and_send(&request, &preflight, snapshot.dump, &mut failures).await?;
+
+    request.progress.stage(Stage::Committing);
+    let (holding_regions, background_cleanup) = complete_uploads(
+        &preflight,
+        delivered.sent,
+        &delivered.encoded,
+        &mut failures,
+    )
+    .await;
+    let manifest = build_manifest(
+        &request,
+        &preflight,
+        backup_id,
+        started_at,
+        snapshot.source,
+        &delivered.encoded,
+        &holding_regions,
+        delivered.row_counts,
+    );
+    let committed = commit(&preflight, manifest, holding_regions, &mut failures).await;
+    background_cleanup.finish().await;
+    let (manifest, committed_regions) = committed?;
+
+    let report = BackupReport {
+        regions: region_results(&committed_regions, failures),
+        degraded: committed_regions.len() < request.regions.len(),
+        manifest,
+        duration: started.elapsed(),
+        row_count_duration: delivered.row_count_duration,
+    };
+    request.progress.stage(Stage::Done);
+    tracing::info!(
+        regions = committed_regions.len(),
+        degraded = report.degraded,
+        stored_bytes = report.manifest.object.stored_bytes,
+        "backup committed"
+    );
+    Ok(report)
+}
+
+/// What the preflight settled: where the database is, which tools dump it, where the
+/// object goes and how long the regions may lag.
+struct Preflight<'a> {
+    cluster: &'a ClusterConfig,
+    tools: PgTools,
+    object_key: String,
+    limits: FanOutLimits,
+}
+
+/// Stage 1, preflight: find the tenant's cluster and the PostgreSQL tools, and check that
+/// enough regions answer ([`check_regions_answer`]) before anything takes a snapshot or a
+/// lock on the tenant's database.
+async fn preflight<'a>(
+    request: &BackupRequest<'a>,
+    backup_id: BackupId,
+) -> Result<Preflight<'a>, BackupError> {
     let config = request.config;
-    let tenant = request.tenant;
-    let cluster = config.cluster(&tenant.cluster)?;
-    let tools = PgTools::locate(config.pg_bin_dir.as_deref());
-    let object_key = ObjectKey::Dump(&tenant.name, backup_id).to_key();
+    let cluster = config.cluster(&request.tenant.cluster)?;
+    let tools = PgTools::locate(config.pg_bin_dir.as_deref()).await;
+    let object_key = ObjectKey::Dump(&request.tenant.name, backup_id).to_key();
     request.progress.stage(Stage::Connecting);
     let limits = FanOutLimits {
         min_regions: config.min_regions,
@@ -217,15 +307,82 @@ async fn run_backup_as(
         patience: config.region_patience,
     };
     check_regions_answer(&request.regions, &limits, &request.cancel).await?;
+    Ok(Preflight {
+        cluster,
+        tools,
+        object_key,
+        limits,
+    })
+}
 
-    let snapshot_client = postgres::connect(cluster, &tenant.database).await?;
-    let server_version = postgres::server_version(cluster, &snapshot_client).await?;
-    let pg_dump_version = tools.version("pg_dump")?;
-    let snapshot = postgres::export_snapshot(cluster, &snapshot_client).await?;
+/// The snapshot the dump and the row counts share.
+struct Snapshot {
+    dump: SnapshotForDump,
+    /// Where the dump comes from, for the manifest.
+    source: Source,
+}
 
+/// The open transaction that exported the snapshot, and the snapshot's name.
+struct SnapshotForDump {
+    /// Must stay open (and otherwise unused) until pg_dump has imported the snapshot.
+    client: tokio_postgres::Client,
+    snapshot_name: String,
+}
+
+/// Stage 2, snapshot: connect to the tenant's database, note the server's and pg_dump's
+/// versions, and export a REPEATABLE READ snapshot for pg_dump and the row counts.
+async fn take_snapshot(
+    request: &BackupRequest<'_>,
+    preflight: &Preflight<'_>,
+) -> Result<Snapshot, BackupError> {
+    let cluster = preflight.cluster;
+    let database = &request.tenant.database;
+    let client = postgres::connect(cluster, database).await?;
+    let server_version = postgres::server_version(cluster, &client).await?;
+    let pg_dump_version = preflight.tools.version("pg_dump").await?;
+    let snapshot_name = postgres::export_snapshot(cluster, &client).await?;
+    Ok(Snapshot {
+        dump: SnapshotForDump {
+            client,
+            snapshot_name,
+        },
+        source: Source {
+            cluster: cluster.name.clone(),
+            database: database.clone(),
+            server_version,
+            pg_dump_version,
+        },
+    })
+}
+
+/// The object as it stands in the regions before the commit.
+struct Delivered {
+    sent: Sent,
+    encoded: EncodedDump,
+    row_counts: Vec<TableRowCount>,
+    row_count_duration: Duration,
+}
+
+/// Stage 3, encode and send: pg_dump in the snapshot → zstd → age → parts, sent to every
+/// region (`send`), while the rows are counted in the same snapshot. On failure whatever
+/// reached a region is aborted or deleted, and the error that explains most is returned
+/// (a failed dump before the regions it starved).
+async fn encode_and_send(
+    request: &BackupRequest<'_>,
+    preflight: &Preflight<'_>,
+    snapshot: SnapshotForDump,
+    failures: &mut Vec<(RegionName, String)>,
+) -> Result<Delivered, BackupError> {
+    let config = request.config;
+    let cluster = preflight.cluster;
+    let object_key = &preflight.object_key;
     request.progress.stage(Stage::Dumping);
-    let (pg_dump, pg_dump_stderr) =
-        postgres::spawn_pg_dump(&tools, cluster, &tenant.database, &snapshot)?;
+    let (pg_dump, pg_dump_stderr) = postgres::spawn_pg_dump(
+        &preflight.tools,
+        cluster,
+        &request.tenant.database,
+        &snapshot.snapshot_name,
+    )?;
     let (parts_sender, parts_receiver) = mpsc::channel::<Bytes>(1);
     let encode_job = EncodeJob {
         pg_dump,
@@ -239,21 +396,20 @@ async fn run_backup_as(
     let encoder = tokio::task::spawn_blocking(move || encode::encode_dump(encode_job));
     let send_job = SendJob {
         regions: &request.regions,
-        key: &object_key,
+        key: object_key,
         parts: parts_receiver,
         encoder,
-        limits,
+        limits: preflight.limits,
         cancel: &request.cancel,
     };
-    let mut failures: Vec<(RegionName, String)> = Vec::new();
     let counting = async {
         let counting_started = Instant::now();
-        let counts = postgres::count_rows(cluster, &snapshot_client).await;
+        let counts = postgres::count_rows(cluster, &snapshot.client).await;
         (counts, counting_started.elapsed())
     };
     let ((row_counts, row_count_duration), (sent, encoded)) =
-        tokio::join!(counting, send::send_object(send_job, &mut failures));
-    drop(snapshot_client);
+        tokio::join!(counting, send::send_object(send_job, failures));
+    drop(snapshot);
 
     let sent = match sent {
         Ok(sent) => sent,
@@ -261,51 +417,87 @@ async fn run_backup_as(
             cleanup
                 .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
                 .await;
-            return Err(match (error, encoded) {
-                (FanOutError::Cancelled, _) => BackupError::Cancelled,
-                // A failed dump explains more than the regions it starved.
-                (_, Err(encode_error)) if !matches!(encode_error, EncodeError::UploadsStopped) => {
-                    encode_error_to_backup_error(encode_error)
-                }
-                (FanOutError::SourceFailed, _) => {
-                    BackupError::Encode("the dump produced no output".to_owned())
-                }
-                (
-                    FanOutError::TooFewRegions {
-                        min_regions,
-                        available,
-                        dropped,
-                    },
-                    _,
-                ) => {
-                    failures.extend(dropped);
-                    BackupError::TooFewRegions {
-                        min_regions,
-                        available,
-                        reasons: describe_failures(&failures),
-                    }
-                }
-            });
+            return Err(not_sent_to_backup_error(error, encoded, failures));
         }
     };
-    let (encoded, row_counts) = match (encoded, row_counts) {
-        (Ok(encoded), Ok(row_counts)) => (encoded, row_counts),
+    match (encoded, row_counts) {
+        (Ok(encoded), Ok(row_counts)) => Ok(Delivered {
+            sent,
+            encoded,
+            row_counts,
+            row_count_duration,
+        }),
         (Err(error), _) => {
             sent.into_cleanup()
                 .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
                 .await;
-            return Err(encode_error_to_backup_error(error));
+            Err(encode_error_to_backup_error(error))
         }
         (_, Err(error)) => {
             sent.into_cleanup()
                 .run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT)
                 .await;
-            return Err(error.into());
+            Err(error.into())
         }
-    };
+    }
+}
 
-    // Complete what was sent in parts; then check each region's object by its size.
-    request.progress.stage(Stage::Committing);
+/// Why nothing was sent, as a backup error: a failed dump explains more than the regions
+/// it starved.
+fn not_sent_to_backup_error(
+    error: FanOutError,
+    encoded: Result<EncodedDump, EncodeError>,
+    failures: &mut Vec<(RegionName, String)>,
+) -> BackupError {
+    match (error, encoded) {
+        (FanOutError::Cancelled, _) => BackupError::Cancelled,
+        (_, Err(encode_error)) if !matches!(encode_error, EncodeError::UploadsStopped) => {
+            encode_error_to_backup_error(encode_error)
+        }
+        (FanOutError::SourceFailed, _) => {
+            BackupError::Encode("the dump produced no output".to_owned())
+        }
+        (
+            FanOutError::TooFewRegions {
+                min_regions,
+                available,
+                dropped,
+            },
+            _,
+        ) => {
+            failures.extend(dropped);
+            BackupError::TooFewRegions {
+                min_regions,
+                available,
+                reasons: describe_failures(failures),
+            }
+        }
+    }
+}
+
+/// Aborts and deletes in regions the backup left behind, running beside the commit so a
+/// dead region cannot hold it up; each gives up after [`CLEANUP_TIMEOUT`].
+struct BackgroundCleanup(tokio::task::JoinHandle<()>);
+
+impl BackgroundCleanup {
+    /// Stage 5, clean up: wait until the dropped regions have been told (or the time to
+    /// tell them has run out). What is left there, scrub removes.
+    async fn finish(self) {
+        let _ = self.0.await;
+    }
+}
+
+/// Stage 4a, complete: complete each multipart upload and check every region's object by
+/// its size. Returns the regions that hold the whole object; the others are added to
+/// `failures` and cleaned up in the background. A region that hangs here gets the same
+/// bounded allowance as during the upload.
+async fn complete_uploads(
+    preflight: &Preflight<'_>,
+    sent: Sent,
+    encoded: &EncodedDump,
+    failures: &mut Vec<(RegionName, String)>,
+) -> (Vec<Region>, BackgroundCleanup) {
+    let object_key = &preflight.object_key;
     let mut to_finish = Vec::new();
     let mut dropped = Cleanup::default();
     match sent {
@@ -330,9 +522,7 @@ async fn run_backup_as(
     // Dropped regions may be dead: don't let their cleanup hold the commit up for long.
     let clean_dropped = tokio::spawn(dropped.run_with_timeout(object_key.clone(), CLEANUP_TIMEOUT));
 
-    // A region that hangs here gets the same bounded allowance as during the upload.
-    let allowance = limits.straggler_allowance();
-    let (key, stored_bytes) = (&object_key, encoded.stored_bytes);
+    let stored_bytes = encoded.stored_bytes;
     let requests = to_finish
         .iter()
         .map(|(region, upload)| async move {
@@ -343,7 +533,7 @@ async fn run_backup_as(
                     .await
                     .map_err(|error| error.to_string())?;
             }
-            match region.object_size(key).await {
+            match region.object_size(object_key).await {
                 Ok(Some(size)) if size == stored_bytes => Ok(()),
                 Ok(Some(size)) => Err(format!(
                     "stored object has {size} bytes, expected {stored_bytes}"
@@ -355,8 +545,8 @@ async fn run_backup_as(
         .collect();
     let (finished, _) = crate::stragglers::join_bounded(
         requests,
-        config.min_regions,
-        allowance,
+        preflight.limits.min_regions,
+        preflight.limits.straggler_allowance(),
         "still completing the upload",
         None,
     )
@@ -373,27 +563,40 @@ async fn run_backup_as(
             }
         }
     }
-    let clean_dropped = tokio::spawn({
+    let background_cleanup = tokio::spawn({
         let key = object_key.clone();
         async move {
             let clean_late = late.run_with_timeout(key, CLEANUP_TIMEOUT);
             let _ = tokio::join!(clean_dropped, clean_late);
         }
     });
+    (holding_regions, BackgroundCleanup(background_cleanup))
+}
 
-    let mut manifest = Manifest {
+/// The manifest of the object the encoder made, listing the regions that hold it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each argument is one part of the manifest, named where it is called"
+)]
+fn build_manifest(
+    request: &BackupRequest<'_>,
+    preflight: &Preflight<'_>,
+    backup_id: BackupId,
+    started_at: chrono::DateTime<Utc>,
+    source: Source,
+    encoded: &EncodedDump,
+    holding_regions: &[Region],
+    row_counts: Vec<TableRowCount>,
+) -> Manifest {
+    let config = request.config;
+    Manifest {
         version: crate::manifest::MANIFEST_VERSION,
-        tenant: tenant.name.clone(),
+        tenant: request.tenant.name.clone(),
         backup_id,
         kind: request.kind,
         started_at,
         finished_at: Utc::now(),
-        source: Source {
-            cluster: cluster.name.clone(),
-            database: tenant.database.clone(),
-            server_version,
-            pg_dump_version,
-        },
+        source,
         pipeline: Pipeline {
             format: "pg_dump custom (--compress=0)".to_owned(),
             compression: "zstd".to_owned(),
@@ -402,10 +605,10 @@ async fn run_backup_as(
             recipient_fingerprints: config.recipients.iter().map(|r| r.fingerprint()).collect(),
         },
         object: StoredObject {
-            key: object_key.clone(),
+            key: preflight.object_key.clone(),
             dump_bytes: encoded.dump_bytes,
             stored_bytes: encoded.stored_bytes,
-            sha256: encoded.sha256,
+            sha256: encoded.sha256.clone(),
             part_size_bytes: config.part_size_bytes,
             part_count: encoded.part_count,
         },
@@ -414,19 +617,31 @@ async fn run_backup_as(
             .map(|region| region.name().clone())
             .collect(),
         row_counts,
-    };
-    if holding_regions.len() < config.min_regions {
+    }
+}
+
+/// Stage 4b, commit: write the manifest in every region holding the whole object. With
+/// fewer than `min_regions` holding it, or taking its manifest, everything is deleted
+/// again and the backup fails. Returns the manifest, listing the regions that took it,
+/// and those regions.
+async fn commit(
+    preflight: &Preflight<'_>,
+    mut manifest: Manifest,
+    holding_regions: Vec<Region>,
+    failures: &mut Vec<(RegionName, String)>,
+) -> Result<(Manifest, Vec<Region>), BackupError> {
+    let min_regions = preflight.limits.min_regions;
+    let object_key = &preflight.object_key;
+    if holding_regions.len() < min_regions {
         delete_objects(&holding_regions, &[object_key.as_str()]).await;
-        let _ = clean_dropped.await;
         return Err(BackupError::TooFewRegions {
-            min_regions: config.min_regions,
+            min_regions,
             available: holding_regions.len(),
-            reasons: describe_failures(&failures),
+            reasons: describe_failures(failures),
         });
     }
 
-    // The commit point: the manifest, in every region holding the whole object.
-    let manifest_key = ObjectKey::Manifest(&tenant.name, backup_id).to_key();
+    let manifest_key = ObjectKey::Manifest(&manifest.tenant, manifest.backup_id).to_key();
     let manifest_bytes = Bytes::from(manifest.to_json());
     let requests = holding_regions
         .iter()
@@ -443,8 +658,8 @@ async fn run_backup_as(
         .collect();
     let (written, _) = crate::stragglers::join_bounded(
         requests,
-        config.min_regions,
-        allowance,
+        min_regions,
+        preflight.limits.straggler_allowance(),
         "still writing the manifest",
         None,
     )
@@ -461,22 +676,24 @@ async fn run_backup_as(
         }
     }
     delete_objects(&uncommitted, &[manifest_key.as_str(), object_key.as_str()]).await;
-    if committed.len() < config.min_regions {
+    if committed.len() < min_regions {
         delete_objects(&committed, &[manifest_key.as_str(), object_key.as_str()]).await;
-        let _ = clean_dropped.await;
         return Err(BackupError::TooFewRegions {
-            min_regions: config.min_regions,
+            min_regions,
             available: committed.len(),
-            reasons: describe_failures(&failures),
+            reasons: describe_failures(failures),
         });
     }
-    let _ = clean_dropped.await;
     // The manifests list the regions that held the object when they were written; a
-    // region that then failed to take its manifest is reported below and left to repair.
+    // region that then failed to take its manifest is reported and left to repair.
     manifest
         .regions
         .retain(|region| committed.iter().any(|held| held.name() == region));
+    Ok((manifest, committed))
+}
 
+/// Each region's result: the committed ones, then every failure with its reason.
+fn region_results(committed: &[Region], failures: Vec<(RegionName, String)>) -> Vec<RegionResult> {
     let mut regions: Vec<RegionResult> = committed
         .iter()
         .map(|region| RegionResult {
@@ -490,26 +707,13 @@ async fn run_backup_as(
         stored: false,
         error: Some(reason),
     }));
-    let degraded = committed.len() < request.regions.len();
-    request.progress.stage(Stage::Done);
-    tracing::info!(
-        regions = committed.len(),
-        degraded,
-        stored_bytes = manifest.object.stored_bytes,
-        "backup committed"
-    );
-    Ok(BackupReport {
-        manifest,
-        regions,
-        degraded,
-        duration: started.elapsed(),
-        row_count_duration,
-    })
+    regions
 }
 
 fn encode_error_to_backup_error(error: EncodeError) -> BackupError {
     match error {
         EncodeError::PgDump(error) => BackupError::Postgres(error),
+        EncodeError::Recipients(reason) => BackupError::Recipients(reason),
         other => BackupError::Encode(other.to_string()),
     }
 }
@@ -544,9 +748,74 @@ mod tests {
             region: RegionName::parse("eu").expect("region"),
             operation: "head bucket",
             key: String::new(),
+            part_number: None,
             kind,
             message: "refused".to_owned(),
         })
+    }
+
+    #[test]
+    fn only_failures_no_retry_can_mend_are_permanent() {
+        let missing_database = BackupError::Postgres(PostgresError::DatabaseMissing {
+            cluster: "main".to_owned(),
+            database: "ghost".to_owned(),
+        });
+        assert!(missing_database.is_permanent());
+        let version_mismatch =
+            encode_error_to_backup_error(EncodeError::PgDump(PostgresError::ToolFailed {
+                program: "pg_dump".to_owned(),
+                status: "exit status: 1".to_owned(),
+                stderr: "pg_dump: error: aborting because of server version mismatch".to_owned(),
+            }));
+        assert!(version_mismatch.is_permanent(), "{version_mismatch}");
+        let recipients =
+            encode_error_to_backup_error(EncodeError::Recipients("no recipients".to_owned()));
+        assert!(recipients.is_permanent(), "{recipients}");
+
+        let retryable = [
+            BackupError::Cancelled,
+            BackupError::Encode("the dump produced no output".to_owned()),
+            BackupError::TooFewRegions {
+                min_regions: 2,
+                available: 1,
+                reasons: "region us: fell 5 parts behind the other regions".to_owned(),
+            },
+            BackupError::RegionsUnreachable {
+                min_regions: 2,
+                answered: 0,
+                reasons: "region us: head bucket: connection refused (127.0.0.1:1)".to_owned(),
+            },
+            BackupError::Postgres(PostgresError::Unreachable {
+                cluster: "main".to_owned(),
+                host: "127.0.0.1".to_owned(),
+                port: 5432,
+                database: "acme".to_owned(),
+                message: "connection refused".to_owned(),
+            }),
+            encode_error_to_backup_error(EncodeError::UploadsStopped),
+        ];
+        for error in retryable {
+            assert!(!error.is_permanent(), "{error}");
+        }
+    }
+
+    #[test]
+    fn each_failed_region_is_named_once() {
+        let failures = [
+            (
+                RegionName::parse("us").expect("region"),
+                "region us: put object k: connection refused (127.0.0.1:1)".to_owned(),
+            ),
+            (
+                RegionName::parse("ap").expect("region"),
+                "fell 5 parts behind the other regions".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            describe_failures(&failures),
+            "region us: put object k: connection refused (127.0.0.1:1); \
+             region ap: fell 5 parts behind the other regions"
+        );
     }
 
     #[test]
