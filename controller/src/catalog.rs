@@ -111,8 +111,12 @@ impl Catalog {
     /// Connect to `database` on `cluster`; the first connection is made now so that a
     /// missing database or a dead server is reported at once.
     pub async fn connect(cluster: &ClusterConfig, database: &str) -> Result<Catalog, CatalogError> {
-        let config =
+        let mut config =
             lifeboat_core::postgres::client_config(cluster, database, "lifeboat-controller");
+        config.options(format!(
+            "-c statement_timeout={}",
+            lifeboat_core::policy::CATALOG_STATEMENT_TIMEOUT.as_millis()
+        ));
         let manager = Manager::from_config(
             config,
             NoTls,

@@ -125,6 +125,11 @@ fn default_trash_days() -> u32 {
     14
 }
 
+/// Bounds that keep the straggler allowance (patience × lag parts) meaningful and its
+/// arithmetic far from overflow.
+const MAX_REGION_LAG_PARTS: usize = 1000;
+const MAX_REGION_PATIENCE_SECONDS: u64 = 3600;
+
 /// The longest trash period accepted, in days (ten years).
 const MAX_TRASH_DAYS: u32 = 3650;
 
@@ -323,12 +328,19 @@ impl Config {
             problems: error
                 .into_iter()
                 .map(|error| ConfigProblem {
+                    // A secret of the wrong type (a numeric password from the environment)
+                    // would be echoed by the parser's message: say what is wrong, not what
+                    // was given.
+                    message: if error.path.last().is_some_and(|key| is_secret_key(key)) {
+                        "must be a string (the value given is not shown: it is a secret)".to_owned()
+                    } else {
+                        error.kind.to_string()
+                    },
                     key: if error.path.is_empty() {
                         whole_file.clone()
                     } else {
                         error.path.join(".")
                     },
-                    message: error.kind.to_string(),
                 })
                 .collect(),
         })
@@ -431,13 +443,19 @@ impl RawConfig {
                 ),
             );
         }
-        if self.max_region_lag_parts == 0 {
-            problems.add("max_region_lag_parts", "must be at least 1");
+        if !(1..=MAX_REGION_LAG_PARTS).contains(&self.max_region_lag_parts) {
+            problems.add(
+                "max_region_lag_parts",
+                format!("must be between 1 and {MAX_REGION_LAG_PARTS}"),
+            );
         }
-        if self.region_patience_seconds == 0 {
+        if !(1..=MAX_REGION_PATIENCE_SECONDS).contains(&self.region_patience_seconds) {
             // The others' allowance is patience × lag parts: 0 would drop every region
-            // but the fastest `min_regions` from every backup.
-            problems.add("region_patience_seconds", "must be at least 1");
+            // but the fastest `min_regions` from every backup; a huge one never would.
+            problems.add(
+                "region_patience_seconds",
+                format!("must be between 1 and {MAX_REGION_PATIENCE_SECONDS}"),
+            );
         }
 
         let mut clusters = BTreeMap::new();
@@ -675,6 +693,12 @@ fn required(
     }
 }
 
+/// Keys whose values are secrets: never repeated in a message.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "password" || key == "secret_access_key" || key.ends_with("_secret")
+}
+
 /// A secret given inline or as a file, never both.
 fn optional_secret(
     problems: &mut Problems,
@@ -816,5 +840,35 @@ mod tests {
                 "controller.listen"
             ]
         );
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_or_in_the_wrong_place_is_not_repeated() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let numeric = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = 982451653\n"
+            ),
+        );
+        let error = Config::load(Some(&numeric))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("regions.a.secret_access_key"), "{error}");
+        assert!(!error.contains("982451653"), "{error}");
+
+        let identity =
+            "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        let pasted = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{identity}\"]\n[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n"
+            ),
+        );
+        let error = Config::load(Some(&pasted))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("recipients[0]"), "{error}");
+        assert!(!error.contains("QQQQ"), "{error}");
     }
 }

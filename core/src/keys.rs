@@ -19,6 +19,10 @@ use sha2::{Digest, Sha256};
 pub enum KeyError {
     #[error("{0:?} is not an age X25519 recipient (expected age1…)")]
     InvalidRecipient(String),
+    #[error(
+        "an identity (AGE-SECRET-KEY-1…, a private key) was given where a recipient (age1…, its public key) belongs; it is not shown here. Give the recipient (`age-keygen -y`), and keep the identity away from backup hosts"
+    )]
+    IdentityGivenAsRecipient,
     #[error("{path} cannot be read: {source}")]
     Unreadable {
         path: String,
@@ -61,8 +65,14 @@ impl FromStr for Recipient {
     type Err = KeyError;
     fn from_str(text: &str) -> Result<Self, KeyError> {
         let trimmed = text.trim();
-        let key = age::x25519::Recipient::from_str(trimmed)
-            .map_err(|_| KeyError::InvalidRecipient(trimmed.to_owned()))?;
+        let key = age::x25519::Recipient::from_str(trimmed).map_err(|_| {
+            // An identity pasted where its recipient belongs is a secret: never repeat it.
+            if trimmed.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+                KeyError::IdentityGivenAsRecipient
+            } else {
+                KeyError::InvalidRecipient(trimmed.to_owned())
+            }
+        })?;
         Ok(Self {
             text: trimmed.to_owned(),
             key,

@@ -46,3 +46,10 @@ pub const MANIFEST_FETCHES_IN_FLIGHT: usize = 16;
 
 /// How much of a child process's stderr is kept for an error message.
 pub const STDERR_TAIL_BYTES: usize = 4096;
+
+/// How long unacknowledged data may sit on a PostgreSQL connection before it is dropped
+/// (`TCP_USER_TIMEOUT`), and the idle time before keepalive probes start.
+pub const POSTGRES_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest one catalog statement may run; anything longer is a bug or a lock, not work.
+pub const CATALOG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);

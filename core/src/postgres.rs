@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -45,10 +45,7 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
     #[error("cannot run {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: io::Error },
     #[error("{program} failed ({status}): {stderr}")]
     ToolFailed {
         program: String,
@@ -175,19 +172,84 @@ pub fn database_conninfo(database: &str) -> String {
     )
 }
 
-/// Environment for libpq tools: where to connect and as whom, password included.
+/// Variables a libpq tool inherits from lifeboat's own environment; nothing else reaches
+/// it. `LIFEBOAT_*` may carry secrets (an S3 key, a password), and another process of the
+/// same user can read a child's environment, so the tools start from an empty one.
+const INHERITED_VARIABLES: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+];
+
+/// Environment for libpq tools: where to connect and as whom. The password is not in it:
+/// it goes through a 0600 `PGPASSFILE` ([`password_file`]).
 pub fn libpq_environment(cluster: &ClusterConfig) -> Vec<(&'static str, OsString)> {
-    let mut environment = vec![
+    vec![
         ("PGHOST", OsString::from(&cluster.host)),
         ("PGPORT", OsString::from(cluster.port.to_string())),
         ("PGUSER", OsString::from(&cluster.user)),
         ("PGAPPNAME", OsString::from("lifeboat")),
         ("PGCONNECT_TIMEOUT", OsString::from("10")),
-    ];
-    if let Some(password) = &cluster.password {
-        environment.push(("PGPASSWORD", OsString::from(password.expose_secret())));
+    ]
+}
+
+/// A libpq password file line's field: `\` and `:` escaped with a backslash.
+fn password_file_field(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// A password file holding `cluster`'s password, readable by this user only (0600, as
+/// libpq requires), removed when dropped; `None` without a password.
+pub fn password_file(
+    cluster: &ClusterConfig,
+) -> Result<Option<tempfile::NamedTempFile>, io::Error> {
+    let Some(password) = &cluster.password else {
+        return Ok(None);
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix("lifeboat-pgpass-")
+        .tempfile()?;
+    // The tool connects to exactly this host, port and user; any database.
+    writeln!(
+        file,
+        "{}:{}:*:{}:{}",
+        password_file_field(&cluster.host),
+        cluster.port,
+        password_file_field(&cluster.user),
+        password_file_field(password.expose_secret())
+    )?;
+    file.flush()?;
+    Ok(Some(file))
+}
+
+/// The command that runs libpq tool `program`: an empty environment but for
+/// [`INHERITED_VARIABLES`] taken from `parent`, the connection's variables, and
+/// `PGPASSFILE` when there is a password.
+fn tool_command(
+    program: &Path,
+    parent: impl Iterator<Item = (OsString, OsString)>,
+    cluster: &ClusterConfig,
+    password_file: Option<&Path>,
+) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear();
+    for (name, value) in parent {
+        if INHERITED_VARIABLES.iter().any(|kept| name == *kept) {
+            command.env(name, value);
+        }
     }
-    environment
+    command.envs(libpq_environment(cluster));
+    if let Some(path) = password_file {
+        command.env("PGPASSFILE", path);
+    }
+    command
 }
 
 /// Driver settings for `database` on `cluster`, for one connection or a pool.
@@ -203,7 +265,12 @@ pub fn client_config(
         .user(&cluster.user)
         .dbname(database)
         .application_name(application_name)
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // A server that vanished (host down, network cut) is noticed in seconds, not after
+        // the kernel's 15-minute retransmission timeout.
+        .tcp_user_timeout(policy::POSTGRES_TCP_USER_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(policy::POSTGRES_TCP_USER_TIMEOUT);
     if let Some(password) = &cluster.password {
         config.password(password.expose_secret());
     }
@@ -335,10 +402,20 @@ pub struct StderrTail(Arc<Mutex<Vec<u8>>>);
 impl StderrTail {
     /// Take `child`'s stderr and keep its tail.
     pub fn capture(child: &mut Child) -> StderrTail {
+        StderrTail::capture_keeping(child, None)
+    }
+
+    /// [`StderrTail::capture`], keeping `password_file` until the child closes its stderr
+    /// (it exited): the file lives exactly as long as the tool that may read it.
+    fn capture_keeping(
+        child: &mut Child,
+        password_file: Option<tempfile::NamedTempFile>,
+    ) -> StderrTail {
         let tail = StderrTail::default();
         if let Some(mut stderr) = child.stderr.take() {
             let buffer = tail.0.clone();
             std::thread::spawn(move || {
+                let _password_file = password_file;
                 let mut chunk = [0u8; 4096];
                 while let Ok(read) = stderr.read(&mut chunk) {
                     if read == 0 {
@@ -394,22 +471,30 @@ fn spawn_tool(
     stdout: Stdio,
 ) -> Result<(Child, StderrTail), PostgresError> {
     let program = tools.program(name);
-    let mut child = Command::new(&program)
-        .args(arguments)
-        .arg("--no-password")
-        .arg(format!("--dbname={}", database_conninfo(database)))
-        .envs(libpq_environment(cluster))
-        // The tool's own messages in English, so `tool_refused_for_good` can read them.
-        .env("LC_MESSAGES", "C")
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| PostgresError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
-    let stderr = StderrTail::capture(&mut child);
+    let password_file = password_file(cluster).map_err(|source| PostgresError::Spawn {
+        program: format!("{} (writing its password file)", program.display()),
+        source,
+    })?;
+    let mut child = tool_command(
+        &program,
+        std::env::vars_os(),
+        cluster,
+        password_file.as_ref().map(tempfile::NamedTempFile::path),
+    )
+    .args(arguments)
+    .arg("--no-password")
+    .arg(format!("--dbname={}", database_conninfo(database)))
+    // The tool's own messages in English, so `tool_refused_for_good` can read them.
+    .env("LC_MESSAGES", "C")
+    .stdin(stdin)
+    .stdout(stdout)
+    .stderr(Stdio::piped())
+    .spawn()
+    .map_err(|source| PostgresError::Spawn {
+        program: program.display().to_string(),
+        source,
+    })?;
+    let stderr = StderrTail::capture_keeping(&mut child, password_file);
     Ok((child, stderr))
 }
 
@@ -509,9 +594,80 @@ mod tests {
         assert!(!unreachable.is_permanent());
         let spawn = PostgresError::Spawn {
             program: "pg_dump".to_owned(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            source: io::Error::from(io::ErrorKind::NotFound),
         };
         assert!(!spawn.is_permanent());
+    }
+
+    fn cluster_with_password(password: &str) -> ClusterConfig {
+        ClusterConfig {
+            name: crate::ids::ClusterName::parse("main").expect("cluster"),
+            host: "db.internal".to_owned(),
+            port: 5433,
+            user: "lifeboat:admin".to_owned(),
+            password: Some(secrecy::SecretString::from(password.to_owned())),
+            maintenance_database: "postgres".to_owned(),
+        }
+    }
+
+    #[test]
+    fn tools_inherit_no_lifeboat_secret_and_get_the_password_through_a_private_file() {
+        let cluster = cluster_with_password(r"pa:ss\word");
+        let file = password_file(&cluster).expect("write").expect("a password");
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("LIFEBOAT_REGIONS__EU__SECRET_ACCESS_KEY", "s3-secret"),
+            ("PGPASSWORD", "inherited-password"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let command = tool_command(
+            Path::new("pg_dump"),
+            parent.into_iter(),
+            &cluster,
+            Some(file.path()),
+        );
+        let environment: BTreeMap<String, String> = command
+            .get_envs()
+            .filter_map(|(name, value)| {
+                Some((
+                    name.to_string_lossy().into_owned(),
+                    value?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        assert_eq!(environment["PATH"], "/usr/bin");
+        assert_eq!(environment["PGHOST"], "db.internal");
+        assert_eq!(environment["PGPASSFILE"], file.path().display().to_string());
+        for leaked in [
+            "LIFEBOAT_REGIONS__EU__SECRET_ACCESS_KEY",
+            "PGPASSWORD",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(
+                !environment.contains_key(leaked),
+                "{leaked} reaches the tool"
+            );
+        }
+        assert!(
+            !environment.values().any(|value| value.contains("word")),
+            "the password is not in the environment"
+        );
+
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file.path())
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "only the owner may read it: {mode:o}");
+        let line = std::fs::read_to_string(file.path()).expect("read");
+        assert_eq!(
+            line,
+            "db.internal:5433:*:lifeboat\\:admin:pa\\:ss\\\\word\n"
+        );
+        let path = file.path().to_owned();
+        drop(file);
+        assert!(!path.exists(), "removed when dropped");
     }
 
     #[test]

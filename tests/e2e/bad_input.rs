@@ -238,7 +238,7 @@ backup_window = "25:00-03:00"
         "regions.eu.bucket: missing",
         "regions.Bad Region: region name \"Bad Region\" is not a slug",
         "min_regions: 5",
-        "region_patience_seconds: must be at least 1",
+        "region_patience_seconds: must be between 1 and 3600",
         "tenants.acme.cluster: unknown cluster \"nowhere\"",
         "schedule.backup_window: backup window \"25:00-03:00\" is not HH:MM-HH:MM (UTC)",
     ] {

@@ -68,7 +68,9 @@ pub(crate) struct FanOutLimits {
 impl FanOutLimits {
     /// How long the other regions get once `min_regions` have finished a step.
     pub(crate) fn straggler_allowance(&self) -> Duration {
-        self.patience * self.max_region_lag_parts as u32
+        // Checked: both come from the configuration.
+        self.patience
+            .saturating_mul(u32::try_from(self.max_region_lag_parts).unwrap_or(u32::MAX))
     }
 }
 
