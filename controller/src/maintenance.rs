@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::dedup_key::{DedupKey, RunName};
 use crate::nightly;
-use crate::queue::{self, JobStatus, NewJob};
+use crate::queue::{self, JobState, JobStatus, NewJob};
 use crate::{drills, retention, scrub};
 
 /// What maintenance needs.
@@ -250,7 +250,7 @@ pub async fn enqueue_repairs(
             report.repaired = repaired
                 .finished
                 .iter()
-                .filter(|status| status.state == "succeeded")
+                .filter(|status| status.state == JobState::Succeeded)
                 .count();
         }
         Err(error) => report.phase_failed("repair plan", error),
@@ -319,12 +319,18 @@ async fn run_jobs(
     wait.work_ready.notify_waiters();
     match nightly::wait_for_jobs(catalog, &ids, Duration::from_millis(200), wait.until).await {
         Ok(statuses) => {
-            for status in statuses.iter().filter(|status| status.state != "succeeded") {
+            for status in statuses
+                .iter()
+                .filter(|status| status.state != JobState::Succeeded)
+            {
                 report.problems.push(format!(
                     "{} job {}: {}",
                     status.kind,
                     status.id,
-                    status.last_error.as_deref().unwrap_or(&status.state)
+                    status
+                        .last_error
+                        .as_deref()
+                        .unwrap_or(status.state.as_str())
                 ));
             }
             phase.finished = statuses;

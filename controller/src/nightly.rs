@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, CatalogError, query_error};
 use crate::dedup_key::{DedupKey, RunName};
 use crate::maintenance::{self, MaintenanceOptions, MaintenanceReport, WaitForJobs};
-use crate::queue::{self, JobStatus, NewJob};
+use crate::queue::{self, JobState, JobStatus, NewJob};
 
 /// Enqueue run `run`'s backups: one per tenant in the catalog, except that a tenant whose
 /// scheduled slot of the run's date (when `run` is a date) has a job that did not fail for
@@ -306,9 +306,7 @@ pub async fn wait_for_jobs(
 ) -> Result<Vec<JobStatus>, CatalogError> {
     loop {
         let statuses = queue::job_statuses(catalog, ids).await?;
-        let finished = statuses
-            .iter()
-            .all(|status| status.state == "succeeded" || status.state == "failed");
+        let finished = statuses.iter().all(|status| status.state.is_finished());
         if finished || cancel.is_cancelled() {
             return Ok(statuses);
         }
@@ -362,8 +360,8 @@ impl DrillLine {
     pub fn from_status(status: &JobStatus) -> DrillLine {
         let drilled = status.drill_summary();
         let outcome = drilled.as_ref().map(|summary| &summary.record.outcome);
-        let verified =
-            status.state == "succeeded" && matches!(outcome, Some(DrillOutcome::Verified { .. }));
+        let verified = status.state == JobState::Succeeded
+            && matches!(outcome, Some(DrillOutcome::Verified { .. }));
         let (tables_verified, rows_verified) = match outcome {
             Some(DrillOutcome::Verified {
                 tables_verified,
@@ -383,7 +381,7 @@ impl DrillLine {
         };
         DrillLine {
             job: Some(status.id),
-            state: status.state.clone(),
+            state: status.state.to_string(),
             verified,
             tables_verified,
             rows_verified,
@@ -468,7 +466,7 @@ impl TenantOutcome {
         TenantOutcome {
             tenant: tenant.to_owned(),
             job: status.id,
-            state: status.state.clone(),
+            state: status.state.to_string(),
             attempts: status.attempts,
             backup_id: backup.as_ref().map(|summary| summary.backup_id.to_string()),
             stored_bytes: backup.as_ref().map(|summary| summary.stored_bytes),
@@ -666,9 +664,9 @@ mod tests {
     fn status(state: &str, result: serde_json::Value) -> JobStatus {
         JobStatus {
             id: 7,
-            kind: "drill".to_owned(),
+            kind: lifeboat_core::api::JobKind::Drill,
             tenant: Some("acme".to_owned()),
-            state: state.to_owned(),
+            state: JobState::parse(state).expect("a job state"),
             attempts: 1,
             last_error: None,
             result: Some(result),

@@ -112,13 +112,60 @@ impl NewJob {
     }
 }
 
+/// Where a job is in its life; `jobs.state` (a CHECK names the same four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    /// Out of attempts, or failed for good.
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 4] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+    ];
+
+    /// The name stored in `jobs.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+
+    /// Succeeded or failed: it will not run again unless requeued.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
 /// A job that has finished, or not, as the catalog holds it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobStatus {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub tenant: Option<String>,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub result: Option<serde_json::Value>,
@@ -561,18 +608,27 @@ pub async fn job_statuses(catalog: &Catalog, ids: &[i64]) -> Result<Vec<JobStatu
         )
         .await
         .map_err(query_error("read job states"))?;
-    Ok(rows
-        .iter()
-        .map(|row| JobStatus {
-            id: row.get(0),
-            kind: row.get(1),
-            tenant: row.get(2),
-            state: row.get(3),
-            attempts: row.get(4),
-            last_error: row.get(5),
-            result: row.get(6),
+    rows.iter()
+        .map(|row| {
+            let kind: &str = row.get(1);
+            let state: &str = row.get(3);
+            let unreadable = || {
+                CatalogError::Inconsistent(format!(
+                    "job {} has kind {kind:?} and state {state:?}, which this lifeboat does not know",
+                    row.get::<_, i64>(0)
+                ))
+            };
+            Ok(JobStatus {
+                id: row.get(0),
+                kind: JobKind::parse(kind).ok_or_else(unreadable)?,
+                tenant: row.get(2),
+                state: JobState::parse(state).ok_or_else(unreadable)?,
+                attempts: row.get(4),
+                last_error: row.get(5),
+                result: row.get(6),
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1295,7 +1295,11 @@ async fn committed_but_never_reported(
     cancel.cancel();
     let _ = agent.await;
     reaper.abort();
-    assert_eq!(statuses[0].state, "succeeded", "{statuses:?}");
+    assert_eq!(
+        statuses[0].state,
+        queue::JobState::Succeeded,
+        "{statuses:?}"
+    );
     assert_eq!(statuses[0].attempts, 2, "{statuses:?}");
     assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
     if !lose_second_manifest {
@@ -1824,7 +1828,11 @@ async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats(
     let statuses = queue::job_statuses(&catalog, &[claimed.id])
         .await
         .expect("status");
-    assert_eq!(statuses[0].state, "queued", "retried: {statuses:?}");
+    assert_eq!(
+        statuses[0].state,
+        queue::JobState::Queued,
+        "retried: {statuses:?}"
+    );
     assert!(
         statuses[0]
             .last_error
