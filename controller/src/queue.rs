@@ -556,29 +556,6 @@ pub async fn reap_expired_leases(
             i64::try_from(deadline_of(&policy.deadlines, *kind).as_millis()).unwrap_or(i64::MAX)
         })
         .collect();
-    let overdue = connection
-        .execute(
-            &format!(
-                "UPDATE jobs SET
-                    state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-                    run_after = now() + {backoff},
-                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-                    last_error = 'deadline passed: the attempt ran longer than '
-                                 || (deadline.ms / 1000)::bigint || ' s (agent '
-                                 || coalesce(lease_owner, '?') || ')',
-                    lease_token = NULL, lease_expires_at = NULL
-                 FROM unnest($2::text[], $3::bigint[]) AS deadline (kind, ms)
-                 WHERE jobs.state = 'running' AND jobs.kind = deadline.kind
-                   AND jobs.started_at < now() - make_interval(secs => deadline.ms / 1000.0)",
-                backoff = backoff_sql(1)
-            ),
-            &[&backoff_millis(policy), &kinds, &deadline_ms],
-        )
-        .await
-        .map_err(query_error("end jobs past their deadline"))?;
-    if overdue > 0 {
-        tracing::warn!(overdue, "ended jobs that ran past their deadline");
-    }
     let reaped = connection
         .execute(
             &format!(
@@ -586,16 +563,28 @@ pub async fn reap_expired_leases(
                     state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
                     run_after = now() + {backoff},
                     finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-                    last_error = 'lease expired: agent ' || coalesce(lease_owner, '?') || ' stopped sending heartbeats',
+                    last_error = CASE
+                        WHEN jobs.lease_expires_at < now()
+                        THEN 'lease expired: agent ' || coalesce(lease_owner, '?')
+                             || ' stopped sending heartbeats'
+                        ELSE 'deadline passed: the attempt ran longer than '
+                             || (deadline.ms / 1000)::bigint || ' s (agent '
+                             || coalesce(lease_owner, '?') || ')'
+                    END,
                     lease_token = NULL, lease_expires_at = NULL
-                 WHERE state = 'running' AND lease_expires_at < now()",
+                 FROM unnest($2::text[], $3::bigint[]) AS deadline (kind, ms)
+                 WHERE jobs.state = 'running' AND jobs.kind = deadline.kind
+                   AND (jobs.lease_expires_at < now()
+                        OR jobs.started_at < now() - make_interval(secs => deadline.ms / 1000.0))",
                 backoff = backoff_sql(1)
             ),
-            &[&backoff_millis(policy)],
+            &[&backoff_millis(policy), &kinds, &deadline_ms],
         )
         .await
-        .map_err(query_error("reap expired leases"))?;
-    Ok(reaped + overdue)
+        .map_err(query_error(
+            "reap expired leases and jobs past their deadline",
+        ))?;
+    Ok(reaped)
 }
 
 /// The state of the given jobs.

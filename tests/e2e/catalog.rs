@@ -1,17 +1,11 @@
 //! The catalog: migrations and tenants, through the command line, on a real cluster.
 
-use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
-
-const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_migrates_once_and_manages_tenants_with_an_append_only_audit_log() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create");
+    env.create_catalog().await;
     let config = env.config_file(&Settings {
         extra: CATALOG.to_owned(),
         ..Settings::default()

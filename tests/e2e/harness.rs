@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub const ACCESS_KEY_ID: &str = "lifeboat-test";
 pub const SECRET_ACCESS_KEY: &str = "test-secret-Zq81kL0p";
 pub const BUCKET: &str = "lifeboat-test";
+/// The `[catalog]` section of a test configuration; [`TestEnv::create_catalog`] creates it.
+pub const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -172,6 +174,15 @@ impl TestEnv {
 
     pub fn region(&self, config: &Config, index: usize) -> Region {
         Region::new(&config.regions[index])
+    }
+
+    /// Create the catalog database that [`CATALOG`] names (empty: `controller migrate` fills it).
+    pub async fn create_catalog(&self) {
+        let admin = self.postgres.connect("postgres").await.expect("connect");
+        admin
+            .batch_execute("CREATE DATABASE lifeboat_catalog")
+            .await
+            .expect("create catalog");
     }
 
     /// Create `database` with sample data of about `rows` rows in each of three tables,

@@ -5,9 +5,7 @@ use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::manifest::ObjectKey;
 use lifeboat_core::region::Region;
 
-use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
-
-const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr, stdout};
 
 /// What the catalog says about backups: (id, tenant, kind, stored bytes, sha256) and
 /// (id, region, state), both sorted.
@@ -56,11 +54,7 @@ fn json(output: &std::process::Output) -> serde_json::Value {
 async fn catalog_rebuilt_from_one_region_has_the_same_backups_sizes_hashes_and_copies() {
     let env = TestEnv::start(Backend::Embedded, 2).await;
     env.create_tenant_database("acme", 200).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create catalog");
+    env.create_catalog().await;
     let config_path = env.config_file(&Settings {
         extra: CATALOG.to_owned(),
         ..Settings::default()
@@ -124,15 +118,14 @@ async fn catalog_rebuilt_from_one_region_has_the_same_backups_sizes_hashes_and_c
     );
 
     // The catalog is lost; a new one is rebuilt from the other region.
-    for statement in [
-        "DROP DATABASE lifeboat_catalog WITH (FORCE)",
-        "CREATE DATABASE lifeboat_catalog",
-    ] {
-        admin
-            .batch_execute(statement)
-            .await
-            .expect("recreate catalog");
-    }
+    env.postgres
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("DROP DATABASE lifeboat_catalog WITH (FORCE)")
+        .await
+        .expect("drop catalog");
+    env.create_catalog().await;
     assert!(run(&["controller", "migrate"]).status.success());
     let report = json(&run(&["catalog", "rebuild", "--region", "us", "--json"]));
     assert_eq!(report["backups_found"], 2, "{report}");
@@ -170,11 +163,7 @@ async fn catalog_rebuilt_from_one_region_has_the_same_backups_sizes_hashes_and_c
 async fn rebuild_reports_an_unreachable_region_and_gives_it_no_copies() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     env.create_tenant_database("acme", 50).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create catalog");
+    env.create_catalog().await;
     let healthy = env.config_file(&Settings {
         extra: CATALOG.to_owned(),
         ..Settings::default()

@@ -4,9 +4,7 @@
 use lifeboat_core::config::Config;
 use lifeboat_core::region::Region;
 
-use crate::harness::{Backend, Settings, TestEnv, all_keys, stderr, stdout};
-
-const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, all_keys, stderr, stdout};
 
 fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
@@ -23,11 +21,7 @@ async fn tenant_with_backups(
     extra_config: &str,
 ) -> (std::path::PathBuf, Vec<String>, tokio_postgres::Client) {
     env.create_tenant_database("acme", 100).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create catalog");
+    env.create_catalog().await;
     let config_path = env.config_file(&Settings {
         extra: format!("{CATALOG}{extra_config}"),
         ..Settings::default()

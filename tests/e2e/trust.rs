@@ -5,9 +5,7 @@ use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::{Manifest, ObjectKey};
 use lifeboat_core::restore::BackupSelector;
 
-use crate::harness::{Backend, Settings, TestEnv, backup, read_object, restore, stderr};
-
-const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, backup, read_object, restore, stderr};
 
 fn two_tenants() -> Settings {
     Settings {
@@ -73,11 +71,7 @@ async fn a_manifest_rewritten_in_a_bucket_disagrees_with_the_catalog_and_is_not_
     let env = TestEnv::start(Backend::Embedded, 2).await;
     env.create_tenant_database("acme", 500).await;
     env.create_tenant_database("globex", 2000).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create catalog");
+    env.create_catalog().await;
     let config_path = env.config_file(&Settings {
         extra: CATALOG.to_owned(),
         ..two_tenants()
@@ -154,11 +148,7 @@ async fn a_new_tenant_does_not_inherit_backups_left_under_its_name() {
     let env = TestEnv::start(Backend::Embedded, 2).await;
     env.create_tenant_database("acme", 100).await;
     env.create_tenant_database("globex", 100).await;
-    let admin = env.postgres.connect("postgres").await.expect("connect");
-    admin
-        .batch_execute("CREATE DATABASE lifeboat_catalog")
-        .await
-        .expect("create catalog");
+    env.create_catalog().await;
     let config_path = env.config_file(&Settings {
         extra: CATALOG.to_owned(),
         // The catalog is where tenants live; the config names none.
