@@ -11,6 +11,8 @@
 //!   full, the ones hashed longest ago (or never) first, so every copy is re-hashed in turn.
 //! - [`apply_scrub_result`]: record what the scrub saw. A copy the agent could not check is
 //!   absent from the result and keeps its state: an unreachable region is not a lost copy.
+//!   Each bad copy found is also added to the region's running total (`scrub_findings`),
+//!   which repair never lowers.
 //! - [`plan_repairs`]: a replicate job for every live backup lacking a good copy in a
 //!   configured region, from the regions holding one.
 //! - [`apply_replicate_result`]: the copy is present again.
@@ -37,19 +39,29 @@ const LIVE_BACKUPS_SQL: &str = "
     WHERE b.trashed_at IS NULL
     ORDER BY b.id, c.region";
 
-/// Upsert the scrub's findings in one statement (all or nothing). A backup deleted since the
-/// job was planned matches no row of `backups` and is skipped.
+/// Upsert the scrub's findings and add the bad copies among them to the region's running
+/// total (`scrub_findings`, behind `lifeboat_scrub_bad_copies_total`), in one statement (all
+/// or nothing). A backup deleted since the job was planned matches no row of `backups` and is
+/// skipped, in both. Every bad copy reported counts, also one already recorded as bad: the
+/// total counts findings, not copies.
 const APPLY_SCRUB_SQL: &str = "
-    INSERT INTO backup_copies (backup_id, region, state, checked_at, hashed_at, detail)
-    SELECT b.id, $1, found.state, now(), CASE WHEN found.hashed THEN now() END, found.detail
-    FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[])
-         AS found (backup_id, state, hashed, detail)
-    JOIN backups b ON b.id = found.backup_id
-    ON CONFLICT (backup_id, region) DO UPDATE SET
-        state = EXCLUDED.state,
-        checked_at = EXCLUDED.checked_at,
-        hashed_at = COALESCE(EXCLUDED.hashed_at, backup_copies.hashed_at),
-        detail = EXCLUDED.detail";
+    WITH recorded AS (
+        INSERT INTO backup_copies (backup_id, region, state, checked_at, hashed_at, detail)
+        SELECT b.id, $1, found.state, now(), CASE WHEN found.hashed THEN now() END, found.detail
+        FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[])
+             AS found (backup_id, state, hashed, detail)
+        JOIN backups b ON b.id = found.backup_id
+        ON CONFLICT (backup_id, region) DO UPDATE SET
+            state = EXCLUDED.state,
+            checked_at = EXCLUDED.checked_at,
+            hashed_at = COALESCE(EXCLUDED.hashed_at, backup_copies.hashed_at),
+            detail = EXCLUDED.detail
+        RETURNING backup_copies.state
+    )
+    INSERT INTO scrub_findings (region, bad_copies_found)
+    SELECT $1, count(*) FROM recorded WHERE recorded.state <> 'present'
+    ON CONFLICT (region) DO UPDATE SET
+        bad_copies_found = scrub_findings.bad_copies_found + EXCLUDED.bad_copies_found";
 
 /// A replicated copy is present. `hashed_at` is cleared: the bytes were hashed as they were
 /// sent, not as the region stored them, so the next scrub reads this copy back first.
@@ -259,7 +271,8 @@ fn scrub_jobs(
         .collect()
 }
 
-/// Record what a scrub of `region` found; copies not yet recorded get a row.
+/// Record what a scrub of `region` found; copies not yet recorded get a row. Every copy
+/// reported missing or corrupt adds one to the region's count of bad copies found.
 pub async fn apply_scrub_result<C: tokio_postgres::GenericClient>(
     client: &C,
     region: &RegionName,

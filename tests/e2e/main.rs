@@ -12,6 +12,7 @@ mod demo;
 mod faults;
 mod harness;
 mod listing;
+mod metrics;
 mod rebuild;
 mod region_errors;
 mod retention;

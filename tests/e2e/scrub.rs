@@ -22,20 +22,20 @@ use crate::harness::{
     Backend, Settings, TestEnv, assert_no_open_uploads, read_object, stderr, stdout,
 };
 
-const CATALOG_DATABASE: &str = "lifeboat_catalog";
+pub(crate) const CATALOG_DATABASE: &str = "lifeboat_catalog";
 
 /// A tenant backed up to every region by the command line and recorded in the catalog.
-struct BackedUp {
-    config: Config,
+pub(crate) struct BackedUp {
+    pub(crate) config: Config,
     config_path: std::path::PathBuf,
-    regions: Vec<Region>,
-    region_names: Vec<RegionName>,
+    pub(crate) regions: Vec<Region>,
+    pub(crate) region_names: Vec<RegionName>,
     tenant: TenantName,
-    manifest: Manifest,
+    pub(crate) manifest: Manifest,
 }
 
 impl BackedUp {
-    fn object_key(&self) -> String {
+    pub(crate) fn object_key(&self) -> String {
         ObjectKey::Dump(&self.tenant, self.manifest.backup_id).to_key()
     }
 
@@ -44,7 +44,7 @@ impl BackedUp {
     }
 }
 
-async fn back_up(env: &TestEnv, rows: u32) -> BackedUp {
+pub(crate) async fn back_up(env: &TestEnv, rows: u32) -> BackedUp {
     env.create_tenant_database("acme", rows).await;
     let config_path = env.config_file(&Settings {
         extra: format!("[catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n"),
@@ -76,7 +76,7 @@ async fn back_up(env: &TestEnv, rows: u32) -> BackedUp {
     }
 }
 
-async fn catalog(env: &TestEnv, backed_up: &BackedUp) -> Catalog {
+pub(crate) async fn catalog(env: &TestEnv, backed_up: &BackedUp) -> Catalog {
     let admin = env.postgres.connect("postgres").await.expect("connect");
     admin
         .batch_execute(&format!("CREATE DATABASE {CATALOG_DATABASE}"))
@@ -122,7 +122,11 @@ async fn copy_states(
 }
 
 /// Plan a scrub of every region, run it as an agent would and apply the results.
-async fn scrub_round(backed_up: &BackedUp, catalog: &Catalog, full_sample_per_day: usize) {
+pub(crate) async fn scrub_round(
+    backed_up: &BackedUp,
+    catalog: &Catalog,
+    full_sample_per_day: usize,
+) {
     let jobs = plan_scrub(
         catalog,
         &backed_up.region_names,
@@ -183,7 +187,7 @@ async fn open_uploads(region: &Region) -> Vec<(String, String)> {
 }
 
 /// Overwrite an object with garbage of the same size, so only its hash gives it away.
-async fn corrupt_keeping_size(region: &Region, key: &str, size: u64) {
+pub(crate) async fn corrupt_keeping_size(region: &Region, key: &str, size: u64) {
     let garbage = vec![0x5a_u8; usize::try_from(size).expect("size")];
     region
         .put_object(key, bytes::Bytes::from(garbage))
