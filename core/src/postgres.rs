@@ -498,6 +498,63 @@ fn spawn_tool(
     Ok((child, stderr))
 }
 
+/// Kills a running tool from any thread, never after it has been reaped: its pid is kept
+/// only until the thread that owns the child calls [`ToolKiller::disarm`], right before it
+/// waits for it (an unreaped child keeps its pid, so the signal cannot reach another
+/// process). A cancelled job uses it to stop a pg_dump whose reader is blocked.
+#[derive(Debug)]
+pub struct ToolKiller {
+    pid: Mutex<Option<nix::unistd::Pid>>,
+}
+
+impl ToolKiller {
+    pub fn for_child(child: &Child) -> Arc<ToolKiller> {
+        let pid = i32::try_from(child.id())
+            .ok()
+            .map(nix::unistd::Pid::from_raw);
+        Arc::new(ToolKiller {
+            pid: Mutex::new(pid),
+        })
+    }
+
+    /// From now on [`ToolKiller::kill`] does nothing: call before waiting for the child.
+    pub fn disarm(&self) {
+        if let Ok(mut pid) = self.pid.lock() {
+            *pid = None;
+        }
+    }
+
+    /// SIGKILL the tool if it has not been disarmed; whether a signal was sent.
+    pub fn kill(&self) -> bool {
+        let Ok(pid) = self.pid.lock() else {
+            return false;
+        };
+        pid.is_some_and(|pid| {
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok()
+        })
+    }
+
+    /// Kill the tool when `cancel` fires, until the returned guard is dropped.
+    pub fn kill_on_cancel(
+        self: &Arc<Self>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> tokio_util::sync::DropGuard {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (killer, cancel, stopped) = (self.clone(), cancel.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    if killer.kill() {
+                        tracing::info!("cancelled: the tool was killed");
+                    }
+                }
+                () = stopped.cancelled() => {}
+            }
+        });
+        stop.drop_guard()
+    }
+}
+
 /// Start `pg_dump --format=custom --compress=0` of `database` in `snapshot`, stdout piped.
 pub fn spawn_pg_dump(
     tools: &PgTools,
@@ -668,6 +725,28 @@ mod tests {
         let path = file.path().to_owned();
         drop(file);
         assert!(!path.exists(), "removed when dropped");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_tool_is_killed_and_a_disarmed_one_never() {
+        let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let killer = ToolKiller::for_child(&sleeper);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _watching = killer.kill_on_cancel(&cancel);
+        let started = std::time::Instant::now();
+        cancel.cancel();
+        let status = tokio::task::spawn_blocking(move || sleeper.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(!status.success(), "killed: {status:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        let mut finished = Command::new("true").spawn().expect("true");
+        let killer = ToolKiller::for_child(&finished);
+        killer.disarm();
+        assert!(finished.wait().expect("wait").success());
+        assert!(!killer.kill(), "a reaped child's pid is never signalled");
     }
 
     #[test]

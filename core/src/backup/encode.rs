@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::keys::Recipient;
 use crate::policy;
-use crate::postgres::{self, PostgresError, StderrTail};
+use crate::postgres::{self, PostgresError, StderrTail, ToolKiller};
 use crate::progress::Progress;
 
 /// What the encoder made of the dump.
@@ -97,6 +97,8 @@ impl Write for PartWriter {
 pub(crate) struct EncodeJob {
     pub pg_dump: Child,
     pub pg_dump_stderr: StderrTail,
+    /// Disarmed before pg_dump is waited for; a cancelled backup kills pg_dump through it.
+    pub pg_dump_killer: Arc<ToolKiller>,
     pub recipients: Vec<Recipient>,
     pub compression_level: i32,
     pub part_size_bytes: u64,
@@ -125,6 +127,7 @@ pub(crate) fn encode_dump(mut job: EncodeJob) -> Result<EncodedDump, EncodeError
     let result = encode_stream(&mut job);
     if result.is_err() {
         let _ = job.pg_dump.kill();
+        job.pg_dump_killer.disarm();
         let _ = job.pg_dump.wait();
     }
     result
@@ -177,6 +180,7 @@ fn encode_stream(job: &mut EncodeJob) -> Result<EncodedDump, EncodeError> {
     }
     // pg_dump closed its output: it must have succeeded before the last part leaves, so
     // a failed dump can never be completed in any region.
+    job.pg_dump_killer.disarm();
     postgres::wait_for_tool("pg_dump", &mut job.pg_dump, &job.pg_dump_stderr)?;
 
     let age_writer = zstd_writer.finish().map_err(io_to_encode_error)?;

@@ -384,9 +384,14 @@ async fn encode_and_send(
         &snapshot.snapshot_name,
     )?;
     let (parts_sender, parts_receiver) = mpsc::channel::<Bytes>(1);
+    // A cancelled backup must end even while the encoder is blocked reading a pg_dump that
+    // hangs: killing pg_dump ends that read.
+    let pg_dump_killer = postgres::ToolKiller::for_child(&pg_dump);
+    let _kill_pg_dump_on_cancel = pg_dump_killer.kill_on_cancel(&request.cancel);
     let encode_job = EncodeJob {
         pg_dump,
         pg_dump_stderr,
+        pg_dump_killer,
         recipients: config.recipients.clone(),
         compression_level: config.compression_level,
         part_size_bytes: config.part_size_bytes,
