@@ -462,17 +462,24 @@ pub async fn heartbeat(
     if renewed == 1 {
         Ok(())
     } else {
-        Err(why_not_held(&**connection, id, agent).await)
+        Err(why_not_held(&**connection, id, lease_token, agent).await)
     }
 }
 
-/// Why job `id` is not running under `agent`'s lease: it does not exist, another agent
-/// holds it, or the lease moved on.
-async fn why_not_held<C: GenericClient>(client: &C, id: i64, agent: &str) -> QueueError {
+/// Why job `id` is not running under `agent`'s `lease_token`: it does not exist, the token
+/// is the current one but another agent's, or the lease moved on (a stale attempt, told
+/// with 409 so its agent stops at once).
+async fn why_not_held<C: GenericClient>(
+    client: &C,
+    id: i64,
+    lease_token: Uuid,
+    agent: &str,
+) -> QueueError {
     match client
         .query_opt(
-            "SELECT state = 'running' AND lease_owner IS DISTINCT FROM $2 FROM jobs WHERE id = $1",
-            &[&id, &agent],
+            "SELECT state = 'running' AND lease_token = $2 AND lease_owner IS DISTINCT FROM $3
+             FROM jobs WHERE id = $1",
+            &[&id, &lease_token, &agent],
         )
         .await
     {
@@ -504,7 +511,7 @@ pub async fn lock_running<C: GenericClient>(
         .await
         .map_err(query_error("look up running job"))?;
     let Some(row) = row else {
-        return Err(why_not_held(client, id, agent).await);
+        return Err(why_not_held(client, id, lease_token, agent).await);
     };
     let kind: String = row.get(0);
     let params: serde_json::Value = row.get(1);

@@ -357,26 +357,35 @@ pub async fn agent(config_path: Option<&Path>, flags: AgentFlags) -> anyhow::Res
 /// What a new agent token allows: `--cluster C` (repeatable) or `--all-clusters`, one of
 /// them required, and `--can-decrypt` for an agent that holds the age identity (drills).
 #[derive(Debug, Clone, clap::Args)]
-#[group(id = "token_clusters", required = true, multiple = false, args = ["clusters", "all_clusters"])]
 pub struct TokenScopeFlags {
+    #[command(flatten)]
+    pub clusters: TokenClusterFlags,
+    /// The agent holds the age identity and may be given drills.
+    #[arg(long)]
+    pub can_decrypt: bool,
+}
+
+/// Exactly one of `--cluster C…` and `--all-clusters`: a token never gets every cluster by
+/// omission.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenClusterFlags {
     /// A cluster whose jobs the agent may claim (repeatable).
     #[arg(long = "cluster")]
     pub clusters: Vec<String>,
     /// The agent may claim jobs on every cluster, present and future.
     #[arg(long)]
     pub all_clusters: bool,
-    /// The agent holds the age identity and may be given drills.
-    #[arg(long)]
-    pub can_decrypt: bool,
 }
 
 impl TokenScopeFlags {
     fn scope(&self) -> anyhow::Result<AgentScope> {
-        let clusters = if self.all_clusters {
+        let clusters = if self.clusters.all_clusters {
             ClusterScope::All
         } else {
             ClusterScope::Only(
                 self.clusters
+                    .clusters
                     .iter()
                     .map(|cluster| parse_flag("cluster", cluster, ClusterName::parse))
                     .collect::<anyhow::Result<_>>()?,
