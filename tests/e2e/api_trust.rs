@@ -21,14 +21,12 @@ use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
-
-const CATALOG_DATABASE: &str = "lifeboat_catalog";
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr, stdout};
 
 fn settings() -> Settings {
     Settings {
         min_regions: Some(1),
-        extra: format!("[catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n"),
+        extra: CATALOG.to_owned(),
         ..Settings::default()
     }
 }
@@ -57,11 +55,7 @@ impl Drop for Api {
 impl Api {
     async fn start() -> Api {
         let env = TestEnv::start(Backend::Embedded, 1).await;
-        let admin = env.postgres.connect("postgres").await.expect("connect");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {CATALOG_DATABASE}"))
-            .await
-            .expect("create catalog database");
+        env.create_catalog().await;
         let config_path = env.config_file(&settings());
         let migrated = env.lifeboat(&config_path, &["controller", "migrate"]);
         assert!(migrated.status.success(), "{}", stderr(&migrated));

@@ -37,11 +37,8 @@ pub struct AgentPrincipal {
 }
 
 impl Principal {
-    /// The agent behind this request, or 403 for any other caller.
-    #[expect(
-        clippy::unnecessary_wraps,
-        reason = "agents are the only principal today; customers and staff will be refused here"
-    )]
+    /// The agent behind this request, or 403 for any other caller (once customers and
+    /// staff exist; agents are the only principal today).
     pub fn require_agent(self) -> Result<AgentPrincipal, ApiError> {
         match self {
             Principal::Agent(agent) => Ok(agent),
