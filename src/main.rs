@@ -162,7 +162,11 @@ enum AgentCommand {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token for an agent; it is printed once and stored hashed.
-    Create { name: String },
+    Create {
+        name: String,
+        #[command(flatten)]
+        scope: commands::controller::TokenScopeFlags,
+    },
     /// Revoke an agent's token; its next request is refused.
     Revoke { name: String },
 }
@@ -320,10 +324,10 @@ fn main() -> ExitCode {
             Command::Agent {
                 command:
                     Some(AgentCommand::Token {
-                        command: TokenCommand::Create { name },
+                        command: TokenCommand::Create { name, scope },
                     }),
                 ..
-            } => commands::controller::token_create(config_path, &name).await,
+            } => commands::controller::token_create(config_path, &name, &scope).await,
             Command::Agent {
                 command:
                     Some(AgentCommand::Token {

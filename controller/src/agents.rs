@@ -2,14 +2,79 @@
 //!
 //! A token is 244 random bits (two UUIDv4s) shown once when created; the catalog keeps only its SHA-256
 //! (a token is random and long, so a fast hash is the right one — unlike a password, it
-//! cannot be guessed from a dictionary). Revoking a token takes effect at the next request.
+//! cannot be guessed from a dictionary). Revoking a token takes effect at the next request,
+//! and a claim that was waiting when it happened hands out nothing ([`lock_active_token`]).
+//!
+//! A token is scoped ([`AgentScope`]): the clusters whose jobs it may claim, and whether it
+//! may be given jobs that need the age identity (drills). The controller filters claims by
+//! the token's scope; an agent's request can narrow it, never widen it. Tokens made before
+//! scopes existed (migration V7) serve every cluster and cannot decrypt.
 
+use lifeboat_core::ids::ClusterName;
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 
 use crate::catalog::{self, Catalog, CatalogError, query_error};
 
 /// Every token starts with this, so a leaked one is easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "lbt_";
+
+/// The agent name of the token a controller generates for its embedded agent. No catalog
+/// token may take it, so a job leased to the embedded agent is never another agent's.
+pub const EMBEDDED_AGENT_NAME: &str = "embedded";
+
+/// The clusters a token may claim jobs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterScope {
+    /// Every cluster: `--all-clusters`, and tokens made before scopes existed.
+    All,
+    /// Only these (at least one).
+    Only(Vec<ClusterName>),
+}
+
+impl ClusterScope {
+    /// The clusters an agent asking for `requested` may be offered: the request narrowed to
+    /// this scope, never widened by it.
+    pub fn narrow(&self, requested: &[ClusterName]) -> Vec<ClusterName> {
+        match self {
+            ClusterScope::All => requested.to_vec(),
+            ClusterScope::Only(allowed) => requested
+                .iter()
+                .filter(|cluster| allowed.contains(cluster))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterScope {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterScope::All => formatter.write_str("all clusters"),
+            ClusterScope::Only(clusters) => {
+                let names: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+                write!(formatter, "clusters {}", names.join(", "))
+            }
+        }
+    }
+}
+
+/// What a token allows its agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentScope {
+    pub clusters: ClusterScope,
+    /// May be given jobs that need the age identity (drills).
+    pub can_decrypt: bool,
+}
+
+/// A known, unrevoked token, as [`authenticate`] finds it.
+#[derive(Debug, Clone)]
+pub struct AgentToken {
+    /// The `agent_tokens` row, for [`lock_active_token`].
+    pub id: i64,
+    pub name: String,
+    pub scope: AgentScope,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -21,6 +86,12 @@ pub enum TokenError {
     Exists(String),
     #[error("no active agent token named {0:?}")]
     NotFound(String),
+    #[error("the agent name {0:?} is reserved for a controller's embedded agent")]
+    Reserved(String),
+    #[error(
+        "a token scoped to clusters must name at least one; pass --all-clusters for every cluster"
+    )]
+    NoClusters,
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -45,15 +116,24 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// Create a token for agent `name`; returns the token, which is not stored.
+/// Create a token for agent `name` with `scope`; returns the token, which is not stored.
 pub async fn create_token(
     catalog: &Catalog,
     name: &str,
+    scope: &AgentScope,
     actor: &str,
 ) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::InvalidName(name.to_owned()));
     }
+    if name == EMBEDDED_AGENT_NAME {
+        return Err(TokenError::Reserved(name.to_owned()));
+    }
+    let clusters: Option<Vec<&str>> = match &scope.clusters {
+        ClusterScope::All => None,
+        ClusterScope::Only(clusters) if clusters.is_empty() => return Err(TokenError::NoClusters),
+        ClusterScope::Only(clusters) => Some(clusters.iter().map(ClusterName::as_str).collect()),
+    };
     let token = generate_token();
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -62,8 +142,9 @@ pub async fn create_token(
         .map_err(query_error("begin"))?;
     let inserted = transaction
         .execute(
-            "INSERT INTO agent_tokens (name, token_sha256) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&name, &token_hash(&token)],
+            "INSERT INTO agent_tokens (name, token_sha256, clusters, can_decrypt)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+            &[&name, &token_hash(&token), &clusters, &scope.can_decrypt],
         )
         .await
         .map_err(query_error("insert agent token"))?;
@@ -75,7 +156,11 @@ pub async fn create_token(
         actor,
         "agent-token.create",
         None,
-        serde_json::json!({ "agent": name }),
+        serde_json::json!({
+            "agent": name,
+            "clusters": clusters,
+            "can_decrypt": scope.can_decrypt,
+        }),
     )
     .await?;
     transaction.commit().await.map_err(query_error("commit"))?;
@@ -112,8 +197,11 @@ pub async fn revoke_token(catalog: &Catalog, name: &str, actor: &str) -> Result<
     Ok(())
 }
 
-/// The agent a token belongs to, if it is known and not revoked.
-pub async fn authenticate(catalog: &Catalog, token: &str) -> Result<Option<String>, CatalogError> {
+/// The token's row and scope, if it is known and not revoked.
+pub async fn authenticate(
+    catalog: &Catalog,
+    token: &str,
+) -> Result<Option<AgentToken>, CatalogError> {
     if !token.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
@@ -122,19 +210,62 @@ pub async fn authenticate(catalog: &Catalog, token: &str) -> Result<Option<Strin
     let row = connection
         .query_opt(
             "WITH found AS (
-                 SELECT id, name, last_seen_at FROM agent_tokens
+                 SELECT id, name, clusters, can_decrypt, last_seen_at FROM agent_tokens
                  WHERE token_sha256 = $1 AND revoked_at IS NULL
              ), touched AS (
                  UPDATE agent_tokens SET last_seen_at = now()
                  WHERE id IN (SELECT id FROM found
                               WHERE last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute')
              )
-             SELECT name FROM found",
+             SELECT id, name, clusters, can_decrypt FROM found",
             &[&token_hash(token)],
         )
         .await
         .map_err(query_error("authenticate agent"))?;
-    Ok(row.map(|row| row.get(0)))
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let name: String = row.get(1);
+    let clusters = match row.get::<_, Option<Vec<String>>>(2) {
+        None => ClusterScope::All,
+        Some(names) => ClusterScope::Only(
+            names
+                .iter()
+                .map(|cluster| ClusterName::parse(cluster))
+                .collect::<Result<_, _>>()
+                .map_err(|error| {
+                    CatalogError::Inconsistent(format!(
+                        "agent token {name:?} names a cluster that is not a valid name: {error}"
+                    ))
+                })?,
+        ),
+    };
+    Ok(Some(AgentToken {
+        id: row.get(0),
+        name,
+        scope: AgentScope {
+            clusters,
+            can_decrypt: row.get(3),
+        },
+    }))
+}
+
+/// Whether token `id` is still unrevoked, keeping it so until the caller's transaction
+/// ends: a revocation running meanwhile waits for that transaction, and one that committed
+/// first is seen. A claim checks this in its own transaction, so a claim that waited
+/// (long poll) through a revocation hands out nothing.
+pub async fn lock_active_token<C: GenericClient>(
+    client: &C,
+    id: i64,
+) -> Result<bool, CatalogError> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM agent_tokens WHERE id = $1 AND revoked_at IS NULL FOR SHARE",
+            &[&id],
+        )
+        .await
+        .map_err(query_error("check the agent token"))?;
+    Ok(row.is_some())
 }
 
 #[cfg(test)]
@@ -150,5 +281,15 @@ mod tests {
         assert_eq!(first.len(), TOKEN_PREFIX.len() + 64);
         assert!(valid_name("db-host-1"));
         assert!(!valid_name("Agent One"));
+    }
+
+    #[test]
+    fn a_request_narrows_a_token_scope_and_never_widens_it() {
+        let cluster = |name: &str| ClusterName::parse(name).expect("cluster name");
+        let requested = [cluster("main"), cluster("other")];
+        assert_eq!(ClusterScope::All.narrow(&requested), requested.to_vec());
+        let only_main = ClusterScope::Only(vec![cluster("main"), cluster("third")]);
+        assert_eq!(only_main.narrow(&requested), vec![cluster("main")]);
+        assert!(only_main.narrow(&[]).is_empty());
     }
 }

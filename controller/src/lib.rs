@@ -4,8 +4,10 @@
 //!   and [`agents`] (tokens) are its tables as the rest of the code sees them;
 //! - [`schedule`] and [`scheduler`]: when each tenant's backup is due, enqueued once per slot;
 //! - [`queue`]: claims with `FOR UPDATE SKIP LOCKED`, leases, limits, retries;
-//! - [`server`]: the HTTP API agents use, `/metrics` ([`metrics`]) and `/healthz`;
-//!   [`reports`] applies what agents report;
+//! - [`server`] runs the controller: the HTTP API ([`api`]: `api/router.rs` lists every
+//!   route, handlers by resource and verb, one authentication extractor) and the
+//!   [`background`] loops (scheduler, lease reaper, maintenance); [`reports`] applies what
+//!   agents report, [`metrics`] computes `/metrics`;
 //! - [`nightly`], [`maintenance`], [`retention`], [`scrub`], [`rebuild`]: the night's work,
 //!   keeping what the policy keeps, checking and repairing copies, and rebuilding the
 //!   catalog from a region's manifests;
@@ -14,6 +16,8 @@
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
 pub mod agents;
+pub mod api;
+pub mod background;
 pub mod backups;
 pub mod catalog;
 pub mod dedup_key;

@@ -6,10 +6,11 @@
 //!   rows. Concurrency limits (per database cluster, per region, one job per tenant at a
 //!   time) are checked under transaction-scoped advisory locks taken with *try*, so two
 //!   claimers cannot both take the last place under a limit, and no claimer ever blocks.
-//! - **Lease**: a claimed job carries a fresh lease token and an expiry that heartbeats push
-//!   back. Reports and heartbeats must carry the token of the current attempt; a stale one
-//!   (its lease expired and the job moved on) is refused, so an attempt that lost its lease
-//!   can never complete the job twice.
+//! - **Lease**: a claimed job carries a fresh lease token, its owner (the agent that claimed
+//!   it) and an expiry that heartbeats push back. Reports and heartbeats must come from the
+//!   owner and carry the token of the current attempt; a stale one (its lease expired and
+//!   the job moved on) is refused, so an attempt that lost its lease can never complete the
+//!   job twice, and another agent holding the lease token cannot act on it.
 //! - **Retry**: a failed attempt, or an expired lease, requeues the job after an exponential
 //!   backoff until `max_attempts`; then it stays `failed` with its last error.
 
@@ -181,6 +182,10 @@ pub enum QueueError {
         "job {0} is no longer held by this lease (it expired and the job was retried or finished); stop working on it"
     )]
     LeaseLost(i64),
+    #[error("job {id} is leased to another agent, not {agent}")]
+    NotLeaseOwner { id: i64, agent: String },
+    #[error("the token of agent {0} was revoked")]
+    TokenRevoked(String),
     #[error("job {id}: {message}")]
     InvalidReport { id: i64, message: String },
 }
@@ -238,23 +243,59 @@ fn lock_key(scope: &str, name: &str) -> String {
     format!("lifeboat.limit.{scope}.{name}")
 }
 
-/// Claim the oldest ready job this agent can run, or `None`. Jobs on a database cluster
-/// are offered only to agents that name it in `clusters`; jobs on none (scrub, replicate)
-/// to every agent.
-/// `can_decrypt`: the agent holds the age identity; drills go only to such agents.
+/// Who claims, and what they may be given.
+#[derive(Debug, Clone)]
+pub struct Claimer<'a> {
+    /// Becomes the job's `lease_owner`: only this agent may heartbeat and report it.
+    pub agent: &'a str,
+    /// Jobs on a database cluster are offered only to agents that name it here; jobs on
+    /// none (scrub, replicate) to every agent.
+    pub clusters: &'a [ClusterName],
+    /// The agent holds the age identity; drills go only to such agents.
+    pub can_decrypt: bool,
+    /// The catalog token the agent authenticated with, checked unrevoked inside the claim's
+    /// transaction; `None` for callers without one (an embedded agent, tests).
+    pub token_id: Option<i64>,
+}
+
+/// Claim the oldest ready job this agent can run, or `None`, for a caller holding no
+/// revocable token (see [`claim_for`]).
 pub async fn claim(
     catalog: &Catalog,
     agent: &str,
     clusters: &[ClusterName],
     can_decrypt: bool,
     policy: &QueuePolicy,
-) -> Result<Option<ClaimedJob>, CatalogError> {
-    let clusters: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+) -> Result<Option<ClaimedJob>, QueueError> {
+    let claimer = Claimer {
+        agent,
+        clusters,
+        can_decrypt,
+        token_id: None,
+    };
+    claim_for(catalog, &claimer, policy).await
+}
+
+/// Claim the oldest ready job `claimer` can run, or `None`. With a token, the token is
+/// checked in the same transaction: a revoked one gets [`QueueError::TokenRevoked`].
+pub async fn claim_for(
+    catalog: &Catalog,
+    claimer: &Claimer<'_>,
+    policy: &QueuePolicy,
+) -> Result<Option<ClaimedJob>, QueueError> {
+    let agent = claimer.agent;
+    let can_decrypt = claimer.can_decrypt;
+    let clusters: Vec<&str> = claimer.clusters.iter().map(ClusterName::as_str).collect();
     let mut connection = catalog.connection().await?;
     let transaction = connection
         .transaction()
         .await
         .map_err(query_error("begin claim"))?;
+    if let Some(token_id) = claimer.token_id
+        && !crate::agents::lock_active_token(&*transaction, token_id).await?
+    {
+        return Err(QueueError::TokenRevoked(agent.to_owned()));
+    }
     // Candidates: ready, on a cluster this agent serves (or none), and not in a scope that
     // is already at its limit, so that one busy cluster never holds back the jobs of
     // another queued behind it. The limits are checked again below under locks; this
@@ -400,11 +441,12 @@ async fn within_limits<C: GenericClient>(
     Ok(true)
 }
 
-/// Push back the lease of a running job held by `lease_token`.
+/// Push back the lease of a running job held by `lease_token` of `agent`.
 pub async fn heartbeat(
     catalog: &Catalog,
     id: i64,
     lease_token: Uuid,
+    agent: &str,
     policy: &QueuePolicy,
 ) -> Result<(), QueueError> {
     let connection = catalog.connection().await?;
@@ -412,44 +454,64 @@ pub async fn heartbeat(
     let renewed = connection
         .execute(
             "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::bigint / 1000.0)
-             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-            &[&id, &lease_token, &lease_ms],
+             WHERE id = $1 AND lease_token = $2 AND state = 'running' AND lease_owner = $4",
+            &[&id, &lease_token, &lease_ms, &agent],
         )
         .await
         .map_err(query_error("renew lease"))?;
     if renewed == 1 {
         Ok(())
     } else {
-        Err(lease_lost_or_missing(&**connection, id).await)
+        Err(why_not_held(&**connection, id, lease_token, agent).await)
     }
 }
 
-async fn lease_lost_or_missing<C: GenericClient>(client: &C, id: i64) -> QueueError {
+/// Why job `id` is not running under `agent`'s `lease_token`: it does not exist, the token
+/// is the current one but another agent's, or the lease moved on (a stale attempt, told
+/// with 409 so its agent stops at once).
+async fn why_not_held<C: GenericClient>(
+    client: &C,
+    id: i64,
+    lease_token: Uuid,
+    agent: &str,
+) -> QueueError {
     match client
-        .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT state = 'running' AND lease_token = $2 AND lease_owner IS DISTINCT FROM $3
+             FROM jobs WHERE id = $1",
+            &[&id, &lease_token, &agent],
+        )
         .await
     {
+        Ok(Some(row)) if row.get::<_, bool>(0) => QueueError::NotLeaseOwner {
+            id,
+            agent: agent.to_owned(),
+        },
         Ok(Some(_)) => QueueError::LeaseLost(id),
         Ok(None) => QueueError::NoSuchJob(id),
         Err(error) => QueueError::Catalog(query_error("look up job")(error)),
     }
 }
 
-/// The running job `id` held by `lease_token`, locked for the rest of the transaction.
+/// The running job `id` held by `lease_token` of `agent`, locked for the rest of the
+/// transaction.
 pub async fn lock_running<C: GenericClient>(
     client: &C,
     id: i64,
     lease_token: Uuid,
+    agent: &str,
 ) -> Result<RunningJob, QueueError> {
     let row = client
         .query_opt(
-            "SELECT kind, params, attempt_backup_ids FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR UPDATE",
-            &[&id, &lease_token],
+            "SELECT kind, params, attempt_backup_ids FROM jobs
+             WHERE id = $1 AND lease_token = $2 AND state = 'running' AND lease_owner = $3
+             FOR UPDATE",
+            &[&id, &lease_token, &agent],
         )
         .await
         .map_err(query_error("look up running job"))?;
     let Some(row) = row else {
-        return Err(lease_lost_or_missing(client, id).await);
+        return Err(why_not_held(client, id, lease_token, agent).await);
     };
     let kind: String = row.get(0);
     let params: serde_json::Value = row.get(1);

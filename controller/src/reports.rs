@@ -25,18 +25,19 @@ fn begin_error(source: tokio_postgres::Error) -> QueueError {
     })
 }
 
-/// Apply `report` to job `id`. `regions` are the configured regions: a report naming any
-/// other is malformed. Nothing changes when an error is returned.
+/// Apply `report` from `agent` to job `id`. `regions` are the configured regions: a report
+/// naming any other is malformed. Nothing changes when an error is returned.
 pub async fn apply_report(
     catalog: &Catalog,
     id: i64,
+    agent: &str,
     report: &JobReport,
     regions: &[RegionName],
     policy: &QueuePolicy,
 ) -> Result<(), QueueError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
-    let running = queue::lock_running(&*transaction, id, report.lease_token).await?;
+    let running = queue::lock_running(&*transaction, id, report.lease_token, agent).await?;
     let kind = running.kind;
     match &report.outcome {
         JobOutcome::Failed { error, retryable } => {

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lifeboat_agent::worker::{self, AgentOptions};
-use lifeboat_controller::agents;
+use lifeboat_controller::agents::{self, AgentScope, ClusterScope};
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::maintenance::MaintenanceOptions;
 use lifeboat_controller::queue::QueuePolicy;
-use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::ClusterName;
 use lifeboat_core::region::Region;
@@ -152,12 +152,21 @@ pub async fn start(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let embedded_token = agent_concurrency.map(|_| agents::generate_token());
+    // The embedded agent's token allows what its configuration lets it do: the clusters
+    // it serves (every configured one) and drills if it holds the identity.
+    let embedded_scope = AgentScope {
+        clusters: ClusterScope::Only(config.clusters.keys().cloned().collect()),
+        can_decrypt: config.identity_file.is_some(),
+    };
     let work_ready: Arc<tokio::sync::Notify> = Arc::default();
     let server = tokio::spawn(server::serve(
         catalog,
         listener,
         options,
-        embedded_token.clone().map(SecretString::from),
+        embedded_token.clone().map(|token| EmbeddedAgent {
+            token: SecretString::from(token),
+            scope: embedded_scope,
+        }),
         Controller {
             work_ready: work_ready.clone(),
         },
@@ -304,7 +313,7 @@ fn read_token(token_file: Option<&Path>) -> anyhow::Result<SecretString> {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("--token-file {}: cannot read it", path.display()))?,
         None => std::env::var("LIFEBOAT_AGENT_TOKEN").context(
-            "no agent token: pass --token-file or set LIFEBOAT_AGENT_TOKEN (create one with `lifeboat agent token create NAME`)",
+            "no agent token: pass --token-file or set LIFEBOAT_AGENT_TOKEN (create one with `lifeboat agent token create NAME --cluster C`)",
         )?,
     };
     let token = token.trim().to_owned();
@@ -345,11 +354,68 @@ pub async fn agent(config_path: Option<&Path>, flags: AgentFlags) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn token_create(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+/// What a new agent token allows: `--cluster C` (repeatable) or `--all-clusters`, one of
+/// them required, and `--can-decrypt` for an agent that holds the age identity (drills).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenScopeFlags {
+    #[command(flatten)]
+    pub clusters: TokenClusterFlags,
+    /// The agent holds the age identity and may be given drills.
+    #[arg(long)]
+    pub can_decrypt: bool,
+}
+
+/// Exactly one of `--cluster C…` and `--all-clusters`: a token never gets every cluster by
+/// omission.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenClusterFlags {
+    /// A cluster whose jobs the agent may claim (repeatable).
+    #[arg(long = "cluster")]
+    pub clusters: Vec<String>,
+    /// The agent may claim jobs on every cluster, present and future.
+    #[arg(long)]
+    pub all_clusters: bool,
+}
+
+impl TokenScopeFlags {
+    fn scope(&self) -> anyhow::Result<AgentScope> {
+        let clusters = if self.clusters.all_clusters {
+            ClusterScope::All
+        } else {
+            ClusterScope::Only(
+                self.clusters
+                    .clusters
+                    .iter()
+                    .map(|cluster| parse_flag("cluster", cluster, ClusterName::parse))
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        };
+        Ok(AgentScope {
+            clusters,
+            can_decrypt: self.can_decrypt,
+        })
+    }
+}
+
+pub async fn token_create(
+    config_path: Option<&Path>,
+    name: &str,
+    scope: &TokenScopeFlags,
+) -> anyhow::Result<ExitCode> {
+    let scope = scope.scope()?;
     let config = load_config(config_path)?;
     let catalog = open_migrated_catalog(&config).await?;
-    let token = agents::create_token(&catalog, name, &actor()).await?;
-    eprintln!("agent token for {name:?} (shown once; store it as the agent's --token-file):");
+    let token = agents::create_token(&catalog, name, &scope, &actor()).await?;
+    eprintln!(
+        "agent token for {name:?}: {}, {} (shown once; store it as the agent's --token-file):",
+        scope.clusters,
+        if scope.can_decrypt {
+            "may be given drills"
+        } else {
+            "no drills"
+        }
+    );
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lifeboat_controller::agents::{AgentScope, ClusterScope};
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::dedup_key::{DedupKey, RunName};
 use lifeboat_controller::nightly;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
 use lifeboat_controller::scheduler::Scheduler;
-use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
 use lifeboat_core::api::{
     ClaimRequest, ClaimedJob, ErrorBody, JobOutcome, JobReport, JobResult, JobWork,
 };
@@ -823,7 +824,13 @@ async fn serve_in_process(
                 .collect(),
             maintenance: None,
         },
-        Some(SecretString::from("lbt_embedded-test-token")),
+        Some(EmbeddedAgent {
+            token: SecretString::from("lbt_embedded-test-token"),
+            scope: AgentScope {
+                clusters: ClusterScope::All,
+                can_decrypt: true,
+            },
+        }),
         Controller {
             work_ready: Arc::default(),
         },
@@ -842,7 +849,10 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", controller.base);
 
-    let created = env.lifeboat(&config_path, &["agent", "token", "create", "db-host-1"]);
+    let created = env.lifeboat(
+        &config_path,
+        &["agent", "token", "create", "db-host-1", "--all-clusters"],
+    );
     assert!(created.status.success(), "{}", stderr(&created));
     let token = stdout(&created).trim().to_owned();
     assert!(token.starts_with("lbt_"), "{token}");
@@ -1079,9 +1089,12 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
         &["tenant", "add", "acme", "--cluster", "main"],
     );
     assert!(added.status.success(), "{}", stderr(&added));
-    let token = stdout(&env.lifeboat(&config_path, &["agent", "token", "create", "a1"]))
-        .trim()
-        .to_owned();
+    let token = stdout(&env.lifeboat(
+        &config_path,
+        &["agent", "token", "create", "a1", "--all-clusters"],
+    ))
+    .trim()
+    .to_owned();
     let token_file = env.dir.path().join("agent-token");
     std::fs::write(&token_file, &token).expect("token file");
     let token_file = token_file.display().to_string();
@@ -1556,15 +1569,15 @@ async fn concurrent_claims_respect_the_cluster_region_and_tenant_limits() {
 
     // Finishing one frees its place, and only its place.
     let connection = catalog.connection().await.expect("connection");
-    let (finished, lease): (i64, uuid::Uuid) = connection
+    let (finished, lease, owner): (i64, uuid::Uuid, String) = connection
         .query_one(
-            "SELECT id, lease_token FROM jobs WHERE state = 'running' AND cluster = 'main' LIMIT 1",
+            "SELECT id, lease_token, lease_owner FROM jobs WHERE state = 'running' AND cluster = 'main' LIMIT 1",
             &[],
         )
         .await
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
         .expect("a running job");
-    queue::lock_running(&**connection, finished, lease)
+    queue::lock_running(&**connection, finished, lease, &owner)
         .await
         .expect("held");
     queue::mark_succeeded(&**connection, finished, &serde_json::json!({}))
@@ -1799,9 +1812,15 @@ async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats(
         .await
         .expect("claim")
         .expect("the job");
-    queue::heartbeat(&catalog, claimed.id, claimed.lease_token, &policy)
-        .await
-        .expect("a heartbeat within the deadline");
+    queue::heartbeat(
+        &catalog,
+        claimed.id,
+        claimed.lease_token,
+        "agent-1",
+        &policy,
+    )
+    .await
+    .expect("a heartbeat within the deadline");
     assert_eq!(
         queue::reap_expired_leases(&catalog, &policy)
             .await
@@ -1841,9 +1860,15 @@ async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats(
         "{statuses:?}"
     );
     assert!(
-        queue::heartbeat(&catalog, claimed.id, claimed.lease_token, &policy)
-            .await
-            .is_err(),
+        queue::heartbeat(
+            &catalog,
+            claimed.id,
+            claimed.lease_token,
+            "agent-1",
+            &policy
+        )
+        .await
+        .is_err(),
         "the hung attempt's agent is told to stop"
     );
     drop(config_path);

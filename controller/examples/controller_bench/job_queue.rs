@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use lifeboat_controller::agents::{AgentScope, ClusterScope};
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
-use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
 use lifeboat_core::api::{ClaimRequest, ClaimedJob, JobOutcome, JobReport, JobResult, JobWork};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use secrecy::SecretString;
@@ -236,7 +237,7 @@ pub(crate) async fn library_worker_loop(
         let started = Instant::now();
         let mut connection = catalog.connection().await?;
         let transaction = connection.transaction().await?;
-        queue::lock_running(&*transaction, job.id, job.lease_token).await?;
+        queue::lock_running(&*transaction, job.id, job.lease_token, &name).await?;
         queue::mark_succeeded(&*transaction, job.id, &serde_json::json!({"bench": true})).await?;
         transaction.commit().await?;
         run.report_latencies.push(started.elapsed());
@@ -397,7 +398,13 @@ pub(crate) async fn queue_benchmark(
             regions: regions.clone(),
             maintenance: None,
         },
-        Some(SecretString::from(AGENT_TOKEN)),
+        Some(EmbeddedAgent {
+            token: SecretString::from(AGENT_TOKEN),
+            scope: AgentScope {
+                clusters: ClusterScope::All,
+                can_decrypt: false,
+            },
+        }),
         Controller {
             work_ready: Arc::default(),
         },

@@ -1,0 +1,24 @@
+//! `POST /api/v1/jobs/{id}/heartbeat`: `Heartbeat` → 200 `LeaseRenewed`; 404 unknown job,
+//! 403 the job is leased to another agent, 409 the lease moved on (stop working on it).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use lifeboat_core::api::{Heartbeat, LeaseRenewed};
+
+use crate::api::body::JsonBody;
+use crate::api::{ApiError, AppState, Principal};
+use crate::queue;
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    principal: Principal,
+    JsonBody(request): JsonBody<Heartbeat>,
+) -> Result<Json<LeaseRenewed>, ApiError> {
+    let agent = principal.require_agent()?;
+    let policy = &state.options.policy;
+    queue::heartbeat(&state.catalog, id, request.lease_token, &agent.name, policy).await?;
+    Ok(Json(LeaseRenewed {
+        lease_seconds: policy.lease.as_secs().max(1),
+    }))
+}
