@@ -13,7 +13,7 @@ use lifeboat_core::config::{Config, UnknownName};
 use lifeboat_core::copy::{self, ReplicateError};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::manifest;
-use lifeboat_core::region::{Region, RegionError, RegionErrorKind};
+use lifeboat_core::region::{Region, RegionError, RegionErrorKind, Regions};
 
 pub use lifeboat_core::copy::STALE_UPLOAD_AGE;
 
@@ -46,23 +46,23 @@ impl MaintenanceError {
 /// [`STALE_UPLOAD_AGE`] and delete its dump objects that have no manifest, are that old
 /// and are neither among `targets` nor in `keep` (every backup the catalog has).
 pub async fn run_scrub(
-    config: &Config,
+    regions: &Regions,
     region_name: &RegionName,
     targets: &[ScrubTarget],
     keep: &[BackupId],
 ) -> Result<JobResult, MaintenanceError> {
-    run_scrub_with_upload_age(config, region_name, targets, keep, STALE_UPLOAD_AGE).await
+    run_scrub_with_upload_age(regions, region_name, targets, keep, STALE_UPLOAD_AGE).await
 }
 
 /// [`run_scrub`] with another age after which an open upload counts as stale.
 pub async fn run_scrub_with_upload_age(
-    config: &Config,
+    regions: &Regions,
     region_name: &RegionName,
     targets: &[ScrubTarget],
     keep: &[BackupId],
     stale_upload_age: Duration,
 ) -> Result<JobResult, MaintenanceError> {
-    let region = Region::new(config.region(region_name)?);
+    let region = regions.named(region_name)?;
     // A missing bucket makes every object look missing: fail the scrub instead, so no copy
     // is marked missing (and then trashed or purged) for a region-wide fault.
     region
@@ -73,7 +73,7 @@ pub async fn run_scrub_with_upload_age(
             source,
         })?;
     let mut copies: Vec<CopyCheck> = Vec::with_capacity(targets.len());
-    for (backup_id, checked) in copy::check_copies(&region, targets).await {
+    for (backup_id, checked) in copy::check_copies(region, targets).await {
         match checked {
             Ok(check) => copies.push(check),
             // The region is down or refuses us: nothing can be said about any copy.
@@ -105,14 +105,14 @@ pub async fn run_scrub_with_upload_age(
         .map(|target| target.backup_id)
         .chain(keep.iter().copied())
         .collect();
-    match copy::abort_stale_uploads(&region, &prefix, stale_before, &known).await {
+    match copy::abort_stale_uploads(region, &prefix, stale_before, &known).await {
         Ok(0) => {}
         Ok(aborted) => tracing::info!(region = %region_name, aborted, "stale uploads aborted"),
         Err(error) => {
             tracing::warn!(region = %region_name, %error, "cannot list uploads to abort stale ones");
         }
     }
-    match copy::delete_orphan_objects(&region, &prefix, stale_before, &known).await {
+    match copy::delete_orphan_objects(region, &prefix, stale_before, &known).await {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(region = %region_name, deleted, "orphan objects deleted"),
         Err(error) => {
@@ -126,8 +126,13 @@ pub async fn run_scrub_with_upload_age(
 }
 
 /// Copy a backup into `to` from the first of `sources` (in the given order) with a good copy.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the replicate job's fields, the config and the shared regions"
+)]
 pub async fn run_replicate(
     config: &Config,
+    regions: &Regions,
     tenant: &TenantName,
     backup_id: BackupId,
     sources: &[RegionName],
@@ -135,13 +140,13 @@ pub async fn run_replicate(
     stored_bytes: u64,
     sha256: &str,
 ) -> Result<JobResult, MaintenanceError> {
-    let target = Region::new(config.region(to)?);
+    let target = regions.named(to)?;
     // A source this agent does not know is skipped: another may still have a good copy.
     let source_regions: Vec<Region> = sources
         .iter()
         .filter(|source| *source != to)
-        .filter_map(|source| match config.region(source) {
-            Ok(region_config) => Some(Region::new(region_config)),
+        .filter_map(|source| match regions.named(source) {
+            Ok(region) => Some(region.clone()),
             Err(error) => {
                 tracing::warn!(%error, "replication source skipped");
                 None
@@ -150,7 +155,7 @@ pub async fn run_replicate(
         .collect();
     copy::replicate(
         &source_regions,
-        &target,
+        target,
         tenant,
         backup_id,
         stored_bytes,

@@ -16,7 +16,7 @@ use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
@@ -105,18 +105,20 @@ pub struct RestoreRequest<'a> {
 /// on the tenant's cluster.
 pub async fn restore_into_new_database(
     config: &Config,
+    regions: &Regions,
     request: RestoreRequest<'_>,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
 ) -> Result<RestoreReport, RestoreJobError> {
     let span = tracing::info_span!("restore", tenant = %request.tenant.name, database = request.into_database);
-    restore_instrumented(config, request, progress, cancel)
+    restore_instrumented(config, regions, request, progress, cancel)
         .instrument(span)
         .await
 }
 
 async fn restore_instrumented(
     config: &Config,
+    regions: &Regions,
     request: RestoreRequest<'_>,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
@@ -129,7 +131,6 @@ async fn restore_instrumented(
         .as_deref()
         .ok_or(RestoreJobError::NoIdentity)?;
     let identities = Arc::new(Identities::load(identity_file)?);
-    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
     progress.stage(Stage::Connecting);
 
     if provisioner::database_exists(cluster, request.into_database).await? {
@@ -140,7 +141,7 @@ async fn restore_instrumented(
         .into());
     }
     let resolved =
-        restore::resolve_backup(&regions, config.min_regions, &tenant.name, request.selector)
+        restore::resolve_backup(regions, config.min_regions, &tenant.name, request.selector)
             .await?;
     let backup_id = resolved.backup_id;
     let regions_not_listed: Vec<FailedAttempt> = resolved
@@ -155,7 +156,7 @@ async fn restore_instrumented(
     };
 
     let mut failed_attempts = Vec::new();
-    for region in &regions {
+    for region in regions.iter() {
         let manifest = match restore::read_manifest(region, &tenant.name, backup_id).await {
             Ok(manifest) => manifest,
             Err(error) if error.is_region_specific() => {
@@ -306,6 +307,7 @@ pub fn drill_outcome(
 /// `lifeboat drill` both run and judge a drill here.
 pub async fn drill(
     config: &Config,
+    regions: &Regions,
     tenant: &TenantConfig,
     backup_id: BackupId,
     catalog_sha256: Option<&str>,
@@ -316,6 +318,7 @@ pub async fn drill(
     let started_at = chrono::Utc::now();
     let restored = restore_into_new_database(
         config,
+        regions,
         RestoreRequest {
             tenant,
             selector: BackupSelector::Id(backup_id),

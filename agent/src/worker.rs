@@ -23,7 +23,7 @@ use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::ObjectKey;
 use lifeboat_core::progress::Silent;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 use lifeboat_core::restore;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -279,9 +279,11 @@ async fn error_message(response: reqwest::Response) -> String {
     }
 }
 
-/// Serve jobs until `cancel`, or until the controller refuses the token.
+/// Serve jobs until `cancel`, or until the controller refuses the token. `regions` are
+/// the process's clients of `config`'s regions, shared by every job.
 pub async fn run_agent(
     config: Arc<Config>,
+    regions: Regions,
     options: AgentOptions,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
@@ -293,15 +295,16 @@ pub async fn run_agent(
     };
     let mut loops = tokio::task::JoinSet::new();
     for slot in 0..options.concurrency.max(1) {
-        let (config, client, clusters, cancel) = (
+        let (config, regions, client, clusters, cancel) = (
             config.clone(),
+            regions.clone(),
             client.clone(),
             clusters.clone(),
             cancel.clone(),
         );
         let wait = options.claim_wait;
         loops.spawn(async move {
-            claim_loop(config, client, clusters, wait, cancel)
+            claim_loop(config, regions, client, clusters, wait, cancel)
                 .instrument(tracing::info_span!("agent", slot))
                 .await
         });
@@ -319,6 +322,7 @@ pub async fn run_agent(
 
 async fn claim_loop(
     config: Arc<Config>,
+    regions: Regions,
     client: ControllerClient,
     clusters: Vec<ClusterName>,
     wait: Duration,
@@ -336,9 +340,15 @@ async fn claim_loop(
             Ok(Some(job)) => {
                 retry_delay = Duration::from_millis(250);
                 let span = job_span(&job);
-                run_claimed(config.clone(), client.clone(), job, cancel.clone())
-                    .instrument(span)
-                    .await?;
+                run_claimed(
+                    config.clone(),
+                    regions.clone(),
+                    client.clone(),
+                    job,
+                    cancel.clone(),
+                )
+                .instrument(span)
+                .await?;
             }
             Ok(None) => retry_delay = Duration::from_millis(250),
             Err(AgentError::UnreadableJob {
@@ -403,6 +413,7 @@ fn job_span(job: &ClaimedJob) -> tracing::Span {
 /// Do one claimed job with its heartbeat running beside it, then report.
 async fn run_claimed(
     config: Arc<Config>,
+    regions: Regions,
     client: ControllerClient,
     job: ClaimedJob,
     agent_cancel: CancellationToken,
@@ -415,8 +426,14 @@ async fn run_claimed(
     let started = Instant::now();
     // The work runs as its own task: owned data, so its future is plainly Send.
     let outcome = {
-        let (config, job, job_cancel) = (config.clone(), job.clone(), job_cancel.clone());
-        match tokio::spawn(async move { execute(&config, &job, job_cancel).await }).await {
+        let (config, regions, job, job_cancel) = (
+            config.clone(),
+            regions.clone(),
+            job.clone(),
+            job_cancel.clone(),
+        );
+        match tokio::spawn(async move { execute(&config, &regions, &job, job_cancel).await }).await
+        {
             Ok(outcome) => outcome,
             Err(error) => JobOutcome::Failed {
                 error: format!("the job's task failed: {error}"),
@@ -520,10 +537,10 @@ fn maintenance_outcome(result: Result<JobResult, maintenance::MaintenanceError>)
 /// Abort the multipart uploads an earlier attempt of this job left open (its agent died
 /// mid-backup). Only those attempts' own keys: a backup of the same tenant taken outside
 /// the queue (`lifeboat backup`) is left alone, and scrub aborts anything older than a day.
-async fn abort_earlier_uploads(config: &Config, tenant: &TenantName, earlier: &[BackupId]) {
+async fn abort_earlier_uploads(regions: &Regions, tenant: &TenantName, earlier: &[BackupId]) {
     for backup_id in earlier {
         let key = ObjectKey::Dump(tenant, *backup_id).to_key();
-        for region in config.regions.iter().map(Region::new) {
+        for region in regions.iter() {
             let uploads = match region.list_open_uploads(&key).await {
                 Ok(Some(uploads)) => uploads,
                 Ok(None) => continue,
@@ -553,11 +570,11 @@ async fn abort_earlier_uploads(config: &Config, tenant: &TenantName, earlier: &[
 /// reported it, report that backup rather than take another: the job is done once.
 async fn adopt_earlier_attempt(
     config: &Config,
+    regions: &Regions,
     tenant: &TenantName,
     earlier: &[BackupId],
 ) -> Option<JobOutcome> {
     for backup_id in earlier.iter().rev() {
-        let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
         let reads = futures::future::join_all(
             regions
                 .iter()
@@ -624,7 +641,12 @@ fn without_credentials_for(config: &Config, cluster: &ClusterName) -> Option<Job
 }
 
 /// Do the work; every error becomes a failed outcome with its message.
-async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -> JobOutcome {
+async fn execute(
+    config: &Config,
+    regions: &Regions,
+    job: &ClaimedJob,
+    cancel: CancellationToken,
+) -> JobOutcome {
     match &job.work {
         JobWork::Backup {
             tenant,
@@ -636,11 +658,11 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
                 return refused;
             }
             if let Some(adopted) =
-                adopt_earlier_attempt(config, tenant, &job.earlier_backup_ids).await
+                adopt_earlier_attempt(config, regions, tenant, &job.earlier_backup_ids).await
             {
                 return adopted;
             }
-            abort_earlier_uploads(config, tenant, &job.earlier_backup_ids).await;
+            abort_earlier_uploads(regions, tenant, &job.earlier_backup_ids).await;
             let tenant_config = TenantConfig {
                 name: tenant.clone(),
                 cluster: cluster.clone(),
@@ -648,6 +670,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             };
             match backup_job::backup_tenant(
                 config,
+                regions,
                 &tenant_config,
                 *backup_kind,
                 job.backup_id,
@@ -673,7 +696,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             region,
             copies,
             keep,
-        } => maintenance_outcome(maintenance::run_scrub(config, region, copies, keep).await),
+        } => maintenance_outcome(maintenance::run_scrub(regions, region, copies, keep).await),
         JobWork::Replicate {
             tenant,
             backup_id,
@@ -684,6 +707,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
         } => maintenance_outcome(
             maintenance::run_replicate(
                 config,
+                regions,
                 tenant,
                 *backup_id,
                 sources,
@@ -715,6 +739,7 @@ async fn execute(config: &Config, job: &ClaimedJob, cancel: CancellationToken) -
             };
             match restore_job::drill(
                 config,
+                regions,
                 &tenant_config,
                 *backup_id,
                 sha256.as_deref(),

@@ -8,7 +8,8 @@
 //! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
 //! - [`keys`]: age recipients (public) and identities (private, restore side only);
 //! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
-//! - [`region`]: one S3-compatible region, through aws-sdk-s3;
+//! - [`region`]: one S3-compatible region, through aws-sdk-s3 (the storage seam: request
+//!   policy, fault injection, the [`region::Regions`] set built once per process);
 //! - [`postgres`]: pg_dump / pg_restore processes and the snapshot's row counts;
 //! - [`backup`]: dump → zstd → age → every region (one PUT, or a multipart fan-out) →
 //!   manifests;

@@ -12,6 +12,22 @@
 //! (`region us: upload part 3 of tenants/…: connection refused (127.0.0.1:18302)`),
 //! found by walking the error's `source()` chain ([`describe_cause`]) rather than by
 //! printing the SDK's `Debug` dump. Credentials never appear in it.
+//!
+//! This is the storage seam: every request to a region goes through a [`Region`] method,
+//! so the policy of one request lives here once. [`client_config`] sets the per-attempt
+//! timeouts and the SDK's retries (numbers in [`policy`]); callers never wrap one request
+//! in a timeout or a retry of their own. What they bound instead is a wait on several
+//! regions at once (`stragglers`, the backup's fan-out), which is design, not per-request
+//! policy. Each method first asks the region's [`FaultInjector`], so tests can fail a
+//! chosen call in front of a real server ([`faults`]). The configured regions are built
+//! once per process as a [`Regions`] set and shared ([`set`]).
+
+mod faults;
+mod listing;
+mod set;
+
+pub use faults::{Fault, FaultInjector, INJECTED_FAULT};
+pub use set::Regions;
 
 use std::fmt;
 
@@ -45,6 +61,41 @@ pub enum RegionErrorKind {
     AccessDenied,
     /// Anything else the server said.
     Other,
+}
+
+/// A request a [`Region`] makes: named in errors, and chosen by a [`Fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    CreateMultipartUpload,
+    UploadPart,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListMultipartUploads,
+    PutObject,
+    GetObject,
+    HeadObject,
+    ListObjects,
+    HeadBucket,
+    DeleteObject,
+}
+
+impl Operation {
+    /// How the operation reads in an error: `upload part`, `get object`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CreateMultipartUpload => "create multipart upload",
+            Operation::UploadPart => "upload part",
+            Operation::CompleteMultipartUpload => "complete multipart upload",
+            Operation::AbortMultipartUpload => "abort multipart upload",
+            Operation::ListMultipartUploads => "list multipart uploads",
+            Operation::PutObject => "put object",
+            Operation::GetObject => "get object",
+            Operation::HeadObject => "head object",
+            Operation::ListObjects => "list objects",
+            Operation::HeadBucket => "head bucket",
+            Operation::DeleteObject => "delete object",
+        }
+    }
 }
 
 /// A failed request to a region. Carries no credentials.
@@ -163,6 +214,7 @@ pub struct Region {
     /// `host:port` of the endpoint, named in errors about reaching it.
     endpoint_address: String,
     client: Client,
+    faults: FaultInjector,
 }
 
 impl fmt::Debug for Region {
@@ -183,39 +235,61 @@ pub struct ObjectReader {
     pub body: ByteStream,
 }
 
+/// The S3 client's configuration for `config`: addressing, checksums, and the policy of
+/// every request (per-attempt timeouts, the SDK's standard retries), set here once.
+pub fn client_config(config: &RegionConfig) -> aws_sdk_s3::Config {
+    let credentials = Credentials::new(
+        config.access_key_id.clone(),
+        config.secret_access_key.expose_secret().to_owned(),
+        None,
+        None,
+        "lifeboat-config",
+    );
+    aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(config.s3_region.clone()))
+        .endpoint_url(&config.endpoint)
+        .credentials_provider(credentials)
+        .force_path_style(config.path_style)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .retry_config(RetryConfig::standard().with_max_attempts(policy::S3_MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(policy::S3_CONNECT_TIMEOUT)
+                .operation_attempt_timeout(policy::S3_OPERATION_ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .build()
+}
+
 impl Region {
-    /// Build a client; nothing is sent until the first request.
+    /// Build a client; nothing is sent until the first request. A process builds its
+    /// regions once ([`Regions::from_config`]) and shares them.
     pub fn new(config: &RegionConfig) -> Region {
-        let credentials = Credentials::new(
-            config.access_key_id.clone(),
-            config.secret_access_key.expose_secret().to_owned(),
-            None,
-            None,
-            "lifeboat-config",
-        );
-        let s3_config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(config.s3_region.clone()))
-            .endpoint_url(&config.endpoint)
-            .credentials_provider(credentials)
-            .force_path_style(config.path_style)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .retry_config(RetryConfig::standard().with_max_attempts(policy::S3_MAX_ATTEMPTS))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(policy::S3_CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(policy::S3_OPERATION_ATTEMPT_TIMEOUT)
-                    .build(),
-            )
-            .build();
         Region {
             name: config.name.clone(),
             bucket: config.bucket.clone(),
             endpoint: config.endpoint.clone(),
             endpoint_address: endpoint_address(&config.endpoint),
-            client: Client::from_conf(s3_config),
+            client: Client::from_conf(client_config(config)),
+            faults: FaultInjector::default(),
         }
+    }
+
+    /// The region's fault injector, shared by its clones; inert unless a test arms it.
+    pub fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    /// Fail now if an armed fault chooses this call.
+    fn injected_fault(
+        &self,
+        operation: Operation,
+        key: &str,
+        part_number: Option<i32>,
+    ) -> Result<(), RegionError> {
+        self.faults.check(&self.name, operation, key, part_number)
     }
 
     pub fn name(&self) -> &RegionName {
@@ -226,7 +300,7 @@ impl Region {
         &self.bucket
     }
 
-    fn error<E>(&self, operation: &'static str, key: &str, error: &SdkError<E>) -> RegionError
+    fn error<E>(&self, operation: Operation, key: &str, error: &SdkError<E>) -> RegionError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -249,7 +323,7 @@ impl Region {
         };
         RegionError {
             region: self.name.clone(),
-            operation,
+            operation: operation.name(),
             key: key.to_owned(),
             part_number: None,
             kind,
@@ -288,6 +362,7 @@ impl Region {
     }
 
     pub async fn create_multipart_upload(&self, key: &str) -> Result<String, RegionError> {
+        self.injected_fault(Operation::CreateMultipartUpload, key, None)?;
         let output = self
             .client
             .create_multipart_upload()
@@ -296,10 +371,10 @@ impl Region {
             .content_type("application/octet-stream")
             .send()
             .await
-            .map_err(|error| self.error("create multipart upload", key, &error))?;
+            .map_err(|error| self.error(Operation::CreateMultipartUpload, key, &error))?;
         output.upload_id.ok_or_else(|| RegionError {
             region: self.name.clone(),
-            operation: "create multipart upload",
+            operation: Operation::CreateMultipartUpload.name(),
             key: key.to_owned(),
             part_number: None,
             kind: RegionErrorKind::Other,
@@ -315,6 +390,7 @@ impl Region {
         part_number: i32,
         body: Bytes,
     ) -> Result<String, RegionError> {
+        self.injected_fault(Operation::UploadPart, key, Some(part_number))?;
         let output = self
             .client
             .upload_part()
@@ -328,7 +404,7 @@ impl Region {
             .await
             .map_err(|error| RegionError {
                 part_number: Some(part_number),
-                ..self.error("upload part", key, &error)
+                ..self.error(Operation::UploadPart, key, &error)
             })?;
         Ok(output.e_tag.unwrap_or_default())
     }
@@ -340,6 +416,7 @@ impl Region {
         upload_id: &str,
         parts: &[(i32, String)],
     ) -> Result<(), RegionError> {
+        self.injected_fault(Operation::CompleteMultipartUpload, key, None)?;
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -361,7 +438,7 @@ impl Region {
             .multipart_upload(completed)
             .send()
             .await
-            .map_err(|error| self.error("complete multipart upload", key, &error))?;
+            .map_err(|error| self.error(Operation::CompleteMultipartUpload, key, &error))?;
         Ok(())
     }
 
@@ -370,6 +447,7 @@ impl Region {
         key: &str,
         upload_id: &str,
     ) -> Result<(), RegionError> {
+        self.injected_fault(Operation::AbortMultipartUpload, key, None)?;
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
@@ -377,7 +455,7 @@ impl Region {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(|error| self.error("abort multipart upload", key, &error))?;
+            .map_err(|error| self.error(Operation::AbortMultipartUpload, key, &error))?;
         Ok(())
     }
 
@@ -386,38 +464,18 @@ impl Region {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, String)>, RegionError> {
-        let mut uploads = Vec::new();
-        let mut key_marker = None;
-        let mut upload_id_marker = None;
-        loop {
-            let output = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(upload_id_marker.take())
-                .send()
-                .await
-                .map_err(|error| self.error("list multipart uploads", prefix, &error))?;
-            for upload in output.uploads() {
-                uploads.push((
-                    upload.key().unwrap_or_default().to_owned(),
-                    upload.upload_id().unwrap_or_default().to_owned(),
-                ));
-            }
-            if output.is_truncated() != Some(true) {
-                return Ok(uploads);
-            }
-            key_marker = output.next_key_marker().map(str::to_owned);
-            upload_id_marker = output.next_upload_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                return Ok(uploads);
-            }
-        }
+        let uploads = self
+            .list_uploads(prefix, NotImplemented::IsAnError)
+            .await?
+            .unwrap_or_default();
+        Ok(uploads
+            .into_iter()
+            .map(|upload| (upload.key, upload.upload_id))
+            .collect())
     }
 
     pub async fn put_object(&self, key: &str, body: Bytes) -> Result<(), RegionError> {
+        self.injected_fault(Operation::PutObject, key, None)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -426,35 +484,41 @@ impl Region {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|error| self.error("put object", key, &error))?;
+            .map_err(|error| self.error(Operation::PutObject, key, &error))?;
         Ok(())
     }
 
-    /// Read a small object (a manifest) whole, refusing one larger than `max_bytes`.
+    /// Read a small object (a manifest) whole, refusing one larger than `max_bytes`:
+    /// at once if the server says its length, else as soon as the body passes the limit.
     pub async fn get_small_object(&self, key: &str, max_bytes: u64) -> Result<Bytes, RegionError> {
         let reader = self.get_object(key).await?;
-        if reader.content_length.unwrap_or(0) > max_bytes {
-            return Err(RegionError {
-                region: self.name.clone(),
-                operation: "get object",
-                key: key.to_owned(),
-                part_number: None,
-                kind: RegionErrorKind::Other,
-                message: format!("larger than the {max_bytes} bytes a manifest may have"),
-            });
-        }
-        let collected = reader.body.collect().await.map_err(|error| RegionError {
+        let too_large = || RegionError {
             region: self.name.clone(),
-            operation: "get object",
+            operation: Operation::GetObject.name(),
             key: key.to_owned(),
             part_number: None,
-            kind: RegionErrorKind::Unreachable,
-            message: describe_cause(&error),
-        })?;
-        Ok(collected.into_bytes())
+            kind: RegionErrorKind::Other,
+            message: format!("larger than the {max_bytes} bytes a manifest may have"),
+        };
+        if reader.content_length.unwrap_or(0) > max_bytes {
+            return Err(too_large());
+        }
+        match listing::read_at_most(reader.body, max_bytes).await {
+            Ok(bytes) => Ok(bytes),
+            Err(listing::BoundedReadError::TooLarge) => Err(too_large()),
+            Err(listing::BoundedReadError::Read(error)) => Err(RegionError {
+                region: self.name.clone(),
+                operation: Operation::GetObject.name(),
+                key: key.to_owned(),
+                part_number: None,
+                kind: RegionErrorKind::Unreachable,
+                message: describe_cause(&error),
+            }),
+        }
     }
 
     pub async fn get_object(&self, key: &str) -> Result<ObjectReader, RegionError> {
+        self.injected_fault(Operation::GetObject, key, None)?;
         let output = self
             .client
             .get_object()
@@ -462,7 +526,7 @@ impl Region {
             .key(key)
             .send()
             .await
-            .map_err(|error| self.error("get object", key, &error))?;
+            .map_err(|error| self.error(Operation::GetObject, key, &error))?;
         Ok(ObjectReader {
             content_length: output
                 .content_length
@@ -473,6 +537,7 @@ impl Region {
 
     /// The object's size, or `None` if it does not exist.
     pub async fn object_size(&self, key: &str) -> Result<Option<u64>, RegionError> {
+        self.injected_fault(Operation::HeadObject, key, None)?;
         match self
             .client
             .head_object()
@@ -488,7 +553,7 @@ impl Region {
                     .unwrap_or(0),
             )),
             Err(error) => {
-                let error = self.error("head object", key, &error);
+                let error = self.error(Operation::HeadObject, key, &error);
                 if error.kind == RegionErrorKind::NotFound {
                     Ok(None)
                 } else {
@@ -512,7 +577,9 @@ impl Region {
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, RegionError> {
         let mut objects = Vec::new();
         let mut continuation_token = None;
+        let mut followed = listing::PageMarkers::new();
         loop {
+            self.injected_fault(Operation::ListObjects, prefix, None)?;
             let output = self
                 .client
                 .list_objects_v2()
@@ -521,7 +588,7 @@ impl Region {
                 .set_continuation_token(continuation_token.take())
                 .send()
                 .await
-                .map_err(|error| self.error("list objects", prefix, &error))?;
+                .map_err(|error| self.error(Operation::ListObjects, prefix, &error))?;
             objects.extend(output.contents().iter().filter_map(|object| {
                 Some(ListedObject {
                     key: object.key()?.to_owned(),
@@ -535,20 +602,24 @@ impl Region {
             }
             // A listing cut short must not pass for the whole: scrub deletes what it
             // does not find a manifest for.
-            continuation_token = Some(
-                output
-                    .next_continuation_token()
-                    .ok_or_else(|| RegionError {
-                        region: self.name.clone(),
-                        operation: "list objects",
-                        key: prefix.to_owned(),
-                        part_number: None,
-                        kind: RegionErrorKind::Other,
-                        message: "the listing is truncated but has no continuation token"
-                            .to_owned(),
-                    })?
-                    .to_owned(),
-            );
+            let listing_error = |message: &str| RegionError {
+                region: self.name.clone(),
+                operation: Operation::ListObjects.name(),
+                key: prefix.to_owned(),
+                part_number: None,
+                kind: RegionErrorKind::Other,
+                message: message.to_owned(),
+            };
+            let next_token = output
+                .next_continuation_token()
+                .ok_or_else(|| {
+                    listing_error("the listing is truncated but has no continuation token")
+                })?
+                .to_owned();
+            if !followed.first_time(next_token.clone()) {
+                return Err(listing_error(REPEATED_MARKER));
+            }
+            continuation_token = Some(next_token);
         }
     }
 
@@ -556,10 +627,11 @@ impl Region {
     /// 404 both for a missing object and a missing bucket, so callers that conclude
     /// "missing" from a 404 (scrub) ask this first.
     pub async fn check_bucket(&self) -> Result<(), RegionError> {
+        self.injected_fault(Operation::HeadBucket, "", None)?;
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
             Err(error) => {
-                let mut error = self.error("head bucket", "", &error);
+                let mut error = self.error(Operation::HeadBucket, "", &error);
                 if error.kind == RegionErrorKind::NotFound {
                     error.kind = RegionErrorKind::BucketMissing;
                 }
@@ -569,13 +641,14 @@ impl Region {
     }
 
     pub async fn delete_object(&self, key: &str) -> Result<(), RegionError> {
+        self.injected_fault(Operation::DeleteObject, key, None)?;
         self.client
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|error| self.error("delete object", key, &error))?;
+            .map_err(|error| self.error(Operation::DeleteObject, key, &error))?;
         Ok(())
     }
 }
@@ -604,10 +677,21 @@ impl Region {
         &self,
         prefix: &str,
     ) -> Result<Option<Vec<OpenMultipartUpload>>, RegionError> {
+        self.list_uploads(prefix, NotImplemented::IsNone).await
+    }
+
+    /// Every page of ListMultipartUploads under `prefix`.
+    async fn list_uploads(
+        &self,
+        prefix: &str,
+        not_implemented: NotImplemented,
+    ) -> Result<Option<Vec<OpenMultipartUpload>>, RegionError> {
         let mut uploads = Vec::new();
         let mut key_marker = None;
         let mut upload_id_marker = None;
+        let mut followed = listing::PageMarkers::new();
         loop {
+            self.injected_fault(Operation::ListMultipartUploads, prefix, None)?;
             let output = match self
                 .client
                 .list_multipart_uploads()
@@ -623,10 +707,11 @@ impl Region {
                     let status = error
                         .raw_response()
                         .map(|response| response.status().as_u16());
-                    if status == Some(501) || error.code() == Some("NotImplemented") {
+                    let unsupported = status == Some(501) || error.code() == Some("NotImplemented");
+                    if unsupported && not_implemented == NotImplemented::IsNone {
                         return Ok(None);
                     }
-                    return Err(self.error("list multipart uploads", prefix, &error));
+                    return Err(self.error(Operation::ListMultipartUploads, prefix, &error));
                 }
             };
             for upload in output.uploads() {
@@ -642,13 +727,37 @@ impl Region {
             if output.is_truncated() != Some(true) {
                 return Ok(Some(uploads));
             }
-            key_marker = output.next_key_marker().map(str::to_owned);
-            upload_id_marker = output.next_upload_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
+            let Some(next_key_marker) = output.next_key_marker().map(str::to_owned) else {
                 return Ok(Some(uploads));
+            };
+            let next_upload_id_marker = output.next_upload_id_marker().map(str::to_owned);
+            if !followed.first_time((next_key_marker.clone(), next_upload_id_marker.clone())) {
+                return Err(RegionError {
+                    region: self.name.clone(),
+                    operation: Operation::ListMultipartUploads.name(),
+                    key: prefix.to_owned(),
+                    part_number: None,
+                    kind: RegionErrorKind::Other,
+                    message: REPEATED_MARKER.to_owned(),
+                });
             }
+            key_marker = Some(next_key_marker);
+            upload_id_marker = next_upload_id_marker;
         }
     }
+}
+
+/// Why a listing stopped: the server sent a continuation marker it had sent before.
+const REPEATED_MARKER: &str =
+    "the server repeated a continuation marker; the listing would never end";
+
+/// What a server without ListMultipartUploads means to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotImplemented {
+    /// Nothing to list (scrub on s3s-fs): `Ok(None)`.
+    IsNone,
+    /// A failure like any other.
+    IsAnError,
 }
 
 #[cfg(test)]

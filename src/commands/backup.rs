@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use lifeboat_controller::backups;
 use lifeboat_core::ids::{RegionName, TenantName};
 use lifeboat_core::manifest::BackupKind;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 
 use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
@@ -15,6 +15,7 @@ use crate::output::{human_bytes, human_duration, progress_for};
 /// copies it claims are asked for (HEAD) in every region first.
 async fn record_in_catalog(
     config: &lifeboat_core::config::Config,
+    regions: &Regions,
     report: &lifeboat_core::backup::BackupReport,
 ) -> anyhow::Result<()> {
     let catalog = super::catalog::open_catalog(config).await?;
@@ -25,8 +26,7 @@ async fn record_in_catalog(
         .collect();
     let mut copies =
         backups::check_reported_copies(&report.manifest, &report.regions, &configured)?;
-    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
-    backups::verify_copies_exist(&regions, &report.manifest, &mut copies).await?;
+    backups::verify_copies_exist(regions, &report.manifest, &mut copies).await?;
     let connection = catalog.connection().await?;
     backups::record_backup(&**connection, &report.manifest, &copies).await?;
     Ok(())
@@ -36,8 +36,10 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     let config = load_config(config_path)?;
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
     let progress = progress_for(json, &format!("backup {tenant}"));
+    let regions = Regions::from_config(&config);
     let report = lifeboat_agent::backup_job::backup_tenant(
         &config,
+        &regions,
         &resolve_tenant(&config, &tenant).await?,
         BackupKind::Manual,
         None,
@@ -50,7 +52,7 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     // backup is committed either way: a failure here is a warning, mended by a rebuild.
     let catalogued = match &config.catalog {
         None => None,
-        Some(_) => Some(record_in_catalog(&config, &report).await),
+        Some(_) => Some(record_in_catalog(&config, &regions, &report).await),
     };
     if let Some(Err(error)) = &catalogued {
         eprintln!(

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use lifeboat_core::ids::{RegionName, TenantName};
 use lifeboat_core::manifest::Manifest;
 use lifeboat_core::policy;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::{Region, Regions};
 use lifeboat_core::restore;
 
 use super::{load_config, parse_flag, parse_optional_flag};
@@ -24,12 +24,13 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let tenant = parse_optional_flag("tenant", tenant, TenantName::parse)?;
+    let regions = Regions::from_config(&config);
     let candidates: Vec<Region> = match region {
         Some(region) => {
             let name = parse_flag("region", region, RegionName::parse)?;
-            vec![Region::new(config.region(&name)?)]
+            vec![regions.named(&name)?.clone()]
         }
-        None => config.regions.iter().map(Region::new).collect(),
+        None => regions.to_vec(),
     };
 
     let mut errors = Vec::new();

@@ -10,7 +10,7 @@ use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant, TrashBackups};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 
 use super::{load_config, parse_flag};
 
@@ -70,7 +70,7 @@ pub async fn add(
             retention: arguments.retention,
         },
         &known_clusters,
-        &config.regions.iter().map(Region::new).collect::<Vec<_>>(),
+        &Regions::from_config(&config),
         &actor(),
     )
     .await?;

@@ -17,7 +17,7 @@ use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::ClusterName;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -138,9 +138,11 @@ impl RunningController {
 }
 
 /// Start the controller on `listen` and, with `agent_concurrency`, an agent in-process
-/// that authenticates with a token held only in memory.
+/// that authenticates with a token held only in memory. The agent uses the process's
+/// `regions`.
 pub async fn start(
     config: &Arc<Config>,
+    regions: &Regions,
     catalog: Catalog,
     listen: SocketAddr,
     options: ControllerOptions,
@@ -185,6 +187,7 @@ pub async fn start(
             // controller with it.
             Some(tokio::spawn(worker::run_agent(
                 config.clone(),
+                regions.clone(),
                 options,
                 cancel.child_token(),
             )))
@@ -211,6 +214,7 @@ pub async fn open_migrated_catalog(config: &Config) -> anyhow::Result<Catalog> {
 /// purge, repair) runs at the end of the configured backup window.
 pub fn controller_options(
     config: &Config,
+    regions: &Regions,
     policy: QueuePolicy,
     schedule: bool,
     scrub_full_sample: Option<usize>,
@@ -227,8 +231,9 @@ pub fn controller_options(
             .iter()
             .map(|region| region.name.clone())
             .collect(),
-        maintenance: scrub_full_sample
-            .map(|scrub_full_sample| maintenance_options(config, scrub_full_sample, drill)),
+        maintenance: scrub_full_sample.map(|scrub_full_sample| {
+            maintenance_options(config, regions, scrub_full_sample, drill)
+        }),
     }
 }
 
@@ -236,11 +241,12 @@ pub fn controller_options(
 /// and the daily pass at the end of the backup window.
 pub fn maintenance_options(
     config: &Config,
+    regions: &Regions,
     scrub_full_sample: usize,
     drill: bool,
 ) -> MaintenanceOptions {
     MaintenanceOptions {
-        regions: config.regions.iter().map(Region::new).collect(),
+        regions: regions.to_vec(),
         trash_period: config.trash_period,
         scrub_full_sample,
         minute_of_day: config.backup_window.end_minute_of_day(),
@@ -257,13 +263,16 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
     let config = Arc::new(load_config(config_path)?);
     let policy = flags.queue.policy(&config)?;
     let catalog = open_migrated_catalog(&config).await?;
+    let regions = Regions::from_config(&config);
     let cancel = cancel_on_signal();
     let running = start(
         &config,
+        &regions,
         catalog,
         flags.listen.unwrap_or(config.controller.listen),
         controller_options(
             &config,
+            &regions,
             policy,
             true,
             Some(
@@ -339,8 +348,10 @@ pub async fn agent(config_path: Option<&Path>, flags: AgentFlags) -> anyhow::Res
     }
     let cancel = cancel_on_signal();
     eprintln!("agent serving {controller}, {} at once", flags.concurrency);
+    let regions = Regions::from_config(&config);
     worker::run_agent(
         config,
+        regions,
         AgentOptions {
             controller,
             token,

@@ -20,6 +20,7 @@ use comfy_table::Table;
 use lifeboat_controller::tenants::{self, NewTenant, Retention};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
+use lifeboat_core::region::Regions;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use tokio_util::sync::CancellationToken;
 
@@ -151,6 +152,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
     )
     .with_context(|| format!("write {}", config_path.display()))?;
     let config = Config::load(Some(&config_path))?;
+    let region_clients = Regions::from_config(&config);
     let cluster_config = config
         .clusters
         .values()
@@ -188,11 +190,7 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
                 retention: Retention::default(),
             },
             std::slice::from_ref(&cluster_config.name),
-            &config
-                .regions
-                .iter()
-                .map(lifeboat_core::region::Region::new)
-                .collect::<Vec<_>>(),
+            &region_clients,
             "demo",
         )
         .await?;
@@ -206,7 +204,12 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
     let options = NightlyOptions {
         run: RunName::parse("demo")?,
         drill: true,
-        maintenance: Some(controller::maintenance_options(&config, 20, false)),
+        maintenance: Some(controller::maintenance_options(
+            &config,
+            &region_clients,
+            20,
+            false,
+        )),
         max_attempts: policy.max_attempts,
     };
     let harness = nightly::Harness {
@@ -215,7 +218,15 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         deadline: Duration::from_secs(10 * 60),
         announce: true,
     };
-    let night = nightly::execute(&config, &catalog, &options, harness, &cancel).await?;
+    let night = nightly::execute(
+        &config,
+        &region_clients,
+        &catalog,
+        &options,
+        harness,
+        &cancel,
+    )
+    .await?;
 
     // The nightly drilled each new backup through the queue: restored into a scratch
     // database by the agent, verified against the manifest, recorded in the catalog.

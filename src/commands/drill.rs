@@ -9,7 +9,7 @@ use lifeboat_agent::restore_job;
 use lifeboat_controller::drills::{self, DrillOutcome, DrillRecord};
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::progress::Progress;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 use lifeboat_core::restore;
 
 use super::{
@@ -27,7 +27,7 @@ pub async fn run(
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
     let selector = backup_selector(backup)?;
     let tenant_config = resolve_tenant(&config, &tenant).await?;
-    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    let regions = Regions::from_config(&config);
     let resolved = restore::resolve_backup(&regions, config.min_regions, &tenant, selector).await?;
     for (region, reason) in &resolved.unlisted {
         eprintln!(
@@ -49,6 +49,7 @@ pub async fn run(
     };
     let run = match restore_job::drill(
         &config,
+        &regions,
         &tenant_config,
         backup_id,
         catalog_sha256.as_deref(),

@@ -18,6 +18,7 @@ use lifeboat_controller::dedup_key::RunName;
 use lifeboat_controller::nightly::{self, NightlyEvent, NightlyOptions, NightlySummary};
 use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_core::config::Config;
+use lifeboat_core::region::Regions;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{self as wiring, QueueFlags};
@@ -71,6 +72,7 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
         "--drill: the nightly's own agent restores the backups it drills and needs identity_file in the config (or run with --no-agent, with agents that have it)"
     );
     let policy = flags.queue.policy(&config)?;
+    let regions = Regions::from_config(&config);
     let options = NightlyOptions {
         run,
         drill: flags.drill,
@@ -78,7 +80,7 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
             let sample = flags
                 .scrub_full_sample
                 .unwrap_or(config.controller.scrub_full_sample);
-            wiring::maintenance_options(&config, sample, false)
+            wiring::maintenance_options(&config, &regions, sample, false)
         }),
         max_attempts: policy.max_attempts,
     };
@@ -86,6 +88,7 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
     let cancel = cancel_on_signal();
     let summary = execute(
         &config,
+        &regions,
         &catalog,
         &options,
         Harness {
@@ -125,6 +128,7 @@ pub struct Harness {
 /// through them; stop them and return the summary.
 pub async fn execute(
     config: &Arc<Config>,
+    regions: &Regions,
     catalog: &Catalog,
     options: &NightlyOptions,
     harness: Harness,
@@ -143,9 +147,10 @@ pub async fn execute(
     });
     let running = wiring::start(
         config,
+        regions,
         catalog.clone(),
         "127.0.0.1:0".parse().context("loopback address")?,
-        wiring::controller_options(config, harness.policy.clone(), false, None, false),
+        wiring::controller_options(config, regions, harness.policy.clone(), false, None, false),
         harness.agent_concurrency,
         cancel.child_token(),
     )

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use comfy_table::Table;
 use lifeboat_controller::rebuild;
 use lifeboat_core::ids::RegionName;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 
 use super::catalog::{actor, open_catalog};
 use super::{load_config, parse_flag};
@@ -33,7 +33,7 @@ pub async fn run(config_path: Option<&Path>, command: CatalogCommand) -> anyhow:
     // Refused before the catalog is opened: the error names the configured regions.
     config.region(&source)?;
     let catalog = open_catalog(&config).await?;
-    let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+    let regions = Regions::from_config(&config);
     let report = rebuild::rebuild_from_region(&catalog, &regions, &source, &actor()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

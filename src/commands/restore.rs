@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use lifeboat_agent::restore_job::{self, RestoreRequest};
 use lifeboat_core::ids::TenantName;
+use lifeboat_core::region::Regions;
 use lifeboat_core::restore::BackupSelector;
 
 use super::{backup_selector, cancel_on_signal, load_config, parse_flag, resolve_tenant};
@@ -35,6 +36,7 @@ pub async fn run(
     let progress = progress_for(json, &format!("restore {tenant}"));
     let report = restore_job::restore_into_new_database(
         &config,
+        &Regions::from_config(&config),
         RestoreRequest {
             tenant: &tenant_config,
             selector,

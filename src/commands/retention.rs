@@ -9,7 +9,7 @@ use clap::Subcommand;
 use comfy_table::Table;
 use lifeboat_controller::retention::{self, RetentionReport};
 use lifeboat_core::ids::{BackupId, TenantName};
-use lifeboat_core::region::Region;
+use lifeboat_core::region::Regions;
 
 use super::catalog::{actor, open_catalog};
 use super::{load_config, parse_flag, parse_optional_flag};
@@ -195,7 +195,7 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
         }
         TrashCommand::Purge { json } => {
             let catalog = open_catalog(&config).await?;
-            let regions: Vec<Region> = config.regions.iter().map(Region::new).collect();
+            let regions = Regions::from_config(&config);
             let report = retention::purge_due(&catalog, &regions, SystemTime::now().into()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -478,6 +478,7 @@ async fn a_drilling_controller_drills_each_tenants_newest_unverified_backup_once
     let cancel = CancellationToken::new();
     let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
         config.clone(),
+        lifeboat_core::region::Regions::from_config(&config),
         lifeboat_agent::worker::AgentOptions {
             controller: controller.base.clone(),
             token: SecretString::from("lbt_embedded-test-token"),
@@ -1253,6 +1254,7 @@ async fn committed_but_never_reported(
         .expect("claimed job");
     let committed = lifeboat_agent::backup_job::backup_tenant(
         &config,
+        &lifeboat_core::region::Regions::from_config(&config),
         config
             .tenant(&TenantName::parse("acme").expect("tenant"))
             .expect("tenant"),
@@ -1288,8 +1290,10 @@ async fn committed_but_never_reported(
     } else {
         config.clone()
     };
+    let agent_regions = lifeboat_core::region::Regions::from_config(&agent_config);
     let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
         agent_config,
+        agent_regions,
         lifeboat_agent::worker::AgentOptions {
             controller: controller.base.clone(),
             token: SecretString::from("lbt_embedded-test-token"),
@@ -1661,6 +1665,7 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
     let cancel = CancellationToken::new();
     let agent = tokio::spawn(lifeboat_agent::worker::run_agent(
         config.clone(),
+        lifeboat_core::region::Regions::from_config(&config),
         lifeboat_agent::worker::AgentOptions {
             controller: controller.base.clone(),
             token: SecretString::from("lbt_embedded-test-token"),
@@ -1763,7 +1768,7 @@ async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copie
     };
     let region = config.regions[0].name.clone();
     let present = lifeboat_agent::maintenance::run_scrub(
-        &config,
+        &lifeboat_core::region::Regions::from_config(&config),
         &region,
         std::slice::from_ref(&target),
         &[],
@@ -1777,9 +1782,14 @@ async fn a_scrub_of_a_region_whose_bucket_is_gone_fails_instead_of_marking_copie
     // The bucket is misconfigured: every HEAD would answer 404, which must not read as
     // "every copy is missing".
     config.regions[0].bucket = "no-such-bucket".to_owned();
-    let error = lifeboat_agent::maintenance::run_scrub(&config, &region, &[target], &[])
-        .await
-        .expect_err("a missing bucket fails the scrub");
+    let error = lifeboat_agent::maintenance::run_scrub(
+        &lifeboat_core::region::Regions::from_config(&config),
+        &region,
+        &[target],
+        &[],
+    )
+    .await
+    .expect_err("a missing bucket fails the scrub");
     assert!(error.to_string().contains("bucket missing"), "{error}");
     assert!(!error.is_permanent(), "retried later: {error}");
 }

@@ -10,7 +10,7 @@ use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::{Progress, Silent};
-use lifeboat_core::region::Region;
+use lifeboat_core::region::{Region, Regions};
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster, SeaweedRegion};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -266,8 +266,19 @@ pub async fn backup_with_progress(
     tenant: &str,
     progress: Arc<dyn Progress>,
 ) -> Result<lifeboat_core::backup::BackupReport, lifeboat_core::backup::BackupError> {
+    backup_through(config, &Regions::from_config(config), tenant, progress).await
+}
+
+/// Back up `tenant` through `regions` (which a test may have armed with faults).
+pub async fn backup_through(
+    config: &Config,
+    regions: &Regions,
+    tenant: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<lifeboat_core::backup::BackupReport, lifeboat_core::backup::BackupError> {
     lifeboat_agent::backup_job::backup_tenant(
         config,
+        regions,
         config
             .tenant(&TenantName::parse(tenant).expect("tenant"))
             .expect("configured tenant"),
@@ -286,8 +297,28 @@ pub async fn restore(
     into: &str,
 ) -> Result<lifeboat_agent::restore_job::RestoreReport, lifeboat_agent::restore_job::RestoreJobError>
 {
+    restore_through(
+        config,
+        &Regions::from_config(config),
+        tenant,
+        selector,
+        into,
+    )
+    .await
+}
+
+/// Restore through `regions` (which a test may have armed with faults).
+pub async fn restore_through(
+    config: &Config,
+    regions: &Regions,
+    tenant: &str,
+    selector: lifeboat_core::restore::BackupSelector,
+    into: &str,
+) -> Result<lifeboat_agent::restore_job::RestoreReport, lifeboat_agent::restore_job::RestoreJobError>
+{
     lifeboat_agent::restore_job::restore_into_new_database(
         config,
+        regions,
         lifeboat_agent::restore_job::RestoreRequest {
             tenant: config
                 .tenant(&TenantName::parse(tenant).expect("tenant"))

@@ -20,4 +20,5 @@ mod retention;
 mod round_trip;
 mod scrub;
 mod stall_proxy;
+mod storage_faults;
 mod trust;

@@ -15,7 +15,7 @@ use lifeboat_core::config::Config;
 use lifeboat_core::copy::{self, ReplicateError};
 use lifeboat_core::ids::{BackupId, ClusterName, RegionName, TenantName};
 use lifeboat_core::manifest::{Manifest, ObjectKey};
-use lifeboat_core::region::Region;
+use lifeboat_core::region::{Region, Regions};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{
@@ -159,9 +159,14 @@ pub(crate) async fn scrub_round(
             .expect("count")
             .get(0);
         assert_eq!(keep.len() as i64, in_catalog, "{keep:?}");
-        let result = run_scrub(&backed_up.config, &region, &copies, &keep)
-            .await
-            .expect("scrub");
+        let result = run_scrub(
+            &Regions::from_config(&backed_up.config),
+            &region,
+            &copies,
+            &keep,
+        )
+        .await
+        .expect("scrub");
         let JobResult::Scrub { region, copies } = result else {
             panic!("not a scrub result: {result:?}");
         };
@@ -274,6 +279,7 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         assert_eq!(job_backup, backup_id);
         let result = run_replicate(
             &backed_up.config,
+            &Regions::from_config(&backed_up.config),
             &tenant,
             job_backup,
             &sources,
@@ -351,9 +357,14 @@ async fn scrub_finds_missing_and_corrupt_copies_and_repair_makes_them_restorable
         other => panic!("not a scrub job: {other:?}"),
     };
     assert_eq!(targets.len(), 1);
-    run_scrub(&backed_up.config, &backed_up.region_names[0], &targets, &[])
-        .await
-        .expect_err("eu is down");
+    run_scrub(
+        &Regions::from_config(&backed_up.config),
+        &backed_up.region_names[0],
+        &targets,
+        &[],
+    )
+    .await
+    .expect_err("eu is down");
     assert_eq!(
         copy_states(&catalog, backup_id).await["eu"],
         ("present".to_owned(), true, None)
@@ -374,9 +385,11 @@ async fn replicate_falls_back_from_a_corrupt_source_and_leaves_nothing_when_none
         panic!("three regions");
     };
     let sources = vec![eu_name.clone(), ap_name.clone()];
+    let agent_regions = Regions::from_config(&backed_up.config);
     let replicate_to_us = || {
         run_replicate(
             &backed_up.config,
+            &agent_regions,
             &backed_up.tenant,
             backed_up.manifest.backup_id,
             &sources,
@@ -465,7 +478,7 @@ async fn scrub_aborts_stale_uploads_under_tenants_only() {
         .expect("create fresh upload");
 
     let result = run_scrub_with_upload_age(
-        &config,
+        &Regions::from_config(&config),
         &config.regions[0].name,
         &[],
         &[running_backup],
@@ -493,9 +506,14 @@ async fn scrub_aborts_stale_uploads_under_tenants_only() {
         "only the stale upload under tenants/ is gone, not a running backup's"
     );
     // The default age leaves the rest alone.
-    run_scrub(&config, &config.regions[0].name, &[], &[])
-        .await
-        .expect("scrub");
+    run_scrub(
+        &Regions::from_config(&config),
+        &config.regions[0].name,
+        &[],
+        &[],
+    )
+    .await
+    .expect("scrub");
     assert_eq!(open_uploads(&region).await.len(), 3);
 }
 
@@ -557,9 +575,14 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         .expect("put");
 
     // The default age (a day) deletes nothing.
-    run_scrub(&config, &config.regions[0].name, &[], &[])
-        .await
-        .expect("scrub");
+    run_scrub(
+        &Regions::from_config(&config),
+        &config.regions[0].name,
+        &[],
+        &[],
+    )
+    .await
+    .expect("scrub");
     assert!(
         region
             .list_keys(&orphan)
@@ -576,7 +599,7 @@ async fn scrub_deletes_stale_dump_objects_without_a_manifest_unless_the_catalog_
         full: false,
     }];
     run_scrub_with_upload_age(
-        &config,
+        &Regions::from_config(&config),
         &config.regions[0].name,
         &targets,
         &[kept_id],
