@@ -36,7 +36,8 @@ pub const LISTING_GRACE: Duration = Duration::from_secs(10);
 /// (otherwise the straggler allowance, `region_patience × max_region_lag_parts`).
 pub const REGION_CHECK_MIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Timeouts for one S3 request attempt; the SDK retries transient failures.
+/// Timeouts for one S3 request attempt, and attempts per request: the SDK retries
+/// transient failures. Applied once, in `region::client_config`, to every request.
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const S3_OPERATION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const S3_MAX_ATTEMPTS: u32 = 3;
