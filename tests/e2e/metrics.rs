@@ -74,6 +74,7 @@ async fn repair_all(backed_up: &BackedUp, catalog: &Catalog) {
         };
         let result = run_replicate(
             &backed_up.config,
+            &lifeboat_core::region::Regions::from_config(&backed_up.config),
             &tenant,
             backup_id,
             &sources,
