@@ -19,8 +19,8 @@
 //! in a timeout or a retry of their own. What they bound instead is a wait on several
 //! regions at once (`stragglers`, the backup's fan-out), which is design, not per-request
 //! policy. Each method first asks the region's [`FaultInjector`], so tests can fail a
-//! chosen call in front of a real server ([`faults`]). The configured regions are built
-//! once per process as a [`Regions`] set and shared ([`set`]).
+//! chosen call in front of a real server (`region/faults.rs`). The configured regions
+//! are built once per process as a [`Regions`] set and shared (`region/set.rs`).
 
 mod faults;
 mod listing;

@@ -58,3 +58,49 @@ impl From<Vec<Region>> for Regions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RegionConfig;
+    use crate::region::{Fault, Operation};
+
+    fn region(name: &str) -> Region {
+        Region::new(&RegionConfig {
+            name: RegionName::parse(name).expect("region name"),
+            endpoint: "http://127.0.0.1:1".to_owned(),
+            bucket: "lifeboat".to_owned(),
+            s3_region: "us-east-1".to_owned(),
+            access_key_id: "lifeboat-test".to_owned(),
+            secret_access_key: secrecy::SecretString::from("test-secret"),
+            path_style: true,
+            priority: 0,
+        })
+    }
+
+    #[test]
+    fn every_copy_of_the_set_shares_each_regions_state() {
+        let regions = Regions::from(vec![region("eu"), region("us")]);
+        let us = RegionName::parse("us").expect("region name");
+        // A job's own list (as `backup_tenant` takes it) is made of the same regions.
+        let jobs_list = regions.clone().to_vec();
+        regions
+            .named(&us)
+            .expect("us")
+            .faults()
+            .arm(Fault::on(Operation::PutObject));
+        assert!(
+            jobs_list[1]
+                .faults()
+                .check(&us, Operation::PutObject, "key", None)
+                .is_err()
+        );
+        let unknown = regions
+            .named(&RegionName::parse("ap").expect("region name"))
+            .expect_err("not configured");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown region \"ap\" (configured: eu, us)"
+        );
+    }
+}
