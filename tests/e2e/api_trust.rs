@@ -437,6 +437,7 @@ async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
         .expect("configured tenant");
     let backup = lifeboat_agent::backup_job::backup_tenant(
         &api.config,
+        &lifeboat_core::region::Regions::from_config(&api.config),
         tenant,
         BackupKind::Manual,
         job.backup_id,
