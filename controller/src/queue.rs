@@ -188,6 +188,9 @@ pub enum QueueError {
     TokenRevoked(String),
     #[error("job {id}: {message}")]
     InvalidReport { id: i64, message: String },
+    /// No region could be asked whether it holds what a report claims: send it again.
+    #[error("{0}; report again")]
+    Unconfirmed(String),
 }
 
 /// Enqueue `jobs`; those whose dedup key was used before are skipped. Returns the ids of the

@@ -3,8 +3,9 @@
 
 use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork};
 use lifeboat_core::ids::RegionName;
+use lifeboat_core::region::Region;
 
-use crate::backups;
+use crate::backups::{self, ReportedBackupError};
 use crate::catalog::{Catalog, CatalogError};
 use crate::drills;
 use crate::job_summary::{self, BackupSummary, DrillSummary, ReplicateSummary, ScrubSummary};
@@ -25,16 +26,43 @@ fn begin_error(source: tokio_postgres::Error) -> QueueError {
     })
 }
 
-/// Apply `report` from `agent` to job `id`. `regions` are the configured regions: a report
-/// naming any other is malformed. Nothing changes when an error is returned.
+/// Apply `report` from `agent` to job `id`. `regions` are the configured regions: a
+/// report naming any other is malformed, and a backup report's copies are asked for in them
+/// (HEAD) before anything is written, so no agent's word alone records a backup. Nothing
+/// changes when an error is returned.
 pub async fn apply_report(
     catalog: &Catalog,
     id: i64,
     agent: &str,
     report: &JobReport,
-    regions: &[RegionName],
+    regions: &[Region],
     policy: &QueuePolicy,
 ) -> Result<(), QueueError> {
+    let region_names: Vec<RegionName> =
+        regions.iter().map(|region| region.name().clone()).collect();
+    // Outside the transaction: no row is locked while regions answer.
+    let verified_copies = match &report.outcome {
+        JobOutcome::Succeeded {
+            result:
+                JobResult::Backup {
+                    manifest,
+                    regions: region_results,
+                    ..
+                },
+        } => {
+            let mut copies =
+                backups::check_reported_copies(manifest, region_results, &region_names)
+                    .map_err(|error| invalid(id, error.to_string()))?;
+            backups::verify_copies_exist(regions, manifest, &mut copies)
+                .await
+                .map_err(|error| match error {
+                    ReportedBackupError::Invalid(message) => invalid(id, message),
+                    ReportedBackupError::Unconfirmed(message) => QueueError::Unconfirmed(message),
+                })?;
+            Some(copies)
+        }
+        _ => None,
+    };
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
     let running = queue::lock_running(&*transaction, id, report.lease_token, agent).await?;
@@ -58,7 +86,15 @@ pub async fn apply_report(
                     ),
                 ));
             }
-            let summary = apply_result(&transaction, id, &running, result, regions).await?;
+            let summary = apply_result(
+                &transaction,
+                id,
+                &running,
+                result,
+                &region_names,
+                verified_copies,
+            )
+            .await?;
             queue::mark_succeeded(&*transaction, id, &summary).await?;
         }
     }
@@ -84,6 +120,7 @@ async fn apply_result(
     running: &queue::RunningJob,
     result: &JobResult,
     regions: &[RegionName],
+    verified_copies: Option<Vec<(RegionName, CopyState)>>,
 ) -> Result<serde_json::Value, QueueError> {
     match (&running.work, result) {
         (
@@ -120,8 +157,10 @@ async fn apply_result(
                     ),
                 ));
             }
-            let copies = backups::check_reported_copies(manifest, region_results, regions)
-                .map_err(|error| invalid(id, error.to_string()))?;
+            // Checked and confirmed in the regions by `apply_report`, before the transaction.
+            let copies = verified_copies.ok_or_else(|| {
+                invalid(id, "the backup's copies were not checked before recording")
+            })?;
             backups::record_backup(client, manifest, &copies).await?;
             let present = copies
                 .iter()

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_core::ids::RegionName;
+use lifeboat_core::region::Regions;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,9 @@ pub struct ControllerOptions {
     pub schedule: bool,
     pub window: BackupWindow,
     pub tick_interval: Duration,
-    /// The configured regions; reports naming others are refused.
-    pub regions: Vec<RegionName>,
+    /// The configured regions, shared with the rest of the process: reports naming others
+    /// are refused, and the copies a backup report claims are asked for (HEAD) in them.
+    pub regions: Regions,
     /// Daily scrub, retention, purge and repairs (`None` for `lifeboat nightly`, which
     /// runs them itself).
     pub maintenance: Option<MaintenanceOptions>,

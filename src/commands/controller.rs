@@ -226,11 +226,7 @@ pub fn controller_options(
         schedule,
         window,
         tick_interval: Duration::from_secs(15),
-        regions: config
-            .regions
-            .iter()
-            .map(|region| region.name.clone())
-            .collect(),
+        regions: regions.clone(),
         maintenance: scrub_full_sample.map(|scrub_full_sample| {
             maintenance_options(config, regions, scrub_full_sample, drill)
         }),

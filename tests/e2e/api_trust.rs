@@ -74,11 +74,7 @@ impl Api {
                 schedule: false,
                 window: schedule::DEFAULT_WINDOW,
                 tick_interval: Duration::from_secs(60),
-                regions: config
-                    .regions
-                    .iter()
-                    .map(|region| region.name.clone())
-                    .collect(),
+                regions: lifeboat_core::region::Regions::from_config(&config),
                 maintenance: None,
             },
             None,
@@ -483,4 +479,69 @@ async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
         .await
         .expect("send");
     assert_eq!(accepted.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_report_is_recorded_only_once_its_regions_hold_what_it_claims() {
+    let api = Api::start().await;
+    api.env.create_tenant_database("acme", 50).await;
+    let token = api.create_token("claimer", &["--all-clusters"]);
+    let id = api
+        .enqueue(backup_work("acme", "main", BackupKind::Manual))
+        .await;
+    let job = claimed(api.claim(&token, &claim_request(&["main"], false)).await).await;
+    let regions = lifeboat_core::region::Regions::from_config(&api.config);
+    let tenant = api
+        .config
+        .tenant(&TenantName::parse("acme").expect("tenant"))
+        .expect("configured tenant");
+    let backup = lifeboat_agent::backup_job::backup_tenant(
+        &api.config,
+        &regions,
+        tenant,
+        BackupKind::Manual,
+        job.backup_id,
+        Arc::new(lifeboat_core::progress::Silent),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+    let report = JobReport {
+        lease_token: job.lease_token,
+        outcome: JobOutcome::Succeeded {
+            result: JobResult::Backup {
+                manifest: Box::new(backup.manifest.clone()),
+                regions: backup.regions.clone(),
+                duration_ms: 1,
+            },
+        },
+    };
+    let send = || {
+        api.http
+            .post(api.url(&format!("/api/v1/jobs/{id}/report")))
+            .bearer_auth(&token)
+            .json(&report)
+            .send()
+    };
+    // The agent says it stored the object; the region does not hold it (it never did, or
+    // someone removed it): the report is a false claim.
+    regions[0]
+        .delete_object(&backup.manifest.object.key)
+        .await
+        .expect("remove the object");
+    let refused = send().await.expect("send");
+    assert_eq!(refused.status(), 422);
+    let body: ErrorBody = refused.json().await.expect("error body");
+    assert!(body.error.contains("does not hold"), "{}", body.error);
+    assert_eq!(api.job_row(id).await.0, "running", "nothing changed");
+    let recorded: i64 = api
+        .catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one("SELECT count(*) FROM backups", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(recorded, 0, "no backup recorded on the agent's word");
 }

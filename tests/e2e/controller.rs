@@ -818,11 +818,7 @@ async fn serve_in_process(
             schedule: false,
             window: schedule::DEFAULT_WINDOW,
             tick_interval: Duration::from_secs(60),
-            regions: config
-                .regions
-                .iter()
-                .map(|region| region.name.clone())
-                .collect(),
+            regions: lifeboat_core::region::Regions::from_config(config),
             maintenance: None,
         },
         Some(EmbeddedAgent {

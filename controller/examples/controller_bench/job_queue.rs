@@ -13,7 +13,9 @@ use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
 use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
 use lifeboat_core::api::{ClaimRequest, ClaimedJob, JobOutcome, JobReport, JobResult, JobWork};
+use lifeboat_core::config::RegionConfig;
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
+use lifeboat_core::region::Region;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -395,7 +397,23 @@ pub(crate) async fn queue_benchmark(
             schedule: false,
             window: schedule::DEFAULT_WINDOW,
             tick_interval: Duration::from_secs(60),
-            regions: regions.clone(),
+            // Clients for the named regions; scrub and replicate reports ask nothing of them.
+            regions: regions
+                .iter()
+                .map(|name| {
+                    Region::new(&RegionConfig {
+                        name: name.clone(),
+                        endpoint: "http://127.0.0.1:9".to_owned(),
+                        bucket: "unused".to_owned(),
+                        s3_region: "us-east-1".to_owned(),
+                        access_key_id: "unused".to_owned(),
+                        secret_access_key: SecretString::from("unused"),
+                        path_style: true,
+                        priority: 0,
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into(),
             maintenance: None,
         },
         Some(EmbeddedAgent {

@@ -96,6 +96,10 @@ impl From<QueueError> for ApiError {
             QueueError::NotLeaseOwner { .. } => ApiError::forbidden(error.to_string()),
             QueueError::TokenRevoked(_) => ApiError::unauthorized("unknown or revoked agent token"),
             QueueError::InvalidReport { .. } => ApiError::unprocessable(error.to_string()),
+            // The agent retries a report on a 5xx, for up to a lease.
+            QueueError::Unconfirmed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
         }
     }
 }

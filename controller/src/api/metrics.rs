@@ -9,7 +9,13 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 
 pub async fn metrics_page(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = crate::metrics::render(&state.catalog, &state.options.regions).await?;
+    let regions: Vec<_> = state
+        .options
+        .regions
+        .iter()
+        .map(|region| region.name().clone())
+        .collect();
+    let text = crate::metrics::render(&state.catalog, &regions).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
