@@ -156,6 +156,31 @@ pub async fn verify_copies_exist(
     Ok(())
 }
 
+/// Why a backup taken outside the queue (`lifeboat backup`) is not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Reported(#[from] ReportedBackupError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Record a backup that was taken outside the queue, through the same checks as an agent's
+/// report ([`check_reported_copies`], then [`verify_copies_exist`]), then [`record_backup`].
+pub async fn record_checked_backup(
+    catalog: &crate::catalog::Catalog,
+    regions: &[Region],
+    manifest: &Manifest,
+    results: &[RegionResult],
+) -> Result<(), RecordError> {
+    let configured: Vec<RegionName> = regions.iter().map(|region| region.name().clone()).collect();
+    let mut copies = check_reported_copies(manifest, results, &configured)?;
+    verify_copies_exist(regions, manifest, &mut copies).await?;
+    let connection = catalog.connection().await?;
+    record_backup(&**connection, manifest, &copies).await?;
+    Ok(())
+}
+
 /// Record a committed backup and the state of its copy in each of `copies`.
 ///
 /// Idempotent: recording the same backup again (a retried report, a rebuild over a live

@@ -4,33 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use lifeboat_controller::backups;
-use lifeboat_core::ids::{RegionName, TenantName};
+use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::region::Regions;
 
 use super::{cancel_on_signal, load_config, parse_flag, resolve_tenant};
 use crate::output::{human_bytes, human_duration, progress_for};
-
-/// Record the backup in the catalog through the same checks as an agent's report: the
-/// copies it claims are asked for (HEAD) in every region first.
-async fn record_in_catalog(
-    config: &lifeboat_core::config::Config,
-    regions: &Regions,
-    report: &lifeboat_core::backup::BackupReport,
-) -> anyhow::Result<()> {
-    let catalog = super::catalog::open_catalog(config).await?;
-    let configured: Vec<RegionName> = config
-        .regions
-        .iter()
-        .map(|region| region.name.clone())
-        .collect();
-    let mut copies =
-        backups::check_reported_copies(&report.manifest, &report.regions, &configured)?;
-    backups::verify_copies_exist(regions, &report.manifest, &mut copies).await?;
-    let connection = catalog.connection().await?;
-    backups::record_backup(&**connection, &report.manifest, &copies).await?;
-    Ok(())
-}
 
 pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
@@ -52,7 +31,20 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     // backup is committed either way: a failure here is a warning, mended by a rebuild.
     let catalogued = match &config.catalog {
         None => None,
-        Some(_) => Some(record_in_catalog(&config, &regions, &report).await),
+        Some(_) => Some(
+            async {
+                let catalog = super::catalog::open_catalog(&config).await?;
+                backups::record_checked_backup(
+                    &catalog,
+                    &regions,
+                    &report.manifest,
+                    &report.regions,
+                )
+                .await?;
+                anyhow::Ok(())
+            }
+            .await,
+        ),
     };
     if let Some(Err(error)) = &catalogued {
         eprintln!(
