@@ -315,8 +315,9 @@ pub struct AgentFlags {
 
 fn read_token(token_file: Option<&Path>) -> anyhow::Result<SecretString> {
     let token = match token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("--token-file {}: cannot read it", path.display()))?,
+        // A token file is a secret file like any other: refused if group or others can
+        // read it.
+        Some(path) => lifeboat_core::keys::read_private_file(path).context("--token-file")?,
         None => std::env::var("LIFEBOAT_AGENT_TOKEN").context(
             "no agent token: pass --token-file or set LIFEBOAT_AGENT_TOKEN (create one with `lifeboat agent token create NAME --cluster C`)",
         )?,

@@ -360,3 +360,28 @@ async fn manifest_of_an_unknown_version_is_refused_by_name() {
     assert!(!env.database_exists("acme_restored").await);
     assert_eq!(all_keys(&env.region(&config, 0)).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_token_file_others_can_read_is_refused_without_showing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let config = env.config_file(&Settings::default());
+    let token_file = env.dir.path().join("agent-token");
+    std::fs::write(&token_file, "lbt_0123456789abcdef\n").expect("write token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let token_path = token_file.display().to_string();
+    let output = env.lifeboat(
+        &config,
+        &[
+            "agent",
+            "--controller",
+            "http://127.0.0.1:9",
+            "--token-file",
+            &token_path,
+        ],
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(error.contains("chmod 600"), "{error}");
+    assert!(!error.contains("lbt_0123456789abcdef"), "{error}");
+}
