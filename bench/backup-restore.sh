@@ -304,6 +304,15 @@ server_cpu() {
         printf "server CPU: 3×weed %.1fs, postgres %.1fs", (y[1] - x[1]) / hz, (y[2] - x[2]) / hz }'
 }
 
+# seconds of CPU the three weed processes used between two server_ticks outputs
+weed_seconds() {
+    awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f", (y[1] - x[1]) / hz }'
+}
+# ms of weed CPU per MB stored: weed seconds, object bytes (each stored in 3 regions)
+weed_ms_per_mb() {
+    awk -v s="$1" -v b="$2" 'BEGIN { if (s == "" || b == "" || s == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", 1000 * s / (3 * b / 1e6) }'
+}
+
 psqlq() { PGOPTIONS='-c client_min_messages=warning' "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 # --------------------------------------------------------------- SeaweedFS --
@@ -645,6 +654,7 @@ ref_pipeline() { # round
     s1=$(server_ticks)
     rm -f "$W/fifo1" "$W/fifo2"
     M[$r.pl_wall]=$(elapsed "$t0" "$t1")
+    M[$r.pl_weed_s]=$(weed_seconds "$s0" "$s1")
     local part c total_rss=0 rss
     local -a cpus=()
     for part in pg_dump zstd age tee rclone1 rclone2 rclone3; do
@@ -770,6 +780,7 @@ run_lifeboat() { # tag stdout-file lifeboat-args...
     wait "$spid" || true
     s1=$(server_ticks)
     server_cpu "$s0" "$s1" >"$TD/$tag.server"
+    weed_seconds "$s0" "$s1" >"$TD/$tag.weed_seconds"
     unset LB_SHIM_LOG
     if ((rc != 0)); then
         log "lifeboat $* failed (exit $rc); last stderr lines:"
@@ -823,6 +834,7 @@ lifeboat_backup() { # round
     M[$r.lb_dump_bytes]=$(jq -r '.dump_bytes // "n/a"' "$json")
     M[$r.lb_stored_bytes]=$(jq -r '.stored_bytes // "n/a"' "$json")
     M[$r.lb_r1_delta]=$((after - before))
+    M[$r.lb_weed_s]=$(<"$TD/$r.lb_backup.weed_seconds")
     M[$r.lb_row_count_s]=$(jq -r '.row_count_seconds // "n/a"' "$json")
     M[$r.lb_regions]=$(jq -r '(.regions // []) | map(if type == "object" then (.name // .region // tostring) else tostring end) | join(",")' "$json")
     detail "$r" "lifeboat backup (process tree)" "$w" "$c" "$tree" "${M[$r.lb_stored_bytes]}" "regions: ${M[$r.lb_regions]}; bucket r1 grew ${M[$r.lb_r1_delta]} B; $(<"$TD/$r.lb_backup.server")"
@@ -907,6 +919,12 @@ summarize_round() { # round size_label
         row "backup wall [s] vs rclone pipeline" "${M[$r.lb_backup_wall]}" "${M[$r.pl_wall]}" "$ratio" "≤ 0.75×" "$(verdict "$ratio" 0.75)"
         ratio=$(div "${M[$r.lb_backup_own_cpu]}" "${M[$r.pl_cpu]}")
         row "backup CPU, lifeboat own [s] vs zstd+age+3×rclone" "${M[$r.lb_backup_own_cpu]}" "${M[$r.pl_cpu]}" "$ratio" "≤ 1.0×" "$(verdict "$ratio" 1.0)"
+        local lb_ms pl_ms
+        x=${M[$r.lb_stored_bytes]}
+        [[ $x == n/a ]] && x=${M[$r.lb_r1_delta]}
+        lb_ms=$(weed_ms_per_mb "${M[$r.lb_weed_s]}" "$x")
+        pl_ms=$(weed_ms_per_mb "${M[$r.pl_weed_s]}" "${M[$r.pl_bytes]}")
+        row "server CPU per stored MB [ms] (3×weed CPU ÷ 3 copies; ${M[$r.lb_weed_s]} s vs ${M[$r.pl_weed_s]} s)" "$lb_ms" "$pl_ms" "$(div "$lb_ms" "$pl_ms")" "—" "info"
         x=$(sum "${M[$r.pl_cpu]}" "${M[$r.pl_pgdump_cpu]}")
         row "backup CPU incl. pg_dump [s] (info)" "${M[$r.lb_backup_cpu]}" "$x" "$(div "${M[$r.lb_backup_cpu]}" "$x")" "—" "info"
         ratio=$(div "${M[$r.lb_backup_wall]}" "${M[$r.default_wall]}")
