@@ -228,6 +228,12 @@ async fn an_agent_killed_mid_backup_loses_its_lease_and_another_agent_finishes_o
     .to_owned();
     let token_file = env.dir.path().join("agent-token");
     std::fs::write(&token_file, &token).expect("token file");
+    // A secret file: readable by its owner only, or the agent refuses it.
+    std::fs::set_permissions(
+        &token_file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod 600");
     let token_file = token_file.display().to_string();
 
     let port = lifeboat_sandbox::ports::free_loopback_port().expect("port");
