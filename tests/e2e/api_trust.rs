@@ -414,19 +414,19 @@ async fn large_bodies_are_refused_after_authentication_except_reports() {
     assert_eq!(idle.status(), 204);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
-    let api = Api::start().await;
+/// An agent token, acme's manual backup job claimed with it, and a real backup taken under
+/// the id that claim handed out (not yet reported).
+async fn claimed_backup(
+    api: &Api,
+    agent: &str,
+) -> (String, ClaimedJob, lifeboat_core::backup::BackupReport) {
     api.env.create_tenant_database("acme", 50).await;
-    let token = api.create_token("checker", &["--all-clusters"]);
+    let token = api.create_token(agent, &["--all-clusters"]);
     let id = api
         .enqueue(backup_work("acme", "main", BackupKind::Manual))
         .await;
     let job = claimed(api.claim(&token, &claim_request(&["main"], false)).await).await;
     assert_eq!(job.id, id);
-
-    // A real backup under the id the claim handed out, reported with a SHA-256 that is not
-    // hex: the backups table's CHECK refuses it.
     let tenant = api
         .config
         .tenant(&TenantName::parse("acme").expect("tenant"))
@@ -442,6 +442,16 @@ async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
     )
     .await
     .expect("backup");
+    (token, job, backup)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
+    let api = Api::start().await;
+    // A real backup under the id the claim handed out, reported with a SHA-256 that is not
+    // hex: the backups table's CHECK refuses it.
+    let (token, job, backup) = claimed_backup(&api, "checker").await;
+    let id = job.id;
     let report = |sha256: &str| {
         let mut manifest = backup.manifest.clone();
         manifest.object.sha256 = sha256.to_owned();
@@ -484,28 +494,9 @@ async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_report_is_recorded_only_once_its_regions_hold_what_it_claims() {
     let api = Api::start().await;
-    api.env.create_tenant_database("acme", 50).await;
-    let token = api.create_token("claimer", &["--all-clusters"]);
-    let id = api
-        .enqueue(backup_work("acme", "main", BackupKind::Manual))
-        .await;
-    let job = claimed(api.claim(&token, &claim_request(&["main"], false)).await).await;
+    let (token, job, backup) = claimed_backup(&api, "claimer").await;
+    let id = job.id;
     let regions = lifeboat_core::region::Regions::from_config(&api.config);
-    let tenant = api
-        .config
-        .tenant(&TenantName::parse("acme").expect("tenant"))
-        .expect("configured tenant");
-    let backup = lifeboat_agent::backup_job::backup_tenant(
-        &api.config,
-        &regions,
-        tenant,
-        BackupKind::Manual,
-        job.backup_id,
-        Arc::new(lifeboat_core::progress::Silent),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
     let report = JobReport {
         lease_token: job.lease_token,
         outcome: JobOutcome::Succeeded {
