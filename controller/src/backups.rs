@@ -165,17 +165,29 @@ pub enum RecordError {
     Catalog(#[from] CatalogError),
 }
 
+/// The copies a backup report may be recorded with: the report's own consistency
+/// ([`check_reported_copies`] against the configured `regions`), then the regions asked
+/// ([`verify_copies_exist`]). Every door that records a backup goes through here.
+pub async fn confirm_reported_copies(
+    regions: &[Region],
+    manifest: &Manifest,
+    results: &[RegionResult],
+) -> Result<Vec<(RegionName, CopyState)>, ReportedBackupError> {
+    let configured: Vec<RegionName> = regions.iter().map(|region| region.name().clone()).collect();
+    let mut copies = check_reported_copies(manifest, results, &configured)?;
+    verify_copies_exist(regions, manifest, &mut copies).await?;
+    Ok(copies)
+}
+
 /// Record a backup that was taken outside the queue, through the same checks as an agent's
-/// report ([`check_reported_copies`], then [`verify_copies_exist`]), then [`record_backup`].
+/// report ([`confirm_reported_copies`]), then [`record_backup`].
 pub async fn record_checked_backup(
     catalog: &crate::catalog::Catalog,
     regions: &[Region],
     manifest: &Manifest,
     results: &[RegionResult],
 ) -> Result<(), RecordError> {
-    let configured: Vec<RegionName> = regions.iter().map(|region| region.name().clone()).collect();
-    let mut copies = check_reported_copies(manifest, results, &configured)?;
-    verify_copies_exist(regions, manifest, &mut copies).await?;
+    let copies = confirm_reported_copies(regions, manifest, results).await?;
     let connection = catalog.connection().await?;
     record_backup(&**connection, manifest, &copies).await?;
     Ok(())

@@ -50,10 +50,7 @@ pub async fn apply_report(
                     ..
                 },
         } => {
-            let mut copies =
-                backups::check_reported_copies(manifest, region_results, &region_names)
-                    .map_err(|error| invalid(id, error.to_string()))?;
-            backups::verify_copies_exist(regions, manifest, &mut copies)
+            let copies = backups::confirm_reported_copies(regions, manifest, region_results)
                 .await
                 .map_err(|error| match error {
                     ReportedBackupError::Invalid(message) => invalid(id, message),
