@@ -40,13 +40,7 @@ pub async fn run(
         None => None,
         Some(_) => Some(super::catalog::open_catalog(&config).await?),
     };
-    let catalog_sha256 = match &catalog {
-        Some(catalog) => {
-            let connection = catalog.connection().await?;
-            lifeboat_controller::backups::recorded_sha256(&**connection, &tenant, backup_id).await?
-        }
-        None => None,
-    };
+    let catalog_sha256 = super::catalog_sha256(catalog.as_ref(), &tenant, backup_id).await?;
     let run = match restore_job::drill(
         &config,
         &regions,

@@ -31,6 +31,20 @@ pub async fn resolve_tenant(config: &Config, tenant: &TenantName) -> anyhow::Res
     Ok(lifeboat_controller::tenants::resolve_tenant(config, tenant).await?)
 }
 
+/// The SHA-256 `catalog` recorded for `backup_id` of `tenant`, for a restore to compare
+/// with the manifest it reads; `None` without a catalog or when it does not know the backup.
+pub async fn catalog_sha256(
+    catalog: Option<&lifeboat_controller::catalog::Catalog>,
+    tenant: &TenantName,
+    backup_id: BackupId,
+) -> anyhow::Result<Option<String>> {
+    let Some(catalog) = catalog else {
+        return Ok(None);
+    };
+    let connection = catalog.connection().await?;
+    Ok(lifeboat_controller::backups::recorded_sha256(&**connection, tenant, backup_id).await?)
+}
+
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM.
 pub fn cancel_on_signal() -> CancellationToken {
     let cancel = CancellationToken::new();

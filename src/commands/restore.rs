@@ -28,8 +28,7 @@ pub async fn run(
     let catalog_sha256 = match (&config.catalog, selector) {
         (Some(_), BackupSelector::Id(backup_id)) => {
             let catalog = super::catalog::open_catalog(&config).await?;
-            let connection = catalog.connection().await?;
-            lifeboat_controller::backups::recorded_sha256(&**connection, &tenant, backup_id).await?
+            super::catalog_sha256(Some(&catalog), &tenant, backup_id).await?
         }
         _ => None,
     };
