@@ -157,10 +157,19 @@ async fn restore_instrumented(
 
     let mut failed_attempts = Vec::new();
     for region in regions.iter() {
-        let manifest = match restore::read_manifest(region, &tenant.name, backup_id).await {
+        let checked = async {
+            let manifest = restore::read_manifest(region, &tenant.name, backup_id).await?;
+            if let Some(catalog_sha256) = request.catalog_sha256 {
+                restore::check_manifest_against_catalog(region.name(), &manifest, catalog_sha256)?;
+            }
+            Ok::<_, RestoreError>(manifest)
+        };
+        let manifest = match checked.await {
             Ok(manifest) => manifest,
+            // Missing, unreadable, another backup's, or not the catalog's: another region
+            // may hold the right one.
             Err(error) if error.is_region_specific() => {
-                tracing::warn!(region = %region.name(), %error, "manifest unavailable, trying the next region");
+                tracing::warn!(region = %region.name(), %error, "manifest unavailable or not believed, trying the next region");
                 failed_attempts.push(FailedAttempt {
                     region: region.name().clone(),
                     error: error.to_string(),
@@ -169,17 +178,6 @@ async fn restore_instrumented(
             }
             Err(error) => return Err(error.into()),
         };
-        if let Some(catalog_sha256) = request.catalog_sha256
-            && let Err(error) =
-                restore::check_manifest_against_catalog(region.name(), &manifest, catalog_sha256)
-        {
-            tracing::warn!(region = %region.name(), %error, "manifest disagrees with the catalog, trying the next region");
-            failed_attempts.push(FailedAttempt {
-                region: region.name().clone(),
-                error: error.to_string(),
-            });
-            continue;
-        }
         progress.stage(Stage::Downloading);
         provisioner::create_database(cluster, request.into_database).await?;
         let attempt = async {
