@@ -363,6 +363,7 @@ pub async fn drill(
             started_at,
             finished_at: chrono::Utc::now(),
             outcome,
+            steps: Vec::new(),
         },
         restore: restored.ok(),
     })

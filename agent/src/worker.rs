@@ -237,6 +237,7 @@ impl ControllerClient {
                 &format!("/jobs/{}/heartbeat", job.id),
                 &Heartbeat {
                     lease_token: job.lease_token,
+                    steps: Vec::new(),
                 },
                 Duration::from_secs(10),
             )
@@ -397,7 +398,16 @@ fn job_span(job: &ClaimedJob) -> tracing::Span {
         }
         | JobWork::Drill {
             tenant, backup_id, ..
+        }
+        | JobWork::RestoreLive {
+            tenant, backup_id, ..
+        }
+        | JobWork::RestoreCopy {
+            tenant, backup_id, ..
         } => (Some(tenant.to_string()), Some(backup_id.to_string()), None),
+        JobWork::Rollback { tenant, .. } | JobWork::DropDatabase { tenant, .. } => {
+            (Some(tenant.to_string()), None, None)
+        }
     };
     tracing::info_span!(
         "job",
@@ -758,5 +768,14 @@ async fn execute(
                 },
             }
         }
+        // Playbook jobs arrive with the playbook runner (issue 9, in progress); until then
+        // this agent says so, and the job fails rather than half-running.
+        JobWork::RestoreLive { .. }
+        | JobWork::Rollback { .. }
+        | JobWork::RestoreCopy { .. }
+        | JobWork::DropDatabase { .. } => JobOutcome::Failed {
+            error: format!("this agent cannot run {} jobs yet", job.work.kind()),
+            retryable: false,
+        },
     }
 }

@@ -53,7 +53,7 @@ fn deadline_of(deadlines: &JobDeadlineSettings, kind: JobKind) -> Duration {
         JobKind::Drill => deadlines.drill,
         JobKind::Replicate => deadlines.replicate,
         JobKind::Scrub => deadlines.scrub,
-        JobKind::Delete => deadlines.delete,
+        JobKind::Delete | JobKind::DropDatabase => deadlines.delete,
     }
 }
 
@@ -107,6 +107,18 @@ impl NewJob {
             JobWork::Scrub { region, .. } => (None, None, Some(region.to_string())),
             JobWork::Delete { tenant, .. } => (Some(tenant.to_string()), None, None),
             JobWork::Drill {
+                tenant, cluster, ..
+            }
+            | JobWork::RestoreLive {
+                tenant, cluster, ..
+            }
+            | JobWork::Rollback {
+                tenant, cluster, ..
+            }
+            | JobWork::RestoreCopy {
+                tenant, cluster, ..
+            }
+            | JobWork::DropDatabase {
                 tenant, cluster, ..
             } => (Some(tenant.to_string()), Some(cluster.to_string()), None),
         }

@@ -33,16 +33,20 @@ pub enum JobKind {
     Replicate,
     Delete,
     Scrub,
+    /// Drop a database lifeboat made and kept for a while: the previous database of a
+    /// live restore after its grace period, or an expired copy.
+    DropDatabase,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Backup,
         JobKind::Restore,
         JobKind::Drill,
         JobKind::Replicate,
         JobKind::Delete,
         JobKind::Scrub,
+        JobKind::DropDatabase,
     ];
 
     /// The name stored in the catalog's `jobs.kind`.
@@ -54,6 +58,7 @@ impl JobKind {
             JobKind::Replicate => "replicate",
             JobKind::Delete => "delete",
             JobKind::Scrub => "scrub",
+            JobKind::DropDatabase => "drop-database",
         }
     }
 
@@ -116,6 +121,53 @@ pub enum JobWork {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
     },
+    /// The helpdesk path, through the `restore-live` playbook: a safety backup of the live
+    /// database, `backup_id` restored into a shadow database and verified, then swapped in;
+    /// the previous database is kept under `previous_database` for the grace period.
+    RestoreLive {
+        tenant: TenantName,
+        cluster: ClusterName,
+        database: String,
+        backup_id: BackupId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// The name the live database is kept under (chosen by the controller, so that
+        /// every attempt of the job and a later rollback agree on it).
+        previous_database: String,
+    },
+    /// Swap the kept previous database of a live restore back in (`restore-rollback`); the
+    /// database it replaces is kept under `previous_database` in turn.
+    Rollback {
+        tenant: TenantName,
+        cluster: ClusterName,
+        database: String,
+        /// The kept database that becomes live again.
+        restore_database: String,
+        previous_database: String,
+    },
+    /// Restore `backup_id` into a new database `into_database` with its own role, through
+    /// the `restore-copy` playbook (neutralising steps included).
+    RestoreCopy {
+        tenant: TenantName,
+        cluster: ClusterName,
+        backup_id: BackupId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        into_database: String,
+        /// The copy's own role, and its password as a SCRAM-SHA-256 verifier: the plain
+        /// password was shown once to whoever asked for the copy and is stored nowhere.
+        role: String,
+        role_password_verifier: String,
+    },
+    /// Drop a database lifeboat kept (a previous database after its grace period, an
+    /// expired copy) and, if given, the copy's role.
+    DropDatabase {
+        tenant: TenantName,
+        cluster: ClusterName,
+        database: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
 }
 
 impl JobWork {
@@ -126,6 +178,10 @@ impl JobWork {
             JobWork::Scrub { .. } => JobKind::Scrub,
             JobWork::Delete { .. } => JobKind::Delete,
             JobWork::Drill { .. } => JobKind::Drill,
+            JobWork::RestoreLive { .. }
+            | JobWork::Rollback { .. }
+            | JobWork::RestoreCopy { .. } => JobKind::Restore,
+            JobWork::DropDatabase { .. } => JobKind::DropDatabase,
         }
     }
 }
@@ -186,6 +242,37 @@ pub struct ClaimedJob {
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     pub lease_token: Uuid,
+    /// For playbook jobs: every step so far, as the agent sees it (the controller keeps
+    /// the latest list as the job's progress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+}
+
+/// One step of a playbook run, as reported in heartbeats and results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepReport {
+    /// Position in the playbook, from 1.
+    pub number: u32,
+    /// The step's vocabulary name, e.g. `swap_databases`.
+    pub step: String,
+    pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// What the step did or why it failed, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Running,
+    Done,
+    /// Found already done (a retried job completing an earlier attempt's work).
+    AlreadyDone,
+    Failed,
+    Undone,
 }
 
 /// The lease was renewed.
@@ -238,6 +325,43 @@ pub enum JobResult {
     /// A drill that ran to its end, verified or not: a backup that does not restore is a
     /// drill result, not a job failure.
     Drill(DrillResult),
+    /// A live restore, rollback or copy that completed.
+    Restore(RestoreResult),
+    DropDatabase {
+        database: String,
+    },
+}
+
+/// A completed playbook job of kind `restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreResult {
+    /// The backup restored (none for a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<BackupId>,
+    /// The database that now holds the restored data (the live name, or the copy's).
+    pub database: String,
+    /// The database kept for the grace period (live restore and rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_database: Option<String>,
+    /// The safety backup of the live database taken first (live restore only); recorded
+    /// like an agent's backup report, after the same checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_backup: Option<SafetyBackup>,
+    /// How long the tenant could not connect (the swap), if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_ms: Option<u64>,
+    pub steps: Vec<StepReport>,
+    pub duration_ms: u64,
+}
+
+/// A backup taken inside a playbook run (kind `pre-restore`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyBackup {
+    pub manifest: Box<Manifest>,
+    pub regions: Vec<RegionResult>,
+    pub duration_ms: u64,
 }
 
 /// A drill that ran to its end: what `lifeboat drill` records and a drill job reports.
@@ -251,6 +375,9 @@ pub struct DrillResult {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: chrono::DateTime<chrono::Utc>,
     pub outcome: DrillOutcome,
+    /// The `drill-tenant` playbook's steps with their durations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
 }
 
 /// How a drill ended.
@@ -274,6 +401,8 @@ impl JobResult {
             JobResult::Scrub { .. } => JobKind::Scrub,
             JobResult::Delete { .. } => JobKind::Delete,
             JobResult::Drill(_) => JobKind::Drill,
+            JobResult::Restore(_) => JobKind::Restore,
+            JobResult::DropDatabase { .. } => JobKind::DropDatabase,
         }
     }
 }

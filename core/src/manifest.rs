@@ -83,6 +83,8 @@ pub enum BackupKind {
     Scheduled,
     Manual,
     PreRestore,
+    /// The final backup `tenant deprovision` takes before it drops the database.
+    PreDestroy,
 }
 
 impl BackupKind {
@@ -92,6 +94,7 @@ impl BackupKind {
             BackupKind::Scheduled => "scheduled",
             BackupKind::Manual => "manual",
             BackupKind::PreRestore => "pre-restore",
+            BackupKind::PreDestroy => "pre-destroy",
         }
     }
 }

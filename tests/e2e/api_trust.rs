@@ -264,6 +264,7 @@ async fn another_agent_holding_the_lease_token_cannot_heartbeat_or_report_the_jo
     let report_url = api.url(&format!("/api/v1/jobs/{id}/report"));
     let heartbeat = Heartbeat {
         lease_token: job.lease_token,
+        steps: Vec::new(),
     };
     let failure = JobReport {
         lease_token: job.lease_token,

@@ -100,9 +100,15 @@ pub(crate) fn outcome_for(job: &ClaimedJob, succeed: bool) -> JobOutcome {
             regions: regions.clone(),
         },
         JobWork::Replicate { to, .. } => JobResult::Replicate { region: to.clone() },
-        JobWork::Backup { .. } | JobWork::Drill { .. } => {
+        JobWork::Backup { .. }
+        | JobWork::Drill { .. }
+        | JobWork::RestoreLive { .. }
+        | JobWork::Rollback { .. }
+        | JobWork::RestoreCopy { .. }
+        | JobWork::DropDatabase { .. } => {
             return JobOutcome::Failed {
-                error: "controller_bench: backups and drills are not benchmarked".to_owned(),
+                error: "controller_bench: backups, drills and restores are not benchmarked"
+                    .to_owned(),
                 retryable: false,
             };
         }

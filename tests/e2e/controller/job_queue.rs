@@ -173,6 +173,7 @@ async fn the_agent_api_refuses_bad_tokens_stale_leases_and_malformed_reports() {
         .bearer_auth(&token)
         .json(&lifeboat_core::api::Heartbeat {
             lease_token: job.lease_token,
+            steps: Vec::new(),
         })
         .send()
         .await
