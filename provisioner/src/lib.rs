@@ -6,6 +6,8 @@
 //! sequences of these steps; the helpdesk swap and the playbook files that name the
 //! sequences come with the restore-onto-live work.
 
+pub mod playbook;
+
 use std::collections::BTreeMap;
 
 use lifeboat_core::config::ClusterConfig;
