@@ -14,10 +14,13 @@ use lifeboat_core::api::{DrillOutcome, DrillResult};
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
+use lifeboat_core::manifest::Manifest;
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
-use lifeboat_core::region::Regions;
-use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget};
+use lifeboat_core::region::{Region, Regions};
+use lifeboat_core::restore::{
+    self, BackupSelector, RestoreError, RestoreTarget, StreamedRestore,
+};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -126,11 +129,7 @@ async fn restore_instrumented(
     let started = Instant::now();
     let tenant = request.tenant;
     let cluster = config.cluster(&tenant.cluster)?;
-    let identity_file = config
-        .identity_file
-        .as_deref()
-        .ok_or(RestoreJobError::NoIdentity)?;
-    let identities = Arc::new(Identities::load(identity_file)?);
+    let identities = load_identities(config)?;
     progress.stage(Stage::Connecting);
 
     if provisioner::database_exists(cluster, request.into_database).await? {
@@ -143,7 +142,6 @@ async fn restore_instrumented(
     let resolved =
         restore::resolve_backup(regions, config.min_regions, &tenant.name, request.selector)
             .await?;
-    let backup_id = resolved.backup_id;
     let regions_not_listed: Vec<FailedAttempt> = resolved
         .unlisted
         .into_iter()
@@ -154,93 +152,149 @@ async fn restore_instrumented(
         cluster: cluster.clone(),
         database: request.into_database.to_owned(),
     };
+    provisioner::create_database(cluster, request.into_database).await?;
+    let restored_and_verified = async {
+        let restored = restore_into_existing_database(
+            regions,
+            &tenant.name,
+            resolved.backup_id,
+            request.catalog_sha256,
+            identities,
+            &target,
+            progress.clone(),
+            cancel,
+        )
+        .await?;
+        progress.stage(Stage::Verifying);
+        let verified = provisioner::verify_row_counts(
+            cluster,
+            request.into_database,
+            &restored.manifest.row_counts,
+        )
+        .await?;
+        Ok::<_, RestoreJobError>((restored, verified))
+    };
+    match restored_and_verified.await {
+        Ok((restored, VerifiedCounts { tables, rows })) => {
+            progress.stage(Stage::Done);
+            tracing::info!(region = %restored.streamed.region, tables, rows, "restore verified");
+            Ok(RestoreReport {
+                tenant: tenant.name.clone(),
+                backup_id: resolved.backup_id,
+                database: request.into_database.to_owned(),
+                region: restored.streamed.region,
+                failed_attempts: restored.failed_attempts,
+                regions_not_listed,
+                stored_bytes: restored.streamed.stored_bytes,
+                dump_bytes: restored.streamed.dump_bytes,
+                tables_verified: tables,
+                rows_verified: rows,
+                duration: started.elapsed(),
+            })
+        }
+        Err(error) => {
+            // Dropping the database (WITH FORCE) also stops a pg_restore still running.
+            if let Err(drop_error) =
+                provisioner::drop_database(cluster, request.into_database).await
+            {
+                tracing::error!(%drop_error, "could not drop the half-restored database");
+            }
+            Err(error)
+        }
+    }
+}
 
+/// The age identity restores need.
+pub fn load_identities(config: &Config) -> Result<Arc<Identities>, RestoreJobError> {
+    let identity_file = config
+        .identity_file
+        .as_deref()
+        .ok_or(RestoreJobError::NoIdentity)?;
+    Ok(Arc::new(Identities::load(identity_file)?))
+}
+
+/// A backup streamed into a database, not yet verified.
+#[derive(Debug, Clone)]
+pub struct RestoredInto {
+    pub manifest: Manifest,
+    pub streamed: StreamedRestore,
+    /// Regions tried first that could not serve it.
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// `region`'s manifest of `backup_id`, if it is the one asked for and (with a catalog)
+/// the one the catalog recorded.
+pub async fn read_believed_manifest(
+    region: &Region,
+    tenant: &TenantName,
+    backup_id: BackupId,
+    catalog_sha256: Option<&str>,
+) -> Result<Manifest, RestoreError> {
+    let manifest = restore::read_manifest(region, tenant, backup_id).await?;
+    if let Some(catalog_sha256) = catalog_sha256 {
+        restore::check_manifest_against_catalog(region.name(), &manifest, catalog_sha256)?;
+    }
+    Ok(manifest)
+}
+
+/// Restore `backup_id` into `target`'s existing, empty database, trying each region in
+/// turn: the one region-fallback path of every restore, drill and playbook. A failure that
+/// another region might not have (missing, unbelievable, corrupt or truncated object, dead
+/// region) moves on to the next; pg_restore runs in one transaction, so a failed attempt
+/// leaves the database empty again. Any other failure stops.
+#[expect(clippy::too_many_arguments, reason = "one restore's inputs, each distinct")]
+pub async fn restore_into_existing_database(
+    regions: &Regions,
+    tenant: &TenantName,
+    backup_id: BackupId,
+    catalog_sha256: Option<&str>,
+    identities: Arc<Identities>,
+    target: &RestoreTarget,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+) -> Result<RestoredInto, RestoreJobError> {
     let mut failed_attempts = Vec::new();
     for region in regions.iter() {
-        let checked = async {
-            let manifest = restore::read_manifest(region, &tenant.name, backup_id).await?;
-            if let Some(catalog_sha256) = request.catalog_sha256 {
-                restore::check_manifest_against_catalog(region.name(), &manifest, catalog_sha256)?;
-            }
-            Ok::<_, RestoreError>(manifest)
-        };
-        let manifest = match checked.await {
-            Ok(manifest) => manifest,
-            // Missing, unreadable, another backup's, or not the catalog's: another region
-            // may hold the right one.
-            Err(error) if error.is_region_specific() => {
-                tracing::warn!(region = %region.name(), %error, "manifest unavailable or not believed, trying the next region");
-                failed_attempts.push(FailedAttempt {
-                    region: region.name().clone(),
-                    error: error.to_string(),
-                });
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let manifest =
+            match read_believed_manifest(region, tenant, backup_id, catalog_sha256).await {
+                Ok(manifest) => manifest,
+                // Missing, unreadable, another backup's, or not the catalog's: another
+                // region may hold the right one.
+                Err(error) if error.is_region_specific() => {
+                    tracing::warn!(region = %region.name(), %error, "manifest unavailable or not believed, trying the next region");
+                    failed_attempts.push(FailedAttempt {
+                        region: region.name().clone(),
+                        error: error.to_string(),
+                    });
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
         progress.stage(Stage::Downloading);
-        provisioner::create_database(cluster, request.into_database).await?;
-        let attempt = async {
-            let streamed = restore::stream_restore(
-                region,
-                &manifest,
-                identities.clone(),
-                &target,
-                progress.clone(),
-            )
-            .await?;
-            progress.stage(Stage::Verifying);
-            let verified = provisioner::verify_row_counts(
-                cluster,
-                request.into_database,
-                &manifest.row_counts,
-            )
-            .await?;
-            Ok::<_, RestoreJobError>((streamed, verified))
+        let streamed = tokio::select! {
+            streamed = restore::stream_restore(region, &manifest, identities.clone(), target, progress.clone()) => streamed,
+            () = cancel.cancelled() => return Err(RestoreJobError::Cancelled),
         };
-        let attempt = tokio::select! {
-            attempt = attempt => attempt,
-            () = cancel.cancelled() => Err(RestoreJobError::Cancelled),
-        };
-        match attempt {
-            Ok((streamed, VerifiedCounts { tables, rows })) => {
-                progress.stage(Stage::Done);
-                tracing::info!(region = %region.name(), tables, rows, "restore verified");
-                return Ok(RestoreReport {
-                    tenant: tenant.name.clone(),
-                    backup_id,
-                    database: request.into_database.to_owned(),
-                    region: streamed.region,
+        match streamed {
+            Ok(streamed) => {
+                return Ok(RestoredInto {
+                    manifest,
+                    streamed,
                     failed_attempts,
-                    regions_not_listed,
-                    stored_bytes: streamed.stored_bytes,
-                    dump_bytes: streamed.dump_bytes,
-                    tables_verified: tables,
-                    rows_verified: rows,
-                    duration: started.elapsed(),
                 });
             }
-            Err(error) => {
-                if let Err(drop_error) =
-                    provisioner::drop_database(cluster, request.into_database).await
-                {
-                    tracing::error!(%drop_error, "could not drop the half-restored database");
-                }
-                // Dropping the database (WITH FORCE) also stops a pg_restore still running.
-                let region_specific = matches!(&error, RestoreJobError::Restore(restore_error) if restore_error.is_region_specific());
-                if !region_specific {
-                    return Err(error);
-                }
+            Err(error) if error.is_region_specific() => {
                 tracing::warn!(region = %region.name(), %error, "restore from region failed, trying the next region");
                 failed_attempts.push(FailedAttempt {
                     region: region.name().clone(),
                     error: error.to_string(),
                 });
             }
+            Err(error) => return Err(error.into()),
         }
     }
     Err(RestoreJobError::AllRegionsFailed {
-        tenant: tenant.name.clone(),
+        tenant: tenant.clone(),
         backup: backup_id,
         reasons: failed_attempts
             .iter()

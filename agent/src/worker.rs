@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_core::api::{
     API_PREFIX, ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult,
-    JobWork,
+    JobWork, StepReport,
 };
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::config::{Config, TenantConfig};
@@ -25,6 +25,7 @@ use lifeboat_core::manifest::ObjectKey;
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Regions;
 use lifeboat_core::restore;
+use lifeboat_provisioner::playbook::StepObserver;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -231,13 +232,17 @@ impl ControllerClient {
         }
     }
 
-    async fn heartbeat(&self, job: &ClaimedJob) -> Result<Answer, AgentError> {
+    async fn heartbeat(
+        &self,
+        job: &ClaimedJob,
+        steps: Vec<StepReport>,
+    ) -> Result<Answer, AgentError> {
         let response = self
             .post(
                 &format!("/jobs/{}/heartbeat", job.id),
                 &Heartbeat {
                     lease_token: job.lease_token,
-                    steps: Vec::new(),
+                    steps,
                 },
                 Duration::from_secs(10),
             )
@@ -429,9 +434,11 @@ async fn run_claimed(
     agent_cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let job_cancel = agent_cancel.child_token();
+    // A playbook job's steps, sent with the next heartbeat (at once when they change).
+    let (steps_sender, steps_receiver) = tokio::sync::watch::channel(Vec::new());
     let heartbeat = {
         let (client, job, job_cancel) = (client.clone(), job.clone(), job_cancel.clone());
-        tokio::spawn(async move { keep_lease(&client, &job, &job_cancel).await })
+        tokio::spawn(async move { keep_lease(&client, &job, &job_cancel, steps_receiver).await })
     };
     let started = Instant::now();
     // The work runs as its own task: owned data, so its future is plainly Send.
@@ -442,7 +449,11 @@ async fn run_claimed(
             job.clone(),
             job_cancel.clone(),
         );
-        match tokio::spawn(async move { execute(&config, &regions, &job, job_cancel).await }).await
+        let steps = StepsToHeartbeat(steps_sender);
+        match tokio::spawn(
+            async move { execute(&config, &regions, &job, &steps, job_cancel).await },
+        )
+        .await
         {
             Ok(outcome) => outcome,
             Err(error) => JobOutcome::Failed {
@@ -508,14 +519,40 @@ fn succeeded_report(outcome: &JobOutcome) -> bool {
     matches!(outcome, JobOutcome::Succeeded { .. })
 }
 
-/// Renew the lease every third of it; cancel the job if the lease is lost, or if the
+/// Hands a playbook job's step reports to its heartbeat.
+#[derive(Debug)]
+struct StepsToHeartbeat(tokio::sync::watch::Sender<Vec<StepReport>>);
+
+impl StepObserver for StepsToHeartbeat {
+    fn steps_changed(&self, steps: &[StepReport]) {
+        self.0.send_replace(steps.to_vec());
+    }
+}
+
+/// Renew the lease every third of it, and as soon as a playbook job's steps change (so
+/// `lifeboat restore status` follows them); cancel the job if the lease is lost, or if the
 /// controller cannot be reached for longer than the lease.
-async fn keep_lease(client: &ControllerClient, job: &ClaimedJob, job_cancel: &CancellationToken) {
+async fn keep_lease(
+    client: &ControllerClient,
+    job: &ClaimedJob,
+    job_cancel: &CancellationToken,
+    mut steps: tokio::sync::watch::Receiver<Vec<StepReport>>,
+) {
     let lease = Duration::from_secs(job.lease_seconds.max(1));
     let mut last_renewed = Instant::now();
+    let mut steps_open = true;
     loop {
-        tokio::time::sleep(lease / 3).await;
-        match client.heartbeat(job).await {
+        tokio::select! {
+            () = tokio::time::sleep(lease / 3) => {}
+            changed = steps.changed(), if steps_open => {
+                if changed.is_err() {
+                    steps_open = false;
+                    continue;
+                }
+            }
+        }
+        let current_steps = steps.borrow_and_update().clone();
+        match client.heartbeat(job, current_steps).await {
             Ok(Answer::Ok) => last_renewed = Instant::now(),
             Ok(Answer::LeaseLost(message)) => {
                 tracing::warn!(%message, "lease lost; cancelling the job");
@@ -655,6 +692,7 @@ async fn execute(
     config: &Config,
     regions: &Regions,
     job: &ClaimedJob,
+    _steps: &dyn StepObserver,
     cancel: CancellationToken,
 ) -> JobOutcome {
     match &job.work {
