@@ -164,6 +164,19 @@ pub fn quote_identifier(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// Quote a text as an SQL string literal, for the few statements that take no bound
+/// parameters (`COMMENT ON`, `CREATE ROLE … PASSWORD`): PostgreSQL's own `quote_literal`
+/// rule, `'` and `\` doubled and an `E` prefix when a backslash is present, so the result
+/// reads the same whatever `standard_conforming_strings` says.
+pub fn quote_literal(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{escaped}'")
+    } else {
+        format!("'{escaped}'")
+    }
+}
+
 /// A libpq connection string naming only the database, safe for any name.
 pub fn database_conninfo(database: &str) -> String {
     format!(
@@ -752,6 +765,8 @@ mod tests {
     #[test]
     fn identifiers_and_database_names_are_quoted() {
         assert_eq!(quote_identifier(r#"we"ird"#), r#""we""ird""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'c"), r"E'a\\b''c'");
         assert_eq!(database_conninfo(r"it's a \db"), r"dbname='it\'s a \\db'");
     }
 }

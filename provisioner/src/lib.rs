@@ -2,9 +2,18 @@
 //! databases.
 //!
 //! Each step is small, idempotent where it can be, and quotes every identifier; nothing
-//! from a request is pasted into SQL. Restores, drills and (later) provisioning are
-//! sequences of these steps; the helpdesk swap and the playbook files that name the
-//! sequences come with the restore-onto-live work.
+//! from a request is pasted into SQL. Restores, drills and provisioning are sequences of
+//! these steps:
+//! - this file: plain databases (create, drop, size) and row-count verification;
+//! - [`roles`]: tenant roles with SCRAM passwords computed here, never sent in the clear;
+//! - [`databases`]: databases owned by a tenant role, isolated from every other tenant,
+//!   marked with the run that made them, and the server's version;
+//! - [`swap`]: the helpdesk swap of a restored database onto the live name (and its
+//!   rollback, the same call with the names permuted).
+
+pub mod databases;
+pub mod roles;
+pub mod swap;
 
 pub mod playbook;
 
@@ -14,6 +23,13 @@ use lifeboat_core::config::ClusterConfig;
 use lifeboat_core::manifest::TableRowCount;
 use lifeboat_core::postgres::{self, PostgresError, quote_identifier};
 use tokio_postgres::error::SqlState;
+
+pub use databases::{
+    create_database_owned, database_comment, isolate_database, list_databases_with_prefix,
+    major_of_version_text, server_version_num, set_allow_connections,
+};
+pub use roles::{Made, create_role, drop_role, generate_password, role_exists, set_role_password};
+pub use swap::{SwapReport, SwapRequest, SwapState, swap_databases, swap_state};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -31,9 +47,44 @@ pub enum ProvisionError {
     },
     #[error("row counts differ from the manifest in {} table(s): {}", .0.len(), .0.join("; "))]
     RowCountMismatch(Vec<String>),
+    #[error(
+        "role {role:?} already exists on cluster {cluster} and was not made by this run; a tenant role is never taken over"
+    )]
+    RoleExists { cluster: String, role: String },
+    #[error(
+        "role {role:?} on cluster {cluster} cannot be dropped: it still owns or holds rights on objects: {detail}"
+    )]
+    RoleStillOwns {
+        cluster: String,
+        role: String,
+        detail: String,
+    },
+    #[error(
+        "swap of {shadow:?} onto {live:?} on cluster {cluster} gave up after {attempts} rename attempt(s) in {patience_milliseconds} ms (last: {last_failure}); {live:?} is as before and accepts connections again"
+    )]
+    SwapTimedOut {
+        cluster: String,
+        live: String,
+        shadow: String,
+        attempts: u32,
+        patience_milliseconds: u128,
+        last_failure: String,
+    },
+    #[error("swap onto {live:?} on cluster {cluster} cannot start: {reason}")]
+    SwapRefused {
+        cluster: String,
+        live: String,
+        reason: String,
+    },
+    #[error("cluster {cluster} answered {what} with {answer:?}, which lifeboat cannot read")]
+    UnexpectedAnswer {
+        cluster: String,
+        what: String,
+        answer: String,
+    },
 }
 
-fn statement_error(
+pub(crate) fn statement_error(
     cluster: &ClusterConfig,
     action: String,
 ) -> impl FnOnce(tokio_postgres::Error) -> ProvisionError {
@@ -45,7 +96,7 @@ fn statement_error(
     }
 }
 
-async fn maintenance_client(
+pub(crate) async fn maintenance_client(
     cluster: &ClusterConfig,
 ) -> Result<tokio_postgres::Client, ProvisionError> {
     Ok(postgres::connect(cluster, &cluster.maintenance_database).await?)

@@ -4,6 +4,11 @@
 //! is the postmaster's and dropping [`PostgresCluster`] stops the server for sure. Durability is
 //! switched off (`fsync`, `full_page_writes`, `synchronous_commit`): the data is thrown away.
 //!
+//! Client authentication (`pg_hba.conf`, rewritten at every start): the unix socket and the
+//! superuser over TCP are trusted, so tests and the demo connect without a password; every
+//! other role over TCP must give its password (`scram-sha-256`), so tests can prove one
+//! tenant's credentials do not open another tenant's database.
+//!
 //! `initdb` and `postgres` refuse to run as root. When we are root, both run as the `postgres`
 //! user (set with `CommandExt::uid/gid`, no `su` wrapper in between) and the cluster directory is
 //! handed to that user.
@@ -95,6 +100,8 @@ impl PostgresCluster {
         } else {
             initialise_data_directory(&bin_dir, &cluster_directory, &server_account).await?;
         }
+
+        write_client_authentication(&data_directory, &server_account)?;
 
         let mut port_in_use_errors = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
@@ -408,6 +415,38 @@ fn ensure_ancestors_are_traversable(
             mode & 0o7777,
             ancestor.display()
         );
+    }
+    Ok(())
+}
+
+/// Writes `pg_hba.conf`: trust over the unix socket and for the superuser over TCP,
+/// `scram-sha-256` for every other role over TCP (see the module documentation).
+fn write_client_authentication(
+    data_directory: &Path,
+    server_account: &ServerAccount,
+) -> anyhow::Result<()> {
+    ensure!(
+        !server_account.name.contains('"'),
+        "use account {:?} as the postgres superuser: pg_hba.conf cannot name a user with a double quote",
+        server_account.name
+    );
+    let superuser = format!("\"{}\"", server_account.name);
+    let rules = format!(
+        "# Written by lifeboat-sandbox at every start.\n\
+         # TYPE  DATABASE     USER         ADDRESS       METHOD\n\
+         local   all          all                        trust\n\
+         local   replication  all                        trust\n\
+         host    all          {superuser}  127.0.0.1/32  trust\n\
+         host    all          {superuser}  ::1/128       trust\n\
+         host    replication  {superuser}  127.0.0.1/32  trust\n\
+         host    all          all          127.0.0.1/32  scram-sha-256\n\
+         host    all          all          ::1/128       scram-sha-256\n"
+    );
+    let path = data_directory.join("pg_hba.conf");
+    fs::write(&path, rules).with_context(|| format!("write {}", path.display()))?;
+    if let Some((user_id, group_id)) = server_account.switch_to_user {
+        chown(path.as_path(), Some(user_id), Some(group_id))
+            .with_context(|| format!("give {} to user {}", path.display(), server_account.name))?;
     }
     Ok(())
 }

@@ -1,0 +1,5 @@
+//! The provisioner's steps against a real PostgreSQL cluster (one per test).
+
+mod common;
+mod isolation;
+mod swap;
