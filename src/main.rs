@@ -106,6 +106,11 @@ enum Command {
     /// Back up every tenant in the catalog through the job queue, wait, summarise; exits
     /// non-zero if any tenant lacks a good backup from this run. Meant for cron.
     Nightly(commands::nightly::NightlyFlags),
+    /// Playbooks: the steps that provision, restore, copy, drill and deprovision tenants.
+    Playbook {
+        #[command(subcommand)]
+        command: PlaybookCommand,
+    },
     /// Tenants in the catalog.
     Tenant {
         #[command(subcommand)]
@@ -172,7 +177,65 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PlaybookCommand {
+    /// Every playbook: built in, or replaced by a file in `playbook_dir`.
+    List,
+    /// A playbook's steps, with what each does and undoes.
+    Show { name: String },
+    /// Check a playbook file; errors name the file and line.
+    Check { file: PathBuf },
+    /// Run a playbook for one tenant on its cluster (drill-tenant or your own), or print
+    /// its steps with the tenant's names filled in (`--dry-run`).
+    Run {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TenantCommand {
+    /// Create a tenant's role and database (the `provision-tenant` playbook) and add it to
+    /// the catalog. The role's password is shown once (or written to a new 0600 file);
+    /// lifeboat keeps no copy.
+    Provision {
+        /// A slug: lowercase letters, digits and '-'; also the role's name.
+        name: String,
+        /// A configured cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Default: the tenant's name.
+        #[arg(long)]
+        database: Option<String>,
+        /// Cron expression (UTC); default: daily, spread over the backup window by the name.
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Write the password to this new file (mode 0600) instead of printing it.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        keep_daily: u32,
+        #[arg(long, default_value_t = 4)]
+        keep_weekly: u32,
+        #[arg(long, default_value_t = 12)]
+        keep_monthly: u32,
+        #[arg(long, default_value_t = 0)]
+        keep_yearly: u32,
+    },
+    /// Take a final backup (kind pre-destroy), drop the tenant's database and role (the
+    /// `deprovision-tenant` playbook), and remove it from the catalog. Refused under
+    /// legal hold.
+    Deprovision {
+        name: String,
+        /// Move its backups to the trash (else they stay, outside retention).
+        #[arg(long)]
+        trash_backups: bool,
+        /// Do not ask to type the tenant's name.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Add a tenant.
     Add {
         /// A slug: lowercase letters, digits and '-'.
@@ -336,7 +399,53 @@ fn main() -> ExitCode {
                 ..
             } => commands::controller::token_revoke(config_path, &name).await,
             Command::Nightly(flags) => commands::nightly::run(config_path, flags).await,
+            Command::Playbook { command } => match command {
+                PlaybookCommand::List => commands::playbook::list(config_path).await,
+                PlaybookCommand::Show { name } => {
+                    commands::playbook::show(config_path, &name).await
+                }
+                PlaybookCommand::Check { file } => commands::playbook::check(&file),
+                PlaybookCommand::Run {
+                    name,
+                    tenant,
+                    dry_run,
+                } => commands::playbook::run(config_path, &name, &tenant, dry_run).await,
+            },
             Command::Tenant { command } => match command {
+                TenantCommand::Provision {
+                    name,
+                    cluster,
+                    database,
+                    schedule,
+                    password_file,
+                    keep_daily,
+                    keep_weekly,
+                    keep_monthly,
+                    keep_yearly,
+                } => {
+                    commands::provision::provision(
+                        config_path,
+                        commands::provision::ProvisionArguments {
+                            name: &name,
+                            cluster: &cluster,
+                            database: database.as_deref(),
+                            schedule: schedule.as_deref(),
+                            retention: lifeboat_controller::tenants::Retention {
+                                keep_daily,
+                                keep_weekly,
+                                keep_monthly,
+                                keep_yearly,
+                            },
+                            password_file: password_file.as_deref(),
+                        },
+                    )
+                    .await
+                }
+                TenantCommand::Deprovision {
+                    name,
+                    trash_backups,
+                    yes,
+                } => commands::provision::deprovision(config_path, &name, trash_backups, yes).await,
                 TenantCommand::Add {
                     name,
                     cluster,

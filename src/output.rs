@@ -72,3 +72,39 @@ pub fn human_bytes(bytes: u64) -> String {
 pub fn human_duration(duration: Duration) -> String {
     format!("{:.1} s", duration.as_secs_f64())
 }
+
+/// One playbook step in one line: number, name, state, duration, what it did.
+pub fn step_line(step: &lifeboat_core::api::StepReport) -> String {
+    let state = serde_json::to_value(step.state)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "  {:>2}. {:<18} {:<12} {:>7}  {}",
+        step.number,
+        step.step,
+        state,
+        step.duration_ms
+            .map_or_else(String::new, |milliseconds| format!("{milliseconds} ms")),
+        step.detail.as_deref().unwrap_or("")
+    )
+}
+
+/// Prints each playbook step once it ends, to stderr (so `--json` output stays clean).
+#[derive(Debug, Clone, Copy)]
+pub struct StepPrinter {
+    pub quiet: bool,
+}
+
+impl lifeboat_provisioner::playbook::StepObserver for StepPrinter {
+    fn steps_changed(&self, steps: &[lifeboat_core::api::StepReport]) {
+        if self.quiet {
+            return;
+        }
+        if let Some(step) = steps.last()
+            && step.state != lifeboat_core::api::StepState::Running
+        {
+            eprintln!("{}", step_line(step));
+        }
+    }
+}

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lifeboat_core::api::{DrillOutcome, DrillResult};
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
@@ -18,9 +17,7 @@ use lifeboat_core::manifest::Manifest;
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
 use lifeboat_core::region::{Region, Regions};
-use lifeboat_core::restore::{
-    self, BackupSelector, RestoreError, RestoreTarget, StreamedRestore,
-};
+use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget, StreamedRestore};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +34,7 @@ pub enum RestoreJobError {
     #[error(transparent)]
     Restore(#[from] RestoreError),
     #[error(transparent)]
-    Provision(#[from] ProvisionError),
+    Provision(Box<ProvisionError>),
     #[error("cancelled; the half-restored database was dropped")]
     Cancelled,
     #[error("backup {backup} of tenant {tenant} could not be restored from any region: {reasons}")]
@@ -46,6 +43,12 @@ pub enum RestoreJobError {
         backup: BackupId,
         reasons: String,
     },
+}
+
+impl From<ProvisionError> for RestoreJobError {
+    fn from(error: ProvisionError) -> Self {
+        RestoreJobError::Provision(Box::new(error))
+    }
 }
 
 impl RestoreJobError {
@@ -242,7 +245,10 @@ pub async fn read_believed_manifest(
 /// another region might not have (missing, unbelievable, corrupt or truncated object, dead
 /// region) moves on to the next; pg_restore runs in one transaction, so a failed attempt
 /// leaves the database empty again. Any other failure stops.
-#[expect(clippy::too_many_arguments, reason = "one restore's inputs, each distinct")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one restore's inputs, each distinct"
+)]
 pub async fn restore_into_existing_database(
     regions: &Regions,
     tenant: &TenantName,
@@ -255,21 +261,21 @@ pub async fn restore_into_existing_database(
 ) -> Result<RestoredInto, RestoreJobError> {
     let mut failed_attempts = Vec::new();
     for region in regions.iter() {
-        let manifest =
-            match read_believed_manifest(region, tenant, backup_id, catalog_sha256).await {
-                Ok(manifest) => manifest,
-                // Missing, unreadable, another backup's, or not the catalog's: another
-                // region may hold the right one.
-                Err(error) if error.is_region_specific() => {
-                    tracing::warn!(region = %region.name(), %error, "manifest unavailable or not believed, trying the next region");
-                    failed_attempts.push(FailedAttempt {
-                        region: region.name().clone(),
-                        error: error.to_string(),
-                    });
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            };
+        let manifest = match read_believed_manifest(region, tenant, backup_id, catalog_sha256).await
+        {
+            Ok(manifest) => manifest,
+            // Missing, unreadable, another backup's, or not the catalog's: another
+            // region may hold the right one.
+            Err(error) if error.is_region_specific() => {
+                tracing::warn!(region = %region.name(), %error, "manifest unavailable or not believed, trying the next region");
+                failed_attempts.push(FailedAttempt {
+                    region: region.name().clone(),
+                    error: error.to_string(),
+                });
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         progress.stage(Stage::Downloading);
         let streamed = tokio::select! {
             streamed = restore::stream_restore(region, &manifest, identities.clone(), target, progress.clone()) => streamed,
@@ -302,164 +308,4 @@ pub async fn restore_into_existing_database(
             .collect::<Vec<_>>()
             .join("; "),
     })
-}
-
-/// A drill that ran to its end, verified or not, as it is recorded in the catalog.
-#[derive(Debug, Clone)]
-pub struct DrillRun {
-    pub tenant: TenantName,
-    /// What is recorded: the job's report and `lifeboat drill` alike.
-    pub result: DrillResult,
-    /// The verified restore, for printing; `None` when the backup did not restore.
-    pub restore: Option<RestoreReport>,
-}
-
-/// A drill that could not run for reasons that say nothing about the backup
-/// ([`RestoreJobError::is_verdict_on_the_backup`]): nothing is recorded, and the job is
-/// tried again.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the drill could not run: {0}")]
-pub struct DrillNotRun(pub String);
-
-/// A scratch database name for drilling `tenant`: unique, recognisable, at most 63 bytes.
-pub fn scratch_database_name(tenant: &TenantName) -> String {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let mut name = format!("lifeboat_drill_{}_{tenant}", &unique[..8]);
-    // Tenant names are ASCII slugs, so any byte is a character boundary.
-    name.truncate(63);
-    name
-}
-
-/// The drill's verdict, from the restore's result and whether its scratch database could
-/// be dropped. A scratch database left behind holds a decrypted copy of the tenant's data,
-/// so that drill failed, whatever the restore verified.
-pub fn drill_outcome(
-    restored: Result<&RestoreReport, &RestoreJobError>,
-    cleanup_error: Option<&str>,
-) -> DrillOutcome {
-    match (restored, cleanup_error) {
-        (Ok(report), None) => DrillOutcome::Verified {
-            tables_verified: report.tables_verified as u64,
-            rows_verified: report.rows_verified,
-        },
-        (Ok(_), Some(cleanup_error)) => DrillOutcome::Failed {
-            error: format!(
-                "restored and verified, but {cleanup_error}; drop it by hand, it holds the tenant's data"
-            ),
-        },
-        (Err(error), _) => DrillOutcome::Failed {
-            error: error.to_string(),
-        },
-    }
-}
-
-/// Drill `backup_id` of `tenant`: restore it into a fresh scratch database on the tenant's
-/// cluster, verify its row counts against the manifest, and drop the database again. A
-/// failed restore has already dropped what it made. The one drill path: drill jobs and
-/// `lifeboat drill` both run and judge a drill here.
-pub async fn drill(
-    config: &Config,
-    regions: &Regions,
-    tenant: &TenantConfig,
-    backup_id: BackupId,
-    catalog_sha256: Option<&str>,
-    progress: Arc<dyn Progress>,
-    cancel: CancellationToken,
-) -> Result<DrillRun, DrillNotRun> {
-    let scratch_database = scratch_database_name(&tenant.name);
-    let started_at = chrono::Utc::now();
-    let restored = restore_into_new_database(
-        config,
-        regions,
-        RestoreRequest {
-            tenant,
-            selector: BackupSelector::Id(backup_id),
-            into_database: &scratch_database,
-            catalog_sha256,
-        },
-        progress,
-        cancel.clone(),
-    )
-    .await;
-    if cancel.is_cancelled() {
-        return Err(DrillNotRun(
-            "cancelled; the scratch database was dropped".to_owned(),
-        ));
-    }
-    if let Err(error) = &restored
-        && !error.is_verdict_on_the_backup()
-    {
-        return Err(DrillNotRun(error.to_string()));
-    }
-    let mut cleanup_error = None;
-    if restored.is_ok() {
-        let dropped = match config.cluster(&tenant.cluster) {
-            Ok(cluster) => provisioner::drop_database(cluster, &scratch_database)
-                .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        if let Err(error) = dropped {
-            tracing::warn!(database = %scratch_database, %error, "could not drop the drill's scratch database");
-            cleanup_error = Some(format!(
-                "could not drop scratch database {scratch_database:?}: {error}"
-            ));
-        }
-    }
-    let outcome = drill_outcome(restored.as_ref(), cleanup_error.as_deref());
-    let region = restored.as_ref().ok().map(|report| report.region.clone());
-    Ok(DrillRun {
-        tenant: tenant.name.clone(),
-        result: DrillResult {
-            backup_id,
-            region,
-            scratch_database,
-            started_at,
-            finished_at: chrono::Utc::now(),
-            outcome,
-            steps: Vec::new(),
-        },
-        restore: restored.ok(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verified_report() -> RestoreReport {
-        RestoreReport {
-            tenant: TenantName::parse("acme").expect("tenant"),
-            backup_id: BackupId::new(),
-            database: "scratch".to_owned(),
-            region: RegionName::parse("eu").expect("region"),
-            failed_attempts: Vec::new(),
-            regions_not_listed: Vec::new(),
-            stored_bytes: 10,
-            dump_bytes: 20,
-            tables_verified: 3,
-            rows_verified: 42,
-            duration: Duration::from_secs(1),
-        }
-    }
-
-    #[test]
-    fn a_scratch_database_left_behind_fails_the_drill() {
-        let report = verified_report();
-        assert_eq!(
-            drill_outcome(Ok(&report), None),
-            DrillOutcome::Verified {
-                tables_verified: 3,
-                rows_verified: 42
-            }
-        );
-        let left_behind = drill_outcome(
-            Ok(&report),
-            Some("could not drop scratch database \"x\": connection refused"),
-        );
-        let DrillOutcome::Failed { error } = left_behind else {
-            panic!("a drill whose scratch database stayed was recorded as {left_behind:?}");
-        };
-        assert!(error.contains("drop it by hand"), "{error}");
-    }
 }

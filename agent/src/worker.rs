@@ -31,7 +31,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{backup_job, maintenance, restore_job};
+use crate::playbook_job::{self, RunContext};
+use crate::{backup_job, maintenance};
 
 /// How an agent reaches its controller and what it serves.
 #[derive(Debug, Clone)]
@@ -692,7 +693,7 @@ async fn execute(
     config: &Config,
     regions: &Regions,
     job: &ClaimedJob,
-    _steps: &dyn StepObserver,
+    steps: &dyn StepObserver,
     cancel: CancellationToken,
 ) -> JobOutcome {
     match &job.work {
@@ -779,20 +780,20 @@ async fn execute(
             if let Some(refused) = without_credentials_for(config, cluster) {
                 return refused;
             }
-            let tenant_config = TenantConfig {
-                name: tenant.clone(),
-                cluster: cluster.clone(),
-                // A drill restores into a scratch database; the tenant's own is not touched.
-                database: tenant.to_string(),
-            };
-            match restore_job::drill(
+            let run_tag = format!("job-{}", job.id);
+            match playbook_job::drill(
                 config,
                 regions,
-                &tenant_config,
+                tenant,
+                cluster,
                 *backup_id,
                 sha256.as_deref(),
-                Arc::new(Silent),
-                cancel.clone(),
+                RunContext {
+                    run_tag: &run_tag,
+                    resume: job.attempt > 1,
+                    observer: steps,
+                    cancel: &cancel,
+                },
             )
             .await
             {
@@ -806,14 +807,14 @@ async fn execute(
                 },
             }
         }
-        // Playbook jobs arrive with the playbook runner (issue 9, in progress); until then
-        // this agent says so, and the job fails rather than half-running.
-        JobWork::RestoreLive { .. }
-        | JobWork::Rollback { .. }
-        | JobWork::RestoreCopy { .. }
-        | JobWork::DropDatabase { .. } => JobOutcome::Failed {
-            error: format!("this agent cannot run {} jobs yet", job.work.kind()),
-            retryable: false,
-        },
+        JobWork::RestoreLive { cluster, .. }
+        | JobWork::Rollback { cluster, .. }
+        | JobWork::RestoreCopy { cluster, .. }
+        | JobWork::DropDatabase { cluster, .. } => {
+            if let Some(refused) = without_credentials_for(config, cluster) {
+                return refused;
+            }
+            playbook_job::run_playbook_job(config, regions, job, steps, &cancel).await
+        }
     }
 }

@@ -39,6 +39,18 @@ pub enum TenantError {
     UnknownCluster { cluster: String, known: String },
     #[error("--database: a database name must be 1 to 63 bytes without NUL characters")]
     InvalidDatabase,
+    #[error("tenant {tenant} was not added: {reason}")]
+    ProvisionFailed { tenant: TenantName, reason: String },
+    #[error("tenant {tenant} was not deprovisioned: {reason}")]
+    DeprovisionFailed { tenant: TenantName, reason: String },
+    #[error(
+        "tenant {tenant}'s database was dropped, but its final backup {backup} could not be recorded ({reason}); it is in the regions: run `lifeboat catalog rebuild`, then `lifeboat tenant remove {tenant}`"
+    )]
+    FinalBackupNotRecorded {
+        tenant: TenantName,
+        backup: String,
+        reason: String,
+    },
     #[error(
         "the name {tenant} still has backups of an earlier tenant ({found}); a new tenant must not inherit them: choose another name, or purge them first"
     )]
@@ -242,6 +254,29 @@ pub async fn add_tenant(
     regions: &[Region],
     actor: &str,
 ) -> Result<Tenant, TenantError> {
+    let (tenant, ()) = add_tenant_with(catalog, new, known_clusters, regions, actor, |_| async {
+        Ok(())
+    })
+    .await?;
+    Ok(tenant)
+}
+
+/// Add a tenant and, before the catalog commits it, run `provision` (the
+/// `provision-tenant` playbook): a tenant is registered only once its database exists, and
+/// a provisioning that fails (and undoes itself) registers nothing. Every check of
+/// [`add_tenant`] comes first, so a refused name provisions nothing either.
+pub async fn add_tenant_with<T, F, Fut>(
+    catalog: &Catalog,
+    new: NewTenant,
+    known_clusters: &[ClusterName],
+    regions: &[Region],
+    actor: &str,
+    provision: F,
+) -> Result<(Tenant, T), TenantError>
+where
+    F: FnOnce(Tenant) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     if !known_clusters.contains(&new.cluster) {
         return Err(TenantError::UnknownCluster {
             cluster: new.cluster.to_string(),
@@ -304,8 +339,17 @@ pub async fn add_tenant(
         serde_json::json!({ "cluster": new.cluster, "database": tenant.database }),
     )
     .await?;
+    // The row stays locked (uncommitted) while the database is made: a second `tenant
+    // add` of the same name waits, then fails on the unique name.
+    let provisioned =
+        provision(tenant.clone())
+            .await
+            .map_err(|reason| TenantError::ProvisionFailed {
+                tenant: new.name.clone(),
+                reason,
+            })?;
     transaction.commit().await.map_err(query_error("commit"))?;
-    Ok(tenant)
+    Ok((tenant, provisioned))
 }
 
 pub async fn list_tenants(catalog: &Catalog) -> Result<Vec<Tenant>, TenantError> {
@@ -428,12 +472,95 @@ pub async fn remove_tenant(
     Ok(removed)
 }
 
+/// What `tenant deprovision` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeprovisionedTenant<T> {
+    /// The final backup (kind `pre-destroy`), recorded like any other.
+    pub final_backup: Option<lifeboat_core::ids::BackupId>,
+    pub removed: RemovedTenant,
+    /// What the playbook run reported.
+    pub run: T,
+}
+
+/// Deprovision a tenant: refuse one under legal hold or with a backup, drill or restore
+/// running (before anything is done), run `deprovision` (the `deprovision-tenant` playbook:
+/// final backup, drop database and role), record its final backup after the same checks as
+/// an agent's report, then remove the tenant as [`remove_tenant`] does (its backups follow
+/// retention, or the trash with `trash`).
+pub async fn deprovision_tenant<T, F, Fut>(
+    catalog: &Catalog,
+    regions: &[Region],
+    name: &TenantName,
+    trash: Option<TrashBackups>,
+    actor: &str,
+    deprovision: F,
+) -> Result<DeprovisionedTenant<T>, TenantError>
+where
+    F: FnOnce(Tenant) -> Fut,
+    Fut: Future<Output = Result<(Option<lifeboat_core::api::SafetyBackup>, T), String>>,
+{
+    let tenant = show_tenant(catalog, name).await?;
+    if tenant.legal_hold {
+        return Err(TenantError::UnderLegalHold(name.clone()));
+    }
+    {
+        let connection = catalog.connection().await?;
+        if let Some(running) = connection
+            .query_opt(
+                "SELECT id FROM jobs WHERE tenant = $1 AND kind IN ('backup', 'drill', 'restore') AND state = 'running' LIMIT 1",
+                &[&name.as_str()],
+            )
+            .await
+            .map_err(query_error("find the tenant's running jobs"))?
+        {
+            return Err(TenantError::BackupRunning {
+                tenant: name.clone(),
+                job: running.get(0),
+            });
+        }
+    }
+    let (final_backup, run) =
+        deprovision(tenant)
+            .await
+            .map_err(|reason| TenantError::DeprovisionFailed {
+                tenant: name.clone(),
+                reason,
+            })?;
+    if let Some(backup) = &final_backup {
+        crate::backups::record_checked_backup(catalog, regions, &backup.manifest, &backup.regions)
+            .await
+            .map_err(|error| TenantError::FinalBackupNotRecorded {
+                tenant: name.clone(),
+                backup: backup.manifest.backup_id.to_string(),
+                reason: error.to_string(),
+            })?;
+    }
+    let removed = remove_tenant(catalog, name, trash, actor).await?;
+    Ok(DeprovisionedTenant {
+        final_backup: final_backup.map(|backup| backup.manifest.backup_id),
+        removed,
+        run,
+    })
+}
+
 /// `tenant remove --trash-backups`: the removed tenant's backups go to the trash at `now`,
 /// to be purged after `purge_after` unless brought back.
 #[derive(Debug, Clone, Copy)]
 pub struct TrashBackups {
     pub now: DateTime<Utc>,
     pub purge_after: DateTime<Utc>,
+}
+
+impl TrashBackups {
+    /// Trashed now, purged after `trash_period` (`[retention] trash_days`); `None` when
+    /// the period is too long to add to today's date.
+    pub fn starting_now(trash_period: std::time::Duration) -> Option<TrashBackups> {
+        let now = Utc::now();
+        let purge_after = chrono::TimeDelta::from_std(trash_period)
+            .ok()
+            .and_then(|period| now.checked_add_signed(period))?;
+        Some(TrashBackups { now, purge_after })
+    }
 }
 
 /// What removing a tenant did to its backups.

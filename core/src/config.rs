@@ -80,6 +80,7 @@ pub struct RawConfig {
     #[serde(default = "default_region_patience_seconds")]
     region_patience_seconds: u64,
     pg_bin_dir: Option<PathBuf>,
+    playbook_dir: Option<PathBuf>,
     #[serde(default)]
     clusters: BTreeMap<String, RawCluster>,
     #[serde(default)]
@@ -256,6 +257,9 @@ pub struct Config {
     pub max_region_lag_parts: usize,
     pub region_patience: std::time::Duration,
     pub pg_bin_dir: Option<PathBuf>,
+    /// Edited playbooks (`NAME.toml`, and the SQL files they name); a file here replaces
+    /// the built-in playbook of its name.
+    pub playbook_dir: Option<PathBuf>,
     pub clusters: BTreeMap<ClusterName, ClusterConfig>,
     /// In restore order: ascending `priority`, then name.
     pub regions: Vec<RegionConfig>,
@@ -285,6 +289,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "max_region_lag_parts",
     "region_patience_seconds",
     "pg_bin_dir",
+    "playbook_dir",
     "clusters",
     "regions",
     "tenants",
@@ -654,6 +659,7 @@ impl RawConfig {
             max_region_lag_parts: self.max_region_lag_parts,
             region_patience: std::time::Duration::from_secs(self.region_patience_seconds),
             pg_bin_dir: self.pg_bin_dir,
+            playbook_dir: self.playbook_dir,
             clusters,
             regions,
             tenants,

@@ -237,6 +237,67 @@ pub async fn list_databases_with_prefix(
         .collect())
 }
 
+/// What every comment lifeboat puts on a database or role it made starts with.
+pub const RUN_COMMENT_PREFIX: &str = "lifeboat run ";
+
+/// Set `database`'s comment (a swapped-back database is marked as its run's again).
+pub async fn set_database_comment(
+    cluster: &ClusterConfig,
+    database: &str,
+    comment: &str,
+) -> Result<(), ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    client
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_identifier(database),
+            quote_literal(comment)
+        ))
+        .await
+        .map_err(statement_error(
+            cluster,
+            format!("set the comment of database {database:?}"),
+        ))
+}
+
+/// The role that owns `database`; `None` without the database.
+pub async fn database_owner(
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<Option<String>, ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    let row = client
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(statement_error(
+            cluster,
+            format!("look up the owner of database {database:?}"),
+        ))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Whether `database` accepts connections (`false` also without the database).
+pub async fn allows_connections(
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<bool, ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    let row = client
+        .query_opt(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(statement_error(
+            cluster,
+            format!("look up ALLOW_CONNECTIONS of database {database:?}"),
+        ))?;
+    Ok(row.is_some_and(|row| row.get(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

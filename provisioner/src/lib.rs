@@ -76,12 +76,38 @@ pub enum ProvisionError {
         live: String,
         reason: String,
     },
+    #[error("cluster {cluster}: {what} does not exist")]
+    Missing { cluster: String, what: String },
+    #[error(
+        "database {database:?} on cluster {cluster} accepts connections and carries no lifeboat run tag, so it is not a database lifeboat kept; not dropped"
+    )]
+    NotKept { cluster: String, database: String },
     #[error("cluster {cluster} answered {what} with {answer:?}, which lifeboat cannot read")]
     UnexpectedAnswer {
         cluster: String,
         what: String,
         answer: String,
     },
+}
+
+impl ProvisionError {
+    /// Whether trying again cannot help: a name taken, something missing, a refusal. A
+    /// statement that failed, a cluster that did not answer, a swap that ran out of
+    /// patience may go through another time.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProvisionError::DatabaseExists { .. }
+            | ProvisionError::RoleExists { .. }
+            | ProvisionError::RoleStillOwns { .. }
+            | ProvisionError::SwapRefused { .. }
+            | ProvisionError::Missing { .. }
+            | ProvisionError::NotKept { .. }
+            | ProvisionError::UnexpectedAnswer { .. } => true,
+            ProvisionError::RowCountMismatch(_) => true,
+            ProvisionError::Postgres(error) => error.is_permanent(),
+            ProvisionError::Statement { .. } | ProvisionError::SwapTimedOut { .. } => false,
+        }
+    }
 }
 
 pub(crate) fn statement_error(

@@ -25,7 +25,7 @@ pub enum Made {
 }
 
 /// The comment that marks an object as made by run `run_tag`.
-pub(crate) fn run_comment(run_tag: &str) -> String {
+pub fn run_comment(run_tag: &str) -> String {
     format!("lifeboat run {run_tag}")
 }
 
@@ -190,6 +190,45 @@ async fn set_password_with(
     // The error never carries the statement, so the verifier stays out of it too.
     client
         .batch_execute(&statement)
+        .await
+        .map_err(statement_error(
+            cluster,
+            format!("set the password of role {role:?}"),
+        ))
+}
+
+/// The role's comment (`lifeboat run <tag>` for a role lifeboat made); `None` without one
+/// or without the role.
+pub async fn comment_of_role(
+    cluster: &ClusterConfig,
+    role: &str,
+) -> Result<Option<String>, ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    role_comment(cluster, &client, role).await
+}
+
+/// Give `role` LOGIN with a password that arrives as a SCRAM-SHA-256 verifier (a copy's
+/// role: the plain password was shown to whoever asked for the copy and is stored nowhere).
+/// Anything but a SCRAM verifier is refused, so a plain password is never sent.
+pub async fn set_role_password_verifier(
+    cluster: &ClusterConfig,
+    role: &str,
+    verifier: &str,
+) -> Result<(), ProvisionError> {
+    if !verifier.starts_with("SCRAM-SHA-256$") {
+        return Err(ProvisionError::UnexpectedAnswer {
+            cluster: cluster.name.to_string(),
+            what: format!("the password of role {role:?}"),
+            answer: "something that is not a SCRAM-SHA-256 verifier".to_owned(),
+        });
+    }
+    let client = maintenance_client(cluster).await?;
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE {} LOGIN PASSWORD {}",
+            quote_identifier(role),
+            quote_literal(verifier)
+        ))
         .await
         .map_err(statement_error(
             cluster,

@@ -671,6 +671,13 @@ impl Drop for ReallowOnDrop {
     }
 }
 
+/// Step `block_connections`'s second half: end every other session on `database` (after
+/// `ALLOW_CONNECTIONS false`, none comes back); how many were signalled.
+pub async fn end_sessions(cluster: &ClusterConfig, database: &str) -> Result<u64, ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    terminate_sessions(cluster, &client, &[database]).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

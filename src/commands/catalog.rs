@@ -157,6 +157,19 @@ pub async fn show(config_path: Option<&Path>, name: &str) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--trash-backups`: the tenant's backups go to the trash now.
+pub(crate) fn trash_from_flag(
+    trash_backups: bool,
+    config: &Config,
+) -> anyhow::Result<Option<TrashBackups>> {
+    if !trash_backups {
+        return Ok(None);
+    }
+    TrashBackups::starting_now(config.trash_period)
+        .map(Some)
+        .context("[retention] trash_days is too long to add to today's date")
+}
+
 pub async fn remove(
     config_path: Option<&Path>,
     name: &str,
@@ -164,16 +177,7 @@ pub async fn remove(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let name = parse_flag("name", name, TenantName::parse)?;
-    let trash = if trash_backups {
-        let now = chrono::Utc::now();
-        let purge_after = chrono::TimeDelta::from_std(config.trash_period)
-            .ok()
-            .and_then(|period| now.checked_add_signed(period))
-            .context("[retention] trash_days is too long to add to today's date")?;
-        Some(TrashBackups { now, purge_after })
-    } else {
-        None
-    };
+    let trash = trash_from_flag(trash_backups, &config)?;
     let catalog = open_catalog(&config).await?;
     let removed = tenants::remove_tenant(&catalog, &name, trash, &actor()).await?;
     println!("removed tenant {name} from the catalog");

@@ -3,19 +3,17 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use lifeboat_agent::restore_job;
+use lifeboat_agent::playbook_job::{self, RunContext};
 use lifeboat_controller::drills::{self, DrillOutcome, DrillRecord};
 use lifeboat_core::ids::TenantName;
-use lifeboat_core::progress::Progress;
 use lifeboat_core::region::Regions;
 use lifeboat_core::restore;
 
 use super::{
     backup_selector, cancel_on_signal, load_config, parse_flag, parse_optional_flag, resolve_tenant,
 };
-use crate::output::{human_duration, progress_for};
+use crate::output::{StepPrinter, human_duration};
 
 pub async fn run(
     config_path: Option<&Path>,
@@ -35,20 +33,27 @@ pub async fn run(
         );
     }
     let backup_id = resolved.backup_id;
-    let progress: Arc<dyn Progress> = progress_for(json, &format!("drill {tenant}"));
     let catalog = match &config.catalog {
         None => None,
         Some(_) => Some(super::catalog::open_catalog(&config).await?),
     };
     let catalog_sha256 = super::catalog_sha256(catalog.as_ref(), &tenant, backup_id).await?;
-    let run = match restore_job::drill(
+    let run_tag = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let cancel = cancel_on_signal();
+    let observer = StepPrinter { quiet: json };
+    let run = match playbook_job::drill(
         &config,
         &regions,
-        &tenant_config,
+        &tenant,
+        &tenant_config.cluster,
         backup_id,
         catalog_sha256.as_deref(),
-        progress,
-        cancel_on_signal(),
+        RunContext {
+            run_tag: &run_tag,
+            resume: false,
+            observer: &observer,
+            cancel: &cancel,
+        },
     )
     .await
     {

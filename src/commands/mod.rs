@@ -9,6 +9,8 @@ pub mod demo;
 pub mod drill;
 pub mod keygen;
 pub mod nightly;
+pub mod playbook;
+pub mod provision;
 pub mod rebuild;
 pub mod restore;
 pub mod retention;
@@ -66,6 +68,27 @@ pub fn cancel_on_signal() -> CancellationToken {
         token.cancel();
     });
     cancel
+}
+
+/// Ask the person at the terminal to type `expected` (a tenant's name) to go on, after
+/// `warning`; anything else cancels with an error, before anything is done.
+pub fn confirm_by_typing(warning: &str, expected: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    eprintln!("{warning}");
+    eprint!("Type the tenant's name ({expected}) to go on: ");
+    std::io::stderr().flush().ok();
+    let mut typed = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut typed)
+        .context("read the confirmation from stdin")?;
+    if typed.trim() != expected {
+        anyhow::bail!(
+            "cancelled: {:?} is not {expected:?}; nothing was done",
+            typed.trim()
+        );
+    }
+    Ok(())
 }
 
 /// `--backup ID` or, without it, `--latest`.

@@ -68,8 +68,8 @@ async fn restore_into_an_existing_database_is_refused_and_leaves_it_untouched() 
         .expect_err("refused");
     assert!(
         matches!(
-            error,
-            RestoreJobError::Provision(ProvisionError::DatabaseExists { .. })
+            &error,
+            RestoreJobError::Provision(provision) if matches!(**provision, ProvisionError::DatabaseExists { .. })
         ),
         "{error}"
     );

@@ -14,6 +14,7 @@ mod faults;
 mod harness;
 mod listing;
 mod metrics;
+mod playbooks;
 mod rebuild;
 mod region_errors;
 mod retention;

@@ -11,6 +11,7 @@
 //! - `run.rs`: running in order, reporting, undoing on failure, resuming after a crash;
 //! - `execute.rs`: what each step does on a cluster.
 
+mod execute;
 mod file;
 mod run;
 mod steps;
@@ -18,6 +19,9 @@ mod template;
 
 use std::path::Path;
 
+pub use execute::{
+    BackupHooks, ClusterExecutor, DEFAULT_RENAME_PATIENCE, RestoredBackup, RunOutputs,
+};
 pub use file::{PlannedStep, Playbook, PlaybookError, parse_playbook};
 pub use run::{
     Executor, FailureKind, NoObserver, RunFailure, RunSummary, StepFailure, StepObserver, plan,

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::api::{StepReport, StepState};
+use tokio_util::sync::CancellationToken;
 
 use super::file::Playbook;
 use super::steps::{Action, StepName};
@@ -29,6 +30,8 @@ pub enum FailureKind {
     Permanent,
     /// This agent, the cluster or a region, now: worth another attempt.
     Transient,
+    /// The run was stopped between steps; nothing was undone.
+    Cancelled,
 }
 
 /// A step that failed, in one line.
@@ -137,7 +140,7 @@ impl RunFailure {
             ),
         };
         if self.undo_errors.is_empty() {
-            if self.failed_step.is_some() {
+            if self.failed_step.is_some() && self.failure.kind != FailureKind::Cancelled {
                 text.push_str("; what this run made was undone");
             }
         } else {
@@ -177,13 +180,16 @@ pub fn plan(playbook: &Playbook, bindings: &Bindings) -> Result<Vec<Action>, Run
 }
 
 /// Run `playbook`. `resume`: this is a later attempt of the same job (same bindings), whose
-/// earlier attempt may have left work behind.
+/// earlier attempt may have left work behind. `cancel` stops the run between steps WITHOUT
+/// undoing: a cancelled job lost its lease or its agent is stopping, and the job's next
+/// attempt completes or undoes what this one did (two attempts must not both act).
 pub async fn run_playbook<E: Executor>(
     executor: &E,
     playbook: &Playbook,
     bindings: &Bindings,
     resume: bool,
     observer: &dyn StepObserver,
+    cancel: &CancellationToken,
 ) -> Result<RunSummary, RunFailure> {
     let started = Instant::now();
     let actions = plan(playbook, bindings)?;
@@ -242,6 +248,21 @@ pub async fn run_playbook<E: Executor>(
     // The steps reported so far: those an earlier attempt did, then each as it starts.
     for index in first_step..actions.len() {
         let action = &actions[index];
+        if cancel.is_cancelled() {
+            return Err(RunFailure {
+                playbook: playbook.name.clone(),
+                failed_step: Some((
+                    playbook.steps[index].number,
+                    playbook.steps[index].step.name(),
+                )),
+                failure: StepFailure {
+                    message: "cancelled before this step; the job's next attempt completes or undoes the run".to_owned(),
+                    kind: FailureKind::Cancelled,
+                },
+                steps: reports,
+                undo_errors: Vec::new(),
+            });
+        }
         reports[index].state = StepState::Running;
         let shown = index + 1;
         observer.steps_changed(&reports[..shown]);

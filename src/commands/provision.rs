@@ -1,0 +1,179 @@
+//! `lifeboat tenant provision NAME --cluster C` and `lifeboat tenant deprovision NAME`:
+//! a tenant's database and role made (or dropped) by their playbooks, and the tenant
+//! registered in (or removed from) the catalog in the same step.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lifeboat_agent::playbook_job::{self, RunContext};
+use lifeboat_controller::tenants::{self, NewTenant, Retention};
+use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::region::Regions;
+use lifeboat_provisioner::playbook::NoObserver;
+use secrecy::ExposeSecret;
+
+use super::catalog::{actor, open_catalog};
+use super::{cancel_on_signal, load_config, parse_flag};
+
+/// `tenant provision` arguments.
+#[derive(Debug)]
+pub struct ProvisionArguments<'a> {
+    pub name: &'a str,
+    pub cluster: &'a str,
+    pub database: Option<&'a str>,
+    pub schedule: Option<&'a str>,
+    pub retention: Retention,
+    /// Write the role's password to this new file (mode 0600) instead of printing it.
+    pub password_file: Option<&'a Path>,
+}
+
+fn run_tag() -> String {
+    format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+pub async fn provision(
+    config_path: Option<&Path>,
+    arguments: ProvisionArguments<'_>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", arguments.name, TenantName::parse)?;
+    let cluster = parse_flag("cluster", arguments.cluster, ClusterName::parse)?;
+    if let Some(path) = arguments.password_file
+        && path.exists()
+    {
+        anyhow::bail!(
+            "--password-file {}: the file exists; name a new file",
+            path.display()
+        );
+    }
+    let catalog = open_catalog(&config).await?;
+    let regions = Regions::from_config(&config);
+    let known_clusters: Vec<ClusterName> = config.clusters.keys().cloned().collect();
+    let cancel = cancel_on_signal();
+    let run_tag = run_tag();
+    let (tenant, provisioned) = tenants::add_tenant_with(
+        &catalog,
+        NewTenant {
+            name,
+            cluster,
+            database: arguments.database.map(str::to_owned),
+            schedule: arguments.schedule.map(str::to_owned),
+            retention: arguments.retention,
+        },
+        &known_clusters,
+        &regions,
+        &actor(),
+        |tenant| {
+            let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
+            async move {
+                let cluster =
+                    ClusterName::parse(&tenant.cluster).map_err(|error| error.to_string())?;
+                playbook_job::provision_tenant(
+                    config,
+                    regions,
+                    &tenant.name,
+                    &cluster,
+                    &tenant.database,
+                    RunContext {
+                        run_tag,
+                        resume: false,
+                        observer: &NoObserver,
+                        cancel,
+                    },
+                )
+                .await
+            }
+        },
+    )
+    .await?;
+    println!(
+        "provisioned tenant {} on cluster {}: database {:?} owned by role {:?}, which alone may connect to it",
+        tenant.name, tenant.cluster, tenant.database, provisioned.role
+    );
+    match arguments.password_file {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("create --password-file {}", path.display()))?;
+            writeln!(file, "{}", provisioned.password.expose_secret())
+                .with_context(|| format!("write {}", path.display()))?;
+            println!(
+                "the role's password is in {} (mode 0600); lifeboat keeps no copy",
+                path.display()
+            );
+        }
+        None => {
+            println!(
+                "password for role {:?} (shown once; lifeboat keeps no copy, the cluster only its SCRAM hash):\n{}",
+                provisioned.role,
+                provisioned.password.expose_secret()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn deprovision(
+    config_path: Option<&Path>,
+    name: &str,
+    trash_backups: bool,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", name, TenantName::parse)?;
+    let catalog = open_catalog(&config).await?;
+    let tenant = tenants::show_tenant(&catalog, &name).await?;
+    if !yes {
+        super::confirm_by_typing(
+            &format!(
+                "This takes a final backup of tenant {name}, then DROPS its database {:?} and its role on cluster {}.",
+                tenant.database, tenant.cluster
+            ),
+            name.as_str(),
+        )?;
+    }
+    let regions = Regions::from_config(&config);
+    let cancel = cancel_on_signal();
+    let run_tag = run_tag();
+    let trash = super::catalog::trash_from_flag(trash_backups, &config)?;
+    let deprovisioned =
+        tenants::deprovision_tenant(&catalog, &regions, &name, trash, &actor(), |tenant| {
+            let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
+            async move {
+                let cluster =
+                    ClusterName::parse(&tenant.cluster).map_err(|error| error.to_string())?;
+                playbook_job::deprovision_tenant(
+                    config,
+                    regions,
+                    &tenant.name,
+                    &cluster,
+                    &tenant.database,
+                    RunContext {
+                        run_tag,
+                        resume: false,
+                        observer: &NoObserver,
+                        cancel,
+                    },
+                )
+                .await
+            }
+        })
+        .await?;
+    println!(
+        "deprovisioned tenant {name}: final backup {}, database and role dropped",
+        deprovisioned
+            .final_backup
+            .map_or_else(|| "none".to_owned(), |backup| backup.to_string())
+    );
+    println!(
+        "its backups: {} trashed, {} left (retention no longer applies to them)",
+        deprovisioned.removed.backups_trashed, deprovisioned.removed.backups_left
+    );
+    Ok(ExitCode::SUCCESS)
+}
