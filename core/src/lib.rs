@@ -8,6 +8,8 @@
 //! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
 //! - [`keys`]: age recipients (public) and identities (private, restore side only);
 //! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
+//! - [`database_facts`]: owners, grants, extensions and large objects of a database, in
+//!   the manifest, compared after a restore;
 //! - [`region`]: one S3-compatible region, through aws-sdk-s3 (the storage seam: request
 //!   policy, fault injection, the [`region::Regions`] set built once per process);
 //! - [`postgres`]: pg_dump / pg_restore processes and the snapshot's row counts;
@@ -21,6 +23,7 @@ pub mod backup;
 pub mod backup_window;
 pub mod config;
 pub mod copy;
+pub mod database_facts;
 pub mod ids;
 pub mod keys;
 pub mod manifest;

@@ -14,6 +14,7 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::database_facts::DatabaseFacts;
 use crate::ids::{BackupId, ClusterName, RegionName, TenantName};
 
 /// The manifest version this build writes; it reads this one only.
@@ -156,6 +157,10 @@ pub struct Manifest {
     /// The regions that held the whole object when the backup was committed.
     pub regions: Vec<RegionName>,
     pub row_counts: Vec<TableRowCount>,
+    /// Owners, grants, extensions and large objects, read in the dump's snapshot; absent
+    /// from manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_facts: Option<DatabaseFacts>,
 }
 
 /// A manifest that cannot be read.

@@ -594,15 +594,27 @@ pub fn spawn_pg_dump(
 
 /// Start `pg_restore` into `database` reading a custom-format dump on stdin, in one
 /// transaction, stopping at the first error.
+///
+/// With `owner_role`, the restore runs as that role (`--role`: `SET ROLE` after connecting,
+/// so the cluster's user must be a superuser or a member of it) and ignores the dump's
+/// owners (`--no-owner`): every object it makes, large objects included, belongs to the
+/// role. The role then needs the rights the dump asks for: `CREATE` on the database (its
+/// owner has it) and, for extensions, ones it may create (trusted ones, as owner).
 pub fn spawn_pg_restore(
     tools: &PgTools,
     cluster: &ClusterConfig,
     database: &str,
+    owner_role: Option<&str>,
 ) -> Result<(Child, StderrTail), PostgresError> {
-    let arguments = [
+    let mut arguments = vec![
         "--exit-on-error".to_owned(),
         "--single-transaction".to_owned(),
     ];
+    if let Some(role) = owner_role {
+        arguments.push("--no-owner".to_owned());
+        // One argument, so any role name reaches pg_restore as it is.
+        arguments.push(format!("--role={role}"));
+    }
     spawn_tool(
         tools,
         "pg_restore",

@@ -299,7 +299,7 @@ pub async fn stream_restore(
         });
     }
     let (mut pg_restore, pg_restore_stderr) =
-        postgres::spawn_pg_restore(&target.tools, &target.cluster, &target.database)?;
+        postgres::spawn_pg_restore(&target.tools, &target.cluster, &target.database, None)?;
     let stdin = pg_restore.stdin.take();
     let reader = SyncIoBridge::new(object.body.into_async_read());
     let region_name = region.name().clone();

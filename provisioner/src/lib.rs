@@ -67,7 +67,7 @@ pub enum ProvisionError {
         live: String,
         shadow: String,
         attempts: u32,
-        patience_milliseconds: u128,
+        patience_milliseconds: u64,
         last_failure: String,
     },
     #[error("swap onto {live:?} on cluster {cluster} cannot start: {reason}")]

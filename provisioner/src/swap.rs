@@ -141,7 +141,8 @@ pub async fn swap_databases(
                 live: request.live.to_owned(),
                 shadow: request.shadow.to_owned(),
                 attempts,
-                patience_milliseconds: request.rename_patience.as_millis(),
+                patience_milliseconds: u64::try_from(request.rename_patience.as_millis())
+                    .unwrap_or(u64::MAX),
                 last_failure,
             });
         }

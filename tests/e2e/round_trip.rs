@@ -31,6 +31,16 @@ async fn round_trip(backend: Backend, database: &str, restored_database: &str) {
         ]
     );
 
+    let facts = manifest
+        .database_facts
+        .as_ref()
+        .expect("the manifest records the database's facts");
+    assert!(
+        facts.owners.contains_key("table public.customers"),
+        "{:?}",
+        facts.owners
+    );
+
     for index in 0..3 {
         let region = env.region(&config, index);
         let object = read_object(&region, &manifest.object.key).await;

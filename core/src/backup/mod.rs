@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{ClusterConfig, Config, TenantConfig};
+use crate::database_facts::DatabaseFacts;
 use crate::ids::{BackupId, RegionName};
 use crate::manifest::{
     BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject, TableRowCount,
@@ -258,6 +259,7 @@ async fn run_backup_as(
         &delivered.encoded,
         &holding_regions,
         delivered.row_counts,
+        delivered.database_facts,
     );
     let committed = commit(&preflight, manifest, holding_regions, &mut failures).await;
     background_cleanup.finish().await;
@@ -360,6 +362,7 @@ struct Delivered {
     sent: Sent,
     encoded: EncodedDump,
     row_counts: Vec<TableRowCount>,
+    database_facts: DatabaseFacts,
     row_count_duration: Duration,
 }
 
@@ -409,10 +412,10 @@ async fn encode_and_send(
     };
     let counting = async {
         let counting_started = Instant::now();
-        let counts = postgres::count_rows(cluster, &snapshot.client).await;
+        let counts = count_rows_and_read_facts(cluster, &snapshot.client).await;
         (counts, counting_started.elapsed())
     };
-    let ((row_counts, row_count_duration), (sent, encoded)) =
+    let ((counted, row_count_duration), (sent, encoded)) =
         tokio::join!(counting, send::send_object(send_job, failures));
     drop(snapshot);
 
@@ -425,11 +428,12 @@ async fn encode_and_send(
             return Err(not_sent_to_backup_error(error, encoded, failures));
         }
     };
-    match (encoded, row_counts) {
-        (Ok(encoded), Ok(row_counts)) => Ok(Delivered {
+    match (encoded, counted) {
+        (Ok(encoded), Ok((row_counts, database_facts))) => Ok(Delivered {
             sent,
             encoded,
             row_counts,
+            database_facts,
             row_count_duration,
         }),
         (Err(error), _) => {
@@ -445,6 +449,24 @@ async fn encode_and_send(
             Err(error.into())
         }
     }
+}
+
+/// Exact row counts and the database's facts (owners, grants, extensions, large
+/// objects), both in the snapshot `client`'s transaction holds.
+async fn count_rows_and_read_facts(
+    cluster: &ClusterConfig,
+    client: &tokio_postgres::Client,
+) -> Result<(Vec<TableRowCount>, DatabaseFacts), PostgresError> {
+    let row_counts = postgres::count_rows(cluster, client).await?;
+    let database_facts =
+        DatabaseFacts::capture(client)
+            .await
+            .map_err(|source| PostgresError::Query {
+                cluster: cluster.name.to_string(),
+                action: "read owners, grants, extensions and large objects".to_owned(),
+                source,
+            })?;
+    Ok((row_counts, database_facts))
 }
 
 /// Why nothing was sent, as a backup error: a failed dump explains more than the regions
@@ -592,6 +614,7 @@ fn build_manifest(
     encoded: &EncodedDump,
     holding_regions: &[Region],
     row_counts: Vec<TableRowCount>,
+    database_facts: DatabaseFacts,
 ) -> Manifest {
     let config = request.config;
     Manifest {
@@ -622,6 +645,7 @@ fn build_manifest(
             .map(|region| region.name().clone())
             .collect(),
         row_counts,
+        database_facts: Some(database_facts),
     }
 }
 
