@@ -115,7 +115,7 @@ impl BackupHooks for AgentHooks<'_> {
     async fn restore_backup(
         &self,
         database: &str,
-        _owner: &str,
+        owner: &str,
     ) -> Result<RestoredBackup, StepFailure> {
         let (backup_id, catalog_sha256) = self
             .backup
@@ -126,6 +126,7 @@ impl BackupHooks for AgentHooks<'_> {
             tools: PgTools::locate(self.config.pg_bin_dir.as_deref()).await,
             cluster: self.target_cluster.clone(),
             database: database.to_owned(),
+            owner_role: Some(owner.to_owned()),
         };
         let restored = restore_job::restore_into_existing_database(
             self.regions,

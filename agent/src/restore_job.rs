@@ -154,6 +154,7 @@ async fn restore_instrumented(
         tools: PgTools::locate(config.pg_bin_dir.as_deref()).await,
         cluster: cluster.clone(),
         database: request.into_database.to_owned(),
+        owner_role: None,
     };
     provisioner::create_database(cluster, request.into_database).await?;
     let restored_and_verified = async {

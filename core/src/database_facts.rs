@@ -75,6 +75,9 @@ FROM aclexplode($1::text[]::aclitem[]) a";
 
 const EXTENSIONS: &str = "SELECT extname, extversion FROM pg_extension";
 
+/// The pseudo-role that stands for the database's owner.
+const DATABASE_OWNER_ROLE: &str = "pg_database_owner";
+
 impl DatabaseFacts {
     /// Read the facts of the database `client` is connected to, in its current
     /// transaction (the backup's REPEATABLE READ snapshot).
@@ -140,6 +143,14 @@ impl DatabaseFacts {
             }
         }
         for (object, owner) in &restored.owners {
+            // `pg_database_owner` (PostgreSQL 14+, the owner of schema `public` in a new
+            // database) is whoever owns the database, and the restored database is owned
+            // by `restored_owner`: a dump restored with `--no-owner` leaves it so.
+            let owner = if owner == DATABASE_OWNER_ROLE {
+                restored_owner
+            } else {
+                owner.as_str()
+            };
             if !self.owners.contains_key(object) {
                 differences.push(format!("{object}: not in the backup"));
             } else if owner != restored_owner {
@@ -162,7 +173,9 @@ impl DatabaseFacts {
             .grants
             .iter()
             .map(|(object, grantee, privilege)| {
-                let grantee = if restored.owners.get(object) == Some(grantee) {
+                let grantee = if restored.owners.get(object) == Some(grantee)
+                    || grantee == DATABASE_OWNER_ROLE
+                {
                     restored_owner.to_owned()
                 } else {
                     grantee.clone()
@@ -330,6 +343,31 @@ mod tests {
         assert_eq!(
             original().differences_after_restore(&restored, "copy"),
             ["table public.orders: SELECT to acme not in the backup"]
+        );
+    }
+
+    #[test]
+    fn schema_public_owned_by_pg_database_owner_follows_the_database() {
+        // A new database's `public` schema belongs to pg_database_owner; a dump restored
+        // with --no-owner leaves it so, whoever owned it in the original.
+        let mut before = original();
+        before
+            .owners
+            .insert("schema public".to_owned(), "acme".to_owned());
+        let mut restored = restored_as_copy();
+        restored
+            .owners
+            .insert("schema public".to_owned(), DATABASE_OWNER_ROLE.to_owned());
+        assert_eq!(
+            before.differences_after_restore(&restored, "copy"),
+            Vec::<String>::new()
+        );
+        restored
+            .owners
+            .insert("schema public".to_owned(), "intruder".to_owned());
+        assert_eq!(
+            before.differences_after_restore(&restored, "copy"),
+            ["schema public: owned by intruder, should be copy"]
         );
     }
 

@@ -249,6 +249,9 @@ pub struct RestoreTarget {
     pub cluster: ClusterConfig,
     /// Must exist and be empty.
     pub database: String,
+    /// Restore as this role (`pg_restore --no-owner --role`): every object, large objects
+    /// included, is owned by it. `None`: as the dump says (and as the cluster's user).
+    pub owner_role: Option<String>,
 }
 
 /// What one streamed restore did.
@@ -298,8 +301,12 @@ pub async fn stream_restore(
             actual,
         });
     }
-    let (mut pg_restore, pg_restore_stderr) =
-        postgres::spawn_pg_restore(&target.tools, &target.cluster, &target.database, None)?;
+    let (mut pg_restore, pg_restore_stderr) = postgres::spawn_pg_restore(
+        &target.tools,
+        &target.cluster,
+        &target.database,
+        target.owner_role.as_deref(),
+    )?;
     let stdin = pg_restore.stdin.take();
     let reader = SyncIoBridge::new(object.body.into_async_read());
     let region_name = region.name().clone();

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lifeboat_core::api::SafetyBackup;
 use lifeboat_core::config::ClusterConfig;
+use lifeboat_core::database_facts::DatabaseFacts;
 use lifeboat_core::ids::{BackupId, RegionName};
 use lifeboat_core::manifest::{BackupKind, Manifest};
 use lifeboat_core::postgres;
@@ -271,8 +272,28 @@ impl<'a, H: BackupHooks> ClusterExecutor<'a, H> {
                 ProvisionError::RowCountMismatch(_) => StepFailure::backup(error.to_string()),
                 other => transient_or_permanent(&other),
             })?;
-        let checked = format!("{} tables, {} rows", counts.tables, counts.rows);
-        let _ = owner;
+        let mut checked = format!("{} tables, {} rows", counts.tables, counts.rows);
+        if let Some(expected) = &manifest.database_facts {
+            let client = postgres::connect(self.cluster, database)
+                .await
+                .map_err(|error| StepFailure::transient(error.to_string()))?;
+            let restored = DatabaseFacts::capture(&client).await.map_err(|error| {
+                StepFailure::transient(format!("read owners and grants of {database:?}: {error}"))
+            })?;
+            let differences = expected.differences_after_restore(&restored, owner);
+            if !differences.is_empty() {
+                return Err(StepFailure::backup(format!(
+                    "{} difference(s) from the manifest: {}",
+                    differences.len(),
+                    differences.join("; ")
+                )));
+            }
+            checked.push_str(&format!(
+                "; owners, grants, {} extension(s) and {} large object(s) as recorded",
+                expected.extensions.len(),
+                expected.large_object_owners.values().sum::<u64>()
+            ));
+        }
         self.outputs().verified = Some(counts);
         Ok(Some(checked))
     }
