@@ -15,6 +15,7 @@ mod harness;
 mod listing;
 mod metrics;
 mod playbooks;
+mod provisioning;
 mod rebuild;
 mod region_errors;
 mod retention;
