@@ -187,8 +187,7 @@ fn parse_key(text: &str) -> Option<DedupKey> {
         if minute.len() != 12 {
             return None;
         }
-        let minute =
-            NaiveDateTime::parse_from_str(&format!("{minute}00"), "%Y%m%d%H%M%S").ok()?;
+        let minute = NaiveDateTime::parse_from_str(&format!("{minute}00"), "%Y%m%d%H%M%S").ok()?;
         return Some(DedupKey::Restore {
             tenant: TenantName::parse(tenant).ok()?,
             minute: minute.and_utc(),

@@ -98,16 +98,16 @@ pub async fn apply_report(
 fn reported_backup(outcome: &JobOutcome) -> Option<(&Manifest, &[RegionResult])> {
     match outcome {
         JobOutcome::Succeeded {
-            result:
-                JobResult::Backup {
-                    manifest, regions, ..
-                },
+            result: JobResult::Backup {
+                manifest, regions, ..
+            },
         } => Some((manifest, regions)),
         JobOutcome::Succeeded {
-            result: JobResult::Restore(RestoreResult {
-                safety_backup: Some(safety),
-                ..
-            }),
+            result:
+                JobResult::Restore(RestoreResult {
+                    safety_backup: Some(safety),
+                    ..
+                }),
         } => Some((&safety.manifest, &safety.regions)),
         _ => None,
     }

@@ -58,10 +58,12 @@ fn describe_estimate(estimate: Option<&RestoreEstimate>) -> Vec<String> {
             "whole restore: about {} (median of the last {} verified drills{})",
             milliseconds(estimate.total_ms),
             estimate.drills_measured,
-            estimate.safety_backup_ms.map_or_else(String::new, |ms| format!(
-                ", plus a safety backup of about {}",
-                milliseconds(ms)
-            ))
+            estimate
+                .safety_backup_ms
+                .map_or_else(String::new, |ms| format!(
+                    ", plus a safety backup of about {}",
+                    milliseconds(ms)
+                ))
         ),
     ]
 }
@@ -298,7 +300,10 @@ async fn follow_job(
         if follow.json {
             println!("{}", serde_json::to_string_pretty(requested)?);
         } else {
-            println!("enqueued job {job} (lifeboat restore status --tenant {})", requested.tenant);
+            println!(
+                "enqueued job {job} (lifeboat restore status --tenant {})",
+                requested.tenant
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

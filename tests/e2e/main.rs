@@ -17,6 +17,7 @@ mod metrics;
 mod playbooks;
 mod rebuild;
 mod region_errors;
+mod restores;
 mod retention;
 mod round_trip;
 mod scrub;

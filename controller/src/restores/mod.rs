@@ -33,8 +33,8 @@ use crate::tenants::TenantError;
 pub use estimate::RestoreEstimate;
 pub use kept::{DueDrop, plan_kept_database_drops};
 pub use request::{
-    CopyRequest, CopyRequested, LiveRestorePlan, RestoreRequested, plan_live_restore,
-    request_copy, request_live_restore, request_rollback,
+    CopyRequest, CopyRequested, LiveRestorePlan, RestoreRequested, plan_live_restore, request_copy,
+    request_live_restore, request_rollback,
 };
 pub use status::{RestoreStatus, restore_job_status, restore_status};
 
@@ -216,6 +216,9 @@ mod tests {
         assert_eq!(copy_role_name("staging"), "staging_owner");
         let long = "é".repeat(40);
         let role = copy_role_name(&long);
-        assert!(role.len() <= MAX_IDENTIFIER_BYTES && role.ends_with("_owner"), "{role}");
+        assert!(
+            role.len() <= MAX_IDENTIFIER_BYTES && role.ends_with("_owner"),
+            "{role}"
+        );
     }
 }

@@ -183,7 +183,10 @@ pub(crate) async fn apply_restore_result<C: GenericClient>(
     check_result(id, running, &asked, result)?;
     if let Some(safety) = &result.safety_backup {
         let copies = safety_copies.ok_or_else(|| {
-            invalid(id, "the safety backup's copies were not checked before recording")
+            invalid(
+                id,
+                "the safety backup's copies were not checked before recording",
+            )
         })?;
         backups::record_backup(client, &safety.manifest, &copies).await?;
     }

@@ -520,12 +520,17 @@ pub async fn request_copy(
         .map_err(query_error("begin"))?;
     lock_tenant_restores(&*transaction, tenant).await?;
     refuse_if_underway(&*transaction, tenant).await?;
-    refuse_copy_target(&*transaction, config, resolved.cluster.as_str(), request.into).await?;
+    refuse_copy_target(
+        &*transaction,
+        config,
+        resolved.cluster.as_str(),
+        request.into,
+    )
+    .await?;
     let backup = choose_backup(&*transaction, config, tenant, request.selector).await?;
     let role = copy_role_name(request.into);
     let password = generate_password();
-    let verifier =
-        postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
     let work = JobWork::RestoreCopy {
         tenant: tenant.clone(),
         cluster: resolved.cluster.clone(),
@@ -544,9 +549,7 @@ pub async fn request_copy(
         copy_role: Some(&role),
         reason: None,
         actor: request.actor,
-        keep_for_seconds: request
-            .expires_days
-            .map(|days| i64::from(days) * 24 * 3600),
+        keep_for_seconds: request.expires_days.map(|days| i64::from(days) * 24 * 3600),
     };
     let minute = this_minute();
     let job_id = enqueue_restore(&*transaction, config, minute, work, &row).await?;
