@@ -52,15 +52,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a backup into a new database, then verify its row counts.
+    /// Restore a backup into a new database in this process, then verify its row counts
+    /// (`restore --tenant T --into NEW`); or, through the job queue, onto the live database
+    /// (`restore live`), back (`restore rollback`), into a copy with its own role
+    /// (`restore copy`), and follow them (`restore status`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Restore {
-        #[arg(long)]
-        tenant: String,
+        #[command(subcommand)]
+        command: Option<RestoreCommand>,
+        #[arg(long, required = true)]
+        tenant: Option<String>,
         #[command(flatten)]
-        which: WhichBackup,
+        which: Option<WhichBackup>,
         /// The database to create; it must not exist.
-        #[arg(long)]
-        into: String,
+        #[arg(long, required = true)]
+        into: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -310,6 +316,81 @@ struct WhichBackup {
     latest: bool,
 }
 
+/// Confirmation and following, for the restores that go through the job queue.
+#[derive(Debug, clap::Args)]
+struct FollowFlags {
+    /// Do not ask to type the tenant's name.
+    #[arg(long)]
+    yes: bool,
+    /// Print the job id and return instead of following the job to its end.
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+impl FollowFlags {
+    fn follow(&self) -> commands::restores::Follow {
+        commands::restores::Follow {
+            yes: self.yes,
+            no_wait: self.no_wait,
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum RestoreCommand {
+    /// Restore a backup onto the tenant's live database: a safety backup first, the backup
+    /// restored beside it and verified, then swapped in; the live database is kept for
+    /// `[restore] keep_previous_days` (7). Says how long the tenant will be offline and
+    /// the whole restore should take, and asks to type the tenant's name.
+    Live {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        which: WhichBackup,
+        /// Why (written to the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        follow: FollowFlags,
+    },
+    /// Swap the database the tenant's last restore kept back in (the current one is kept
+    /// in turn).
+    Rollback {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        follow: FollowFlags,
+    },
+    /// Restore a backup into a new database with its own role (staging); prints the role's
+    /// password once.
+    Copy {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        which: WhichBackup,
+        /// The database to create.
+        #[arg(long)]
+        into: String,
+        /// Drop the copy (and its role) after this many days; default: keep it.
+        #[arg(long)]
+        expires_days: Option<u32>,
+        #[command(flatten)]
+        follow: FollowFlags,
+    },
+    /// The newest 20 restores, their steps and state.
+    Status {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum DrillsCommand {
     /// The newest 100 drills, newest first.
@@ -345,14 +426,74 @@ fn main() -> ExitCode {
                 commands::backup::run(config_path, &tenant, json).await
             }
             Command::Restore {
+                command: None,
                 tenant,
                 which,
                 into,
                 json,
             } => {
-                commands::restore::run(config_path, &tenant, which.backup.as_deref(), &into, json)
-                    .await
+                // clap requires both flags without a subcommand.
+                let (Some(tenant), Some(into)) = (tenant, into) else {
+                    anyhow::bail!("--tenant and --into are required");
+                };
+                let backup = which.and_then(|which| which.backup);
+                commands::restore::run(config_path, &tenant, backup.as_deref(), &into, json).await
             }
+            Command::Restore {
+                command: Some(command),
+                ..
+            } => match command {
+                RestoreCommand::Live {
+                    tenant,
+                    which,
+                    reason,
+                    follow,
+                } => {
+                    commands::restores::live(
+                        config_path,
+                        &tenant,
+                        which.backup.as_deref(),
+                        &reason,
+                        follow.follow(),
+                    )
+                    .await
+                }
+                RestoreCommand::Rollback {
+                    tenant,
+                    reason,
+                    follow,
+                } => {
+                    commands::restores::rollback(
+                        config_path,
+                        &tenant,
+                        reason.as_deref(),
+                        follow.follow(),
+                    )
+                    .await
+                }
+                RestoreCommand::Copy {
+                    tenant,
+                    which,
+                    into,
+                    expires_days,
+                    follow,
+                } => {
+                    commands::restores::copy(
+                        config_path,
+                        commands::restores::CopyArguments {
+                            tenant: &tenant,
+                            backup: which.backup.as_deref(),
+                            into: &into,
+                            expires_days,
+                        },
+                        follow.follow(),
+                    )
+                    .await
+                }
+                RestoreCommand::Status { tenant, json } => {
+                    commands::restores::status(config_path, tenant.as_deref(), json).await
+                }
+            },
             Command::Drill {
                 tenant,
                 which,

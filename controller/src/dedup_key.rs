@@ -14,7 +14,14 @@
 //! maintenance:<run>:scrub:<region>               a maintenance pass's scrub of a region
 //! maintenance:<run>:drill:<tenant>               ... drill of a tenant's newest backup
 //! maintenance:<run>:repair:<backup>:<region>     ... copy of a backup into a region
+//! maintenance:<run>:drop-database:<kept id>      ... drop of a kept database past its time
+//! restore:<tenant>:<YYYYMMDDHHMM>                a restore (live, rollback, copy) requested
+//!                                                that minute
 //! ```
+//!
+//! A restore's key has the minute the kept database's name has
+//! (`lifeboat_prev_<YYYYMMDDHHMM>_<database>`), so two restores of a tenant can never be
+//! given the same kept name.
 //!
 //! A maintenance pass is named like a nightly run: by its UTC date unless told otherwise,
 //! so the nightly and a controller's daily pass of the same date share their keys and do
@@ -28,6 +35,8 @@ use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 
 /// How a slot's time is written in its key.
 const SLOT_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+/// How a restore's minute is written in its key (and in the kept database's name).
+pub const RESTORE_MINUTE_FORMAT: &str = "%Y%m%d%H%M";
 /// How a run named by its date spells it (the nightly's default run name).
 pub const RUN_DATE_FORMAT: &str = "%Y-%m-%d";
 
@@ -97,6 +106,13 @@ pub enum DedupKey {
         backup: BackupId,
         region: RegionName,
     },
+    /// A maintenance pass's drop of a kept database (`kept_databases.id`) past its time.
+    DropKeptDatabase { run: RunName, kept: i64 },
+    /// A restore of a tenant requested in `minute` (whole minutes, UTC).
+    Restore {
+        tenant: TenantName,
+        minute: DateTime<Utc>,
+    },
 }
 
 impl DedupKey {
@@ -132,6 +148,14 @@ impl fmt::Display for DedupKey {
                 backup,
                 region,
             } => write!(formatter, "maintenance:{run}:repair:{backup}:{region}"),
+            DedupKey::DropKeptDatabase { run, kept } => {
+                write!(formatter, "maintenance:{run}:drop-database:{kept}")
+            }
+            DedupKey::Restore { tenant, minute } => write!(
+                formatter,
+                "restore:{tenant}:{}",
+                minute.format(RESTORE_MINUTE_FORMAT)
+            ),
         }
     }
 }
@@ -156,6 +180,17 @@ fn parse_key(text: &str) -> Option<DedupKey> {
         return Some(DedupKey::ScheduledBackup {
             tenant: TenantName::parse(tenant).ok()?,
             slot: slot.and_utc(),
+        });
+    }
+    if let Some(rest) = text.strip_prefix("restore:") {
+        let (tenant, minute) = rest.split_once(':')?;
+        if minute.len() != 12 {
+            return None;
+        }
+        let minute = NaiveDateTime::parse_from_str(&format!("{minute}00"), "%Y%m%d%H%M%S").ok()?;
+        return Some(DedupKey::Restore {
+            tenant: TenantName::parse(tenant).ok()?,
+            minute: minute.and_utc(),
         });
     }
     let (scope, rest) = text.split_once(':')?;
@@ -185,6 +220,14 @@ fn parse_key(text: &str) -> Option<DedupKey> {
             run,
             backup: BackupId::parse(backup).ok()?,
             region: region(name)?,
+        }),
+        ("maintenance", ["drop-database", kept]) => Some(DedupKey::DropKeptDatabase {
+            run,
+            // Only the digits this type writes (no sign, no leading zeros).
+            kept: kept
+                .parse()
+                .ok()
+                .filter(|id: &i64| *id >= 0 && id.to_string() == *kept)?,
         }),
         _ => None,
     }
@@ -222,9 +265,14 @@ mod tests {
                 tenant: tenant.clone(),
             },
             DedupKey::Repair {
-                run,
+                run: run.clone(),
                 backup: BackupId::new(),
                 region,
+            },
+            DedupKey::DropKeptDatabase { run, kept: 42 },
+            DedupKey::Restore {
+                tenant: tenant.clone(),
+                minute: slot,
             },
         ];
         for key in keys {
@@ -234,6 +282,14 @@ mod tests {
         assert_eq!(
             DedupKey::scheduled_backup(&tenant, slot).to_string(),
             "backup:acme:2026-11-28T02:17:00Z"
+        );
+        assert_eq!(
+            DedupKey::Restore {
+                tenant,
+                minute: slot
+            }
+            .to_string(),
+            "restore:acme:202611280217"
         );
     }
 
@@ -248,6 +304,10 @@ mod tests {
             "maintenance:r1:repair:not-a-uuid:eu",
             "nightly:bad run:backup:acme",
             "test:anything",
+            "restore:acme:2026112802",
+            "restore:acme:202611280275",
+            "maintenance:r1:drop-database:-1",
+            "maintenance:r1:drop-database:007",
         ] {
             assert!(text.parse::<DedupKey>().is_err(), "{text:?} parsed");
         }

@@ -1,9 +1,11 @@
 //! Drills in the catalog: a backup restored into a scratch database, verified against its
 //! manifest's row counts, and dropped. A verified drill marks its backup verified, and
-//! retention never trashes a tenant's newest verified backup.
+//! retention never trashes a tenant's newest verified backup. Each drill keeps the steps of
+//! its playbook with their durations: the measured recovery time, step by step, from which
+//! a restore's duration is estimated ([`crate::restores`]).
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::api::{DrillResult, JobWork};
+use lifeboat_core::api::{DrillResult, JobWork, StepReport};
 use lifeboat_core::ids::{BackupId, ClusterName, RegionName, TenantName};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
@@ -22,6 +24,9 @@ pub struct DrillRecord {
     pub finished_at: DateTime<Utc>,
     #[serde(flatten)]
     pub outcome: DrillOutcome,
+    /// The `drill-tenant` playbook's steps with their durations, if the agent ran one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
 }
 
 pub use lifeboat_core::api::DrillOutcome;
@@ -37,6 +42,7 @@ impl DrillRecord {
             started_at: result.started_at,
             finished_at: result.finished_at,
             outcome: result.outcome.clone(),
+            steps: result.steps.clone(),
         }
     }
 }
@@ -102,12 +108,13 @@ pub async fn record_drill_in<C: GenericClient>(
         DrillOutcome::Failed { error } => ("failed", None, None, Some(error.as_str())),
     };
     let region = drill.region.as_ref().map(RegionName::as_str);
+    let steps = serde_json::to_value(&drill.steps).unwrap_or_default();
     let id: i64 = transaction
         .query_one(
             "INSERT INTO drills (tenant, backup_id, region, scratch_database, started_at,
                                  finished_at, outcome, tables_verified, rows_verified, error,
-                                 requested_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                 requested_by, steps)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              RETURNING id",
             &[
                 &drill.tenant.as_str(),
@@ -121,6 +128,7 @@ pub async fn record_drill_in<C: GenericClient>(
                 &rows,
                 &error,
                 &actor,
+                &steps,
             ],
         )
         .await
@@ -193,7 +201,7 @@ pub async fn list_drills<C: GenericClient>(
     let rows = client
         .query(
             "SELECT id, tenant, backup_id, region, scratch_database, started_at, finished_at,
-                    tables_verified, rows_verified, error
+                    tables_verified, rows_verified, error, steps
              FROM drills
              WHERE $1::text IS NULL OR tenant = $1
              ORDER BY finished_at DESC, id DESC
@@ -232,6 +240,8 @@ pub async fn list_drills<C: GenericClient>(
                     started_at: row.get(5),
                     finished_at: row.get(6),
                     outcome,
+                    // Written by this type; a list that does not read back is left out.
+                    steps: serde_json::from_value(row.get(10)).unwrap_or_default(),
                 },
             })
         })

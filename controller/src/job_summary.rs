@@ -5,6 +5,8 @@
 //! Each kind's summary is a struct here, written by the report and read back by the same
 //! type, so no reader looks fields up by name in loose JSON.
 
+use chrono::{DateTime, Utc};
+use lifeboat_core::api::StepReport;
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::ids::{BackupId, RegionName};
 use serde::de::DeserializeOwned;
@@ -51,6 +53,29 @@ pub struct DrillSummary {
     pub duration_ms: u64,
 }
 
+/// A live restore, rollback or copy that completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    pub mode: crate::restores::RestoreMode,
+    pub backup_id: Option<BackupId>,
+    pub database: String,
+    pub previous_database: Option<String>,
+    pub safety_backup_id: Option<BackupId>,
+    pub offline_ms: Option<u64>,
+    /// Until when the database it left behind (previous, or the copy) is kept; None: a
+    /// copy kept until dropped by hand.
+    pub kept_until: Option<DateTime<Utc>>,
+    pub steps: Vec<StepReport>,
+    pub duration_ms: u64,
+}
+
+/// A kept database dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropDatabaseSummary {
+    pub database: String,
+    pub role: Option<String>,
+}
+
 impl JobStatus {
     fn summary<T: DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_value(self.result.clone()?).ok()
@@ -69,6 +94,10 @@ impl JobStatus {
     }
 
     pub fn drill_summary(&self) -> Option<DrillSummary> {
+        self.summary()
+    }
+
+    pub fn restore_summary(&self) -> Option<RestoreSummary> {
         self.summary()
     }
 }

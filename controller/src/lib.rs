@@ -11,7 +11,9 @@
 //! - [`nightly`], [`maintenance`], [`retention`], [`scrub`], [`rebuild`]: the night's work,
 //!   keeping what the policy keeps, checking and repairing copies, and rebuilding the
 //!   catalog from a region's manifests;
-//! - [`drills`]: restores proven in scratch databases, which mark backups verified.
+//! - [`drills`]: restores proven in scratch databases, which mark backups verified;
+//! - [`restores`]: helpdesk restores onto the live database, rollbacks and copies, and the
+//!   databases they keep for a while.
 //!
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
@@ -29,6 +31,7 @@ pub mod nightly;
 pub mod queue;
 pub mod rebuild;
 pub mod reports;
+pub mod restores;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;

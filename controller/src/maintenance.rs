@@ -5,7 +5,9 @@
 //!    (before retention, which keeps each tenant's newest verified backup);
 //! 2. retention, then the purge of the trash that is due;
 //! 3. scrub jobs for every region;
-//! 4. a replicate job for every copy a backup or scrub found lacking ([`enqueue_repairs`]).
+//! 4. a replicate job for every copy a backup or scrub found lacking ([`enqueue_repairs`]);
+//! 5. a drop-database job for every database a restore kept that is past its time (the
+//!    previous database after `[restore] keep_previous_days`, an expired copy).
 //!
 //! `lifeboat nightly` runs a pass after its backups and waits for its jobs (so tonight's
 //! repairs follow tonight's scrub, and the summary counts them); a long-running controller
@@ -29,7 +31,7 @@ use crate::catalog::Catalog;
 use crate::dedup_key::{DedupKey, RunName};
 use crate::nightly;
 use crate::queue::{self, JobState, JobStatus, NewJob};
-use crate::{drills, retention, scrub};
+use crate::{drills, restores, retention, scrub};
 
 /// What maintenance needs.
 #[derive(Clone)]
@@ -92,6 +94,8 @@ pub struct MaintenanceReport {
     pub repaired: usize,
     /// Live backups still lacking a good copy in some region after repair.
     pub degraded_after_repair: usize,
+    /// Databases kept by restores (previous databases, copies) past their time: drop jobs.
+    pub drop_jobs: usize,
     /// What went wrong, if anything; each phase runs whatever the one before did.
     pub problems: Vec<String>,
     /// A phase could not run at all (the catalog failed it): the pass is worth retrying.
@@ -208,6 +212,38 @@ pub async fn run_maintenance(
     report.repaired = repaired.repaired;
     report.problems.extend(repaired.problems);
     report.incomplete |= repaired.incomplete;
+    match restores::plan_kept_database_drops(catalog).await {
+        Ok(due) => {
+            let keys: std::collections::HashMap<(String, String), i64> = due
+                .iter()
+                .filter_map(|drop| match &drop.work {
+                    JobWork::DropDatabase {
+                        cluster, database, ..
+                    } => Some(((cluster.to_string(), database.clone()), drop.kept)),
+                    _ => None,
+                })
+                .collect();
+            let dropped = run_jobs(
+                catalog,
+                due.into_iter().map(|drop| drop.work).collect(),
+                |work| match work {
+                    JobWork::DropDatabase {
+                        cluster, database, ..
+                    } => Some(DedupKey::DropKeptDatabase {
+                        run: run.clone(),
+                        kept: *keys.get(&(cluster.to_string(), database.clone()))?,
+                    }),
+                    _ => None,
+                },
+                attempts,
+                wait,
+                &mut report,
+            )
+            .await;
+            report.drop_jobs = dropped.enqueued;
+        }
+        Err(error) => report.phase_failed("kept databases", error),
+    }
     if wait.is_some() {
         match scrub::degraded_backups(catalog, &region_names).await {
             Ok(degraded) => report.degraded_after_repair = degraded.len(),

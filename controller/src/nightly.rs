@@ -684,6 +684,7 @@ mod tests {
                 started_at: now,
                 finished_at: now,
                 outcome,
+                steps: Vec::new(),
             },
             drill: 1,
             duration_ms: 5,

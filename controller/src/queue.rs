@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use lifeboat_core::api::{ClaimedJob, JobKind, JobWork};
+use lifeboat_core::api::{ClaimedJob, JobKind, JobWork, StepReport};
 use lifeboat_core::ids::{BackupId, ClusterName};
 use lifeboat_core::service_config::{JobDeadlineSettings, QueueSettings, RETRY_MAX};
 use tokio_postgres::GenericClient;
@@ -364,14 +364,15 @@ pub async fn claim_for(
         }
         let lease_token = Uuid::new_v4();
         let lease_ms = i64::try_from(policy.lease.as_millis()).unwrap_or(i64::MAX);
-        // Every attempt of a backup gets its own backup id, remembered with the job.
+        // Every attempt of a backup, and of a live restore (its safety backup), gets its own
+        // backup id, remembered with the job: a report may commit only one of those.
         let backup_id = BackupId::new();
         let row = transaction
             .query_one(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2,
                         lease_token = $3, lease_expires_at = now() + make_interval(secs => $4::bigint / 1000.0),
                         started_at = now(),
-                        attempt_backup_ids = CASE WHEN kind = 'backup'
+                        attempt_backup_ids = CASE WHEN kind = 'backup' OR params->>'kind' = 'restore-live'
                             THEN attempt_backup_ids || $5::uuid ELSE attempt_backup_ids END
                  WHERE id = $1
                  RETURNING params, attempts, kind, attempt_backup_ids",
@@ -385,8 +386,8 @@ pub async fn claim_for(
             .map_err(query_error("commit claim"))?;
         let params: serde_json::Value = row.get(0);
         let attempts: i32 = row.get(1);
-        let is_backup = row.get::<_, &str>(2) == JobKind::Backup.as_str();
         let attempt_ids: Vec<Uuid> = row.get(3);
+        let takes_a_backup = attempt_ids.contains(&backup_id.as_uuid());
         let earlier_backup_ids = attempt_ids
             .iter()
             .filter(|uuid| **uuid != backup_id.as_uuid())
@@ -401,7 +402,7 @@ pub async fn claim_for(
             lease_seconds: policy.lease.as_secs().max(1),
             attempt: u32::try_from(attempts).unwrap_or(0),
             work,
-            backup_id: is_backup.then_some(backup_id),
+            backup_id: takes_a_backup.then_some(backup_id),
             earlier_backup_ids,
         }));
     }
@@ -456,21 +457,50 @@ async fn within_limits<C: GenericClient>(
     Ok(true)
 }
 
-/// Push back the lease of a running job held by `lease_token` of `agent`.
+/// The most steps of a heartbeat kept as a job's progress, and the longest detail of one.
+const PROGRESS_MAX_STEPS: usize = 100;
+const PROGRESS_MAX_DETAIL_CHARS: usize = 500;
+
+/// `steps` as kept in `jobs.progress`: bounded, whatever the agent sent. `None` for none,
+/// which leaves the progress already kept as it is.
+fn progress_of(steps: &[StepReport]) -> Option<serde_json::Value> {
+    if steps.is_empty() {
+        return None;
+    }
+    let bounded: Vec<StepReport> = steps
+        .iter()
+        .take(PROGRESS_MAX_STEPS)
+        .map(|step| StepReport {
+            step: step.step.chars().take(100).collect(),
+            detail: step
+                .detail
+                .as_ref()
+                .map(|detail| detail.chars().take(PROGRESS_MAX_DETAIL_CHARS).collect()),
+            ..step.clone()
+        })
+        .collect();
+    serde_json::to_value(bounded).ok()
+}
+
+/// Push back the lease of a running job held by `lease_token` of `agent`, and keep its
+/// `steps` so far (a playbook job's progress), if it sent any.
 pub async fn heartbeat(
     catalog: &Catalog,
     id: i64,
     lease_token: Uuid,
     agent: &str,
+    steps: &[StepReport],
     policy: &QueuePolicy,
 ) -> Result<(), QueueError> {
     let connection = catalog.connection().await?;
     let lease_ms = i64::try_from(policy.lease.as_millis()).unwrap_or(i64::MAX);
+    let progress = progress_of(steps);
     let renewed = connection
         .execute(
-            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::bigint / 1000.0)
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::bigint / 1000.0),
+                    progress = coalesce($5::jsonb, progress)
              WHERE id = $1 AND lease_token = $2 AND state = 'running' AND lease_owner = $4",
-            &[&id, &lease_token, &lease_ms, &agent],
+            &[&id, &lease_token, &lease_ms, &agent, &progress],
         )
         .await
         .map_err(query_error("renew lease"))?;

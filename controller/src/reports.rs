@@ -1,8 +1,10 @@
 //! Applying an agent's report: the job's effect on the catalog and its new state, in one
 //! transaction, so a report is applied entirely or not at all.
 
-use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork};
+use lifeboat_core::api::{CopyState, JobOutcome, JobReport, JobResult, JobWork, RestoreResult};
+use lifeboat_core::backup::RegionResult;
 use lifeboat_core::ids::RegionName;
+use lifeboat_core::manifest::Manifest;
 use lifeboat_core::region::Region;
 
 use crate::backups::{self, ReportedBackupError};
@@ -10,7 +12,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::drills;
 use crate::job_summary::{self, BackupSummary, DrillSummary, ReplicateSummary, ScrubSummary};
 use crate::queue::{self, QueueError, QueuePolicy};
-use crate::scrub;
+use crate::{restores, scrub};
 
 fn invalid(id: i64, message: impl Into<String>) -> QueueError {
     QueueError::InvalidReport {
@@ -41,24 +43,16 @@ pub async fn apply_report(
     let region_names: Vec<RegionName> =
         regions.iter().map(|region| region.name().clone()).collect();
     // Outside the transaction: no row is locked while regions answer.
-    let verified_copies = match &report.outcome {
-        JobOutcome::Succeeded {
-            result:
-                JobResult::Backup {
-                    manifest,
-                    regions: region_results,
-                    ..
-                },
-        } => {
-            let copies = backups::confirm_reported_copies(regions, manifest, region_results)
+    let verified_copies = match reported_backup(&report.outcome) {
+        Some((manifest, region_results)) => Some(
+            backups::confirm_reported_copies(regions, manifest, region_results)
                 .await
                 .map_err(|error| match error {
                     ReportedBackupError::Invalid(message) => invalid(id, message),
                     ReportedBackupError::Unconfirmed(message) => QueueError::Unconfirmed(message),
-                })?;
-            Some(copies)
-        }
-        _ => None,
+                })?,
+        ),
+        None => None,
     };
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
@@ -97,6 +91,26 @@ pub async fn apply_report(
     }
     transaction.commit().await.map_err(begin_error)?;
     Ok(())
+}
+
+/// The backup a successful report claims to have committed, if any: a backup job's, or the
+/// safety backup a live restore took first. Its copies are confirmed in the regions.
+fn reported_backup(outcome: &JobOutcome) -> Option<(&Manifest, &[RegionResult])> {
+    match outcome {
+        JobOutcome::Succeeded {
+            result: JobResult::Backup {
+                manifest, regions, ..
+            },
+        } => Some((manifest, regions)),
+        JobOutcome::Succeeded {
+            result:
+                JobResult::Restore(RestoreResult {
+                    safety_backup: Some(safety),
+                    ..
+                }),
+        } => Some((&safety.manifest, &safety.regions)),
+        _ => None,
+    }
 }
 
 fn known_region(id: i64, region: &RegionName, regions: &[RegionName]) -> Result<(), QueueError> {
@@ -274,6 +288,13 @@ async fn apply_result(
                 drill,
                 duration_ms: u64::try_from(duration_ms).unwrap_or(0),
             }))
+        }
+        (_, JobResult::Restore(restored)) => {
+            restores::record::apply_restore_result(client, id, running, restored, verified_copies)
+                .await
+        }
+        (work, JobResult::DropDatabase { database }) => {
+            restores::record::apply_drop_result(client, id, work, database).await
         }
         _ => Err(invalid(
             id,

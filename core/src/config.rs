@@ -21,7 +21,9 @@ use crate::backup_window::{BackupWindow, DEFAULT_WINDOW};
 use crate::ids::{ClusterName, RegionName, TenantName};
 use crate::keys::{self, Recipient};
 use crate::policy;
-use crate::service_config::{ControllerSettings, QueueSettings, RawController, RawQueue};
+use crate::service_config::{
+    ControllerSettings, QueueSettings, RawController, RawQueue, RawRestore, RestoreSettings,
+};
 
 /// One thing wrong with the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,8 @@ pub struct RawConfig {
     queue: RawQueue,
     #[serde(default)]
     controller: RawController,
+    #[serde(default)]
+    restore: RawRestore,
 }
 
 /// `[schedule]`: where tenants without a cron expression are backed up.
@@ -275,6 +279,8 @@ pub struct Config {
     pub queue: QueueSettings,
     /// `[controller]`: listen address, daily scrub sample, daily drills.
     pub controller: ControllerSettings,
+    /// `[restore]`: how long a live restore keeps the database it swapped out.
+    pub restore: RestoreSettings,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -298,6 +304,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "schedule",
     "queue",
     "controller",
+    "restore",
 ];
 
 impl Config {
@@ -641,6 +648,7 @@ impl RawConfig {
         let mut section_problems = Vec::new();
         let queue = QueueSettings::check(&self.queue, &mut section_problems);
         let controller = ControllerSettings::check(&self.controller, &mut section_problems);
+        let restore = RestoreSettings::check(&self.restore, &mut section_problems);
         for (key, message) in section_problems {
             problems.add(key, message);
         }
@@ -670,6 +678,7 @@ impl RawConfig {
             backup_window,
             queue,
             controller,
+            restore,
         })
     }
 }
@@ -805,11 +814,12 @@ mod tests {
         let config = Config::load(Some(&plain)).expect("valid");
         assert_eq!(config.queue, QueueSettings::default());
         assert_eq!(config.controller, ControllerSettings::default());
+        assert_eq!(config.restore.keep_previous_days, 7);
 
         let set = write_config(
             directory.path(),
             &format!(
-                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nlease_seconds = 5\nmax_attempts = 2\n[queue.deadline_hours]\nbackup = 3\n[controller]\nlisten = \"0.0.0.0:9000\"\ndrill = true\n"
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nlease_seconds = 5\nmax_attempts = 2\n[queue.deadline_hours]\nbackup = 3\n[controller]\nlisten = \"0.0.0.0:9000\"\ndrill = true\n[restore]\nkeep_previous_days = 3\n"
             ),
         );
         let config = Config::load(Some(&set)).expect("valid");
@@ -825,11 +835,15 @@ mod tests {
         );
         assert_eq!(config.controller.listen.port(), 9000);
         assert!(config.controller.drill);
+        assert_eq!(
+            config.restore.keep_previous(),
+            std::time::Duration::from_secs(3 * 24 * 3600)
+        );
 
         let bad = write_config(
             directory.path(),
             &format!(
-                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nmax_jobs_per_cluster = 0\n[queue.deadline_hours]\nscrub = 0\n[controller]\nlisten = \"nowhere\"\n"
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nmax_jobs_per_cluster = 0\n[queue.deadline_hours]\nscrub = 0\n[controller]\nlisten = \"nowhere\"\n[restore]\nkeep_previous_days = 0\n"
             ),
         );
         let error = Config::load(Some(&bad)).expect_err("refused");
@@ -843,7 +857,8 @@ mod tests {
             [
                 "queue.max_jobs_per_cluster",
                 "queue.deadline_hours.scrub",
-                "controller.listen"
+                "controller.listen",
+                "restore.keep_previous_days"
             ]
         );
     }

@@ -1,9 +1,11 @@
-//! `[queue]` and `[controller]`: how the long-running roles behave, in the configuration.
+//! `[queue]`, `[controller]` and `[restore]`: how the long-running roles behave, in the
+//! configuration.
 //!
 //! Every default is written here, once. Command-line flags (`lifeboat controller`,
 //! `lifeboat nightly`) override a value for one run; the configuration is what a
-//! deployment keeps. [`crate::config::RawConfig::validate`] calls [`QueueSettings::check`]
-//! and [`ControllerSettings::check`], so `lifeboat config check` names every bad key.
+//! deployment keeps. [`crate::config::RawConfig::validate`] calls [`QueueSettings::check`],
+//! [`ControllerSettings::check`] and [`RestoreSettings::check`], so `lifeboat config check`
+//! names every bad key.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,6 +44,56 @@ pub(crate) struct RawController {
     listen: Option<String>,
     scrub_full_sample: Option<usize>,
     drill: Option<bool>,
+}
+
+/// `[restore]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRestore {
+    keep_previous_days: Option<u32>,
+}
+
+/// Helpdesk restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreSettings {
+    /// Days the database a live restore or a rollback swapped out is kept (a rollback can
+    /// swap it back until then); daily maintenance drops it afterwards.
+    pub keep_previous_days: u32,
+}
+
+impl Default for RestoreSettings {
+    fn default() -> Self {
+        RestoreSettings {
+            keep_previous_days: 7,
+        }
+    }
+}
+
+/// A grace period longer than this (ten years) is a typo.
+const MAX_KEEP_PREVIOUS_DAYS: u32 = 3650;
+
+impl RestoreSettings {
+    /// Check `[restore]`; the defaults fill what is absent.
+    pub(crate) fn check(raw: &RawRestore, problems: &mut Vec<SectionProblem>) -> RestoreSettings {
+        let defaults = RestoreSettings::default();
+        let keep_previous_days = match raw.keep_previous_days {
+            None => defaults.keep_previous_days,
+            Some(days) if (1..=MAX_KEEP_PREVIOUS_DAYS).contains(&days) => days,
+            Some(_) => {
+                problems.push((
+                    "restore.keep_previous_days".to_owned(),
+                    format!("must be between 1 and {MAX_KEEP_PREVIOUS_DAYS} days"),
+                ));
+                defaults.keep_previous_days
+            }
+        };
+        RestoreSettings { keep_previous_days }
+    }
+
+    /// [`RestoreSettings::keep_previous_days`] as a duration.
+    pub fn keep_previous(&self) -> Duration {
+        Duration::from_secs(u64::from(self.keep_previous_days) * 24 * HOUR)
+    }
 }
 
 /// The job queue's settings.

@@ -13,6 +13,7 @@ pub mod playbook;
 pub mod provision;
 pub mod rebuild;
 pub mod restore;
+pub mod restores;
 pub mod retention;
 
 use std::path::Path;

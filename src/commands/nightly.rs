@@ -228,13 +228,14 @@ pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()>
     println!("{table}");
     if let Some(done) = &summary.maintenance {
         println!(
-            "retention: {} trashed, {} purged; scrub: {} copies checked, {} bad; repair: {} copies made again; {} backups still degraded",
+            "retention: {} trashed, {} purged; scrub: {} copies checked, {} bad; repair: {} copies made again; {} backups still degraded; kept databases past their time: {} drop jobs",
             done.trashed,
             done.purged,
             done.copies_checked,
             done.copies_bad,
             done.repaired,
-            done.degraded_after_repair
+            done.degraded_after_repair,
+            done.drop_jobs
         );
         for problem in &done.problems {
             println!("problem: {problem}");

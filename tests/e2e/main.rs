@@ -18,6 +18,7 @@ mod playbooks;
 mod provisioning;
 mod rebuild;
 mod region_errors;
+mod restores;
 mod retention;
 mod round_trip;
 mod scrub;

@@ -629,6 +629,7 @@ async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats(
         claimed.id,
         claimed.lease_token,
         "agent-1",
+        &[],
         &policy,
     )
     .await
@@ -677,6 +678,7 @@ async fn a_job_past_its_kinds_deadline_is_ended_however_faithful_its_heartbeats(
             claimed.id,
             claimed.lease_token,
             "agent-1",
+            &[],
             &policy
         )
         .await

@@ -1,5 +1,6 @@
 //! `POST /api/v1/jobs/{id}/heartbeat`: `Heartbeat` → 200 `LeaseRenewed`; 404 unknown job,
 //! 403 the job is leased to another agent, 409 the lease moved on (stop working on it).
+//! A playbook job's steps so far become the job's progress (`restore status`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,7 +18,15 @@ pub async fn heartbeat(
 ) -> Result<Json<LeaseRenewed>, ApiError> {
     let agent = principal.require_agent()?;
     let policy = &state.options.policy;
-    queue::heartbeat(&state.catalog, id, request.lease_token, &agent.name, policy).await?;
+    queue::heartbeat(
+        &state.catalog,
+        id,
+        request.lease_token,
+        &agent.name,
+        &request.steps,
+        policy,
+    )
+    .await?;
     Ok(Json(LeaseRenewed {
         lease_seconds: policy.lease.as_secs().max(1),
     }))
