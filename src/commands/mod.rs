@@ -71,25 +71,16 @@ pub fn cancel_on_signal() -> CancellationToken {
     cancel
 }
 
-/// Ask the person at the terminal to type `expected` (a tenant's name) to go on, after
-/// `warning`; anything else cancels with an error, before anything is done.
-pub fn confirm_by_typing(warning: &str, expected: &str) -> anyhow::Result<()> {
-    use std::io::{BufRead, Write};
-    eprintln!("{warning}");
-    eprint!("Type the tenant's name ({expected}) to go on: ");
-    std::io::stderr().flush().ok();
-    let mut typed = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut typed)
-        .context("read the confirmation from stdin")?;
-    if typed.trim() != expected {
-        anyhow::bail!(
-            "cancelled: {:?} is not {expected:?}; nothing was done",
-            typed.trim()
-        );
-    }
-    Ok(())
+/// Ask for the tenant's name on stdin; true only when typed exactly. Every command that
+/// changes a tenant's live database asks this unless `--yes`.
+pub async fn confirmed_by_typing(tenant: &TenantName) -> anyhow::Result<bool> {
+    use tokio::io::AsyncBufReadExt;
+    eprint!("type the tenant's name ({tenant}) to go on: ");
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await?;
+    Ok(line.trim() == tenant.as_str())
 }
 
 /// `--backup ID` or, without it, `--latest`.

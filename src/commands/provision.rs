@@ -130,13 +130,14 @@ pub async fn deprovision(
     let catalog = open_catalog(&config).await?;
     let tenant = tenants::show_tenant(&catalog, &name).await?;
     if !yes {
-        super::confirm_by_typing(
-            &format!(
-                "This takes a final backup of tenant {name}, then DROPS its database {:?} and its role on cluster {}.",
-                tenant.database, tenant.cluster
-            ),
-            name.as_str(),
-        )?;
+        eprintln!(
+            "This takes a final backup of tenant {name}, then DROPS its database {:?} and its role on cluster {}.",
+            tenant.database, tenant.cluster
+        );
+        if !super::confirmed_by_typing(&name).await? {
+            eprintln!("cancelled: the name did not match; nothing was done");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     let regions = Regions::from_config(&config);
     let cancel = cancel_on_signal();

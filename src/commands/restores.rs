@@ -17,7 +17,6 @@ use lifeboat_core::api::StepState;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::restore::BackupSelector;
 use secrecy::ExposeSecret;
-use tokio::io::AsyncBufReadExt;
 
 use super::catalog::{actor, open_catalog};
 use super::{backup_selector, load_config, parse_flag, parse_optional_flag};
@@ -68,16 +67,6 @@ fn describe_estimate(estimate: Option<&RestoreEstimate>) -> Vec<String> {
     ]
 }
 
-/// Ask for the tenant's name on stdin; true only when typed exactly.
-async fn confirmed(tenant: &TenantName) -> anyhow::Result<bool> {
-    eprint!("type the tenant's name ({tenant}) to go on: ");
-    let mut line = String::new();
-    tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut line)
-        .await?;
-    Ok(line.trim() == tenant.as_str())
-}
-
 fn cancelled() -> ExitCode {
     eprintln!("cancelled: the name did not match; nothing was enqueued");
     ExitCode::FAILURE
@@ -113,7 +102,7 @@ pub async fn live(
             println!("  {line}");
         }
     }
-    if !follow.yes && !confirmed(&tenant).await? {
+    if !follow.yes && !super::confirmed_by_typing(&tenant).await? {
         return Ok(cancelled());
     }
     // The plan's backup, by id, so what was confirmed is what is restored.
@@ -144,7 +133,7 @@ pub async fn rollback(
             config.restore.keep_previous_days
         );
     }
-    if !follow.yes && !confirmed(&tenant).await? {
+    if !follow.yes && !super::confirmed_by_typing(&tenant).await? {
         return Ok(cancelled());
     }
     let requested =
@@ -178,7 +167,7 @@ pub async fn copy(
             )
         );
     }
-    if !follow.yes && !confirmed(&tenant).await? {
+    if !follow.yes && !super::confirmed_by_typing(&tenant).await? {
         return Ok(cancelled());
     }
     let actor = actor();
