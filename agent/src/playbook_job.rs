@@ -41,6 +41,9 @@ pub struct AgentHooks<'a> {
     pub target_cluster: &'a ClusterConfig,
     /// The backup the run restores, with the SHA-256 the catalog recorded for it.
     pub backup: Option<(BackupId, Option<&'a str>)>,
+    /// The id a `take_backup` step gives its backup: the one the controller handed this
+    /// job's attempt (it accepts no other); `None` outside a job.
+    pub new_backup_id: Option<BackupId>,
     pub cancel: CancellationToken,
 }
 
@@ -68,7 +71,7 @@ impl BackupHooks for AgentHooks<'_> {
             self.regions,
             &tenant,
             kind,
-            None,
+            self.new_backup_id,
             Arc::new(Silent),
             self.cancel.clone(),
         )
@@ -335,6 +338,7 @@ pub async fn run_for_tenant(
         tenant_cluster: &tenant.cluster,
         target_cluster: cluster,
         backup,
+        new_backup_id: None,
         cancel: context.cancel.clone(),
     };
     run_loaded_playbook(playbook, cluster, &hooks, bindings, None, context)
@@ -384,7 +388,7 @@ pub async fn run_playbook_job(
         observer,
         cancel,
     };
-    match run_job_work(config, regions, &job.work, context).await {
+    match run_job_work(config, regions, &job.work, job.backup_id, context).await {
         Ok(outcome) => outcome,
         Err(failure) => failed(&failure),
     }
@@ -394,6 +398,7 @@ async fn run_job_work(
     config: &Config,
     regions: &Regions,
     work: &JobWork,
+    new_backup_id: Option<BackupId>,
     context: RunContext<'_>,
 ) -> Result<JobOutcome, StepFailure> {
     let permanent = |error: &dyn std::fmt::Display| StepFailure::permanent(error.to_string());
@@ -424,6 +429,7 @@ async fn run_job_work(
                 tenant_cluster: cluster,
                 target_cluster: cluster_config,
                 backup: Some((*backup_id, sha256.as_deref())),
+                new_backup_id,
                 cancel: context.cancel.clone(),
             };
             let outcome = run_named_playbook(
@@ -462,6 +468,7 @@ async fn run_job_work(
                 tenant_cluster: cluster,
                 target_cluster: cluster_config,
                 backup: None,
+                new_backup_id,
                 cancel: context.cancel.clone(),
             };
             let outcome = run_named_playbook(
@@ -499,6 +506,7 @@ async fn run_job_work(
                 tenant_cluster: cluster,
                 target_cluster: cluster_config,
                 backup: Some((*backup_id, sha256.as_deref())),
+                new_backup_id,
                 cancel: context.cancel.clone(),
             };
             let outcome = run_named_playbook(
@@ -681,6 +689,7 @@ pub async fn drill(
         tenant_cluster: cluster,
         target_cluster: cluster_config,
         backup: Some((backup_id, catalog_sha256)),
+        new_backup_id: None,
         cancel: context.cancel.clone(),
     };
     let outcome = run_named_playbook(
@@ -758,6 +767,7 @@ pub async fn provision_tenant(
         tenant_cluster: cluster,
         target_cluster: cluster_config,
         backup: None,
+        new_backup_id: None,
         cancel: context.cancel.clone(),
     };
     let outcome = run_named_playbook(
@@ -815,6 +825,7 @@ pub async fn deprovision_tenant(
         tenant_cluster: cluster,
         target_cluster: cluster_config,
         backup: None,
+        new_backup_id: None,
         cancel: context.cancel.clone(),
     };
     let outcome = run_named_playbook(

@@ -36,7 +36,7 @@ use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 /// How a slot's time is written in its key.
 const SLOT_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 /// How a restore's minute is written in its key (and in the kept database's name).
-pub const RESTORE_MINUTE_FORMAT: &str = "%Y%m%d%H%M";
+pub const RESTORE_MINUTE_FORMAT: &str = "%Y%m%d%H%M%S";
 /// How a run named by its date spells it (the nightly's default run name).
 pub const RUN_DATE_FORMAT: &str = "%Y-%m-%d";
 
@@ -108,7 +108,8 @@ pub enum DedupKey {
     },
     /// A maintenance pass's drop of a kept database (`kept_databases.id`) past its time.
     DropKeptDatabase { run: RunName, kept: i64 },
-    /// A restore of a tenant requested in `minute` (whole minutes, UTC).
+    /// A restore of a tenant requested in `minute` (whole seconds, UTC; one request a
+    /// second per tenant, and a running restore refuses the next anyway).
     Restore {
         tenant: TenantName,
         minute: DateTime<Utc>,
@@ -184,10 +185,10 @@ fn parse_key(text: &str) -> Option<DedupKey> {
     }
     if let Some(rest) = text.strip_prefix("restore:") {
         let (tenant, minute) = rest.split_once(':')?;
-        if minute.len() != 12 {
+        if minute.len() != 14 {
             return None;
         }
-        let minute = NaiveDateTime::parse_from_str(&format!("{minute}00"), "%Y%m%d%H%M%S").ok()?;
+        let minute = NaiveDateTime::parse_from_str(minute, RESTORE_MINUTE_FORMAT).ok()?;
         return Some(DedupKey::Restore {
             tenant: TenantName::parse(tenant).ok()?,
             minute: minute.and_utc(),
@@ -289,7 +290,7 @@ mod tests {
                 minute: slot
             }
             .to_string(),
-            "restore:acme:202611280217"
+            "restore:acme:20261128021700"
         );
     }
 
@@ -305,7 +306,7 @@ mod tests {
             "nightly:bad run:backup:acme",
             "test:anything",
             "restore:acme:2026112802",
-            "restore:acme:202611280275",
+            "restore:acme:20261128027500",
             "maintenance:r1:drop-database:-1",
             "maintenance:r1:drop-database:007",
         ] {

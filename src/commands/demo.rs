@@ -17,11 +17,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::Table;
+use lifeboat_agent::playbook_job::{self, RunContext};
+use lifeboat_controller::restores;
 use lifeboat_controller::tenants::{self, NewTenant, Retention};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::region::Regions;
+use lifeboat_provisioner::playbook::NoObserver;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel_on_signal;
@@ -77,9 +81,25 @@ pub async fn run(dir: &Path, keep: bool) -> anyhow::Result<ExitCode> {
     } else if let Err(error) = std::fs::remove_dir_all(&dir) {
         eprintln!("warning: could not remove {}: {error}", dir.display());
     }
-    let outcomes = outcome?;
+    let (outcomes, helpdesk) = outcome?;
     print_summary(&outcomes);
-    let all_verified = outcomes.iter().all(|outcome| outcome.verified.is_ok());
+    let offline = |milliseconds: Option<u64>| {
+        milliseconds.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms"))
+    };
+    println!(
+        "helpdesk restore onto live tenant {}: orders {} at the backup, {} after the customer's mistake, {} after the restore ({:.1} s, offline {}), {} after the rollback (offline {})",
+        helpdesk.tenant,
+        helpdesk.orders_at_backup,
+        helpdesk.orders_after_mistake,
+        helpdesk.orders_after_restore,
+        helpdesk.restore_seconds,
+        offline(helpdesk.restore_offline_ms),
+        helpdesk.orders_after_rollback,
+        offline(helpdesk.rollback_offline_ms),
+    );
+    let helpdesk_ok = helpdesk.orders_after_restore == helpdesk.orders_at_backup
+        && helpdesk.orders_after_rollback == helpdesk.orders_after_mistake;
+    let all_verified = helpdesk_ok && outcomes.iter().all(|outcome| outcome.verified.is_ok());
     if all_verified {
         println!("all {} tenants restored and verified", outcomes.len());
         Ok(ExitCode::SUCCESS)
@@ -112,7 +132,10 @@ fn prepare_directory(dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("resolve {}", dir.display()))
 }
 
-async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<TenantOutcome>> {
+async fn run_demo(
+    dir: &Path,
+    cancel: CancellationToken,
+) -> anyhow::Result<(Vec<TenantOutcome>, HelpdeskRestore)> {
     eprintln!(
         "starting a PostgreSQL cluster in {}",
         dir.join("postgres").display()
@@ -160,27 +183,20 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         .context("the demo configuration has a cluster")?
         .clone();
 
-    let mut database_sizes = Vec::new();
-    for (tenant_name, database, scale) in TENANTS {
-        eprintln!("tenant {tenant_name}: creating database {database:?} with sample data");
-        lifeboat_provisioner::create_database(&cluster_config, database).await?;
-        let client = lifeboat_core::postgres::connect(&cluster_config, database).await?;
-        client
-            .batch_execute(&SAMPLE_DATA_SQL.replace("{scale}", &scale.to_string()))
-            .await
-            .with_context(|| format!("load sample data into {database:?}"))?;
-        drop(client);
-        database_sizes
-            .push(lifeboat_provisioner::database_size_bytes(&cluster_config, database).await?);
-    }
-
-    // The controller's catalog lives in the same throwaway cluster; the tenants are
-    // registered there and the nightly runs through the job queue, as in production.
-    eprintln!("creating the catalog (database {CATALOG_DATABASE:?}) and registering the tenants");
+    // The controller's catalog lives in the same throwaway cluster. Each tenant is
+    // provisioned by the provision-tenant playbook (its own role and database, isolated)
+    // and registered there, as `lifeboat tenant provision` does; its sample data is then
+    // loaded as the tenant's role, so the tenant owns it.
+    eprintln!("creating the catalog (database {CATALOG_DATABASE:?})");
     lifeboat_provisioner::create_database(&cluster_config, CATALOG_DATABASE).await?;
     let catalog = controller::open_migrated_catalog(&config).await?;
-    for (tenant_name, database, _) in TENANTS {
-        tenants::add_tenant(
+    let mut database_sizes = Vec::new();
+    for (tenant_name, database, scale) in TENANTS {
+        eprintln!(
+            "tenant {tenant_name}: provisioning role and database {database:?} (playbook provision-tenant)"
+        );
+        let run_tag = format!("demo-provision-{tenant_name}");
+        let (tenant, provisioned) = tenants::add_tenant_with(
             &catalog,
             NewTenant {
                 name: TenantName::parse(tenant_name)?,
@@ -192,8 +208,50 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
             std::slice::from_ref(&cluster_config.name),
             &region_clients,
             "demo",
+            |tenant| {
+                let (config, regions, run_tag, cancel, cluster) = (
+                    &config,
+                    &region_clients,
+                    &run_tag,
+                    &cancel,
+                    &cluster_config.name,
+                );
+                async move {
+                    playbook_job::provision_tenant(
+                        config,
+                        regions,
+                        &tenant.name,
+                        cluster,
+                        &tenant.database,
+                        RunContext {
+                            run_tag,
+                            resume: false,
+                            observer: &NoObserver,
+                            cancel,
+                        },
+                    )
+                    .await
+                }
+            },
         )
         .await?;
+        write_private_file(
+            &dir.join(format!("{tenant_name}.password")),
+            provisioned.password.expose_secret(),
+        )?;
+        let client = lifeboat_core::postgres::connect(&cluster_config, database).await?;
+        client
+            .batch_execute(&format!(
+                "SET ROLE {};\n{}",
+                lifeboat_core::postgres::quote_identifier(&provisioned.role),
+                SAMPLE_DATA_SQL.replace("{scale}", &scale.to_string())
+            ))
+            .await
+            .with_context(|| format!("load sample data into {database:?}"))?;
+        drop(client);
+        database_sizes.push(
+            lifeboat_provisioner::database_size_bytes(&cluster_config, &tenant.database).await?,
+        );
     }
     let config = Arc::new(config);
     let policy = QueuePolicy {
@@ -271,6 +329,9 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
             verified,
         });
     }
+    let helpdesk = helpdesk_restore(&config, &region_clients, &catalog, &cluster_config, &cancel)
+        .await
+        .context("the helpdesk restore")?;
     if let Some(done) = &night.maintenance {
         eprintln!(
             "nightly maintenance: scrub checked {} copies ({} bad), repair made {} copies, {} problems",
@@ -288,7 +349,152 @@ async fn run_demo(dir: &Path, cancel: CancellationToken) -> anyhow::Result<Vec<T
         region.stop().await;
     }
     cluster.stop().await?;
-    Ok(outcomes)
+    Ok((outcomes, helpdesk))
+}
+
+/// What the helpdesk restore showed.
+struct HelpdeskRestore {
+    tenant: &'static str,
+    orders_at_backup: i64,
+    orders_after_mistake: i64,
+    orders_after_restore: i64,
+    orders_after_rollback: i64,
+    restore_offline_ms: Option<u64>,
+    rollback_offline_ms: Option<u64>,
+    restore_seconds: f64,
+}
+
+/// The helpdesk path, through the job queue as in production: a customer deletes most of
+/// their orders by mistake; a live restore of the night's backup (safety backup, shadow,
+/// verify, swap) brings them back; then a rollback swaps the mistaken state back in.
+async fn helpdesk_restore(
+    config: &Arc<Config>,
+    regions: &Regions,
+    catalog: &lifeboat_controller::catalog::Catalog,
+    cluster: &lifeboat_core::config::ClusterConfig,
+    cancel: &CancellationToken,
+) -> anyhow::Result<HelpdeskRestore> {
+    let (tenant_name, database, _) = TENANTS[0];
+    let tenant = TenantName::parse(tenant_name)?;
+    let count_orders = || async {
+        let client = lifeboat_core::postgres::connect(cluster, database).await?;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await?
+            .get(0);
+        anyhow::Ok(count)
+    };
+    let orders_at_backup = count_orders().await?;
+    {
+        let client = lifeboat_core::postgres::connect(cluster, database).await?;
+        client
+            .batch_execute("DELETE FROM orders WHERE id % 4 <> 0")
+            .await
+            .context("the customer's mistake")?;
+    }
+    let orders_after_mistake = count_orders().await?;
+    eprintln!(
+        "helpdesk: tenant {tenant_name} deleted orders by mistake ({orders_at_backup} -> {orders_after_mistake}); restoring last night's backup onto the live database"
+    );
+    let running = controller::start(
+        config,
+        regions,
+        catalog.clone(),
+        "127.0.0.1:0".parse().context("loopback address")?,
+        controller::controller_options(
+            config,
+            regions,
+            QueuePolicy::from_settings(&config.queue),
+            false,
+            None,
+            false,
+        ),
+        Some(1),
+        cancel.child_token(),
+    )
+    .await?;
+    // The controller and its agent are stopped whatever happens in between.
+    let helpdesk = async {
+        let requested = restores::request_live_restore(
+            catalog,
+            config,
+            &tenant,
+            lifeboat_core::restore::BackupSelector::Latest,
+            "demo: the customer deleted most of their orders by mistake",
+            "demo:helpdesk",
+        )
+        .await?;
+        running.work_ready.notify_waiters();
+        let restored = wait_for_restore(catalog, requested.job_id, cancel).await?;
+        let orders_after_restore = count_orders().await?;
+        eprintln!(
+            "helpdesk: restored ({} -> {orders_after_restore} orders), offline {} ms; rolling back",
+            orders_after_mistake,
+            restored.offline_ms.unwrap_or(0)
+        );
+        let rollback = restores::request_rollback(
+            catalog,
+            config,
+            &tenant,
+            Some("demo: show the rollback"),
+            "demo:helpdesk",
+        )
+        .await?;
+        running.work_ready.notify_waiters();
+        let rolled_back = wait_for_restore(catalog, rollback.job_id, cancel).await?;
+        let orders_after_rollback = count_orders().await?;
+        anyhow::Ok((
+            restored,
+            rolled_back,
+            orders_after_restore,
+            orders_after_rollback,
+        ))
+    }
+    .await;
+    running.stop().await?;
+    let (restored, rolled_back, orders_after_restore, orders_after_rollback) = helpdesk?;
+    let restore_seconds = (restored.finished_at.unwrap_or(restored.requested_at)
+        - restored.requested_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
+    Ok(HelpdeskRestore {
+        tenant: tenant_name,
+        orders_at_backup,
+        orders_after_mistake,
+        orders_after_restore,
+        orders_after_rollback,
+        restore_offline_ms: restored.offline_ms,
+        rollback_offline_ms: rolled_back.offline_ms,
+        restore_seconds,
+    })
+}
+
+/// Wait until restore job `job_id` ends; its status if it succeeded.
+async fn wait_for_restore(
+    catalog: &lifeboat_controller::catalog::Catalog,
+    job_id: i64,
+    cancel: &CancellationToken,
+) -> anyhow::Result<restores::RestoreStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5 * 60);
+    loop {
+        let status = restores::restore_job_status(catalog, job_id)
+            .await?
+            .with_context(|| format!("job {job_id} is not a restore"))?;
+        if status.state.is_finished() {
+            anyhow::ensure!(
+                status.state == lifeboat_controller::queue::JobState::Succeeded,
+                "restore job {job_id} failed: {}",
+                status.error.as_deref().unwrap_or("no error recorded")
+            );
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline && !cancel.is_cancelled(),
+            "restore job {job_id} did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -351,7 +557,7 @@ fn print_summary(outcomes: &[TenantOutcome]) {
         "stored size",
         "regions",
         "backup time",
-        "restore time",
+        "recovery time (drill)",
         "verified",
     ]);
     for outcome in outcomes {

@@ -25,6 +25,14 @@ fn the_demo_runs_the_nightly_through_the_queue_and_verifies_every_tenant() {
     );
     // Drilled through the queue, by the nightly's agent (it holds the demo's identity).
     assert!(err.contains("nightly demo: 3 drills queued"), "{err}");
+    // Tenants are provisioned by the playbook, and the helpdesk restore brings the deleted
+    // orders back, then the rollback the mistaken state.
+    assert!(err.contains("(playbook provision-tenant)"), "{err}");
+    assert!(
+        out.contains("orders 40000 at the backup, 10000 after the customer's mistake, 40000 after the restore"),
+        "{out}"
+    );
+    assert!(out.contains("10000 after the rollback"), "{out}");
     assert!(err.contains("scrub checked 9 copies (0 bad)"), "{err}");
     // Nothing but lifeboat's own lines on stderr: no log noise at the default level.
     assert!(!err.contains("ERROR") && !err.contains("WARN"), "{err}");

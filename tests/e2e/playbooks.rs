@@ -303,6 +303,7 @@ async fn a_fault_after_any_step_of_a_live_restore_leaves_live_untouched_and_noth
             tenant_cluster: &main_cluster(),
             target_cluster: cluster,
             backup: Some((backed_up.manifest.backup_id, None)),
+            new_backup_id: None,
             cancel: CancellationToken::new(),
         };
         let executor = ClusterExecutor::new(cluster, &run_tag, &hooks);
@@ -374,6 +375,7 @@ async fn a_live_restore_whose_agent_died_after_any_step_is_completed_by_the_next
             tenant_cluster: &main_cluster(),
             target_cluster: cluster,
             backup: Some((backed_up.manifest.backup_id, None)),
+            new_backup_id: None,
             cancel: CancellationToken::new(),
         };
         let dying = CancellationToken::new();

@@ -120,7 +120,7 @@ pub enum RestoreError {
         state: String,
     },
     #[error(
-        "a restore of tenant {0} was already requested this minute, and the kept database's name has the minute in it; try again in a minute"
+        "a restore of tenant {0} was already requested this second, and the kept database's name has the second in it; try again"
     )]
     SameMinute(TenantName),
     #[error(
@@ -164,13 +164,12 @@ fn truncate_to_bytes(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
-/// The name `database` is kept under when a restore or rollback of `minute` swaps it out:
-/// `lifeboat_prev_<YYYYMMDDHHMM>_<database>`, cut to 63 bytes on a character boundary.
-pub fn kept_database_name(minute: DateTime<Utc>, database: &str) -> String {
-    let name = format!(
-        "lifeboat_prev_{}_{database}",
-        minute.format(crate::dedup_key::RESTORE_MINUTE_FORMAT)
-    );
+/// The name `database` is kept under when a restore or rollback requested at `at` swaps it
+/// out: `lifeboat_prev_<YYYYMMDDHHMMSS>_<database>`, cut to 63 bytes on a character
+/// boundary. To the second, so that a rollback right after its restore gets a name of its
+/// own.
+pub fn kept_database_name(at: DateTime<Utc>, database: &str) -> String {
+    let name = format!("lifeboat_prev_{}_{database}", at.format("%Y%m%d%H%M%S"));
     truncate_to_bytes(&name, MAX_IDENTIFIER_BYTES).to_owned()
 }
 
@@ -198,14 +197,14 @@ mod tests {
     fn kept_names_fit_in_an_identifier_and_keep_whole_characters() {
         assert_eq!(
             kept_database_name(minute(), "acme"),
-            "lifeboat_prev_202611280905_acme"
+            "lifeboat_prev_20261128090500_acme"
         );
         let odd = "Ünïcode \"quoted\" name with spaces and more ßßßßßßßßßßßß";
         let kept = kept_database_name(minute(), odd);
         assert!(kept.len() <= MAX_IDENTIFIER_BYTES, "{kept}");
-        assert!(kept.starts_with("lifeboat_prev_202611280905_Ünïcode \"quoted\""));
+        assert!(kept.starts_with("lifeboat_prev_20261128090500_Ünïcode \"quoted\""));
         // A two-byte character straddling byte 63 is left out whole.
-        let straddling = format!("{}ß", "a".repeat(MAX_IDENTIFIER_BYTES - 27 - 1));
+        let straddling = format!("{}ß", "a".repeat(MAX_IDENTIFIER_BYTES - 29 - 1));
         let kept = kept_database_name(minute(), &straddling);
         assert_eq!(kept.len(), MAX_IDENTIFIER_BYTES - 1, "{kept}");
         assert!(!kept.ends_with('ß'));

@@ -202,10 +202,10 @@ async fn refuse_held_name<C: GenericClient>(
     Ok(())
 }
 
-/// The minute a request is made in (its dedup key and kept name).
+/// The second a request is made in (its dedup key and kept name).
 fn this_minute() -> DateTime<Utc> {
     let now = Utc::now();
-    now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now)
+    now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now)
 }
 
 /// What a request writes besides its job.
