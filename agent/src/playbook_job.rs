@@ -843,6 +843,88 @@ pub async fn deprovision_tenant(
     Ok((outcome.outputs.safety_backup, summary.steps))
 }
 
+/// Prefixes of the databases a crashed run may leave behind, holding decrypted data.
+pub const LEFTOVER_PREFIXES: [&str; 2] = ["lifeboat_drill_", "lifeboat_shadow_"];
+
+/// A leftover the sweep dropped, or could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptDatabase {
+    pub cluster: ClusterName,
+    pub database: String,
+    /// The run that made it (its comment).
+    pub made_by: String,
+    pub age: std::time::Duration,
+    /// `Err` when it could not be dropped.
+    pub dropped: Result<(), String>,
+}
+
+/// Drop what crashed runs left on `clusters`: drill scratch and live-restore shadow
+/// databases that carry a lifeboat run tag and are older than `older_than` (the longest a
+/// drill or restore job may run: no attempt can still be using them). A database without
+/// the tag is never touched, whatever its name; one whose age cannot be read (the cluster
+/// user may not call `pg_stat_file`) is left and named in the log.
+pub async fn sweep_leftovers(
+    config: &Config,
+    clusters: &[ClusterName],
+    older_than: std::time::Duration,
+) -> Vec<SweptDatabase> {
+    let now = chrono::Utc::now();
+    let mut swept = Vec::new();
+    for cluster_name in clusters {
+        let Ok(cluster) = config.cluster(cluster_name) else {
+            continue;
+        };
+        for prefix in LEFTOVER_PREFIXES {
+            let found = match databases::list_databases_with_prefix(cluster, prefix).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(cluster = %cluster_name, %error, "cannot look for leftovers of crashed runs");
+                    continue;
+                }
+            };
+            for (database, comment) in found {
+                let Some(made_by) = comment
+                    .as_deref()
+                    .filter(|comment| comment.starts_with(databases::RUN_COMMENT_PREFIX))
+                else {
+                    continue;
+                };
+                let created = match databases::created_at(cluster, &database).await {
+                    Ok(Some(created)) => created,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(cluster = %cluster_name, database, %error, "a leftover of a crashed run may be here; cannot tell its age, so it is left: drop it by hand if no job uses it");
+                        continue;
+                    }
+                };
+                let age = (now - created).to_std().unwrap_or_default();
+                if age < older_than {
+                    continue;
+                }
+                let dropped = provisioner::drop_database(cluster, &database)
+                    .await
+                    .map_err(|error| error.to_string());
+                match &dropped {
+                    Ok(()) => {
+                        tracing::warn!(cluster = %cluster_name, database, made_by, age_hours = age.as_secs() / 3600, "dropped the leftover of a crashed run (it held decrypted tenant data)")
+                    }
+                    Err(error) => {
+                        tracing::error!(cluster = %cluster_name, database, made_by, %error, "cannot drop the leftover of a crashed run; it holds decrypted tenant data")
+                    }
+                }
+                swept.push(SweptDatabase {
+                    cluster: cluster_name.clone(),
+                    database,
+                    made_by: made_by.to_owned(),
+                    age,
+                    dropped,
+                });
+            }
+        }
+    }
+    swept
+}
+
 #[cfg(test)]
 mod tests {
     use lifeboat_core::api::{DrillOutcome, StepReport, StepState};

@@ -301,6 +301,25 @@ pub async fn run_agent(
         options.clusters.clone()
     };
     let mut loops = tokio::task::JoinSet::new();
+    // At start and daily: drop what crashed drills and restores left (decrypted data),
+    // once no attempt of their jobs can still be running.
+    if config.identity_file.is_some() {
+        let (config, clusters, cancel) = (config.clone(), clusters.clone(), cancel.clone());
+        let older_than = config
+            .queue
+            .deadlines
+            .drill
+            .max(config.queue.deadlines.restore);
+        tokio::spawn(async move {
+            loop {
+                playbook_job::sweep_leftovers(&config, &clusters, older_than).await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+                }
+            }
+        });
+    }
     for slot in 0..options.concurrency.max(1) {
         let (config, regions, client, clusters, cancel) = (
             config.clone(),

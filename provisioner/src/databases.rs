@@ -237,6 +237,28 @@ pub async fn list_databases_with_prefix(
         .collect())
 }
 
+/// When `database` was made, as its directory's `PG_VERSION` file says (PostgreSQL keeps no
+/// creation time). Needs superuser or `pg_read_server_files` (or EXECUTE on
+/// `pg_stat_file`); `None` without the database.
+pub async fn created_at(
+    cluster: &ClusterConfig,
+    database: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ProvisionError> {
+    let client = maintenance_client(cluster).await?;
+    let row = client
+        .query_opt(
+            "SELECT (pg_stat_file('base/' || oid || '/PG_VERSION')).modification
+             FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(statement_error(
+            cluster,
+            format!("read when database {database:?} was made"),
+        ))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 /// What every comment lifeboat puts on a database or role it made starts with.
 pub const RUN_COMMENT_PREFIX: &str = "lifeboat run ";
 

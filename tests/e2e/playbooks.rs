@@ -723,3 +723,75 @@ async fn a_malformed_playbook_is_refused_with_its_file_and_line() {
         stdout(&shown)
     );
 }
+
+#[tokio::test]
+async fn the_sweep_drops_what_crashed_runs_left_and_nothing_else() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_tenant_database(ODD_DATABASE, 20).await;
+    let config = env.config(&odd_settings());
+    let regions = Regions::from_config(&config);
+    let backed_up = backup(&config, "odd").await.expect("backup");
+    let cluster = config.cluster(&main_cluster()).expect("cluster");
+    let playbook = PlaybookSource { dir: None }
+        .load(names::DRILL_TENANT)
+        .expect("playbook");
+    // A drill whose agent died after restoring: its scratch database holds decrypted data.
+    let run_tag = "job-77";
+    let hooks = AgentHooks {
+        config: &config,
+        regions: &regions,
+        tenant: &tenant(),
+        tenant_cluster: &main_cluster(),
+        target_cluster: cluster,
+        backup: Some((backed_up.manifest.backup_id, None)),
+        new_backup_id: None,
+        cancel: CancellationToken::new(),
+    };
+    let executor = ClusterExecutor::new(cluster, run_tag, &hooks);
+    let dying = CancellationToken::new();
+    let faulty = Faulty {
+        inner: &executor,
+        after_step: 3,
+        fault: Fault::Crash,
+        cancel: dying.clone(),
+        executed: AtomicUsize::new(0),
+    };
+    let bindings = Bindings::from([
+        (Variable::Tenant, "odd".to_owned()),
+        (Variable::Role, "odd".to_owned()),
+        (
+            Variable::Scratch,
+            playbook_job::scratch_database_name(run_tag, &tenant()),
+        ),
+        (Variable::Run, run_tag.to_owned()),
+    ]);
+    run_playbook(&faulty, &playbook, &bindings, false, &NoObserver, &dying)
+        .await
+        .expect_err("the agent died");
+    let left = databases_named(&env, "lifeboat_drill_").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    // A database that merely looks like one is not lifeboat's: no run tag.
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE lifeboat_drill_not_ours")
+        .await
+        .expect("create");
+
+    let clusters = [main_cluster()];
+    let too_young =
+        playbook_job::sweep_leftovers(&config, &clusters, std::time::Duration::from_secs(3600))
+            .await;
+    assert!(
+        too_young.is_empty(),
+        "a job could still be using it: {too_young:?}"
+    );
+    let swept = playbook_job::sweep_leftovers(&config, &clusters, std::time::Duration::ZERO).await;
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert_eq!(swept[0].database, left[0]);
+    assert!(swept[0].made_by.contains("job-77"), "{swept:?}");
+    assert!(swept[0].dropped.is_ok(), "{swept:?}");
+    assert_eq!(
+        databases_named(&env, "lifeboat_drill_").await,
+        ["lifeboat_drill_not_ours"]
+    );
+}
