@@ -158,8 +158,17 @@ pub async fn record_drill_in<C: GenericClient>(
     Ok(id)
 }
 
-/// A drill of each catalog tenant's newest live backup that no drill has verified yet.
-pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, CatalogError> {
+/// A drill of the newest live backup of each catalog tenant due one: no drill has verified
+/// that backup yet, and the tenant's last verified drill is `every_days` days old or it has
+/// none (a large fleet's sampling; 1: daily). Six hours of slack keep a daily pass that
+/// runs a little earlier than yesterday's from skipping a day. On `drill_cluster` if given,
+/// else on the tenant's own cluster.
+pub async fn plan_drills_of_newest(
+    catalog: &Catalog,
+    drill_cluster: Option<&ClusterName>,
+    every_days: u32,
+) -> Result<Vec<JobWork>, CatalogError> {
+    let every_days = i32::try_from(every_days.max(1)).unwrap_or(i32::MAX);
     let rows = catalog
         .connection()
         .await?
@@ -171,8 +180,12 @@ pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, Ca
                  ORDER BY b.tenant, b.started_at DESC
              ) newest
              WHERE verified_at IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM drills d
+                   WHERE d.tenant = newest.tenant AND d.error IS NULL
+                     AND d.finished_at > now() - make_interval(days => $1) + interval '6 hours')
              ORDER BY tenant",
-            &[],
+            &[&every_days],
         )
         .await
         .map_err(query_error("find the newest backups to drill"))?;
@@ -184,12 +197,77 @@ pub async fn plan_drills_of_newest(catalog: &Catalog) -> Result<Vec<JobWork>, Ca
             };
             Ok(JobWork::Drill {
                 tenant: TenantName::parse(name).map_err(|_| invalid())?,
-                cluster: ClusterName::parse(row.get(1)).map_err(|_| invalid())?,
+                cluster: match drill_cluster {
+                    Some(cluster) => cluster.clone(),
+                    None => ClusterName::parse(row.get(1)).map_err(|_| invalid())?,
+                },
                 backup_id: BackupId::from_uuid(row.get(2)).ok_or_else(invalid)?,
                 sha256: Some(row.get(3)),
             })
         })
         .collect()
+}
+
+/// A tenant's measured recovery: when it was last proven restorable, how long its newest
+/// verified drill took, and the trend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoveryHealth {
+    pub tenant: String,
+    /// When its newest verified drill finished.
+    pub last_verified_at: DateTime<Utc>,
+    /// How long that drill took (the measured recovery time), in seconds.
+    pub recovery_seconds: f64,
+    /// The median of its last 7 verified drills, the newest included.
+    pub median_seconds: f64,
+    /// The median of the (up to 7) verified drills before the newest; `None` for a first.
+    pub earlier_median_seconds: Option<f64>,
+    /// The newest drill took over 1.5× the median of the ones before it.
+    pub slow: bool,
+}
+
+/// A drill slower than this many times the median of the earlier ones is flagged.
+pub const SLOW_DRILL_FACTOR: f64 = 1.5;
+
+/// Each tenant's [`RecoveryHealth`], from its last 8 verified drills; of one tenant if given.
+pub async fn recovery_health<C: GenericClient>(
+    client: &C,
+    tenant: Option<&TenantName>,
+) -> Result<Vec<RecoveryHealth>, CatalogError> {
+    let rows = client
+        .query(
+            "WITH verified AS (
+                 SELECT tenant, finished_at,
+                        extract(epoch FROM finished_at - started_at)::float8 AS seconds,
+                        row_number() OVER (PARTITION BY tenant ORDER BY finished_at DESC, id DESC) AS n
+                 FROM drills
+                 WHERE error IS NULL AND ($1::text IS NULL OR tenant = $1))
+             SELECT tenant,
+                    max(finished_at) FILTER (WHERE n = 1),
+                    max(seconds) FILTER (WHERE n = 1),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE n <= 7),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE n BETWEEN 2 AND 8)
+             FROM verified WHERE n <= 8
+             GROUP BY tenant ORDER BY tenant",
+            &[&tenant.map(TenantName::as_str)],
+        )
+        .await
+        .map_err(query_error("read the drills' recovery times"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let recovery_seconds: f64 = row.get(2);
+            let earlier_median_seconds: Option<f64> = row.get(4);
+            RecoveryHealth {
+                tenant: row.get(0),
+                last_verified_at: row.get(1),
+                recovery_seconds,
+                median_seconds: row.get(3),
+                earlier_median_seconds,
+                slow: earlier_median_seconds
+                    .is_some_and(|median| recovery_seconds > SLOW_DRILL_FACTOR * median),
+            }
+        })
+        .collect())
 }
 
 /// The newest drills, newest first; of one tenant if given.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use lifeboat_core::api::JobWork;
-use lifeboat_core::ids::RegionName;
+use lifeboat_core::ids::{ClusterName, RegionName};
 use lifeboat_core::region::Region;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -46,6 +46,11 @@ pub struct MaintenanceOptions {
     /// Also drill each tenant's newest backup, if no drill has verified it yet (needs
     /// agents that hold the identity).
     pub drill: bool,
+    /// Where drills restore (`[controller] drill_cluster`); `None`: each tenant's cluster.
+    pub drill_cluster: Option<ClusterName>,
+    /// Drill a tenant only once its last verified drill is this many days old
+    /// (`[controller] drill_every_days`, default 1).
+    pub drill_every_days: u32,
 }
 
 impl std::fmt::Debug for MaintenanceOptions {
@@ -129,7 +134,13 @@ pub async fn run_maintenance(
     let mut report = MaintenanceReport::default();
     let actor = actor(run);
     if options.drill {
-        match drills::plan_drills_of_newest(catalog).await {
+        match drills::plan_drills_of_newest(
+            catalog,
+            options.drill_cluster.as_ref(),
+            options.drill_every_days,
+        )
+        .await
+        {
             Ok(works) => {
                 let statuses = run_jobs(
                     catalog,

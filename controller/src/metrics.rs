@@ -155,20 +155,39 @@ async fn read_families(
         "When the tenant's newest backup that a drill verified was taken (Unix time).",
         Samples::SecondsGauge(by_tenant(&verified, 1)),
     ));
-    let drilled = connection
-        .query(
-            "SELECT DISTINCT ON (tenant) tenant,
-                    extract(epoch FROM finished_at - started_at)::float8
-             FROM drills WHERE outcome = 'verified'
-             ORDER BY tenant, finished_at DESC",
-            &[],
-        )
-        .await
-        .map_err(query_error("metrics: newest drills"))?;
+    let recovery = crate::drills::recovery_health(&**connection, None).await?;
+    let per_tenant = |value: fn(&crate::drills::RecoveryHealth) -> f64| -> Vec<(String, f64)> {
+        recovery
+            .iter()
+            .map(|health| (health.tenant.clone(), value(health)))
+            .collect()
+    };
     families.push(tenant_family(
         "lifeboat_tenant_last_drill_duration_seconds",
-        "How long the tenant's newest verified drill took to restore and verify.",
-        Samples::SecondsGauge(by_tenant(&drilled, 1)),
+        "How long the tenant's newest verified drill took to restore and verify (the measured recovery time).",
+        Samples::SecondsGauge(per_tenant(|health| health.recovery_seconds)),
+    ));
+    families.push(tenant_family(
+        "lifeboat_tenant_last_restorable_timestamp_seconds",
+        "When a drill last proved the tenant restorable (Unix time).",
+        Samples::SecondsGauge(per_tenant(|health| {
+            health.last_verified_at.timestamp_millis() as f64 / 1000.0
+        })),
+    ));
+    families.push(tenant_family(
+        "lifeboat_tenant_drill_duration_median_seconds",
+        "The median recovery time of the tenant's last 7 verified drills (the trend).",
+        Samples::SecondsGauge(per_tenant(|health| health.median_seconds)),
+    ));
+    families.push(tenant_family(
+        "lifeboat_tenant_drill_slow",
+        "1 when the tenant's newest verified drill took over 1.5 times the median of the ones before it.",
+        Samples::WholeGauge(
+            recovery
+                .iter()
+                .map(|health| (health.tenant.clone(), i64::from(health.slow)))
+                .collect(),
+        ),
     ));
 
     let failures = connection

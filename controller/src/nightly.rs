@@ -407,11 +407,13 @@ impl DrillLine {
 }
 
 /// Enqueue run `run`'s drills: one per tenant of `backups` (tenant → the backup this run
-/// took), on the tenant's cluster. Returns each tenant's drill job id.
+/// took), on `drill_cluster` or else the tenant's cluster. Returns each tenant's drill job
+/// id.
 pub async fn enqueue_drills(
     catalog: &Catalog,
     run: &RunName,
     backups: &BTreeMap<String, BackupId>,
+    drill_cluster: Option<&ClusterName>,
     max_attempts: i32,
 ) -> Result<BTreeMap<String, i64>, CatalogError> {
     let names: Vec<&str> = backups.keys().map(String::as_str).collect();
@@ -443,7 +445,7 @@ pub async fn enqueue_drills(
             }),
             work: JobWork::Drill {
                 tenant,
-                cluster,
+                cluster: drill_cluster.cloned().unwrap_or(cluster),
                 backup_id: *backup_id,
                 sha256: Some(row.get(3)),
             },
@@ -504,6 +506,8 @@ pub struct NightlyOptions {
     /// The maintenance pass after the backups; `None`: backups only.
     pub maintenance: Option<MaintenanceOptions>,
     pub max_attempts: i32,
+    /// Where drills restore (`[controller] drill_cluster`); `None`: each tenant's cluster.
+    pub drill_cluster: Option<ClusterName>,
 }
 
 /// Milestones of a run, for whoever drives it to show.
@@ -621,7 +625,14 @@ async fn drill_new_backups(
     if backups.is_empty() {
         return Ok(());
     }
-    let jobs = enqueue_drills(catalog, &options.run, &backups, options.max_attempts).await?;
+    let jobs = enqueue_drills(
+        catalog,
+        &options.run,
+        &backups,
+        options.drill_cluster.as_ref(),
+        options.max_attempts,
+    )
+    .await?;
     work_ready.notify_waiters();
     on_event(NightlyEvent::DrillsQueued(jobs.len()));
     let ids: Vec<i64> = jobs.values().copied().collect();

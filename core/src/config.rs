@@ -652,6 +652,14 @@ impl RawConfig {
         for (key, message) in section_problems {
             problems.add(key, message);
         }
+        if let Some(drill_cluster) = &controller.drill_cluster
+            && !clusters.contains_key(drill_cluster)
+        {
+            problems.add(
+                "controller.drill_cluster",
+                format!("{drill_cluster:?} is not a configured cluster"),
+            );
+        }
 
         if !problems.0.is_empty() {
             return Err(ConfigError {

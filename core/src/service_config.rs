@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ids::ClusterName;
+
 /// `[queue]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,8 @@ pub(crate) struct RawController {
     listen: Option<String>,
     scrub_full_sample: Option<usize>,
     drill: Option<bool>,
+    drill_cluster: Option<String>,
+    drill_every_days: Option<u32>,
 }
 
 /// `[restore]` as written.
@@ -164,8 +168,13 @@ pub struct ControllerSettings {
     pub listen: SocketAddr,
     /// Copies per region read whole and hashed by each day's scrub.
     pub scrub_full_sample: usize,
-    /// Each day, drill every tenant's newest backup that no drill has verified.
+    /// Each day, drill the newest unverified backup of every tenant due a drill.
     pub drill: bool,
+    /// Where drills restore (a cluster set aside for them); `None`: each tenant's own.
+    pub drill_cluster: Option<ClusterName>,
+    /// A large fleet's sampling: a tenant is due a drill once its last verified drill is
+    /// this many days old (or it has none). 1: every day.
+    pub drill_every_days: u32,
 }
 
 impl Default for ControllerSettings {
@@ -174,6 +183,8 @@ impl Default for ControllerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             scrub_full_sample: 20,
             drill: false,
+            drill_cluster: None,
+            drill_every_days: 1,
         }
     }
 }
@@ -264,10 +275,30 @@ impl ControllerSettings {
                 defaults.listen
             }
         };
+        let drill_cluster = raw.drill_cluster.as_deref().and_then(|name| {
+            ClusterName::parse(name)
+                .map_err(|error| {
+                    problems.push(("controller.drill_cluster".to_owned(), error.to_string()));
+                })
+                .ok()
+        });
+        let drill_every_days = match raw.drill_every_days {
+            None => defaults.drill_every_days,
+            Some(0) => {
+                problems.push((
+                    "controller.drill_every_days".to_owned(),
+                    "must be at least 1".to_owned(),
+                ));
+                defaults.drill_every_days
+            }
+            Some(days) => days,
+        };
         ControllerSettings {
             listen,
             scrub_full_sample: raw.scrub_full_sample.unwrap_or(defaults.scrub_full_sample),
             drill: raw.drill.unwrap_or(defaults.drill),
+            drill_cluster,
+            drill_every_days,
         }
     }
 }

@@ -247,6 +247,8 @@ pub fn maintenance_options(
         scrub_full_sample,
         minute_of_day: config.backup_window.end_minute_of_day(),
         drill,
+        drill_cluster: config.controller.drill_cluster.clone(),
+        drill_every_days: config.controller.drill_every_days,
     }
 }
 

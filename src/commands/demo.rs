@@ -269,6 +269,7 @@ async fn run_demo(
             false,
         )),
         max_attempts: policy.max_attempts,
+        drill_cluster: config.controller.drill_cluster.clone(),
     };
     let harness = nightly::Harness {
         policy,

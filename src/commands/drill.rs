@@ -143,6 +143,29 @@ pub async fn list(
         println!("no drills recorded");
         return Ok(ExitCode::SUCCESS);
     }
+    let health = drills::recovery_health(&**connection, tenant.as_ref()).await?;
+    println!(
+        "{:<24}  {:<20}  {:>9}  {:>14}  trend",
+        "tenant", "last restorable", "recovery", "median (of 7)"
+    );
+    for tenant in &health {
+        println!(
+            "{:<24}  {:<20}  {:>8.1}s  {:>13.1}s  {}",
+            tenant.tenant,
+            tenant.last_verified_at.format("%Y-%m-%d %H:%M:%S"),
+            tenant.recovery_seconds,
+            tenant.median_seconds,
+            match (tenant.slow, tenant.earlier_median_seconds) {
+                (true, Some(earlier)) => format!(
+                    "SLOW: {:.1}× the median of the drills before it ({earlier:.1}s)",
+                    tenant.recovery_seconds / earlier
+                ),
+                (false, Some(_)) => "steady".to_owned(),
+                (_, None) => "first drill".to_owned(),
+            }
+        );
+    }
+    println!();
     println!(
         "{:<20}  {:<24}  {:<36}  {:>8}  result",
         "finished", "tenant", "backup", "seconds"

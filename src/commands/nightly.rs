@@ -83,6 +83,7 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
             wiring::maintenance_options(&config, &regions, sample, false)
         }),
         max_attempts: policy.max_attempts,
+        drill_cluster: config.controller.drill_cluster.clone(),
     };
     let catalog = wiring::open_migrated_catalog(&config).await?;
     let cancel = cancel_on_signal();

@@ -16,7 +16,7 @@ use crate::scrub::{
 };
 
 /// Every metric `/metrics` shows, with its type, as the HELP and TYPE lines name it.
-const EXPECTED_METRICS: [(&str, &str); 10] = [
+const EXPECTED_METRICS: [(&str, &str); 13] = [
     ("lifeboat_tenant_last_backup_timestamp_seconds", "gauge"),
     ("lifeboat_tenant_last_backup_duration_seconds", "gauge"),
     ("lifeboat_tenant_last_backup_stored_bytes", "gauge"),
@@ -25,6 +25,9 @@ const EXPECTED_METRICS: [(&str, &str); 10] = [
         "gauge",
     ),
     ("lifeboat_tenant_last_drill_duration_seconds", "gauge"),
+    ("lifeboat_tenant_last_restorable_timestamp_seconds", "gauge"),
+    ("lifeboat_tenant_drill_duration_median_seconds", "gauge"),
+    ("lifeboat_tenant_drill_slow", "gauge"),
     ("lifeboat_region_copy_failures", "gauge"),
     ("lifeboat_scrub_bad_copies_total", "counter"),
     ("lifeboat_queue_depth", "gauge"),
@@ -230,6 +233,75 @@ async fn every_metric_has_help_and_type_and_scrub_findings_outlive_repair() {
     assert_eq!(
         region_figures(&text, "us"),
         (Some(0.0), Some(2.0)),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_half_again_slower_than_the_median_is_flagged() {
+    use lifeboat_controller::drills::{DrillRecord, record_drill, recovery_health};
+    use lifeboat_core::api::{DrillOutcome, DrillResult};
+
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let backed_up = back_up(&env, 50).await;
+    let catalog = catalog(&env, &backed_up).await;
+    let regions = &backed_up.region_names;
+    let tenant = lifeboat_core::ids::TenantName::parse("acme").expect("tenant");
+    let record = |seconds: i64, days_ago: i64| {
+        let finished_at = chrono::Utc::now() - chrono::TimeDelta::days(days_ago);
+        DrillRecord::new(
+            tenant.clone(),
+            &DrillResult {
+                backup_id: backed_up.manifest.backup_id,
+                region: None,
+                scratch_database: "scratch".to_owned(),
+                started_at: finished_at - chrono::TimeDelta::seconds(seconds),
+                finished_at,
+                outcome: DrillOutcome::Verified {
+                    tables_verified: 3,
+                    rows_verified: 10,
+                },
+                steps: Vec::new(),
+            },
+        )
+    };
+    for (seconds, days_ago) in [(10, 4), (10, 3), (12, 2)] {
+        record_drill(&catalog, &record(seconds, days_ago), "test")
+            .await
+            .expect("record");
+    }
+    let connection = catalog.connection().await.expect("connect");
+    let steady = recovery_health(&**connection, Some(&tenant))
+        .await
+        .expect("health");
+    assert_eq!(steady.len(), 1);
+    assert!(!steady[0].slow, "{steady:?}");
+    assert!(
+        (steady[0].recovery_seconds - 12.0).abs() < 0.01,
+        "{steady:?}"
+    );
+    // 16 s is not 1.5× the median of 10, 10, 12 (10 s); 16 > 15 is.
+    record_drill(&catalog, &record(16, 1), "test")
+        .await
+        .expect("record");
+    let slow = recovery_health(&**connection, Some(&tenant))
+        .await
+        .expect("health");
+    assert!(slow[0].slow, "{slow:?}");
+    assert_eq!(slow[0].earlier_median_seconds, Some(10.0));
+    assert!((slow[0].median_seconds - 11.0).abs() < 0.01, "{slow:?}");
+    let text = render(&catalog, regions).await.expect("render");
+    assert_eq!(
+        sample(&text, "lifeboat_tenant_drill_slow{tenant=\"acme\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "lifeboat_tenant_last_drill_duration_seconds{tenant=\"acme\"}"
+        ),
+        Some(16.0),
         "{text}"
     );
 }

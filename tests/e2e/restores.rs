@@ -515,6 +515,8 @@ async fn daily_maintenance_drops_a_kept_database_past_its_time_once() {
         scrub_full_sample: 0,
         minute_of_day: 0,
         drill: false,
+        drill_cluster: None,
+        drill_every_days: 1,
     };
     let run = RunName::parse("2026-11-28").expect("run");
     let first =

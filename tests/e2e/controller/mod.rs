@@ -123,6 +123,8 @@ fn maintenance_options(
         scrub_full_sample,
         minute_of_day: 0,
         drill,
+        drill_cluster: None,
+        drill_every_days: 1,
     }
 }
 
