@@ -182,6 +182,36 @@ enum TokenCommand {
     Revoke { name: String },
 }
 
+/// A new tenant's database name, schedule and retention (`tenant add` and `tenant provision`).
+#[derive(Debug, clap::Args)]
+struct NewTenantFlags {
+    /// Default: the tenant's name.
+    #[arg(long)]
+    database: Option<String>,
+    /// Cron expression (UTC); default: daily, spread over the backup window by the name.
+    #[arg(long)]
+    schedule: Option<String>,
+    #[arg(long, default_value_t = 7)]
+    keep_daily: u32,
+    #[arg(long, default_value_t = 4)]
+    keep_weekly: u32,
+    #[arg(long, default_value_t = 12)]
+    keep_monthly: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_yearly: u32,
+}
+
+impl NewTenantFlags {
+    fn retention(&self) -> lifeboat_controller::tenants::Retention {
+        lifeboat_controller::tenants::Retention {
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum PlaybookCommand {
     /// Every playbook: built in, or replaced by a file in `playbook_dir`.
@@ -212,23 +242,11 @@ enum TenantCommand {
         /// A configured cluster.
         #[arg(long)]
         cluster: String,
-        /// Default: the tenant's name.
-        #[arg(long)]
-        database: Option<String>,
-        /// Cron expression (UTC); default: daily, spread over the backup window by the name.
-        #[arg(long)]
-        schedule: Option<String>,
         /// Write the password to this new file (mode 0600) instead of printing it.
         #[arg(long)]
         password_file: Option<PathBuf>,
-        #[arg(long, default_value_t = 7)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 4)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 12)]
-        keep_monthly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_yearly: u32,
+        #[command(flatten)]
+        tenant: NewTenantFlags,
     },
     /// Take a final backup (kind pre-destroy), drop the tenant's database and role (the
     /// `deprovision-tenant` playbook), and remove it from the catalog. Refused under
@@ -249,20 +267,8 @@ enum TenantCommand {
         /// A configured cluster.
         #[arg(long)]
         cluster: String,
-        /// Default: the tenant's name.
-        #[arg(long)]
-        database: Option<String>,
-        /// Cron expression (UTC); default: daily, spread over 01:00-05:00 by the name.
-        #[arg(long)]
-        schedule: Option<String>,
-        #[arg(long, default_value_t = 7)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 4)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 12)]
-        keep_monthly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_yearly: u32,
+        #[command(flatten)]
+        tenant: NewTenantFlags,
     },
     /// List tenants.
     List {
@@ -556,27 +562,17 @@ fn main() -> ExitCode {
                 TenantCommand::Provision {
                     name,
                     cluster,
-                    database,
-                    schedule,
                     password_file,
-                    keep_daily,
-                    keep_weekly,
-                    keep_monthly,
-                    keep_yearly,
+                    tenant,
                 } => {
                     commands::provision::provision(
                         config_path,
                         commands::provision::ProvisionArguments {
                             name: &name,
                             cluster: &cluster,
-                            database: database.as_deref(),
-                            schedule: schedule.as_deref(),
-                            retention: lifeboat_controller::tenants::Retention {
-                                keep_daily,
-                                keep_weekly,
-                                keep_monthly,
-                                keep_yearly,
-                            },
+                            database: tenant.database.as_deref(),
+                            schedule: tenant.schedule.as_deref(),
+                            retention: tenant.retention(),
                             password_file: password_file.as_deref(),
                         },
                     )
@@ -590,26 +586,16 @@ fn main() -> ExitCode {
                 TenantCommand::Add {
                     name,
                     cluster,
-                    database,
-                    schedule,
-                    keep_daily,
-                    keep_weekly,
-                    keep_monthly,
-                    keep_yearly,
+                    tenant,
                 } => {
                     commands::catalog::add(
                         config_path,
                         commands::catalog::AddArguments {
                             name: &name,
                             cluster: &cluster,
-                            database: database.as_deref(),
-                            schedule: schedule.as_deref(),
-                            retention: lifeboat_controller::tenants::Retention {
-                                keep_daily,
-                                keep_weekly,
-                                keep_monthly,
-                                keep_yearly,
-                            },
+                            database: tenant.database.as_deref(),
+                            schedule: tenant.schedule.as_deref(),
+                            retention: tenant.retention(),
                         },
                     )
                     .await

@@ -47,6 +47,42 @@ pub struct AgentHooks<'a> {
     pub cancel: CancellationToken,
 }
 
+impl<'a> AgentHooks<'a> {
+    /// Hooks for a run for `tenant` (its live database on `tenant_cluster`) on
+    /// `target_cluster`, restoring nothing and taking backups under new ids.
+    pub fn new(
+        config: &'a Config,
+        regions: &'a Regions,
+        tenant: &'a TenantName,
+        tenant_cluster: &'a ClusterName,
+        target_cluster: &'a ClusterConfig,
+        cancel: &CancellationToken,
+    ) -> Self {
+        AgentHooks {
+            config,
+            regions,
+            tenant,
+            tenant_cluster,
+            target_cluster,
+            backup: None,
+            new_backup_id: None,
+            cancel: cancel.clone(),
+        }
+    }
+
+    /// The run restores `backup_id` (whose SHA-256 the catalog recorded, if known).
+    pub fn restoring(mut self, backup_id: BackupId, catalog_sha256: Option<&'a str>) -> Self {
+        self.backup = Some((backup_id, catalog_sha256));
+        self
+    }
+
+    /// A `take_backup` step uses this id (the one the controller handed the attempt).
+    pub fn backing_up_as(mut self, backup_id: Option<BackupId>) -> Self {
+        self.new_backup_id = backup_id;
+        self
+    }
+}
+
 fn restore_failure(error: &RestoreJobError) -> StepFailure {
     if error.is_verdict_on_the_backup() {
         StepFailure::backup(error.to_string())
@@ -327,20 +363,21 @@ pub async fn run_for_tenant(
         )
         .await
         .map_err(|error| error.to_string())?;
-        Some((resolved.backup_id, None))
+        Some(resolved.backup_id)
     } else {
         None
     };
-    let hooks = AgentHooks {
+    let mut hooks = AgentHooks::new(
         config,
         regions,
-        tenant: &tenant.name,
-        tenant_cluster: &tenant.cluster,
-        target_cluster: cluster,
-        backup,
-        new_backup_id: None,
-        cancel: context.cancel.clone(),
-    };
+        &tenant.name,
+        &tenant.cluster,
+        cluster,
+        context.cancel,
+    );
+    if let Some(backup_id) = backup {
+        hooks = hooks.restoring(backup_id, None);
+    }
     run_loaded_playbook(playbook, cluster, &hooks, bindings, None, context)
         .await
         .result
@@ -422,16 +459,16 @@ async fn run_job_work(
                 (Variable::Previous, previous_database.clone()),
                 (Variable::Run, context.run_tag.to_owned()),
             ]);
-            let hooks = AgentHooks {
+            let hooks = AgentHooks::new(
                 config,
                 regions,
                 tenant,
-                tenant_cluster: cluster,
-                target_cluster: cluster_config,
-                backup: Some((*backup_id, sha256.as_deref())),
-                new_backup_id,
-                cancel: context.cancel.clone(),
-            };
+                cluster,
+                cluster_config,
+                context.cancel,
+            )
+            .restoring(*backup_id, sha256.as_deref())
+            .backing_up_as(new_backup_id);
             let outcome = run_named_playbook(
                 config,
                 names::RESTORE_LIVE,
@@ -461,16 +498,15 @@ async fn run_job_work(
                 (Variable::Previous, previous_database.clone()),
                 (Variable::Run, context.run_tag.to_owned()),
             ]);
-            let hooks = AgentHooks {
+            let hooks = AgentHooks::new(
                 config,
                 regions,
                 tenant,
-                tenant_cluster: cluster,
-                target_cluster: cluster_config,
-                backup: None,
-                new_backup_id,
-                cancel: context.cancel.clone(),
-            };
+                cluster,
+                cluster_config,
+                context.cancel,
+            )
+            .backing_up_as(new_backup_id);
             let outcome = run_named_playbook(
                 config,
                 names::RESTORE_ROLLBACK,
@@ -499,16 +535,16 @@ async fn run_job_work(
                 (Variable::CopyRole, role.clone()),
                 (Variable::Run, context.run_tag.to_owned()),
             ]);
-            let hooks = AgentHooks {
+            let hooks = AgentHooks::new(
                 config,
                 regions,
                 tenant,
-                tenant_cluster: cluster,
-                target_cluster: cluster_config,
-                backup: Some((*backup_id, sha256.as_deref())),
-                new_backup_id,
-                cancel: context.cancel.clone(),
-            };
+                cluster,
+                cluster_config,
+                context.cancel,
+            )
+            .restoring(*backup_id, sha256.as_deref())
+            .backing_up_as(new_backup_id);
             let outcome = run_named_playbook(
                 config,
                 names::RESTORE_COPY,
@@ -682,16 +718,15 @@ pub async fn drill(
         (Variable::Scratch, scratch_database.clone()),
         (Variable::Run, context.run_tag.to_owned()),
     ]);
-    let hooks = AgentHooks {
+    let hooks = AgentHooks::new(
         config,
         regions,
         tenant,
-        tenant_cluster: cluster,
-        target_cluster: cluster_config,
-        backup: Some((backup_id, catalog_sha256)),
-        new_backup_id: None,
-        cancel: context.cancel.clone(),
-    };
+        cluster,
+        cluster_config,
+        context.cancel,
+    )
+    .restoring(backup_id, catalog_sha256);
     let outcome = run_named_playbook(
         config,
         names::DRILL_TENANT,
@@ -760,16 +795,14 @@ pub async fn provision_tenant(
         (Variable::Role, role.clone()),
         (Variable::Run, context.run_tag.to_owned()),
     ]);
-    let hooks = AgentHooks {
+    let hooks = AgentHooks::new(
         config,
         regions,
         tenant,
-        tenant_cluster: cluster,
-        target_cluster: cluster_config,
-        backup: None,
-        new_backup_id: None,
-        cancel: context.cancel.clone(),
-    };
+        cluster,
+        cluster_config,
+        context.cancel,
+    );
     let outcome = run_named_playbook(
         config,
         names::PROVISION_TENANT,
@@ -818,16 +851,14 @@ pub async fn deprovision_tenant(
         (Variable::Role, role),
         (Variable::Run, context.run_tag.to_owned()),
     ]);
-    let hooks = AgentHooks {
+    let hooks = AgentHooks::new(
         config,
         regions,
         tenant,
-        tenant_cluster: cluster,
-        target_cluster: cluster_config,
-        backup: None,
-        new_backup_id: None,
-        cancel: context.cancel.clone(),
-    };
+        cluster,
+        cluster_config,
+        context.cancel,
+    );
     let outcome = run_named_playbook(
         config,
         names::DEPROVISION_TENANT,

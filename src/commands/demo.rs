@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::Table;
-use lifeboat_agent::playbook_job::{self, RunContext};
 use lifeboat_controller::restores;
-use lifeboat_controller::tenants::{self, NewTenant, Retention};
+use lifeboat_controller::tenants::{NewTenant, Retention};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::region::Regions;
-use lifeboat_provisioner::playbook::NoObserver;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -195,8 +193,9 @@ async fn run_demo(
         eprintln!(
             "tenant {tenant_name}: provisioning role and database {database:?} (playbook provision-tenant)"
         );
-        let run_tag = format!("demo-provision-{tenant_name}");
-        let (tenant, provisioned) = tenants::add_tenant_with(
+        let (tenant, provisioned) = super::provision::provision_and_register(
+            &config,
+            &region_clients,
             &catalog,
             NewTenant {
                 name: TenantName::parse(tenant_name)?,
@@ -205,34 +204,8 @@ async fn run_demo(
                 schedule: None,
                 retention: Retention::default(),
             },
-            std::slice::from_ref(&cluster_config.name),
-            &region_clients,
             "demo",
-            |tenant| {
-                let (config, regions, run_tag, cancel, cluster) = (
-                    &config,
-                    &region_clients,
-                    &run_tag,
-                    &cancel,
-                    &cluster_config.name,
-                );
-                async move {
-                    playbook_job::provision_tenant(
-                        config,
-                        regions,
-                        &tenant.name,
-                        cluster,
-                        &tenant.database,
-                        RunContext {
-                            run_tag,
-                            resume: false,
-                            observer: &NoObserver,
-                            cancel,
-                        },
-                    )
-                    .await
-                }
-            },
+            &cancel,
         )
         .await?;
         write_private_file(

@@ -8,12 +8,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lifeboat_agent::playbook_job::{self, RunContext};
-use lifeboat_controller::tenants::{self, NewTenant, Retention};
+use lifeboat_agent::playbook_job::{self, Provisioned, RunContext};
+use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant};
+use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::region::Regions;
 use lifeboat_provisioner::playbook::NoObserver;
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 use super::catalog::{actor, open_catalog};
 use super::{cancel_on_signal, load_config, parse_flag};
@@ -34,40 +37,21 @@ fn run_tag() -> String {
     format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-pub async fn provision(
-    config_path: Option<&Path>,
-    arguments: ProvisionArguments<'_>,
-) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
-    let name = parse_flag("name", arguments.name, TenantName::parse)?;
-    let cluster = parse_flag("cluster", arguments.cluster, ClusterName::parse)?;
-    if let Some(path) = arguments.password_file
-        && path.exists()
-    {
-        anyhow::bail!(
-            "--password-file {}: the file exists; name a new file",
-            path.display()
-        );
-    }
-    let catalog = open_catalog(&config).await?;
-    let regions = Regions::from_config(&config);
+/// The `provision-tenant` playbook for `new`, run inside its registration in the catalog
+/// (`tenants::add_tenant_with`): `tenant provision` and the demo.
+pub(crate) async fn provision_and_register(
+    config: &Config,
+    regions: &Regions,
+    catalog: &Catalog,
+    new: NewTenant,
+    actor: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(Tenant, Provisioned)> {
     let known_clusters: Vec<ClusterName> = config.clusters.keys().cloned().collect();
-    let cancel = cancel_on_signal();
     let run_tag = run_tag();
-    let (tenant, provisioned) = tenants::add_tenant_with(
-        &catalog,
-        NewTenant {
-            name,
-            cluster,
-            database: arguments.database.map(str::to_owned),
-            schedule: arguments.schedule.map(str::to_owned),
-            retention: arguments.retention,
-        },
-        &known_clusters,
-        &regions,
-        &actor(),
-        |tenant| {
-            let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
+    Ok(
+        tenants::add_tenant_with(catalog, new, &known_clusters, regions, actor, |tenant| {
+            let run_tag = &run_tag;
             async move {
                 let cluster =
                     ClusterName::parse(&tenant.cluster).map_err(|error| error.to_string())?;
@@ -86,7 +70,41 @@ pub async fn provision(
                 )
                 .await
             }
+        })
+        .await?,
+    )
+}
+
+pub async fn provision(
+    config_path: Option<&Path>,
+    arguments: ProvisionArguments<'_>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let name = parse_flag("name", arguments.name, TenantName::parse)?;
+    let cluster = parse_flag("cluster", arguments.cluster, ClusterName::parse)?;
+    if let Some(path) = arguments.password_file
+        && path.exists()
+    {
+        anyhow::bail!(
+            "--password-file {}: the file exists; name a new file",
+            path.display()
+        );
+    }
+    let catalog = open_catalog(&config).await?;
+    let regions = Regions::from_config(&config);
+    let (tenant, provisioned) = provision_and_register(
+        &config,
+        &regions,
+        &catalog,
+        NewTenant {
+            name,
+            cluster,
+            database: arguments.database.map(str::to_owned),
+            schedule: arguments.schedule.map(str::to_owned),
+            retention: arguments.retention,
         },
+        &actor(),
+        &cancel_on_signal(),
     )
     .await?;
     println!(

@@ -296,16 +296,17 @@ async fn a_fault_after_any_step_of_a_live_restore_leaves_live_untouched_and_noth
     for after_step in 1..=playbook.steps.len() {
         let run_tag = format!("job-{}", 100 + after_step);
         let previous = format!("lifeboat_prev_fault_{after_step}");
-        let hooks = AgentHooks {
-            config: &config,
-            regions: &regions,
-            tenant: &tenant(),
-            tenant_cluster: &main_cluster(),
-            target_cluster: cluster,
-            backup: Some((backed_up.manifest.backup_id, None)),
-            new_backup_id: None,
-            cancel: CancellationToken::new(),
-        };
+        let (tenant_name, cluster_name, cancel) =
+            (tenant(), main_cluster(), CancellationToken::new());
+        let hooks = AgentHooks::new(
+            &config,
+            &regions,
+            &tenant_name,
+            &cluster_name,
+            cluster,
+            &cancel,
+        )
+        .restoring(backed_up.manifest.backup_id, None);
         let executor = ClusterExecutor::new(cluster, &run_tag, &hooks);
         let faulty = Faulty {
             inner: &executor,
@@ -368,16 +369,17 @@ async fn a_live_restore_whose_agent_died_after_any_step_is_completed_by_the_next
         let run_tag = format!("job-{}", 200 + after_step);
         let previous = format!("lifeboat_prev_crash_{after_step}");
         let bindings = live_restore_bindings(&run_tag, &previous);
-        let hooks = AgentHooks {
-            config: &config,
-            regions: &regions,
-            tenant: &tenant(),
-            tenant_cluster: &main_cluster(),
-            target_cluster: cluster,
-            backup: Some((backed_up.manifest.backup_id, None)),
-            new_backup_id: None,
-            cancel: CancellationToken::new(),
-        };
+        let (tenant_name, cluster_name, cancel) =
+            (tenant(), main_cluster(), CancellationToken::new());
+        let hooks = AgentHooks::new(
+            &config,
+            &regions,
+            &tenant_name,
+            &cluster_name,
+            cluster,
+            &cancel,
+        )
+        .restoring(backed_up.manifest.backup_id, None);
         let dying = CancellationToken::new();
         let first_attempt = ClusterExecutor::new(cluster, &run_tag, &hooks);
         let faulty = Faulty {
@@ -737,16 +739,16 @@ async fn the_sweep_drops_what_crashed_runs_left_and_nothing_else() {
         .expect("playbook");
     // A drill whose agent died after restoring: its scratch database holds decrypted data.
     let run_tag = "job-77";
-    let hooks = AgentHooks {
-        config: &config,
-        regions: &regions,
-        tenant: &tenant(),
-        tenant_cluster: &main_cluster(),
-        target_cluster: cluster,
-        backup: Some((backed_up.manifest.backup_id, None)),
-        new_backup_id: None,
-        cancel: CancellationToken::new(),
-    };
+    let (tenant_name, cluster_name, cancel) = (tenant(), main_cluster(), CancellationToken::new());
+    let hooks = AgentHooks::new(
+        &config,
+        &regions,
+        &tenant_name,
+        &cluster_name,
+        cluster,
+        &cancel,
+    )
+    .restoring(backed_up.manifest.backup_id, None);
     let executor = ClusterExecutor::new(cluster, run_tag, &hooks);
     let dying = CancellationToken::new();
     let faulty = Faulty {
