@@ -717,6 +717,42 @@ async fn a_malformed_playbook_is_refused_with_its_file_and_line() {
     let listed = env.lifeboat(&with_dir, &["playbook", "list"]);
     assert!(!listed.status.success());
     assert!(stdout(&listed).contains("INVALID"), "{}", stdout(&listed));
+    let unknown = env.lifeboat(&config_path, &["playbook", "show", "restore-everything"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains(
+            "no playbook named \"restore-everything\" (known: deprovision-tenant, drill-tenant,"
+        ),
+        "{}",
+        stderr(&unknown)
+    );
+    let nobody = env.lifeboat(
+        &config_path,
+        &[
+            "playbook",
+            "run",
+            "drill-tenant",
+            "--tenant",
+            "nobody",
+            "--dry-run",
+        ],
+    );
+    assert!(!nobody.status.success());
+    assert!(
+        stderr(&nobody).contains("unknown tenant nobody"),
+        "{}",
+        stderr(&nobody)
+    );
+    let guarded = env.lifeboat(
+        &config_path,
+        &["playbook", "run", "restore-live", "--tenant", "acme"],
+    );
+    assert!(!guarded.status.success());
+    assert!(
+        stderr(&guarded).contains("runs only through `lifeboat restore live`"),
+        "{}",
+        stderr(&guarded)
+    );
     let shown = env.lifeboat(&config_path, &["playbook", "show", "drill-tenant"]);
     assert!(shown.status.success(), "{}", stderr(&shown));
     assert!(
