@@ -739,7 +739,7 @@ async fn a_malformed_playbook_is_refused_with_its_file_and_line() {
     );
     assert!(!nobody.status.success());
     assert!(
-        stderr(&nobody).contains("unknown tenant nobody"),
+        stderr(&nobody).contains("unknown tenant \"nobody\""),
         "{}",
         stderr(&nobody)
     );
