@@ -304,4 +304,29 @@ async fn a_drill_half_again_slower_than_the_median_is_flagged() {
         Some(16.0),
         "{text}"
     );
+
+    // Sampling: with the backup unverified again (as a newer one would be), a tenant whose
+    // last verified drill is a day old is due under drill_every_days = 1, not under 7; a
+    // drill cluster takes the drill.
+    connection
+        .batch_execute(
+            "INSERT INTO tenants (name, cluster, database_name) VALUES ('acme', 'main', 'acme');
+             UPDATE backups SET verified_at = NULL",
+        )
+        .await
+        .expect("register the tenant, unverify its backup");
+    let weekly = lifeboat_controller::drills::plan_drills_of_newest(&catalog, None, 7)
+        .await
+        .expect("plan");
+    assert!(weekly.is_empty(), "{weekly:?}");
+    let drills_cluster = ClusterName::parse("drills").expect("cluster");
+    let daily =
+        lifeboat_controller::drills::plan_drills_of_newest(&catalog, Some(&drills_cluster), 1)
+            .await
+            .expect("plan");
+    assert_eq!(daily.len(), 1, "{daily:?}");
+    assert!(
+        matches!(&daily[0], JobWork::Drill { cluster, .. } if *cluster == drills_cluster),
+        "{daily:?}"
+    );
 }
