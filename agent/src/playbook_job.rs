@@ -832,7 +832,8 @@ pub async fn provision_tenant(
 }
 
 /// Run `deprovision-tenant` for `tenant`: a final backup (kind `pre-destroy`), then its
-/// database and role dropped. Returns the final backup for the catalog.
+/// database and role dropped. Returns the final backup for the catalog whenever one was
+/// taken, also when a later step failed, with the run's steps or its failure.
 pub async fn deprovision_tenant(
     config: &Config,
     regions: &Regions,
@@ -840,7 +841,30 @@ pub async fn deprovision_tenant(
     cluster: &ClusterName,
     database: &str,
     context: RunContext<'_>,
-) -> Result<(Option<SafetyBackup>, Vec<lifeboat_core::api::StepReport>), String> {
+) -> (
+    Option<SafetyBackup>,
+    Result<Vec<lifeboat_core::api::StepReport>, String>,
+) {
+    match deprovision_run(config, regions, tenant, cluster, database, context).await {
+        Ok(outcome) => {
+            let steps = outcome
+                .result
+                .map(|summary| summary.steps)
+                .map_err(|failure| failure.to_string());
+            (outcome.outputs.safety_backup, steps)
+        }
+        Err(message) => (None, Err(message)),
+    }
+}
+
+async fn deprovision_run(
+    config: &Config,
+    regions: &Regions,
+    tenant: &TenantName,
+    cluster: &ClusterName,
+    database: &str,
+    context: RunContext<'_>,
+) -> Result<PlaybookOutcome, String> {
     let cluster_config = config.cluster(cluster).map_err(|error| error.to_string())?;
     let role = live_database_owner(cluster_config, database)
         .await
@@ -859,7 +883,7 @@ pub async fn deprovision_tenant(
         cluster_config,
         context.cancel,
     );
-    let outcome = run_named_playbook(
+    run_named_playbook(
         config,
         names::DEPROVISION_TENANT,
         cluster_config,
@@ -869,9 +893,7 @@ pub async fn deprovision_tenant(
         context,
     )
     .await
-    .map_err(|failure| failure.message)?;
-    let summary = outcome.result.map_err(|failure| failure.to_string())?;
-    Ok((outcome.outputs.safety_backup, summary.steps))
+    .map_err(|failure| failure.message)
 }
 
 /// Prefixes of the databases a crashed run may leave behind, holding decrypted data.

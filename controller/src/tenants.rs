@@ -485,8 +485,9 @@ pub struct DeprovisionedTenant<T> {
 /// Deprovision a tenant: refuse one under legal hold or with a backup, drill or restore
 /// running (before anything is done), run `deprovision` (the `deprovision-tenant` playbook:
 /// final backup, drop database and role), record its final backup after the same checks as
-/// an agent's report, then remove the tenant as [`remove_tenant`] does (its backups follow
-/// retention, or the trash with `trash`).
+/// an agent's report (also when a later step failed: it is never lost), then remove the
+/// tenant as [`remove_tenant`] does (its backups follow retention, or the trash with
+/// `trash`).
 pub async fn deprovision_tenant<T, F, Fut>(
     catalog: &Catalog,
     regions: &[Region],
@@ -497,7 +498,7 @@ pub async fn deprovision_tenant<T, F, Fut>(
 ) -> Result<DeprovisionedTenant<T>, TenantError>
 where
     F: FnOnce(Tenant) -> Fut,
-    Fut: Future<Output = Result<(Option<lifeboat_core::api::SafetyBackup>, T), String>>,
+    Fut: Future<Output = (Option<lifeboat_core::api::SafetyBackup>, Result<T, String>)>,
 {
     let tenant = show_tenant(catalog, name).await?;
     if tenant.legal_hold {
@@ -519,13 +520,7 @@ where
             });
         }
     }
-    let (final_backup, run) =
-        deprovision(tenant)
-            .await
-            .map_err(|reason| TenantError::DeprovisionFailed {
-                tenant: name.clone(),
-                reason,
-            })?;
+    let (final_backup, run) = deprovision(tenant).await;
     if let Some(backup) = &final_backup {
         crate::backups::record_checked_backup(catalog, regions, &backup.manifest, &backup.regions)
             .await
@@ -535,6 +530,16 @@ where
                 reason: error.to_string(),
             })?;
     }
+    let run = run.map_err(|reason| TenantError::DeprovisionFailed {
+        tenant: name.clone(),
+        reason: match &final_backup {
+            Some(backup) => format!(
+                "{reason} (its final backup {} is recorded)",
+                backup.manifest.backup_id
+            ),
+            None => reason,
+        },
+    })?;
     let removed = remove_tenant(catalog, name, trash, actor).await?;
     Ok(DeprovisionedTenant {
         final_backup: final_backup.map(|backup| backup.manifest.backup_id),

@@ -165,8 +165,10 @@ pub async fn deprovision(
         tenants::deprovision_tenant(&catalog, &regions, &name, trash, &actor(), |tenant| {
             let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
             async move {
-                let cluster =
-                    ClusterName::parse(&tenant.cluster).map_err(|error| error.to_string())?;
+                let cluster = match ClusterName::parse(&tenant.cluster) {
+                    Ok(cluster) => cluster,
+                    Err(error) => return (None, Err(error.to_string())),
+                };
                 playbook_job::deprovision_tenant(
                     config,
                     regions,

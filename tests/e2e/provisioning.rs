@@ -281,3 +281,48 @@ async fn deprovision_keeps_a_final_backup_and_refuses_a_tenant_under_legal_hold(
         "the tenant is still in the catalog"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deprovision_that_fails_after_its_final_backup_still_records_it() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_catalog().await;
+    let config_path = env.config_file(&Settings {
+        extra: CATALOG.to_owned(),
+        ..Settings::default()
+    });
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    assert!(run(&["controller", "migrate"]).status.success());
+    let provisioned = run(&["tenant", "provision", "stuck", "--cluster", "main"]);
+    assert!(provisioned.status.success(), "{}", stderr(&provisioned));
+    // The role owns something in another database, so DROP ROLE fails after the drop.
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute(
+            "CREATE TABLE held_by_stuck (id int); ALTER TABLE held_by_stuck OWNER TO stuck",
+        )
+        .await
+        .expect("an object of the role elsewhere");
+
+    let failed = run(&["tenant", "deprovision", "stuck", "--yes"]);
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    assert!(
+        message.contains("drop_role") && message.contains("is recorded"),
+        "{message}"
+    );
+    let catalog = env
+        .postgres
+        .connect("lifeboat_catalog")
+        .await
+        .expect("catalog");
+    let kinds: Vec<String> = catalog
+        .query("SELECT kind FROM backups WHERE tenant = 'stuck'", &[])
+        .await
+        .expect("backups")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(kinds, ["pre-destroy"], "the final backup is in the catalog");
+    // Nothing was removed from the catalog: the operator fixes the role and retries.
+    assert!(run(&["tenant", "show", "stuck"]).status.success());
+}
