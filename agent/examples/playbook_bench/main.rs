@@ -592,6 +592,20 @@ async fn main() -> anyhow::Result<()> {
         ),
     ));
 
+    // The reference again, after the drill: the order of the two must not decide the ratio.
+    bench.progress("pg_restore (reference, again)");
+    let (plain_again, _) = timed_pg_restore(&bench, "reference_plain_again", None).await?;
+    rows.push(Row::timed(
+        "`pg_restore -d` again, after the drill (order check)",
+        plain_again,
+        format!("{:.2}", ratio(millis(plain_again.wall), reference_ms)),
+        "",
+        format!(
+            "the drill against this one: {:.2}×",
+            ratio(drill_ms, millis(plain_again.wall))
+        ),
+    ));
+
     // 5. The live restore, as a job.
     bench.progress("live restore");
     let sessions_on_live: Vec<String> = admin
