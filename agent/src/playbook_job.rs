@@ -564,9 +564,16 @@ async fn run_job_work(
             ..
         } => {
             let cluster_config = config.cluster(cluster).map_err(|error| permanent(&error))?;
+            // A database that is not one lifeboat kept stays refused: no retry.
             drop_kept_database(cluster_config, database, role.as_deref())
                 .await
-                .map_err(|error| transient(&error))?;
+                .map_err(|error| {
+                    if error.is_permanent() {
+                        permanent(&error)
+                    } else {
+                        transient(&error)
+                    }
+                })?;
             Ok(JobOutcome::Succeeded {
                 result: JobResult::DropDatabase {
                     database: database.clone(),
@@ -662,10 +669,33 @@ pub struct DrillRun {
 }
 
 /// A drill that could not run for reasons that say nothing about the backup (this agent,
-/// the cluster, a region, a cancellation): nothing is recorded, and the job is tried again.
+/// the cluster, a region, a cancellation): nothing is recorded; the job is tried again
+/// unless [`DrillRetry::Never`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the drill could not run: {0}")]
-pub struct DrillNotRun(pub String);
+pub struct DrillNotRun(pub String, pub DrillRetry);
+
+/// Whether a drill that could not run is worth another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillRetry {
+    /// This agent, the cluster or a region, now.
+    Later,
+    /// Not on this cluster: a dump from a newer PostgreSQL major, a playbook that does not
+    /// check, a configuration without the cluster.
+    Never,
+}
+
+impl DrillNotRun {
+    fn from_failure(failure: &StepFailure, message: String) -> DrillNotRun {
+        let retry = match failure.kind {
+            FailureKind::Permanent => DrillRetry::Never,
+            FailureKind::Transient | FailureKind::Cancelled | FailureKind::Backup => {
+                DrillRetry::Later
+            }
+        };
+        DrillNotRun(message, retry)
+    }
+}
 
 /// The drill's verdict from its run. A backup that does not restore or verify failed; so
 /// did a drill that left its scratch database behind (it holds a decrypted copy of the
@@ -677,8 +707,12 @@ pub fn drill_outcome(
     use lifeboat_core::api::DrillOutcome;
     match result {
         Ok(_) => {
-            let counts = verified
-                .ok_or_else(|| DrillNotRun("the drill playbook has no verify step".to_owned()))?;
+            let counts = verified.ok_or_else(|| {
+                DrillNotRun(
+                    "the drill playbook has no verify step".to_owned(),
+                    DrillRetry::Never,
+                )
+            })?;
             Ok(DrillOutcome::Verified {
                 tables_verified: counts.tables as u64,
                 rows_verified: counts.rows,
@@ -690,7 +724,10 @@ pub fn drill_outcome(
         Err(failure) if failure.failure.kind == FailureKind::Backup => Ok(DrillOutcome::Failed {
             error: failure.failure.message.clone(),
         }),
-        Err(failure) => Err(DrillNotRun(failure.to_string())),
+        Err(failure) => Err(DrillNotRun::from_failure(
+            &failure.failure,
+            failure.to_string(),
+        )),
     }
 }
 
@@ -710,7 +747,7 @@ pub async fn drill(
     let started_at = chrono::Utc::now();
     let cluster_config = config
         .cluster(cluster)
-        .map_err(|error| DrillNotRun(error.to_string()))?;
+        .map_err(|error| DrillNotRun(error.to_string(), DrillRetry::Never))?;
     let scratch_database = scratch_database_name(context.run_tag, tenant);
     let bindings = Bindings::from([
         (Variable::Tenant, tenant.to_string()),
@@ -737,7 +774,7 @@ pub async fn drill(
         context,
     )
     .await
-    .map_err(|failure| DrillNotRun(failure.message))?;
+    .map_err(|failure| DrillNotRun::from_failure(&failure, failure.message.clone()))?;
     let verdict = drill_outcome(&outcome.result, outcome.outputs.verified)?;
     let steps = match &outcome.result {
         Ok(summary) => summary.steps.clone(),

@@ -819,10 +819,11 @@ async fn execute(
                 Ok(run) => JobOutcome::Succeeded {
                     result: JobResult::Drill(run.result),
                 },
-                // Not the backup's fault (this agent, the cluster, a region): try again.
+                // Not the backup's fault: try again if this agent, the cluster or a region
+                // may do better later; not if the cluster cannot restore it at all.
                 Err(not_run) => JobOutcome::Failed {
                     error: not_run.to_string(),
-                    retryable: true,
+                    retryable: not_run.1 == playbook_job::DrillRetry::Later,
                 },
             }
         }

@@ -227,7 +227,8 @@ pub struct ClaimedJob {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub work: JobWork,
-    /// For a backup job: the id this attempt's backup must have.
+    /// For a backup job: the id this attempt's backup must have; for a live restore: the id
+    /// its safety backup must have (the controller records no other).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<BackupId>,
     /// For a backup job: the ids handed to earlier attempts. If one of them was committed
