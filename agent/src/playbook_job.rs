@@ -439,7 +439,6 @@ async fn run_job_work(
     context: RunContext<'_>,
 ) -> Result<JobOutcome, StepFailure> {
     let permanent = |error: &dyn std::fmt::Display| StepFailure::permanent(error.to_string());
-    let transient = |error: &dyn std::fmt::Display| StepFailure::transient(error.to_string());
     match work {
         JobWork::RestoreLive {
             tenant,
@@ -449,37 +448,16 @@ async fn run_job_work(
             sha256,
             previous_database,
         } => {
-            let cluster_config = config.cluster(cluster).map_err(|error| permanent(&error))?;
-            let role = live_database_owner(cluster_config, database).await?;
-            let bindings = Bindings::from([
-                (Variable::Tenant, tenant.to_string()),
-                (Variable::Database, database.clone()),
-                (Variable::Role, role),
-                (Variable::Shadow, shadow_database_name(context.run_tag)),
-                (Variable::Previous, previous_database.clone()),
-                (Variable::Run, context.run_tag.to_owned()),
-            ]);
-            let hooks = AgentHooks::new(
-                config,
-                regions,
+            let swap = LiveSwap {
+                playbook: names::RESTORE_LIVE,
                 tenant,
                 cluster,
-                cluster_config,
-                context.cancel,
-            )
-            .restoring(*backup_id, sha256.as_deref())
-            .backing_up_as(new_backup_id);
-            let outcome = run_named_playbook(
-                config,
-                names::RESTORE_LIVE,
-                cluster_config,
-                &hooks,
-                &bindings,
-                None,
-                context,
-            )
-            .await?;
-            Ok(restore_outcome(outcome, Some(*backup_id), database))
+                database,
+                incoming: &shadow_database_name(context.run_tag),
+                previous: previous_database,
+                backup: Some((*backup_id, sha256.as_deref())),
+            };
+            swap_into_live(config, regions, &swap, new_backup_id, context).await
         }
         JobWork::Rollback {
             tenant,
@@ -488,36 +466,16 @@ async fn run_job_work(
             restore_database,
             previous_database,
         } => {
-            let cluster_config = config.cluster(cluster).map_err(|error| permanent(&error))?;
-            let role = live_database_owner(cluster_config, database).await?;
-            let bindings = Bindings::from([
-                (Variable::Tenant, tenant.to_string()),
-                (Variable::Database, database.clone()),
-                (Variable::Role, role),
-                (Variable::Shadow, restore_database.clone()),
-                (Variable::Previous, previous_database.clone()),
-                (Variable::Run, context.run_tag.to_owned()),
-            ]);
-            let hooks = AgentHooks::new(
-                config,
-                regions,
+            let swap = LiveSwap {
+                playbook: names::RESTORE_ROLLBACK,
                 tenant,
                 cluster,
-                cluster_config,
-                context.cancel,
-            )
-            .backing_up_as(new_backup_id);
-            let outcome = run_named_playbook(
-                config,
-                names::RESTORE_ROLLBACK,
-                cluster_config,
-                &hooks,
-                &bindings,
-                None,
-                context,
-            )
-            .await?;
-            Ok(restore_outcome(outcome, None, database))
+                database,
+                incoming: restore_database,
+                previous: previous_database,
+                backup: None,
+            };
+            swap_into_live(config, regions, &swap, new_backup_id, context).await
         }
         JobWork::RestoreCopy {
             tenant,
@@ -567,13 +525,7 @@ async fn run_job_work(
             // A database that is not one lifeboat kept stays refused: no retry.
             drop_kept_database(cluster_config, database, role.as_deref())
                 .await
-                .map_err(|error| {
-                    if error.is_permanent() {
-                        permanent(&error)
-                    } else {
-                        transient(&error)
-                    }
-                })?;
+                .map_err(|error| StepFailure::from(&error))?;
             Ok(JobOutcome::Succeeded {
                 result: JobResult::DropDatabase {
                     database: database.clone(),
@@ -585,6 +537,68 @@ async fn run_job_work(
             other.kind()
         ))),
     }
+}
+
+/// A playbook that swaps a database into the tenant's live name: restore-live (a shadow
+/// restored from `backup`) or restore-rollback (the kept previous database).
+struct LiveSwap<'a> {
+    playbook: &'a str,
+    tenant: &'a TenantName,
+    cluster: &'a ClusterName,
+    database: &'a str,
+    incoming: &'a str,
+    previous: &'a str,
+    backup: Option<(BackupId, Option<&'a str>)>,
+}
+
+/// Run `swap`'s playbook on the tenant's cluster; its objects go to the live database's
+/// owner.
+async fn swap_into_live(
+    config: &Config,
+    regions: &Regions,
+    swap: &LiveSwap<'_>,
+    new_backup_id: Option<BackupId>,
+    context: RunContext<'_>,
+) -> Result<JobOutcome, StepFailure> {
+    let cluster_config = config
+        .cluster(swap.cluster)
+        .map_err(|error| StepFailure::permanent(error.to_string()))?;
+    let role = live_database_owner(cluster_config, swap.database).await?;
+    let bindings = Bindings::from([
+        (Variable::Tenant, swap.tenant.to_string()),
+        (Variable::Database, swap.database.to_owned()),
+        (Variable::Role, role),
+        (Variable::Shadow, swap.incoming.to_owned()),
+        (Variable::Previous, swap.previous.to_owned()),
+        (Variable::Run, context.run_tag.to_owned()),
+    ]);
+    let mut hooks = AgentHooks::new(
+        config,
+        regions,
+        swap.tenant,
+        swap.cluster,
+        cluster_config,
+        context.cancel,
+    )
+    .backing_up_as(new_backup_id);
+    if let Some((backup_id, catalog_sha256)) = swap.backup {
+        hooks = hooks.restoring(backup_id, catalog_sha256);
+    }
+    let outcome = run_named_playbook(
+        config,
+        swap.playbook,
+        cluster_config,
+        &hooks,
+        &bindings,
+        None,
+        context,
+    )
+    .await?;
+    Ok(restore_outcome(
+        outcome,
+        swap.backup.map(|(backup_id, _)| backup_id),
+        swap.database,
+    ))
 }
 
 /// The role that owns the tenant's live database: the restored objects go to it.

@@ -270,7 +270,7 @@ impl<'a, H: BackupHooks> ClusterExecutor<'a, H> {
             .await
             .map_err(|error| match error {
                 ProvisionError::RowCountMismatch(_) => StepFailure::backup(error.to_string()),
-                other => transient_or_permanent(&other),
+                other => StepFailure::from(&other),
             })?;
         let mut checked = format!("{} tables, {} rows", counts.tables, counts.rows);
         if let Some(expected) = &manifest.database_facts {
@@ -378,11 +378,14 @@ fn unreachable_step(action: &Action) -> Result<Option<String>, ProvisionError> {
     })
 }
 
-fn transient_or_permanent(error: &ProvisionError) -> StepFailure {
-    if error.is_permanent() {
-        StepFailure::permanent(error.to_string())
-    } else {
-        StepFailure::transient(error.to_string())
+impl From<&ProvisionError> for StepFailure {
+    /// Permanent or transient as [`ProvisionError::is_permanent`] says.
+    fn from(error: &ProvisionError) -> StepFailure {
+        if error.is_permanent() {
+            StepFailure::permanent(error.to_string())
+        } else {
+            StepFailure::transient(error.to_string())
+        }
     }
 }
 
@@ -397,7 +400,7 @@ impl<H: BackupHooks> Executor for ClusterExecutor<'_, H> {
         let manifest = self.hooks.backup_manifest().await?;
         let cluster_version = databases::server_version_num(self.cluster)
             .await
-            .map_err(|error| transient_or_permanent(&error))?;
+            .map_err(|error| StepFailure::from(&error))?;
         let cluster_major = cluster_version / 10000;
         let Some(dump_major) = databases::major_of_version_text(&manifest.source.server_version)
         else {
@@ -438,7 +441,7 @@ impl<H: BackupHooks> Executor for ClusterExecutor<'_, H> {
             other => self
                 .execute_step(other)
                 .await
-                .map_err(|error| transient_or_permanent(&error)),
+                .map_err(|error| StepFailure::from(&error)),
         }
     }
 
