@@ -18,7 +18,7 @@ use lifeboat_core::manifest::{BackupKind, Manifest};
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Regions;
-use lifeboat_core::restore::RestoreTarget;
+use lifeboat_core::restore::{self, RestoreTarget, Staging};
 use lifeboat_provisioner::playbook::{
     BackupHooks, Bindings, ClusterExecutor, FailureKind, Playbook, PlaybookSource, RestoredBackup,
     RunFailure, RunOutputs, RunSummary, StepFailure, StepObserver, Variable, names, run_playbook,
@@ -166,6 +166,7 @@ impl BackupHooks for AgentHooks<'_> {
             cluster: self.target_cluster.clone(),
             database: database.to_owned(),
             owner_role: Some(owner.to_owned()),
+            staging: Staging::configured(&self.config.restore),
         };
         let restored = restore_job::restore_into_existing_database(
             self.regions,
@@ -184,6 +185,7 @@ impl BackupHooks for AgentHooks<'_> {
             region: restored.streamed.region,
             stored_bytes: restored.streamed.stored_bytes,
             dump_bytes: restored.streamed.dump_bytes,
+            method: restored.streamed.method,
             manifest: restored.manifest,
         })
     }
@@ -355,11 +357,11 @@ pub async fn run_for_tenant(
         )
     });
     let backup = if restores {
-        let resolved = lifeboat_core::restore::resolve_backup(
+        let resolved = restore::resolve_backup(
             regions,
             config.min_regions,
             &tenant.name,
-            lifeboat_core::restore::BackupSelector::Latest,
+            restore::BackupSelector::Latest,
         )
         .await
         .map_err(|error| error.to_string())?;
@@ -962,9 +964,10 @@ pub struct SweptDatabase {
     pub dropped: Result<(), String>,
 }
 
-/// Drop what crashed runs left on `clusters`: drill scratch and live-restore shadow
-/// databases that carry a lifeboat run tag and are older than `older_than` (the longest a
-/// drill or restore job may run: no attempt can still be using them). A database without
+/// Remove what crashed runs left: staged dumps in the staging directory, and on `clusters`
+/// drill scratch and live-restore shadow databases that carry a lifeboat run tag; both
+/// only when older than `older_than` (the longest a drill or restore job may run: no
+/// attempt can still be using them). A database without
 /// the tag is never touched, whatever its name; one whose age cannot be read (the cluster
 /// user may not call `pg_stat_file`) is left and named in the log.
 pub async fn sweep_leftovers(
@@ -973,6 +976,18 @@ pub async fn sweep_leftovers(
     older_than: std::time::Duration,
 ) -> Vec<SweptDatabase> {
     let now = chrono::Utc::now();
+    if let Some(staging) = Staging::configured(&config.restore) {
+        match restore::remove_staging_leftovers(&staging.dir, older_than) {
+            Ok(removed) => {
+                for file in removed {
+                    tracing::warn!(file = %file.display(), "removed a staged dump left by a crashed restore");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(dir = %staging.dir.display(), %error, "cannot look for staged dumps left by crashed restores");
+            }
+        }
+    }
     let mut swept = Vec::new();
     for cluster_name in clusters {
         let Ok(cluster) = config.cluster(cluster_name) else {

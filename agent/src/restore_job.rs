@@ -17,7 +17,9 @@ use lifeboat_core::manifest::Manifest;
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
 use lifeboat_core::region::{Region, Regions};
-use lifeboat_core::restore::{self, BackupSelector, RestoreError, RestoreTarget, StreamedRestore};
+use lifeboat_core::restore::{
+    self, BackupSelector, RestoreError, RestoreMethod, RestoreTarget, Staging, StreamedRestore,
+};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +92,8 @@ pub struct RestoreReport {
     pub regions_not_listed: Vec<FailedAttempt>,
     pub stored_bytes: u64,
     pub dump_bytes: u64,
+    /// Streamed into pg_restore, or staged on local disk for `pg_restore --jobs`.
+    pub method: RestoreMethod,
     pub tables_verified: usize,
     pub rows_verified: u64,
     pub duration: Duration,
@@ -155,6 +159,7 @@ async fn restore_instrumented(
         cluster: cluster.clone(),
         database: request.into_database.to_owned(),
         owner_role: None,
+        staging: Staging::configured(&config.restore),
     };
     provisioner::create_database(cluster, request.into_database).await?;
     let restored_and_verified = async {
@@ -181,7 +186,7 @@ async fn restore_instrumented(
     match restored_and_verified.await {
         Ok((restored, VerifiedCounts { tables, rows })) => {
             progress.stage(Stage::Done);
-            tracing::info!(region = %restored.streamed.region, tables, rows, "restore verified");
+            tracing::info!(region = %restored.streamed.region, method = %restored.streamed.method, tables, rows, "restore verified");
             Ok(RestoreReport {
                 tenant: tenant.name.clone(),
                 backup_id: resolved.backup_id,
@@ -191,6 +196,7 @@ async fn restore_instrumented(
                 regions_not_listed,
                 stored_bytes: restored.streamed.stored_bytes,
                 dump_bytes: restored.streamed.dump_bytes,
+                method: restored.streamed.method,
                 tables_verified: tables,
                 rows_verified: rows,
                 duration: started.elapsed(),

@@ -827,7 +827,7 @@ mod tests {
         let set = write_config(
             directory.path(),
             &format!(
-                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nlease_seconds = 5\nmax_attempts = 2\n[queue.deadline_hours]\nbackup = 3\n[controller]\nlisten = \"0.0.0.0:9000\"\ndrill = true\n[restore]\nkeep_previous_days = 3\n"
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nlease_seconds = 5\nmax_attempts = 2\n[queue.deadline_hours]\nbackup = 3\n[controller]\nlisten = \"0.0.0.0:9000\"\ndrill = true\n[restore]\nkeep_previous_days = 3\njobs = 3\nstaging_dir = \"/var/tmp/lb\"\nstage_min_mb = 100\n"
             ),
         );
         let config = Config::load(Some(&set)).expect("valid");
@@ -847,11 +847,20 @@ mod tests {
             config.restore.keep_previous(),
             std::time::Duration::from_secs(3 * 24 * 3600)
         );
+        assert_eq!(
+            config.restore.jobs,
+            crate::service_config::RestoreJobs::Fixed(3)
+        );
+        assert_eq!(
+            config.restore.staging_dir.as_deref(),
+            Some(Path::new("/var/tmp/lb"))
+        );
+        assert_eq!(config.restore.stage_min_bytes, 100 * 1024 * 1024);
 
         let bad = write_config(
             directory.path(),
             &format!(
-                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nmax_jobs_per_cluster = 0\n[queue.deadline_hours]\nscrub = 0\n[controller]\nlisten = \"nowhere\"\n[restore]\nkeep_previous_days = 0\n"
+                "recipients = [\"{RECIPIENT}\"]\n{region}[queue]\nmax_jobs_per_cluster = 0\n[queue.deadline_hours]\nscrub = 0\n[controller]\nlisten = \"nowhere\"\n[restore]\nkeep_previous_days = 0\njobs = \"many\"\nstaging_dir = \"tmp\"\n"
             ),
         );
         let error = Config::load(Some(&bad)).expect_err("refused");
@@ -866,7 +875,9 @@ mod tests {
                 "queue.max_jobs_per_cluster",
                 "queue.deadline_hours.scrub",
                 "controller.listen",
-                "restore.keep_previous_days"
+                "restore.keep_previous_days",
+                "restore.jobs",
+                "restore.staging_dir"
             ]
         );
     }

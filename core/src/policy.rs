@@ -54,3 +54,13 @@ pub const POSTGRES_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest one catalog statement may run; anything longer is a bug or a lock, not work.
 pub const CATALOG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Dumps below this stream into pg_restore even when staged restores are on (see
+/// `restore::Staging`; measured in BENCHMARKS.md, "Parallel restore").
+pub const DEFAULT_STAGE_MIN_BYTES: u64 = 256 * 1024 * 1024;
+/// A staged restore needs the dump's size free in its directory, plus this share of it
+/// (1/20) and this much more, so staging never fills the disk it shares.
+pub const STAGING_HEADROOM_DIVISOR: u64 = 20;
+pub const STAGING_HEADROOM_BYTES: u64 = 256 * 1024 * 1024;
+/// The most jobs `[restore] jobs = "auto"` chooses.
+pub const MAX_AUTO_RESTORE_JOBS: u32 = 4;

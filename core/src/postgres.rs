@@ -592,8 +592,18 @@ pub fn spawn_pg_dump(
     )
 }
 
-/// Start `pg_restore` into `database` reading a custom-format dump on stdin, in one
-/// transaction, stopping at the first error.
+/// Where pg_restore reads the custom-format dump.
+#[derive(Debug, Clone, Copy)]
+pub enum RestoreInput<'a> {
+    /// From stdin, in one transaction: killed before end of input, it commits nothing.
+    Stdin,
+    /// From a local file with `jobs` parallel jobs (`--jobs` needs a seekable file). Not in
+    /// one transaction (`--jobs` cannot be): a failure leaves what was restored so far, and
+    /// the caller drops the database.
+    File { path: &'a Path, jobs: u32 },
+}
+
+/// Start `pg_restore` into `database`, stopping at the first error.
 ///
 /// With `owner_role`, the restore runs as that role (`--role`: `SET ROLE` after connecting,
 /// so the cluster's user must be a superuser or a member of it) and ignores the dump's
@@ -605,23 +615,32 @@ pub fn spawn_pg_restore(
     cluster: &ClusterConfig,
     database: &str,
     owner_role: Option<&str>,
+    input: RestoreInput<'_>,
 ) -> Result<(Child, StderrTail), PostgresError> {
-    let mut arguments = vec![
-        "--exit-on-error".to_owned(),
-        "--single-transaction".to_owned(),
-    ];
+    let mut arguments = vec!["--exit-on-error".to_owned()];
     if let Some(role) = owner_role {
         arguments.push("--no-owner".to_owned());
         // One argument, so any role name reaches pg_restore as it is.
         arguments.push(format!("--role={role}"));
     }
+    let stdin = match input {
+        RestoreInput::Stdin => {
+            arguments.push("--single-transaction".to_owned());
+            Stdio::piped()
+        }
+        RestoreInput::File { path, jobs } => {
+            arguments.push(format!("--jobs={}", jobs.max(1)));
+            arguments.push(path.display().to_string());
+            Stdio::null()
+        }
+    };
     spawn_tool(
         tools,
         "pg_restore",
         &arguments,
         cluster,
         database,
-        Stdio::piped(),
+        stdin,
         Stdio::null(),
     )
 }

@@ -8,6 +8,7 @@
 //! names every bad key.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,20 +56,55 @@ pub(crate) struct RawController {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRestore {
     keep_previous_days: Option<u32>,
+    jobs: Option<RawRestoreJobs>,
+    staging_dir: Option<PathBuf>,
+    stage_min_mb: Option<u64>,
 }
 
-/// Helpdesk restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `[restore] jobs`: `"auto"` or a number of pg_restore jobs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRestoreJobs {
+    Count(i64),
+    Word(String),
+}
+
+/// Restores: helpdesk restores' grace period, and how every restore feeds pg_restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreSettings {
     /// Days the database a live restore or a rollback swapped out is kept (a rollback can
     /// swap it back until then); daily maintenance drops it afterwards.
     pub keep_previous_days: u32,
+    /// pg_restore jobs for a staged restore; 1 never stages (every restore streams).
+    pub jobs: RestoreJobs,
+    /// Where a staged restore writes the decrypted dump; the system's temporary directory
+    /// when absent. It must belong to this agent alone: leftovers are removed at start.
+    pub staging_dir: Option<PathBuf>,
+    /// Dumps smaller than this stream even when staging is on: below it, writing the file
+    /// costs more than the parallel restore gains.
+    pub stage_min_bytes: u64,
 }
+
+/// `[restore] jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreJobs {
+    /// Chosen from the cores this machine has ([`crate::restore::Staging::choose`]).
+    Auto,
+    Fixed(u32),
+}
+
+/// The most pg_restore jobs a restore may ask for: each is a backend on the tenant's
+/// cluster.
+const MAX_RESTORE_JOBS: i64 = 32;
+const MIB: u64 = 1024 * 1024;
 
 impl Default for RestoreSettings {
     fn default() -> Self {
         RestoreSettings {
             keep_previous_days: 7,
+            jobs: RestoreJobs::Auto,
+            staging_dir: None,
+            stage_min_bytes: crate::policy::DEFAULT_STAGE_MIN_BYTES,
         }
     }
 }
@@ -91,7 +127,39 @@ impl RestoreSettings {
                 defaults.keep_previous_days
             }
         };
-        RestoreSettings { keep_previous_days }
+        let jobs = match &raw.jobs {
+            None => defaults.jobs,
+            Some(RawRestoreJobs::Word(word)) if word == "auto" => RestoreJobs::Auto,
+            Some(RawRestoreJobs::Count(count)) if (1..=MAX_RESTORE_JOBS).contains(count) => {
+                RestoreJobs::Fixed(u32::try_from(*count).unwrap_or(1))
+            }
+            Some(_) => {
+                problems.push((
+                    "restore.jobs".to_owned(),
+                    format!("must be \"auto\" or a number from 1 to {MAX_RESTORE_JOBS}"),
+                ));
+                defaults.jobs
+            }
+        };
+        let staging_dir = match &raw.staging_dir {
+            Some(dir) if !dir.is_absolute() => {
+                problems.push((
+                    "restore.staging_dir".to_owned(),
+                    format!("must be an absolute path, not {}", dir.display()),
+                ));
+                None
+            }
+            other => other.clone(),
+        };
+        let stage_min_bytes = raw
+            .stage_min_mb
+            .map_or(defaults.stage_min_bytes, |mb| mb.saturating_mul(MIB));
+        RestoreSettings {
+            keep_previous_days,
+            jobs,
+            staging_dir,
+            stage_min_bytes,
+        }
     }
 
     /// [`RestoreSettings::keep_previous_days`] as a duration.

@@ -56,6 +56,7 @@ pub async fn run(
             "regions_not_listed": report.regions_not_listed,
             "stored_bytes": report.stored_bytes,
             "dump_bytes": report.dump_bytes,
+            "method": report.method.to_string(),
             "tables_verified": report.tables_verified,
             "rows_verified": report.rows_verified,
             "duration_seconds": report.duration.as_secs_f64(),
@@ -72,11 +73,12 @@ pub async fn run(
         human_duration(report.duration)
     );
     println!(
-        "  verified {} tables, {} rows; read {} → {}",
+        "  verified {} tables, {} rows; read {} → {} ({})",
         report.tables_verified,
         report.rows_verified,
         human_bytes(report.stored_bytes),
-        human_bytes(report.dump_bytes)
+        human_bytes(report.dump_bytes),
+        report.method
     );
     for unlisted in &report.regions_not_listed {
         println!(

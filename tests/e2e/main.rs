@@ -22,6 +22,7 @@ mod restores;
 mod retention;
 mod round_trip;
 mod scrub;
+mod staged_restore;
 mod stall_proxy;
 mod storage_faults;
 mod trust;

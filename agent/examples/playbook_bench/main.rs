@@ -35,6 +35,7 @@ use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Regions;
+use lifeboat_core::service_config::RestoreJobs;
 use lifeboat_provisioner::playbook::NoObserver;
 use lifeboat_sandbox::{PostgresCluster, SeaweedRegion};
 use tokio_util::sync::CancellationToken;
@@ -589,6 +590,55 @@ async fn main() -> anyhow::Result<()> {
                 drill_ms.saturating_sub(step_ms(&drill.result.steps, "create_database")),
                 reference_ms
             )
+        ),
+    ));
+
+    // 4b. The same drill staged: the decrypted dump written to local disk, then
+    //     `pg_restore --jobs` from it (`[restore] jobs = N`, staging every size).
+    bench.progress(&format!("drill, staged, --jobs {}", options.parallel_jobs));
+    let mut staged_config = bench.config.clone();
+    staged_config.restore.jobs = RestoreJobs::Fixed(options.parallel_jobs);
+    staged_config.restore.stage_min_bytes = 0;
+    staged_config.restore.staging_dir = Some(bench.directory.path().join("staging"));
+    std::fs::create_dir_all(bench.directory.path().join("staging"))
+        .context("create the staging directory")?;
+    let timer = bench.timer();
+    let staged_drill = playbook_job::drill(
+        &staged_config,
+        &bench.regions,
+        &tenant,
+        &main_cluster()?,
+        backup.manifest.backup_id,
+        Some(&backup.manifest.object.sha256),
+        RunContext {
+            run_tag: "job-1002",
+            resume: false,
+            observer: &NoObserver,
+            cancel: &cancel,
+        },
+    )
+    .await
+    .context("run the staged drill")?;
+    let staged_drilled = timer.stop(&bench.servers);
+    ensure!(
+        matches!(staged_drill.result.outcome, DrillOutcome::Verified { .. }),
+        "the staged drill did not verify: {:?}",
+        staged_drill.result.outcome
+    );
+    let staged_ms = millis(staged_drilled.wall);
+    let staged_restore_ms = step_ms(&staged_drill.result.steps, "restore_backup");
+    rows.push(Row::timed(
+        &format!(
+            "drill, staged (`[restore] jobs = {}`): dump decrypted to local disk, then `pg_restore --jobs {}`",
+            options.parallel_jobs, options.parallel_jobs
+        ),
+        staged_drilled,
+        format!("{:.2}", ratio(staged_ms, reference_ms)),
+        "",
+        format!(
+            "its restore_backup step {staged_restore_ms} ms = {:.2}× the streamed drill's; the whole drill {:.2}× the streamed one",
+            ratio(staged_restore_ms, drill_restore_ms),
+            ratio(staged_ms, drill_ms)
         ),
     ));
 

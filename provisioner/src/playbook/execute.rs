@@ -17,6 +17,7 @@ use lifeboat_core::database_facts::DatabaseFacts;
 use lifeboat_core::ids::{BackupId, RegionName};
 use lifeboat_core::manifest::{BackupKind, Manifest};
 use lifeboat_core::postgres;
+use lifeboat_core::restore::RestoreMethod;
 use secrecy::SecretString;
 
 use super::run::{Executor, StepFailure};
@@ -55,6 +56,8 @@ pub struct RestoredBackup {
     pub manifest: Manifest,
     pub stored_bytes: u64,
     pub dump_bytes: u64,
+    /// Streamed, or staged for `pg_restore --jobs`.
+    pub method: RestoreMethod,
 }
 
 /// What a run produced, for its caller to report.
@@ -431,8 +434,8 @@ impl<H: BackupHooks> Executor for ClusterExecutor<'_, H> {
             Step::RestoreBackup { database, owner } => {
                 let restored = self.hooks.restore_backup(database, owner).await?;
                 let detail = format!(
-                    "backup {} from region {}, {} bytes",
-                    restored.backup_id, restored.region, restored.dump_bytes
+                    "backup {} from region {}, {} bytes, {}",
+                    restored.backup_id, restored.region, restored.dump_bytes, restored.method
                 );
                 self.outputs().restored = Some(restored);
                 Ok(Some(detail))

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use lifeboat_core::config::ClusterConfig;
 use lifeboat_core::database_facts::DatabaseFacts;
-use lifeboat_core::postgres::{PgTools, spawn_pg_restore, wait_for_tool};
+use lifeboat_core::postgres::{PgTools, RestoreInput, spawn_pg_restore, wait_for_tool};
 use lifeboat_provisioner::{
     create_database_owned, create_role, generate_password, isolate_database,
 };
@@ -95,8 +95,14 @@ async fn a_restore_as_the_tenant_role_keeps_owners_grants_extensions_and_large_o
 
     provision(&cluster, "acme copy", "restored").await;
     let tools = PgTools::locate(Some(server.bin_dir())).await;
-    let (mut pg_restore, stderr) =
-        spawn_pg_restore(&tools, &cluster, "restored", Some("acme copy")).expect("pg_restore");
+    let (mut pg_restore, stderr) = spawn_pg_restore(
+        &tools,
+        &cluster,
+        "restored",
+        Some("acme copy"),
+        RestoreInput::Stdin,
+    )
+    .expect("pg_restore");
     let mut stdin = pg_restore.stdin.take().expect("stdin");
     stdin
         .write_all(&std::fs::read(dump.path()).expect("read dump"))
