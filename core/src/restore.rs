@@ -358,7 +358,9 @@ fn staging_room_needed(dump_bytes: u64) -> u64 {
 /// Bytes an unprivileged process may still write in the file system holding `dir`.
 fn free_bytes(dir: &Path) -> io::Result<u64> {
     let stats = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
-    Ok(u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size())))
+    Ok(stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size()))
 }
 
 /// Remove staged dumps in `dir` last written more than `older_than` ago (the longest a
