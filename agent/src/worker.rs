@@ -46,6 +46,11 @@ pub struct AgentOptions {
     pub concurrency: usize,
     /// How long one claim request waits for work.
     pub claim_wait: Duration,
+    /// Trust this CA (PEM) for the controller's certificate, besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Allow `http://` to a controller that is not on loopback (the token crosses the
+    /// network in the clear).
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,10 @@ pub enum AgentError {
     Unreachable { controller: String, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(
+        "refusing to send this agent's token in the clear to {0}: use an https:// URL (with --ca-file for a private CA), or pass --insecure-http if this network is trusted"
+    )]
+    PlainHttp(String),
     #[error("the controller sent a job this agent cannot read: {message}")]
     UnreadableJob {
         id: Option<i64>,
@@ -77,7 +86,9 @@ impl AgentError {
             AgentError::Unreachable { .. } => true,
             AgentError::Refused { status, .. } => *status >= 500,
             AgentError::UnreadableJob { .. } => true,
-            AgentError::Unauthorized { .. } | AgentError::Client(_) => false,
+            AgentError::Unauthorized { .. } | AgentError::Client(_) | AgentError::PlainHttp(_) => {
+                false
+            }
         }
     }
 }
@@ -98,9 +109,58 @@ enum Answer {
 }
 
 impl ControllerClient {
-    pub fn new(base: &str, token: SecretString) -> Result<ControllerClient, AgentError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+    /// A client of the controller at `base`, trusting `ca_file` besides the system's roots.
+    /// `http://` is refused unless the host is loopback or `insecure_http`.
+    pub fn new(
+        base: &str,
+        token: SecretString,
+        ca_file: Option<&std::path::Path>,
+        insecure_http: bool,
+    ) -> Result<ControllerClient, AgentError> {
+        let url = reqwest::Url::parse(base)
+            .map_err(|error| AgentError::Client(format!("controller URL {base:?}: {error}")))?;
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback || insecure_http => {}
+            "http" => return Err(AgentError::PlainHttp(base.to_owned())),
+            other => {
+                return Err(AgentError::Client(format!(
+                    "controller URL {base:?}: scheme {other:?} is neither https nor http"
+                )));
+            }
+        }
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(ca_file) = ca_file {
+            let pem = std::fs::read(ca_file).map_err(|error| {
+                AgentError::Client(format!(
+                    "cannot read the CA file {}: {error}",
+                    ca_file.display()
+                ))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                AgentError::Client(format!(
+                    "the CA file {} holds no PEM certificate: {error}",
+                    ca_file.display()
+                ))
+            })?;
+            if certificates.is_empty() {
+                return Err(AgentError::Client(format!(
+                    "the CA file {} holds no PEM certificate",
+                    ca_file.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|error| AgentError::Client(error.to_string()))?;
         Ok(ControllerClient {
@@ -139,6 +199,23 @@ impl ControllerClient {
             });
         }
         Ok(response)
+    }
+
+    /// `GET /healthz`: whether the controller answers and can query its catalog (an
+    /// agent's first check that the URL, the certificate and the CA file fit together).
+    pub async fn healthz(&self) -> Result<(), AgentError> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.refused(response.status(), response).await)
+        }
     }
 
     /// Claim a job, waiting up to `wait` for one.
@@ -294,7 +371,12 @@ pub async fn run_agent(
     options: AgentOptions,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
-    let client = ControllerClient::new(&options.controller, options.token.clone())?;
+    let client = ControllerClient::new(
+        &options.controller,
+        options.token.clone(),
+        options.ca_file.as_deref(),
+        options.insecure_http,
+    )?;
     let clusters = if options.clusters.is_empty() {
         config.clusters.keys().cloned().collect()
     } else {

@@ -38,3 +38,4 @@ pub mod scheduler;
 pub mod scrub;
 pub mod server;
 pub mod tenants;
+pub mod tls;

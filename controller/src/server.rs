@@ -16,6 +16,8 @@ use crate::catalog::Catalog;
 use crate::maintenance::MaintenanceOptions;
 use crate::queue::QueuePolicy;
 use crate::schedule::BackupWindow;
+use crate::tls::ApiListener;
+use axum::serve::ListenerExt as _;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct ControllerOptions {
     /// Daily scrub, retention, purge and repairs (`None` for `lifeboat nightly`, which
     /// runs them itself).
     pub maintenance: Option<MaintenanceOptions>,
+    /// The bearer token `/metrics` asks for; `None`: it answers loopback clients only.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// A running controller's handles.
@@ -53,7 +57,7 @@ pub struct EmbeddedAgent {
 /// the catalog's tokens, under the name [`agents::EMBEDDED_AGENT_NAME`].
 pub async fn serve(
     catalog: Catalog,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<ApiListener>,
     options: ControllerOptions,
     embedded_agent: Option<EmbeddedAgent>,
     controller: Controller,
@@ -85,9 +89,15 @@ pub async fn serve(
         controller.work_ready.clone(),
         cancel.clone(),
     ));
-    let served = axum::serve(listener, router::router(state))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await;
+    // `tap_io` gives any listener axum's `ConnectInfo<SocketAddr>`: handlers see the
+    // client's address (the metrics rule, the audit log, login throttling).
+    let listener = listener.into().tap_io(|_| {});
+    let served = axum::serve(
+        listener,
+        router::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.clone().cancelled_owned())
+    .await;
     cancel.cancel();
     let _ = background.await;
     if let Some(maintenance) = maintenance {

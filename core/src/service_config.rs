@@ -49,6 +49,9 @@ pub(crate) struct RawController {
     drill: Option<bool>,
     drill_cluster: Option<String>,
     drill_every_days: Option<u32>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    metrics_token_file: Option<PathBuf>,
 }
 
 /// `[restore]` as written.
@@ -243,6 +246,19 @@ pub struct ControllerSettings {
     /// A large fleet's sampling: a tenant is due a drill once its last verified drill is
     /// this many days old (or it has none). 1: every day.
     pub drill_every_days: u32,
+    /// Serve HTTPS with this certificate chain and key (PEM). Without it the controller
+    /// serves plain HTTP on loopback only, unless `--insecure-http`.
+    pub tls: Option<TlsFiles>,
+    /// A file holding the bearer token `/metrics` asks for (it names tenants). Without
+    /// one, `/metrics` answers only clients on loopback.
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// A server certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ControllerSettings {
@@ -253,6 +269,8 @@ impl Default for ControllerSettings {
             drill: false,
             drill_cluster: None,
             drill_every_days: 1,
+            tls: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -361,12 +379,28 @@ impl ControllerSettings {
             }
             Some(days) => days,
         };
+        let tls = match (&raw.tls_cert_file, &raw.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push((
+                    "controller.tls_cert_file".to_owned(),
+                    "tls_cert_file and tls_key_file go together: set both, or neither".to_owned(),
+                ));
+                None
+            }
+        };
         ControllerSettings {
             listen,
             scrub_full_sample: raw.scrub_full_sample.unwrap_or(defaults.scrub_full_sample),
             drill: raw.drill.unwrap_or(defaults.drill),
             drill_cluster,
             drill_every_days,
+            tls,
+            metrics_token_file: raw.metrics_token_file.clone(),
         }
     }
 }

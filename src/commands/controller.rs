@@ -15,9 +15,11 @@ use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::maintenance::MaintenanceOptions;
 use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
+use lifeboat_controller::tls::ApiListener;
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::ClusterName;
 use lifeboat_core::region::Regions;
+use lifeboat_core::service_config::TlsFiles;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,11 @@ pub struct ServeFlags {
     /// Jobs the embedded agent runs at once.
     #[arg(long, default_value_t = 2)]
     pub agent_concurrency: usize,
+    /// Serve plain HTTP on a non-loopback address (agent tokens and logins cross the
+    /// network in the clear); without it, such an address needs [controller]
+    /// tls_cert_file and tls_key_file.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Each day, with the scrub: drill every tenant's newest backup that no drill has
     /// verified yet. Needs agents with `identity_file` (the embedded one has it when this
     /// config does); others are never given drills [config: controller.drill].
@@ -116,7 +123,8 @@ impl QueueFlags {
 
 /// A controller (and maybe an agent) running in this process.
 pub struct RunningController {
-    pub address: SocketAddr,
+    /// `https://ADDRESS` or `http://ADDRESS`.
+    pub url: String,
     pub cancel: CancellationToken,
     /// Wakes agents waiting in a claim: call after enqueueing work directly in the catalog.
     pub work_ready: Arc<tokio::sync::Notify>,
@@ -137,22 +145,49 @@ impl RunningController {
     }
 }
 
+/// Where and how the controller listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen<'a> {
+    pub address: SocketAddr,
+    /// HTTPS with these files; `None`: plain HTTP.
+    pub tls: Option<&'a TlsFiles>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
+}
+
+impl Listen<'_> {
+    /// Plain HTTP on loopback, any port: the nightly's and the demo's internal API.
+    pub fn loopback() -> Listen<'static> {
+        Listen {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            insecure_http: false,
+        }
+    }
+}
+
 /// Start the controller on `listen` and, with `agent_concurrency`, an agent in-process
-/// that authenticates with a token held only in memory. The agent uses the process's
-/// `regions`.
+/// that authenticates with a token held only in memory (over TLS, it connects through a
+/// plain listener on loopback). The agent uses the process's `regions`.
 pub async fn start(
     config: &Arc<Config>,
     regions: &Regions,
     catalog: Catalog,
-    listen: SocketAddr,
+    listen: Listen<'_>,
     options: ControllerOptions,
     agent_concurrency: Option<usize>,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunningController> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = ApiListener::bind(
+        listen.address,
+        listen.tls,
+        listen.insecure_http,
+        agent_concurrency.is_some(),
+    )
+    .await?;
     let address = listener.local_addr()?;
+    let url = format!("{}://{address}", listener.scheme());
+    let in_process_url = listener.in_process_url();
     let embedded_token = agent_concurrency.map(|_| agents::generate_token());
     // The embedded agent's token allows what its configuration lets it do: the clusters
     // it serves (every configured one) and drills if it holds the identity.
@@ -177,11 +212,13 @@ pub async fn start(
     let agent = match (agent_concurrency, embedded_token) {
         (Some(concurrency), Some(token)) => {
             let options = AgentOptions {
-                controller: format!("http://{address}"),
+                controller: in_process_url?,
                 token: SecretString::from(token),
                 clusters: Vec::new(),
                 concurrency,
                 claim_wait: Duration::from_secs(10),
+                ca_file: None,
+                insecure_http: false,
             };
             // Its own token: an agent that stops on a fatal error must not stop the
             // controller with it.
@@ -195,7 +232,7 @@ pub async fn start(
         _ => None,
     };
     Ok(RunningController {
-        address,
+        url,
         cancel,
         work_ready,
         server,
@@ -230,6 +267,7 @@ pub fn controller_options(
         maintenance: scrub_full_sample.map(|scrub_full_sample| {
             maintenance_options(config, regions, scrub_full_sample, drill)
         }),
+        metrics_token: None,
     }
 }
 
@@ -262,31 +300,47 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
     let policy = flags.queue.policy(&config)?;
     let catalog = open_migrated_catalog(&config).await?;
     let regions = Regions::from_config(&config);
+    let mut options = controller_options(
+        &config,
+        &regions,
+        policy,
+        true,
+        Some(
+            flags
+                .scrub_full_sample
+                .unwrap_or(config.controller.scrub_full_sample),
+        ),
+        flags.drill || config.controller.drill,
+    );
+    if let Some(path) = &config.controller.metrics_token_file {
+        let token = lifeboat_core::keys::read_private_file(path)
+            .context("[controller] metrics_token_file")?;
+        let token = token.trim().to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "[controller] metrics_token_file {} is empty",
+            path.display()
+        );
+        options.metrics_token = Some(SecretString::from(token));
+    }
     let cancel = cancel_on_signal();
     let running = start(
         &config,
         &regions,
         catalog,
-        flags.listen.unwrap_or(config.controller.listen),
-        controller_options(
-            &config,
-            &regions,
-            policy,
-            true,
-            Some(
-                flags
-                    .scrub_full_sample
-                    .unwrap_or(config.controller.scrub_full_sample),
-            ),
-            flags.drill || config.controller.drill,
-        ),
+        Listen {
+            address: flags.listen.unwrap_or(config.controller.listen),
+            tls: config.controller.tls.as_ref(),
+            insecure_http: flags.insecure_http,
+        },
+        options,
         (!flags.no_agent).then_some(flags.agent_concurrency),
         cancel.clone(),
     )
     .await?;
     eprintln!(
-        "controller listening on http://{} ({}); Ctrl-C stops it",
-        running.address,
+        "controller listening on {} ({}); Ctrl-C stops it",
+        running.url,
         if flags.no_agent {
             "no embedded agent".to_owned()
         } else {
@@ -313,6 +367,13 @@ pub struct AgentFlags {
     /// Jobs run at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Trust this CA certificate (PEM) for the controller's HTTPS, e.g. a private CA's.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow an http:// controller URL that is not on loopback (the token crosses the
+    /// network in the clear).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 fn read_token(token_file: Option<&Path>) -> anyhow::Result<SecretString> {
@@ -357,6 +418,8 @@ pub async fn agent(config_path: Option<&Path>, flags: AgentFlags) -> anyhow::Res
             clusters,
             concurrency: flags.concurrency,
             claim_wait: Duration::from_secs(20),
+            ca_file: flags.ca_file,
+            insecure_http: flags.insecure_http,
         },
         cancel,
     )

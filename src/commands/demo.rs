@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::Table;
+use lifeboat_agent::worker::ControllerClient;
 use lifeboat_controller::restores;
 use lifeboat_controller::tenants::{NewTenant, Retention};
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
 use lifeboat_core::region::Regions;
+use lifeboat_core::service_config::TlsFiles;
 use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::cancel_on_signal;
@@ -303,9 +305,17 @@ async fn run_demo(
             verified,
         });
     }
-    let helpdesk = helpdesk_restore(&config, &region_clients, &catalog, &cluster_config, &cancel)
-        .await
-        .context("the helpdesk restore")?;
+    let tls = lifeboat_controller::tls::write_self_signed(dir)?;
+    let helpdesk = helpdesk_restore(
+        &config,
+        &region_clients,
+        &catalog,
+        &cluster_config,
+        &tls,
+        &cancel,
+    )
+    .await
+    .context("the helpdesk restore")?;
     if let Some(done) = &night.maintenance {
         eprintln!(
             "nightly maintenance: scrub checked {} copies ({} bad), repair made {} copies, {} problems",
@@ -346,6 +356,7 @@ async fn helpdesk_restore(
     regions: &Regions,
     catalog: &lifeboat_controller::catalog::Catalog,
     cluster: &lifeboat_core::config::ClusterConfig,
+    tls: &TlsFiles,
     cancel: &CancellationToken,
 ) -> anyhow::Result<HelpdeskRestore> {
     let (tenant_name, database, _) = TENANTS[0];
@@ -374,7 +385,11 @@ async fn helpdesk_restore(
         config,
         regions,
         catalog.clone(),
-        "127.0.0.1:0".parse().context("loopback address")?,
+        controller::Listen {
+            address: "127.0.0.1:0".parse().context("loopback address")?,
+            tls: Some(tls),
+            insecure_http: false,
+        },
         controller::controller_options(
             config,
             regions,
@@ -389,6 +404,21 @@ async fn helpdesk_restore(
     .await?;
     // The controller and its agent are stopped whatever happens in between.
     let helpdesk = async {
+        // What a remote agent does first: reach the API over TLS, trusting the demo's
+        // self-signed certificate as its CA (`lifeboat agent --ca-file`).
+        ControllerClient::new(
+            &running.url,
+            SecretString::from(String::new()),
+            Some(&tls.cert_file),
+            false,
+        )?
+        .healthz()
+        .await?;
+        eprintln!(
+            "controller API at {} over TLS (self-signed certificate {}, trusted with --ca-file)",
+            running.url,
+            tls.cert_file.display()
+        );
         let requested = restores::request_live_restore(
             catalog,
             config,

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::Utc;
 use comfy_table::Table;
 use lifeboat_controller::catalog::Catalog;
@@ -150,7 +149,7 @@ pub async fn execute(
         config,
         regions,
         catalog.clone(),
-        "127.0.0.1:0".parse().context("loopback address")?,
+        wiring::Listen::loopback(),
         wiring::controller_options(config, regions, harness.policy.clone(), false, None, false),
         harness.agent_concurrency,
         cancel.child_token(),

@@ -76,6 +76,7 @@ impl Api {
                 tick_interval: Duration::from_secs(60),
                 regions: lifeboat_core::region::Regions::from_config(&config),
                 maintenance: None,
+                metrics_token: None,
             },
             None,
             Controller {

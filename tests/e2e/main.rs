@@ -25,4 +25,5 @@ mod scrub;
 mod staged_restore;
 mod stall_proxy;
 mod storage_faults;
+mod tls;
 mod trust;

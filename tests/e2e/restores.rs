@@ -98,6 +98,7 @@ impl Desk {
                 tick_interval: Duration::from_secs(60),
                 regions: Regions::from_config(&config),
                 maintenance: None,
+                metrics_token: None,
             },
             None,
             Controller {

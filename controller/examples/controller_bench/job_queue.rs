@@ -421,6 +421,7 @@ pub(crate) async fn queue_benchmark(
                 .collect::<Vec<_>>()
                 .into(),
             maintenance: None,
+            metrics_token: None,
         },
         Some(EmbeddedAgent {
             token: SecretString::from(AGENT_TOKEN),

@@ -79,6 +79,8 @@ async fn a_drilling_controller_drills_each_tenants_newest_unverified_backup_once
             clusters: vec![ClusterName::parse("main").expect("cluster")],
             concurrency: 1,
             claim_wait: Duration::from_secs(1),
+            ca_file: None,
+            insecure_http: false,
         },
         cancel.clone(),
     ));
@@ -164,6 +166,8 @@ async fn a_running_controller_scrubs_once_a_day_and_repairs_what_scrub_finds() {
             clusters: vec![],
             concurrency: 2,
             claim_wait: Duration::from_secs(1),
+            ca_file: None,
+            insecure_http: false,
         },
         cancel.clone(),
     ));

@@ -437,6 +437,8 @@ async fn committed_but_never_reported(
             clusters: vec![],
             concurrency: 1,
             claim_wait: Duration::from_secs(1),
+            ca_file: None,
+            insecure_http: false,
         },
         cancel.clone(),
     ));

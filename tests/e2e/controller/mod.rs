@@ -160,6 +160,7 @@ async fn serve_in_process(
             tick_interval: Duration::from_secs(60),
             regions: lifeboat_core::region::Regions::from_config(config),
             maintenance: None,
+            metrics_token: None,
         },
         Some(EmbeddedAgent {
             token: SecretString::from("lbt_embedded-test-token"),
