@@ -204,7 +204,7 @@ async fn run_demo(
                 schedule: None,
                 retention: Retention::default(),
             },
-            "demo",
+            &super::catalog::operator(&catalog).await?,
             &cancel,
         )
         .await?;
@@ -389,13 +389,15 @@ async fn helpdesk_restore(
     .await?;
     // The controller and its agent are stopped whatever happens in between.
     let helpdesk = async {
+        // No helpdesk users yet: the demo acts as the catalog's operator.
+        let operator = super::catalog::operator(catalog).await?;
         let requested = restores::request_live_restore(
             catalog,
             config,
             &tenant,
             lifeboat_core::restore::BackupSelector::Latest,
             "demo: the customer deleted most of their orders by mistake",
-            "demo:helpdesk",
+            &operator,
         )
         .await?;
         running.work_ready.notify_waiters();
@@ -411,7 +413,7 @@ async fn helpdesk_restore(
             config,
             &tenant,
             Some("demo: show the rollback"),
-            "demo:helpdesk",
+            &operator,
         )
         .await?;
         running.work_ready.notify_waiters();
