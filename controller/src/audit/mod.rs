@@ -194,8 +194,8 @@ pub async fn record<C: GenericClient>(
             .execute(
                 "WITH moved AS (
                      UPDATE audit_chain_head
-                     SET last_id = $1, last_hash = $12, entries = entries + 1
-                     WHERE last_id = $1 - 1
+                     SET last_id = $1::bigint, last_hash = $12, entries = entries + 1
+                     WHERE last_id = $1::bigint - 1
                      RETURNING last_id)
                  INSERT INTO audit_log (id, at, actor, actor_role, tenant, action, reason,
                                         address, details, key_id, prev_hash, entry_hash)
