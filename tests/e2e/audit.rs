@@ -26,6 +26,18 @@ fn write_key_file(env: &TestEnv) -> PathBuf {
     path
 }
 
+/// The test cluster, reached as its superuser.
+fn superuser_cluster(env: &TestEnv) -> lifeboat_core::config::ClusterConfig {
+    lifeboat_core::config::ClusterConfig {
+        name: lifeboat_core::ids::ClusterName::parse("main").expect("name"),
+        host: "127.0.0.1".to_owned(),
+        port: env.postgres.port(),
+        user: env.postgres.superuser().to_owned(),
+        password: None,
+        maintenance_database: "postgres".to_owned(),
+    }
+}
+
 /// A migrated catalog in its own database, with this process writing keyed entries.
 async fn keyed_catalog(env: &TestEnv, database: &str) -> Catalog {
     let admin = env.postgres.connect("postgres").await.expect("connect");
@@ -33,14 +45,7 @@ async fn keyed_catalog(env: &TestEnv, database: &str) -> Catalog {
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .await
         .expect("create database");
-    let cluster = lifeboat_core::config::ClusterConfig {
-        name: lifeboat_core::ids::ClusterName::parse("main").expect("name"),
-        host: "127.0.0.1".to_owned(),
-        port: env.postgres.port(),
-        user: env.postgres.superuser().to_owned(),
-        password: None,
-        maintenance_database: "postgres".to_owned(),
-    };
+    let cluster = superuser_cluster(env);
     let catalog = Catalog::connect(&cluster, database).await.expect("catalog");
     catalog.migrate().await.expect("migrate");
     use_key_for_writing(Some(AuditKey::from_secret(KEY_SECRET.as_bytes())));
@@ -465,5 +470,93 @@ async fn audit_cli_names_the_catalog_role_verifies_exports_and_fails_on_tamperin
         stderr(&broken).contains("entry 2 does not match its hash"),
         "{}",
         stderr(&broken)
+    );
+}
+
+/// The migrations' SQL files with their version, in order.
+fn migration_files() -> Vec<(u32, String)> {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/migrations");
+    let mut files: Vec<(u32, String)> = std::fs::read_dir(&directory)
+        .expect("migrations")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            let version = name
+                .trim_start_matches('V')
+                .split("__")
+                .next()
+                .and_then(|number| number.parse().ok())
+                .expect("V<n>__");
+            (
+                version,
+                std::fs::read_to_string(&path).expect("read migration"),
+            )
+        })
+        .collect();
+    files.sort_by_key(|(version, _)| *version);
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_from_before_the_chain_are_counted_apart_and_the_chain_starts_after_them() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    let admin = env.postgres.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE audit_legacy")
+        .await
+        .expect("create database");
+    let client = env.postgres.connect("audit_legacy").await.expect("connect");
+    let files = migration_files();
+    for (version, sql) in files.iter().filter(|(version, _)| *version < 11) {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("V{version}: {error}"));
+    }
+    // The old writer's rows.
+    client
+        .batch_execute(
+            "INSERT INTO audit_log (actor, action, tenant) VALUES
+                ('cli:someone', 'tenant.add', 'acme'), ('cli:someone', 'tenant.add', 'globex'),
+                ('demo', 'tenant.remove', 'globex')",
+        )
+        .await
+        .expect("legacy rows");
+    for (version, sql) in files.iter().filter(|(version, _)| *version >= 11) {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("V{version}: {error}"));
+    }
+    let cluster = superuser_cluster(&env);
+    let catalog = Catalog::connect(&cluster, "audit_legacy")
+        .await
+        .expect("catalog");
+    use_key_for_writing(Some(AuditKey::from_secret(KEY_SECRET.as_bytes())));
+    let empty = verify_with_key(&catalog).await;
+    assert!(empty.is_intact(), "{empty:?}");
+    assert_eq!((empty.legacy_entries, empty.chained_entries), (3, 0));
+
+    append(&catalog, 2).await;
+    let report = verify_with_key(&catalog).await;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.legacy_entries, report.chained_entries), (3, 2));
+    assert_eq!(report.head_id, Some(5), "the chain continues the ids");
+
+    // Moving the chain's start over a chained entry breaks it.
+    tamper(
+        &env,
+        "audit_legacy",
+        "UPDATE audit_chain_head SET legacy_last_id = 4",
+    )
+    .await;
+    let moved = verify_with_key(&catalog).await;
+    assert_eq!(
+        moved.problem,
+        Some(ChainBreak::ChainedBeforeStart { id: 4 })
     );
 }
