@@ -27,7 +27,7 @@ pub enum ChainBreak {
     HeadMissing,
     /// Entries are chained although they lie before the chain's recorded start.
     ChainedBeforeStart { id: i64 },
-    /// The id after `after` should be `expected`, the next one is `found`.
+    /// Entry `expected` should come next; the next one present is `found`.
     Missing { expected: i64, found: i64 },
     /// The entry has no hash.
     Unhashed { id: i64 },
