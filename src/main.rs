@@ -132,6 +132,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::retention::RetentionCommand,
     },
+    /// The audit log: verify its hash chain, export it, make its key.
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
     /// Trashed backups: list, restore, purge.
     Trash {
         #[command(subcommand)]
@@ -622,6 +627,7 @@ fn main() -> ExitCode {
             Command::Catalog { command } => commands::rebuild::run(config_path, command).await,
             Command::Retention { command } => commands::retention::run(config_path, command).await,
             Command::Trash { command } => commands::retention::trash(config_path, command).await,
+            Command::Audit { command } => commands::audit::run(config_path, command).await,
             Command::Demo { dir, keep } => commands::demo::run(&dir, keep).await,
         }
     });

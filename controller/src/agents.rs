@@ -14,7 +14,8 @@ use lifeboat_core::ids::ClusterName;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
-use crate::catalog::{self, Catalog, CatalogError, query_error};
+use crate::audit::{self, Actor};
+use crate::catalog::{Catalog, CatalogError, query_error};
 
 /// Every token starts with this, so a leaked one is easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "lbt_";
@@ -121,7 +122,7 @@ pub async fn create_token(
     catalog: &Catalog,
     name: &str,
     scope: &AgentScope,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::InvalidName(name.to_owned()));
@@ -151,10 +152,11 @@ pub async fn create_token(
     if inserted == 0 {
         return Err(TokenError::Exists(name.to_owned()));
     }
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         "agent-token.create",
+        None,
         None,
         serde_json::json!({
             "agent": name,
@@ -169,7 +171,7 @@ pub async fn create_token(
 
 /// Revoke agent `name`'s token. The row stays (revoked), so the name cannot be reused by
 /// accident and the audit trail keeps its meaning.
-pub async fn revoke_token(catalog: &Catalog, name: &str, actor: &str) -> Result<(), TokenError> {
+pub async fn revoke_token(catalog: &Catalog, name: &str, actor: &Actor) -> Result<(), TokenError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
         .transaction()
@@ -185,10 +187,11 @@ pub async fn revoke_token(catalog: &Catalog, name: &str, actor: &str) -> Result<
     if revoked == 0 {
         return Err(TokenError::NotFound(name.to_owned()));
     }
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         "agent-token.revoke",
+        None,
         None,
         serde_json::json!({ "agent": name }),
     )

@@ -1,6 +1,7 @@
 //! The catalog: lifeboat's own PostgreSQL database.
 //!
-//! It stores tenants, backups and their copies, jobs, agent tokens and the audit log. It is a
+//! It stores tenants, backups and their copies, jobs, agent tokens and the audit log
+//! (written and checked by [`crate::audit`]). It is a
 //! cache of the buckets as far as backups go (manifests are the truth); tenants and the audit
 //! log live only here. Migrations are embedded SQL files (`controller/migrations/`), applied
 //! by `lifeboat controller migrate` and at controller start, recorded by refinery in
@@ -45,6 +46,10 @@ pub enum CatalogError {
     Migration(String),
     #[error("the catalog holds something this lifeboat cannot read: {0}")]
     Inconsistent(String),
+    #[error("audit log: {0}")]
+    Audit(String),
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::AuditKeyError),
     #[error("catalog query failed: {action}: {source}")]
     Query {
         action: String,
@@ -58,25 +63,6 @@ pub(crate) fn query_error(action: &str) -> impl FnOnce(tokio_postgres::Error) ->
         action: action.to_owned(),
         source,
     }
-}
-
-/// Append to the audit log, in the caller's transaction so that the change and its record
-/// commit together. `details` is free-form JSON; never put a secret in it.
-pub(crate) async fn audit<C: tokio_postgres::GenericClient>(
-    client: &C,
-    actor: &str,
-    action: &str,
-    tenant: Option<&str>,
-    details: serde_json::Value,
-) -> Result<(), CatalogError> {
-    client
-        .execute(
-            "INSERT INTO audit_log (actor, action, tenant, details) VALUES ($1, $2, $3, $4)",
-            &[&actor, &action, &tenant, &details],
-        )
-        .await
-        .map_err(query_error("write the audit log"))?;
-    Ok(())
 }
 
 /// A pool of connections to the catalog database.
@@ -101,10 +87,17 @@ pub struct MigrationReport {
 }
 
 impl Catalog {
-    /// Connect to the catalog the configuration's `[catalog]` names.
+    /// Connect to the catalog the configuration's `[catalog]` names, and chain this
+    /// process's audit entries with the configuration's `audit_key_file` (none: unkeyed).
     pub async fn open(config: &Config) -> Result<Catalog, CatalogError> {
         let catalog = config.catalog.as_ref().ok_or(CatalogError::NotConfigured)?;
         let cluster = config.cluster(&catalog.cluster)?;
+        let audit_key = config
+            .audit_key_file
+            .as_deref()
+            .map(crate::audit::AuditKey::load)
+            .transpose()?;
+        crate::audit::use_key_for_writing(audit_key);
         Catalog::connect(cluster, &catalog.database).await
     }
 

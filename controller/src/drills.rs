@@ -10,7 +10,8 @@ use lifeboat_core::ids::{BackupId, ClusterName, RegionName, TenantName};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use crate::catalog::{Catalog, CatalogError, audit, query_error};
+use crate::audit::{self, Actor};
+use crate::catalog::{Catalog, CatalogError, query_error};
 
 /// One drill, as it ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +62,7 @@ pub struct Drill {
 pub async fn record_drill(
     catalog: &Catalog,
     drill: &DrillRecord,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<i64, CatalogError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -80,7 +81,7 @@ pub async fn record_drill(
 pub async fn record_drill_in<C: GenericClient>(
     transaction: &C,
     drill: &DrillRecord,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<i64, CatalogError> {
     let known = transaction
         .query_opt(
@@ -109,6 +110,7 @@ pub async fn record_drill_in<C: GenericClient>(
     };
     let region = drill.region.as_ref().map(RegionName::as_str);
     let steps = serde_json::to_value(&drill.steps).unwrap_or_default();
+    let requested_by = actor.to_string();
     let id: i64 = transaction
         .query_one(
             "INSERT INTO drills (tenant, backup_id, region, scratch_database, started_at,
@@ -127,7 +129,7 @@ pub async fn record_drill_in<C: GenericClient>(
                 &tables,
                 &rows,
                 &error,
-                &actor,
+                &requested_by,
                 &steps,
             ],
         )
@@ -143,11 +145,12 @@ pub async fn record_drill_in<C: GenericClient>(
             .await
             .map_err(query_error("mark backup verified"))?;
     }
-    audit(
+    audit::record(
         transaction,
         actor,
         "drill",
         Some(drill.tenant.as_str()),
+        None,
         serde_json::json!({
             "drill": id,
             "backup": drill.backup_id,

@@ -11,6 +11,7 @@
 //! - [`nightly`], [`maintenance`], [`retention`], [`scrub`], [`rebuild`]: the night's work,
 //!   keeping what the policy keeps, checking and repairing copies, and rebuilding the
 //!   catalog from a region's manifests;
+//! - [`audit`]: the audit log, a keyed hash chain: append, verify, export;
 //! - [`drills`]: restores proven in scratch databases, which mark backups verified;
 //! - [`restores`]: helpdesk restores onto the live database, rollbacks and copies, and the
 //!   databases they keep for a while.
@@ -19,6 +20,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod background;
 pub mod backups;
 pub mod catalog;

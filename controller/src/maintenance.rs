@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Actor;
 use crate::catalog::Catalog;
 use crate::dedup_key::{DedupKey, RunName};
 use crate::nightly;
@@ -116,8 +117,8 @@ impl MaintenanceReport {
 }
 
 /// Who a pass acts as, in the audit log.
-pub fn actor(run: &RunName) -> String {
-    format!("maintenance:{run}")
+pub fn actor(run: &RunName) -> Actor {
+    Actor::system(format!("maintenance:{run}"))
 }
 
 /// Run maintenance pass `run` (see the module's documentation for the order). Job
@@ -168,7 +169,7 @@ pub async fn run_maintenance(
         }
         Err(error) => report.phase_failed("retention", error),
     }
-    match retention::purge_due(catalog, &options.regions, now).await {
+    match retention::purge_due(catalog, &options.regions, now, &actor).await {
         Ok(purged) => {
             report.purged = purged.purged.len();
             for failure in purged.failed {

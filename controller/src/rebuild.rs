@@ -21,8 +21,9 @@ use lifeboat_core::restore::{list_backup_ids, read_manifest};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::audit::{self, Actor};
 use crate::backups;
-use crate::catalog::{self, Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError};
 
 /// Manifests read (and objects looked at) at once.
 const BACKUPS_IN_FLIGHT: usize = 8;
@@ -88,7 +89,7 @@ pub async fn rebuild_from_region(
     catalog: &Catalog,
     regions: &[Region],
     source: &RegionName,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<RebuildReport, RebuildError> {
     let source_region = regions
         .iter()
@@ -175,7 +176,7 @@ pub async fn rebuild_from_region(
         unreadable,
     );
     let details = serde_json::to_value(&report).unwrap_or_default();
-    catalog::audit(&*transaction, actor, "catalog.rebuild", None, details).await?;
+    audit::record(&*transaction, actor, "catalog.rebuild", None, None, details).await?;
     transaction.commit().await.map_err(query_error("commit"))?;
     Ok(report)
 }

@@ -7,6 +7,7 @@ use lifeboat_core::ids::RegionName;
 use lifeboat_core::manifest::Manifest;
 use lifeboat_core::region::Region;
 
+use crate::audit::Actor;
 use crate::backups::{self, ReportedBackupError};
 use crate::catalog::{Catalog, CatalogError};
 use crate::drills;
@@ -79,6 +80,7 @@ pub async fn apply_report(
             }
             let summary = apply_result(
                 &transaction,
+                &Actor::agent(agent),
                 id,
                 &running,
                 result,
@@ -127,6 +129,7 @@ fn known_region(id: i64, region: &RegionName, regions: &[RegionName]) -> Result<
 /// The result's effect on the catalog; returns what is kept in `jobs.result`.
 async fn apply_result(
     client: &tokio_postgres::Transaction<'_>,
+    agent: &Actor,
     id: i64,
     running: &queue::RunningJob,
     result: &JobResult,
@@ -273,7 +276,7 @@ async fn apply_result(
                 ));
             }
             let record = drills::DrillRecord::new(tenant.clone(), result);
-            let drill = drills::record_drill_in(client, &record, &format!("job:{id}"))
+            let drill = drills::record_drill_in(client, &record, agent)
                 .await
                 .map_err(|error| match error {
                     // The backup left the catalog (purged) while it was drilled.
@@ -290,11 +293,18 @@ async fn apply_result(
             }))
         }
         (_, JobResult::Restore(restored)) => {
-            restores::record::apply_restore_result(client, id, running, restored, verified_copies)
-                .await
+            restores::record::apply_restore_result(
+                client,
+                agent,
+                id,
+                running,
+                restored,
+                verified_copies,
+            )
+            .await
         }
         (work, JobResult::DropDatabase { database }) => {
-            restores::record::apply_drop_result(client, id, work, database).await
+            restores::record::apply_drop_result(client, agent, id, work, database).await
         }
         _ => Err(invalid(
             id,

@@ -28,7 +28,8 @@ pub use self::plan::{
     Candidate, KeepReason, Kept, MANUAL_MIN_AGE_DAYS, PRE_RESTORE_MIN_AGE_DAYS, Period, Plan,
     TenantPolicy, ToTrash, plan,
 };
-use crate::catalog::{self, Catalog, CatalogError};
+use crate::audit::{self, Actor};
+use crate::catalog::{Catalog, CatalogError};
 use crate::tenants::{self, Retention, TenantError};
 
 /// How long a trashed backup waits before it is purged, unless configured otherwise.
@@ -185,7 +186,7 @@ pub async fn apply(
     now: DateTime<Utc>,
     dry_run: bool,
     trash_period: Duration,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<RetentionReport, RetentionError> {
     let purge_after = TimeDelta::from_std(trash_period)
         .ok()
@@ -241,11 +242,12 @@ pub async fn apply(
             plan.trash
                 .retain(|backup| trashed.contains(&backup.backup_id));
             let ids: Vec<String> = trashed.iter().map(ToString::to_string).collect();
-            catalog::audit(
+            audit::record(
                 &*transaction,
                 actor,
                 "retention.trash",
                 Some(tenant.as_str()),
+                None,
                 serde_json::json!({ "backups": ids, "purge_after": purge_after }),
             )
             .await?;
@@ -313,7 +315,7 @@ pub async fn list_trash(catalog: &Catalog) -> Result<Vec<TrashedBackup>, Retenti
 pub async fn restore_from_trash(
     catalog: &Catalog,
     backup_id: BackupId,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<TenantName, RetentionError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -341,11 +343,12 @@ pub async fn restore_from_trash(
         )
         .await
         .map_err(query_error("restore from trash"))?;
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         "trash.restore",
         Some(tenant.as_str()),
+        None,
         serde_json::json!({ "backup": backup_id }),
     )
     .await?;
@@ -358,7 +361,7 @@ pub async fn set_backup_legal_hold(
     catalog: &Catalog,
     backup_id: BackupId,
     hold: bool,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<TenantName, RetentionError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -374,11 +377,12 @@ pub async fn set_backup_legal_hold(
         .map_err(query_error("set backup legal hold"))?
         .ok_or(RetentionError::BackupNotFound(backup_id))?;
     let tenant = tenant_from(row.get(0))?;
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         if hold { "backup.hold" } else { "backup.unhold" },
         Some(tenant.as_str()),
+        None,
         serde_json::json!({ "backup": backup_id }),
     )
     .await?;
@@ -391,7 +395,7 @@ pub async fn set_tenant_legal_hold(
     catalog: &Catalog,
     tenant: &TenantName,
     hold: bool,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<(), RetentionError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -408,11 +412,12 @@ pub async fn set_tenant_legal_hold(
     if changed == 0 {
         return Err(TenantError::NotFound(tenant.clone()).into());
     }
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         if hold { "tenant.hold" } else { "tenant.unhold" },
         Some(tenant.as_str()),
+        None,
         serde_json::json!({}),
     )
     .await?;
@@ -467,6 +472,7 @@ pub async fn purge_due(
     catalog: &Catalog,
     regions: &[Region],
     now: DateTime<Utc>,
+    actor: &Actor,
 ) -> Result<PurgeReport, RetentionError> {
     let due: Vec<uuid::Uuid> = {
         let connection = catalog.connection().await?;
@@ -563,11 +569,12 @@ pub async fn purge_due(
                 .execute("DELETE FROM backups WHERE id = $1", &[&id])
                 .await
                 .map_err(query_error("delete purged backup"))?;
-            catalog::audit(
+            audit::record(
                 &*transaction,
-                "retention",
+                actor,
                 "trash.purge",
                 Some(tenant.as_str()),
+                None,
                 serde_json::json!({ "backup": backup_id }),
             )
             .await?;

@@ -12,7 +12,8 @@ use lifeboat_core::restore;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
-use crate::catalog::{self, Catalog, CatalogError};
+use crate::audit::{self, Actor};
+use crate::catalog::{Catalog, CatalogError};
 use crate::schedule::{self, BackupWindow, InvalidSchedule};
 
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +253,7 @@ pub async fn add_tenant(
     new: NewTenant,
     known_clusters: &[ClusterName],
     regions: &[Region],
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Tenant, TenantError> {
     let (tenant, ()) = add_tenant_with(catalog, new, known_clusters, regions, actor, |_| async {
         Ok(())
@@ -270,7 +271,7 @@ pub async fn add_tenant_with<T, F, Fut>(
     new: NewTenant,
     known_clusters: &[ClusterName],
     regions: &[Region],
-    actor: &str,
+    actor: &Actor,
     provision: F,
 ) -> Result<(Tenant, T), TenantError>
 where
@@ -331,11 +332,12 @@ where
         Err(error) => return Err(query_error("insert tenant")(error)),
     };
     let tenant = tenant_from_row(&row)?;
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         "tenant.add",
         Some(new.name.as_str()),
+        None,
         serde_json::json!({ "cluster": new.cluster, "database": tenant.database }),
     )
     .await?;
@@ -378,7 +380,7 @@ pub async fn remove_tenant(
     catalog: &Catalog,
     name: &TenantName,
     trash: Option<TrashBackups>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<RemovedTenant, TenantError> {
     let mut connection = catalog.connection().await?;
     let transaction = connection
@@ -455,11 +457,12 @@ pub async fn remove_tenant(
         backups_left: u64::try_from(backups_left).unwrap_or(0),
         purge_after: trash.map(|trash| trash.purge_after),
     };
-    catalog::audit(
+    audit::record(
         &*transaction,
         actor,
         "tenant.remove",
         Some(name.as_str()),
+        None,
         serde_json::json!({
             "backup_jobs_cancelled": removed.backup_jobs_cancelled,
             "backups_trashed": removed.backups_trashed,
@@ -493,7 +496,7 @@ pub async fn deprovision_tenant<T, F, Fut>(
     regions: &[Region],
     name: &TenantName,
     trash: Option<TrashBackups>,
-    actor: &str,
+    actor: &Actor,
     deprovision: F,
 ) -> Result<DeprovisionedTenant<T>, TenantError>
 where

@@ -72,6 +72,7 @@ pub struct RawConfig {
     #[serde(default)]
     recipients: Vec<String>,
     identity_file: Option<PathBuf>,
+    audit_key_file: Option<PathBuf>,
     #[serde(default = "default_compression_level")]
     compression_level: i32,
     min_regions: Option<usize>,
@@ -255,6 +256,9 @@ pub struct CatalogConfig {
 pub struct Config {
     pub recipients: Vec<Recipient>,
     pub identity_file: Option<PathBuf>,
+    /// The secret that keys the audit log's hash chain (the controller's `audit` module);
+    /// without it the chain is unkeyed.
+    pub audit_key_file: Option<PathBuf>,
     pub compression_level: i32,
     pub min_regions: usize,
     pub part_size_bytes: u64,
@@ -289,6 +293,7 @@ pub struct Config {
 const ENVIRONMENT_KEYS: &[&str] = &[
     "recipients",
     "identity_file",
+    "audit_key_file",
     "compression_level",
     "min_regions",
     "part_size_bytes",
@@ -431,6 +436,11 @@ impl RawConfig {
             && let Err(error) = keys::check_private_file_permissions(identity_file)
         {
             problems.add("identity_file", error.to_string());
+        }
+        if let Some(audit_key_file) = &self.audit_key_file
+            && let Err(error) = keys::check_private_file_permissions(audit_key_file)
+        {
+            problems.add("audit_key_file", error.to_string());
         }
 
         if !policy::COMPRESSION_LEVELS.contains(&self.compression_level) {
@@ -669,6 +679,7 @@ impl RawConfig {
         Ok(Config {
             recipients,
             identity_file: self.identity_file,
+            audit_key_file: self.audit_key_file,
             compression_level: self.compression_level,
             min_regions,
             part_size_bytes: self.part_size_bytes,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::Table;
+use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant, TrashBackups};
 use lifeboat_core::config::Config;
@@ -18,12 +19,10 @@ pub(crate) async fn open_catalog(config: &Config) -> anyhow::Result<Catalog> {
     Ok(Catalog::open(config).await?)
 }
 
-/// Who is acting, for the audit log: the operating-system user of the command line.
-pub(crate) fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+/// Who is acting, for the audit log: the PostgreSQL role the catalog connection
+/// authenticated as (never an environment variable, which anyone can set).
+pub(crate) async fn operator(catalog: &Catalog) -> anyhow::Result<Actor> {
+    Ok(Actor::catalog_operator(catalog).await?)
 }
 
 pub async fn migrate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -71,7 +70,7 @@ pub async fn add(
         },
         &known_clusters,
         &Regions::from_config(&config),
-        &actor(),
+        &operator(&catalog).await?,
     )
     .await?;
     println!(
@@ -179,7 +178,8 @@ pub async fn remove(
     let name = parse_flag("name", name, TenantName::parse)?;
     let trash = trash_from_flag(trash_backups, &config)?;
     let catalog = open_catalog(&config).await?;
-    let removed = tenants::remove_tenant(&catalog, &name, trash, &actor()).await?;
+    let removed =
+        tenants::remove_tenant(&catalog, &name, trash, &operator(&catalog).await?).await?;
     println!("removed tenant {name} from the catalog");
     if removed.backup_jobs_cancelled > 0 {
         println!(

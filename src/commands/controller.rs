@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{actor, open_catalog};
+use super::catalog::{open_catalog, operator};
 use super::{cancel_on_signal, load_config, parse_flag};
 
 /// `lifeboat controller` flags. Those that the configuration's `[controller]` and
@@ -479,7 +479,7 @@ pub async fn token_create(
     let scope = scope.scope()?;
     let config = load_config(config_path)?;
     let catalog = open_migrated_catalog(&config).await?;
-    let token = agents::create_token(&catalog, name, &scope, &actor()).await?;
+    let token = agents::create_token(&catalog, name, &scope, &operator(&catalog).await?).await?;
     eprintln!(
         "agent token for {name:?}: {}, {} (shown once; store it as the agent's --token-file):",
         scope.clusters,
@@ -496,7 +496,7 @@ pub async fn token_create(
 pub async fn token_revoke(config_path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let catalog = open_catalog(&config).await?;
-    agents::revoke_token(&catalog, name, &actor()).await?;
+    agents::revoke_token(&catalog, name, &operator(&catalog).await?).await?;
     println!("revoked the token of agent {name:?}");
     Ok(ExitCode::SUCCESS)
 }

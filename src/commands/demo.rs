@@ -206,7 +206,7 @@ async fn run_demo(
                 schedule: None,
                 retention: Retention::default(),
             },
-            "demo",
+            &super::catalog::operator(&catalog).await?,
             &cancel,
         )
         .await?;
@@ -419,13 +419,15 @@ async fn helpdesk_restore(
             running.url,
             tls.cert_file.display()
         );
+        // No helpdesk users yet: the demo acts as the catalog's operator.
+        let operator = super::catalog::operator(catalog).await?;
         let requested = restores::request_live_restore(
             catalog,
             config,
             &tenant,
             lifeboat_core::restore::BackupSelector::Latest,
             "demo: the customer deleted most of their orders by mistake",
-            "demo:helpdesk",
+            &operator,
         )
         .await?;
         running.work_ready.notify_waiters();
@@ -441,7 +443,7 @@ async fn helpdesk_restore(
             config,
             &tenant,
             Some("demo: show the rollback"),
-            "demo:helpdesk",
+            &operator,
         )
         .await?;
         running.work_ready.notify_waiters();

@@ -69,7 +69,12 @@ pub async fn run(
     let record = DrillRecord::new(run.tenant.clone(), &run.result);
     let recorded = match &catalog {
         None => None,
-        Some(catalog) => Some(drills::record_drill(catalog, &record, "cli").await),
+        Some(catalog) => Some(match super::catalog::operator(catalog).await {
+            Ok(operator) => drills::record_drill(catalog, &record, &operator)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(error) => Err(error),
+        }),
     };
     if let Some(Err(error)) = &recorded {
         eprintln!("error: the drill is not recorded in the catalog: {error}");

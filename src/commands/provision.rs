@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use lifeboat_agent::playbook_job::{self, Provisioned, RunContext};
+use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant};
 use lifeboat_core::config::Config;
@@ -18,7 +19,7 @@ use lifeboat_provisioner::playbook::NoObserver;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{actor, open_catalog};
+use super::catalog::{open_catalog, operator};
 use super::{cancel_on_signal, load_config, parse_flag};
 
 /// `tenant provision` arguments.
@@ -44,7 +45,7 @@ pub(crate) async fn provision_and_register(
     regions: &Regions,
     catalog: &Catalog,
     new: NewTenant,
-    actor: &str,
+    actor: &Actor,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(Tenant, Provisioned)> {
     let known_clusters: Vec<ClusterName> = config.clusters.keys().cloned().collect();
@@ -103,7 +104,7 @@ pub async fn provision(
             schedule: arguments.schedule.map(str::to_owned),
             retention: arguments.retention,
         },
-        &actor(),
+        &operator(&catalog).await?,
         &cancel_on_signal(),
     )
     .await?;
@@ -161,8 +162,13 @@ pub async fn deprovision(
     let cancel = cancel_on_signal();
     let run_tag = run_tag();
     let trash = super::catalog::trash_from_flag(trash_backups, &config)?;
-    let deprovisioned =
-        tenants::deprovision_tenant(&catalog, &regions, &name, trash, &actor(), |tenant| {
+    let deprovisioned = tenants::deprovision_tenant(
+        &catalog,
+        &regions,
+        &name,
+        trash,
+        &operator(&catalog).await?,
+        |tenant| {
             let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
             async move {
                 let cluster = match ClusterName::parse(&tenant.cluster) {
@@ -184,8 +190,9 @@ pub async fn deprovision(
                 )
                 .await
             }
-        })
-        .await?;
+        },
+    )
+    .await?;
     println!(
         "deprovisioned tenant {name}: final backup {}, database and role dropped",
         deprovisioned

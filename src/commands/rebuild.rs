@@ -10,7 +10,7 @@ use lifeboat_controller::rebuild;
 use lifeboat_core::ids::RegionName;
 use lifeboat_core::region::Regions;
 
-use super::catalog::{actor, open_catalog};
+use super::catalog::{open_catalog, operator};
 use super::{load_config, parse_flag};
 
 #[derive(Debug, Subcommand)]
@@ -34,7 +34,9 @@ pub async fn run(config_path: Option<&Path>, command: CatalogCommand) -> anyhow:
     config.region(&source)?;
     let catalog = open_catalog(&config).await?;
     let regions = Regions::from_config(&config);
-    let report = rebuild::rebuild_from_region(&catalog, &regions, &source, &actor()).await?;
+    let report =
+        rebuild::rebuild_from_region(&catalog, &regions, &source, &operator(&catalog).await?)
+            .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -18,7 +18,7 @@ use lifeboat_core::ids::TenantName;
 use lifeboat_core::restore::BackupSelector;
 use secrecy::ExposeSecret;
 
-use super::catalog::{actor, open_catalog};
+use super::catalog::{open_catalog, operator};
 use super::{backup_selector, load_config, parse_flag, parse_optional_flag};
 use crate::output::human_duration;
 
@@ -112,7 +112,7 @@ pub async fn live(
         &tenant,
         BackupSelector::Id(plan.backup.id),
         reason,
-        &actor(),
+        &operator(&catalog).await?,
     )
     .await?;
     follow_job(&catalog, &requested, follow).await
@@ -136,8 +136,14 @@ pub async fn rollback(
     if !follow.yes && !super::confirmed_by_typing(&tenant).await? {
         return Ok(cancelled());
     }
-    let requested =
-        restores::request_rollback(&catalog, &config, &tenant, reason, &actor()).await?;
+    let requested = restores::request_rollback(
+        &catalog,
+        &config,
+        &tenant,
+        reason,
+        &operator(&catalog).await?,
+    )
+    .await?;
     follow_job(&catalog, &requested, follow).await
 }
 
@@ -170,7 +176,7 @@ pub async fn copy(
     if !follow.yes && !super::confirmed_by_typing(&tenant).await? {
         return Ok(cancelled());
     }
-    let actor = actor();
+    let actor = operator(&catalog).await?;
     let copied = restores::request_copy(
         &catalog,
         &config,

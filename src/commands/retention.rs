@@ -11,7 +11,7 @@ use lifeboat_controller::retention::{self, RetentionReport};
 use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::region::Regions;
 
-use super::catalog::{actor, open_catalog};
+use super::catalog::{open_catalog, operator};
 use super::{load_config, parse_flag, parse_optional_flag};
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +78,7 @@ pub async fn run(
         SystemTime::now().into(),
         dry_run,
         trash_period,
-        &actor(),
+        &operator(&catalog).await?,
     )
     .await?;
     if json {
@@ -180,9 +180,17 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
         TrashCommand::Restore { backup, hold } => {
             let backup_id = parse_flag("backup", &backup, BackupId::parse)?;
             let catalog = open_catalog(&config).await?;
-            let tenant = retention::restore_from_trash(&catalog, backup_id, &actor()).await?;
+            let tenant =
+                retention::restore_from_trash(&catalog, backup_id, &operator(&catalog).await?)
+                    .await?;
             if hold {
-                retention::set_backup_legal_hold(&catalog, backup_id, true, &actor()).await?;
+                retention::set_backup_legal_hold(
+                    &catalog,
+                    backup_id,
+                    true,
+                    &operator(&catalog).await?,
+                )
+                .await?;
                 println!(
                     "restored backup {backup_id} of tenant {tenant} from the trash and put it under legal hold"
                 );
@@ -196,7 +204,13 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
         TrashCommand::Purge { json } => {
             let catalog = open_catalog(&config).await?;
             let regions = Regions::from_config(&config);
-            let report = retention::purge_due(&catalog, &regions, SystemTime::now().into()).await?;
+            let report = retention::purge_due(
+                &catalog,
+                &regions,
+                SystemTime::now().into(),
+                &operator(&catalog).await?,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -245,7 +259,9 @@ pub async fn hold_backup(
     let config = load_config(config_path)?;
     let backup_id = parse_flag("backup", backup, BackupId::parse)?;
     let catalog = open_catalog(&config).await?;
-    let tenant = retention::set_backup_legal_hold(&catalog, backup_id, hold, &actor()).await?;
+    let tenant =
+        retention::set_backup_legal_hold(&catalog, backup_id, hold, &operator(&catalog).await?)
+            .await?;
     if hold {
         println!("backup {backup_id} of tenant {tenant} is under legal hold");
     } else {
@@ -263,7 +279,7 @@ pub async fn hold_tenant(
     let config = load_config(config_path)?;
     let tenant = parse_flag("name", name, TenantName::parse)?;
     let catalog = open_catalog(&config).await?;
-    retention::set_tenant_legal_hold(&catalog, &tenant, hold, &actor()).await?;
+    retention::set_tenant_legal_hold(&catalog, &tenant, hold, &operator(&catalog).await?).await?;
     if hold {
         println!("tenant {tenant} is under legal hold: none of its backups is trashed or purged");
     } else {

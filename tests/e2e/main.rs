@@ -5,6 +5,7 @@
 //! Each test starts its own servers through [`harness::TestEnv`]; dropping it stops them.
 
 mod api_trust;
+mod audit;
 mod bad_input;
 mod break_glass;
 mod catalog;

@@ -4,6 +4,7 @@
 //! back to 0, for this controller and for any other reading the same catalog.
 
 use lifeboat_agent::maintenance::run_replicate;
+use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::metrics::render;
 use lifeboat_controller::scrub::{apply_replicate_result, plan_repairs};
@@ -266,7 +267,7 @@ async fn a_drill_half_again_slower_than_the_median_is_flagged() {
         )
     };
     for (seconds, days_ago) in [(10, 4), (10, 3), (12, 2)] {
-        record_drill(&catalog, &record(seconds, days_ago), "test")
+        record_drill(&catalog, &record(seconds, days_ago), &Actor::system("test"))
             .await
             .expect("record");
     }
@@ -281,7 +282,7 @@ async fn a_drill_half_again_slower_than_the_median_is_flagged() {
         "{steady:?}"
     );
     // 16 s is not 1.5× the median of 10, 10, 12 (10 s); 16 > 15 is.
-    record_drill(&catalog, &record(16, 1), "test")
+    record_drill(&catalog, &record(16, 1), &Actor::system("test"))
         .await
         .expect("record");
     let slow = recovery_health(&**connection, Some(&tenant))

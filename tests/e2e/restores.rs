@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::dedup_key::RunName;
 use lifeboat_controller::maintenance::{self, MaintenanceOptions};
@@ -208,8 +209,15 @@ async fn restore_requests_that_cannot_be_served_are_refused_and_enqueue_nothing(
     let live = |name: &str, selector, reason: &'static str| {
         let name = tenant(name);
         async move {
-            restores::request_live_restore(catalog, config, &name, selector, reason, "cli:test")
-                .await
+            restores::request_live_restore(
+                catalog,
+                config,
+                &name,
+                selector,
+                reason,
+                &Actor::system("test"),
+            )
+            .await
         }
     };
     let by_id = BackupSelector::Id(desk.acme_backup);
@@ -272,19 +280,20 @@ async fn restore_requests_that_cannot_be_served_are_refused_and_enqueue_nothing(
         matches!(no_reason, RestoreError::EmptyReason),
         "{no_reason}"
     );
-    let nothing = restores::request_rollback(catalog, config, &acme, None, "cli:test")
+    let nothing = restores::request_rollback(catalog, config, &acme, None, &Actor::system("test"))
         .await
         .expect_err("refused");
     assert!(
         nothing.to_string().contains("nothing to roll back"),
         "{nothing}"
     );
+    let tester = Actor::system("test");
     let copy = |into: &'static str| CopyRequest {
         tenant: &acme,
         selector: BackupSelector::Latest,
         into,
         expires_days: Some(3),
-        actor: "cli:test",
+        actor: &tester,
     };
     let taken = restores::request_copy(catalog, config, copy("globex"))
         .await
@@ -329,7 +338,7 @@ async fn restore_requests_that_cannot_be_served_are_refused_and_enqueue_nothing(
     );
     assert_eq!(desk.jobs().await, 1, "only the first restore is enqueued");
     let audited = desk
-        .scalar("SELECT count(*) FROM audit_log WHERE action = 'restore.live.request' AND actor = 'cli:test'")
+        .scalar("SELECT count(*) FROM audit_log WHERE action = 'restore.live.request' AND actor = 'test'")
         .await;
     assert_eq!(audited, 1);
 }
@@ -344,7 +353,7 @@ async fn a_live_restore_is_recorded_only_once_its_safety_backup_is_in_the_region
         &acme,
         BackupSelector::Id(desk.acme_backup),
         "customer deleted their invoices",
-        "cli:test",
+        &Actor::system("test"),
     )
     .await
     .expect("enqueued");
@@ -490,7 +499,7 @@ async fn daily_maintenance_drops_a_kept_database_past_its_time_once() {
         &acme,
         BackupSelector::Latest,
         "ticket 9",
-        "cli:test",
+        &Actor::system("test"),
     )
     .await
     .expect("enqueued");

@@ -16,8 +16,9 @@ use serde_json::json;
 use tokio_postgres::GenericClient;
 
 use super::RestoreMode;
+use crate::audit::{self, Actor};
 use crate::backups;
-use crate::catalog::{audit, query_error};
+use crate::catalog::query_error;
 use crate::job_summary::{self, DropDatabaseSummary, RestoreSummary};
 use crate::queue::{QueueError, RunningJob};
 
@@ -173,6 +174,7 @@ fn check_result(
 /// the safety backup's copies, confirmed in the regions before the transaction.
 pub(crate) async fn apply_restore_result<C: GenericClient>(
     client: &C,
+    agent: &Actor,
     id: i64,
     running: &RunningJob,
     result: &RestoreResult,
@@ -237,11 +239,12 @@ pub(crate) async fn apply_restore_result<C: GenericClient>(
         )
         .await
         .map_err(query_error("record the restore's outcome"))?;
-    audit(
+    audit::record(
         client,
-        &format!("job:{id}"),
+        agent,
         &format!("restore.{}", asked.mode),
         Some(tenant),
+        None,
         json!({
             "job": id,
             "backup": result.backup_id,
@@ -270,6 +273,7 @@ pub(crate) async fn apply_restore_result<C: GenericClient>(
 /// Apply a `drop-database` job's result: the kept database is gone.
 pub(crate) async fn apply_drop_result<C: GenericClient>(
     client: &C,
+    agent: &Actor,
     id: i64,
     work: &JobWork,
     dropped: &str,
@@ -297,11 +301,12 @@ pub(crate) async fn apply_drop_result<C: GenericClient>(
         )
         .await
         .map_err(query_error("mark the kept database dropped"))?;
-    audit(
+    audit::record(
         client,
-        &format!("job:{id}"),
+        agent,
         "kept-database.drop",
         Some(tenant.as_str()),
+        None,
         json!({ "job": id, "cluster": cluster, "database": database, "role": role }),
     )
     .await?;

@@ -16,7 +16,8 @@ use super::{
     ChosenBackup, MAX_IDENTIFIER_BYTES, RestoreError, RestoreMode, copy_role_name,
     kept_database_name, query_error,
 };
-use crate::catalog::{Catalog, audit};
+use crate::audit::{self, Actor};
+use crate::catalog::Catalog;
 use crate::dedup_key::DedupKey;
 use crate::queue::{self, NewJob};
 use crate::tenants;
@@ -66,7 +67,7 @@ pub struct CopyRequest<'a> {
     pub into: &'a str,
     /// None: kept until dropped by hand.
     pub expires_days: Option<u32>,
-    pub actor: &'a str,
+    pub actor: &'a Actor,
 }
 
 /// The backup `selector` names for `tenant`: in the catalog, the tenant's, out of the trash,
@@ -217,7 +218,7 @@ struct RestoreRow<'a> {
     previous_database: Option<&'a str>,
     copy_role: Option<&'a str>,
     reason: Option<&'a str>,
-    actor: &'a str,
+    actor: &'a Actor,
     /// Seconds the database left behind is kept; None: until dropped by hand.
     keep_for_seconds: Option<i64>,
 }
@@ -259,24 +260,24 @@ async fn enqueue_restore<C: GenericClient>(
                 &row.previous_database,
                 &row.copy_role,
                 &row.reason,
-                &row.actor,
+                &row.actor.to_string(),
                 &row.keep_for_seconds,
             ],
         )
         .await
         .map_err(query_error("record the restore"))?;
-    audit(
+    audit::record(
         transaction,
         row.actor,
         &format!("restore.{}.request", row.mode),
         Some(tenant.as_str()),
+        row.reason,
         serde_json::json!({
             "job": job_id,
             "backup": row.backup,
             "database": row.database,
             "previous_database": row.previous_database,
             "copy_role": row.copy_role,
-            "reason": row.reason,
         }),
     )
     .await?;
@@ -322,7 +323,7 @@ pub async fn request_live_restore(
     tenant: &TenantName,
     selector: BackupSelector,
     reason: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<RestoreRequested, RestoreError> {
     if reason.trim().is_empty() {
         return Err(RestoreError::EmptyReason);
@@ -381,7 +382,7 @@ pub async fn request_rollback(
     config: &Config,
     tenant: &TenantName,
     reason: Option<&str>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<RestoreRequested, RestoreError> {
     let resolved = tenants::resolve_tenant(config, tenant).await?;
     let mut connection = catalog.connection().await?;

@@ -187,11 +187,12 @@ async fn nightly_drills_each_new_backup_through_an_agent_that_can_decrypt() {
             "{outcome}"
         );
     }
-    // Recorded by the drill jobs' reports: verified, and their backups marked verified.
+    // Recorded by the drill jobs' reports (as the agent): verified, and their backups marked
+    // verified.
     assert_eq!(
         scalar(
             &catalog,
-            "SELECT count(*) FROM drills WHERE outcome = 'verified' AND requested_by LIKE 'job:%'"
+            "SELECT count(*) FROM drills WHERE outcome = 'verified' AND requested_by LIKE 'agent:%'"
         )
         .await,
         2
