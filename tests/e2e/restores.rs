@@ -564,3 +564,56 @@ async fn daily_maintenance_drops_a_kept_database_past_its_time_once() {
     let dropped: Vec<String> = drops.iter().map(|row| row.get(0)).collect();
     assert_eq!(dropped, ["lifeboat_prev_old_acme"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_in_the_same_second_as_its_restore_keeps_under_a_name_of_its_own() {
+    let desk = Desk::start(false).await;
+    let acme = tenant("acme");
+    let restore = restores::request_live_restore(
+        &desk.catalog,
+        &desk.config,
+        &acme,
+        BackupSelector::Latest,
+        "ticket 10",
+        &Actor::system("test"),
+    )
+    .await
+    .expect("enqueued");
+    let client = desk.catalog.connection().await.expect("connection");
+    // The restore ran and kept live under its name; the cluster also keeps the names of
+    // the next seconds, as when restores and rollbacks follow each other quickly.
+    client
+        .execute(
+            "UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1",
+            &[&restore.job_id],
+        )
+        .await
+        .expect("finish the restore");
+    let now = chrono::Utc::now();
+    let mut held = Vec::new();
+    for offset in 0..3 {
+        let name = restores::kept_database_name(now + chrono::TimeDelta::seconds(offset), "acme");
+        client
+            .execute(
+                "INSERT INTO kept_databases (tenant, cluster, database_name, why, from_job, keep_until)
+                 VALUES ('acme', 'main', $1, 'previous', $2, now() + interval '1 day')
+                 ON CONFLICT DO NOTHING",
+                &[&name, &restore.job_id],
+            )
+            .await
+            .expect("keep");
+        held.push(name);
+    }
+    let rollback = restores::request_rollback(
+        &desk.catalog,
+        &desk.config,
+        &acme,
+        Some("undo ticket 10"),
+        &Actor::system("test"),
+    )
+    .await
+    .expect("a rollback right after its restore is accepted");
+    let kept = rollback.previous_database.expect("a kept name");
+    assert!(kept.starts_with("lifeboat_prev_"), "{kept}");
+    assert!(!held.contains(&kept), "{kept} is already kept: {held:?}");
+}

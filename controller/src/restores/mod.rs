@@ -13,9 +13,10 @@
 //! - [`kept`]: daily maintenance drops kept databases past their time.
 //! - [`status`]: what `lifeboat restore status` shows.
 //!
-//! The previous live database is kept as `lifeboat_prev_<YYYYMMDDHHMM>_<database>` (63
-//! bytes at most), chosen here when the job is enqueued, so every attempt of the job and a
-//! later rollback agree on it.
+//! The previous live database is kept as `lifeboat_prev_<YYYYMMDDHHMMSS>_<database>` (63
+//! bytes at most; the next free second when the cluster already keeps that name, as after a
+//! rollback in the same second as its restore), chosen here when the job is enqueued, so
+//! every attempt of the job and a later rollback agree on it.
 
 pub mod estimate;
 pub mod kept;
@@ -128,7 +129,7 @@ pub enum RestoreError {
     )]
     NothingToRollBack(TenantName),
     #[error(
-        "the previous database would be kept as {name:?}, which cluster {cluster} already keeps; try again in a minute"
+        "the previous database would be kept as {name:?}, which cluster {cluster} already keeps, as it keeps every name of the minute after it; try again in a minute"
     )]
     KeptNameTaken { name: String, cluster: String },
     #[error("--into {into:?}: {why}")]

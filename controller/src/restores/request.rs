@@ -179,28 +179,38 @@ async fn lock_tenant_restores<C: GenericClient>(
     Ok(())
 }
 
-/// Refuse a kept name the cluster already keeps (two databases whose names share their
-/// first 36 bytes, swapped out in the same minute).
-async fn refuse_held_name<C: GenericClient>(
+/// Seconds tried past the request's own for a kept name nobody holds.
+const KEPT_NAME_ATTEMPTS: i64 = 60;
+
+/// The name the database swapped out at `at` is kept under, and its second: the request's
+/// second, or the next free one when the cluster already keeps that name (a rollback in
+/// the same second as its restore, or two databases whose names share their first 33
+/// bytes). The request's dedup key takes the same second, so both are new together.
+async fn free_kept_name<C: GenericClient>(
     client: &C,
     cluster: &str,
-    name: &str,
-) -> Result<(), RestoreError> {
-    let held = client
-        .query_opt(
-            "SELECT 1 FROM kept_databases WHERE cluster = $1 AND database_name = $2
-               AND dropped_at IS NULL AND revived_at IS NULL",
-            &[&cluster, &name],
-        )
-        .await
-        .map_err(query_error("check the kept name"))?;
-    if held.is_some() {
-        return Err(RestoreError::KeptNameTaken {
-            name: name.to_owned(),
-            cluster: cluster.to_owned(),
-        });
+    at: DateTime<Utc>,
+    database: &str,
+) -> Result<(String, DateTime<Utc>), RestoreError> {
+    for offset in 0..KEPT_NAME_ATTEMPTS {
+        let second = at + TimeDelta::seconds(offset);
+        let name = kept_database_name(second, database);
+        let held = client
+            .query_opt(
+                "SELECT 1 FROM kept_databases WHERE cluster = $1 AND database_name = $2
+                   AND dropped_at IS NULL AND revived_at IS NULL",
+                &[&cluster, &name],
+            )
+            .await
+            .map_err(query_error("check the kept name"))?;
+        if held.is_none() {
+            return Ok((name, second));
+        }
     }
-    Ok(())
+    Err(RestoreError::KeptNameTaken {
+        name: kept_database_name(at, database),
+        cluster: cluster.to_owned(),
+    })
 }
 
 /// The second a request is made in (its dedup key and kept name).
@@ -337,9 +347,13 @@ pub async fn request_live_restore(
     lock_tenant_restores(&*transaction, tenant).await?;
     refuse_if_underway(&*transaction, tenant).await?;
     let backup = choose_backup(&*transaction, config, tenant, selector).await?;
-    let minute = this_minute();
-    let previous_database = kept_database_name(minute, &resolved.database);
-    refuse_held_name(&*transaction, resolved.cluster.as_str(), &previous_database).await?;
+    let (previous_database, minute) = free_kept_name(
+        &*transaction,
+        resolved.cluster.as_str(),
+        this_minute(),
+        &resolved.database,
+    )
+    .await?;
     let work = JobWork::RestoreLive {
         tenant: tenant.clone(),
         cluster: resolved.cluster.clone(),
@@ -404,9 +418,13 @@ pub async fn request_rollback(
         .map_err(query_error("find the kept previous database"))?
         .ok_or_else(|| RestoreError::NothingToRollBack(tenant.clone()))?;
     let restore_database: String = kept.get(0);
-    let minute = this_minute();
-    let previous_database = kept_database_name(minute, &resolved.database);
-    refuse_held_name(&*transaction, resolved.cluster.as_str(), &previous_database).await?;
+    let (previous_database, minute) = free_kept_name(
+        &*transaction,
+        resolved.cluster.as_str(),
+        this_minute(),
+        &resolved.database,
+    )
+    .await?;
     let work = JobWork::Rollback {
         tenant: tenant.clone(),
         cluster: resolved.cluster.clone(),
