@@ -32,7 +32,7 @@ use lifeboat_core::api::{
 };
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
-use lifeboat_core::manifest::BackupKind;
+use lifeboat_core::manifest::{BackupKind, Manifest};
 use lifeboat_core::progress::Silent;
 use lifeboat_core::region::Regions;
 use lifeboat_core::service_config::RestoreJobs;
@@ -323,6 +323,41 @@ async fn timed_pg_restore(
 
 /// Write and delete one 16 MiB object in every region, so that no measured upload pays
 /// for the volumes SeaweedFS creates on a bucket's first write.
+/// A drill of `manifest`'s backup with `config` (its run tagged `run_tag`), timed; an error
+/// unless it verified.
+async fn timed_drill(
+    bench: &Bench,
+    config: &Config,
+    manifest: &Manifest,
+    run_tag: &str,
+) -> anyhow::Result<(playbook_job::DrillRun, Measured)> {
+    let cancel = CancellationToken::new();
+    let timer = bench.timer();
+    let drill = playbook_job::drill(
+        config,
+        &bench.regions,
+        &manifest.tenant,
+        &main_cluster()?,
+        manifest.backup_id,
+        Some(&manifest.object.sha256),
+        RunContext {
+            run_tag,
+            resume: false,
+            observer: &NoObserver,
+            cancel: &cancel,
+        },
+    )
+    .await
+    .with_context(|| format!("run the drill {run_tag}"))?;
+    let measured = timer.stop(&bench.servers);
+    ensure!(
+        matches!(drill.result.outcome, DrillOutcome::Verified { .. }),
+        "the drill {run_tag} did not verify: {:?}",
+        drill.result.outcome
+    );
+    Ok((drill, measured))
+}
+
 async fn warm_up_regions(regions: &Regions) -> anyhow::Result<()> {
     const WARM_UP_KEY: &str = "pbbench-warm-up";
     for region in regions.iter() {
@@ -552,29 +587,7 @@ async fn main() -> anyhow::Result<()> {
     // 4. The drill.
     bench.progress("drill");
     let cancel = CancellationToken::new();
-    let timer = bench.timer();
-    let drill = playbook_job::drill(
-        &bench.config,
-        &bench.regions,
-        &tenant,
-        &main_cluster()?,
-        backup.manifest.backup_id,
-        Some(&backup.manifest.object.sha256),
-        RunContext {
-            run_tag: "job-1001",
-            resume: false,
-            observer: &NoObserver,
-            cancel: &cancel,
-        },
-    )
-    .await
-    .context("run the drill")?;
-    let drilled = timer.stop(&bench.servers);
-    ensure!(
-        matches!(drill.result.outcome, DrillOutcome::Verified { .. }),
-        "the drill did not verify: {:?}",
-        drill.result.outcome
-    );
+    let (drill, drilled) = timed_drill(&bench, &bench.config, &backup.manifest, "job-1001").await?;
     let drill_ms = millis(drilled.wall);
     let drill_restore_ms = step_ms(&drill.result.steps, "restore_backup");
     rows.push(Row::timed(
@@ -602,29 +615,8 @@ async fn main() -> anyhow::Result<()> {
     staged_config.restore.staging_dir = Some(bench.directory.path().join("staging"));
     std::fs::create_dir_all(bench.directory.path().join("staging"))
         .context("create the staging directory")?;
-    let timer = bench.timer();
-    let staged_drill = playbook_job::drill(
-        &staged_config,
-        &bench.regions,
-        &tenant,
-        &main_cluster()?,
-        backup.manifest.backup_id,
-        Some(&backup.manifest.object.sha256),
-        RunContext {
-            run_tag: "job-1002",
-            resume: false,
-            observer: &NoObserver,
-            cancel: &cancel,
-        },
-    )
-    .await
-    .context("run the staged drill")?;
-    let staged_drilled = timer.stop(&bench.servers);
-    ensure!(
-        matches!(staged_drill.result.outcome, DrillOutcome::Verified { .. }),
-        "the staged drill did not verify: {:?}",
-        staged_drill.result.outcome
-    );
+    let (staged_drill, staged_drilled) =
+        timed_drill(&bench, &staged_config, &backup.manifest, "job-1002").await?;
     let staged_ms = millis(staged_drilled.wall);
     let staged_restore_ms = step_ms(&staged_drill.result.steps, "restore_backup");
     rows.push(Row::timed(
