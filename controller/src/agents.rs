@@ -1,9 +1,9 @@
 //! Agent tokens: agents authenticate to the API with a bearer token.
 //!
-//! A token is 244 random bits (two UUIDv4s) shown once when created; the catalog keeps only its SHA-256
-//! (a token is random and long, so a fast hash is the right one — unlike a password, it
-//! cannot be guessed from a dictionary). Revoking a token takes effect at the next request,
-//! and a claim that was waiting when it happened hands out nothing ([`lock_active_token`]).
+//! A token is 256 random bits shown once when created; the catalog keeps only its SHA-256
+//! (made and hashed by [`crate::secret_tokens`], like every other bearer secret). Revoking
+//! a token takes effect at the next request, and a claim that was waiting when it happened
+//! hands out nothing ([`lock_active_token`]).
 //!
 //! A token is scoped ([`AgentScope`]): the clusters whose jobs it may claim, and whether it
 //! may be given jobs that need the age identity (drills). The controller filters claims by
@@ -11,7 +11,6 @@
 //! scopes existed (migration V7) serve every cluster and cannot decrypt.
 
 use lifeboat_core::ids::ClusterName;
-use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
 use crate::audit::{self, Actor};
@@ -99,13 +98,12 @@ pub enum TokenError {
 
 /// The SHA-256 of a token, as stored.
 pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    crate::secret_tokens::token_sha256(token)
 }
 
 /// A new random token.
 pub fn generate_token() -> String {
-    let random = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
-    format!("{TOKEN_PREFIX}{}{}", random[0].simple(), random[1].simple())
+    crate::secret_tokens::generate_token(TOKEN_PREFIX)
 }
 
 fn valid_name(name: &str) -> bool {
