@@ -22,7 +22,8 @@ use crate::ids::{ClusterName, RegionName, TenantName};
 use crate::keys::{self, Recipient};
 use crate::policy;
 use crate::service_config::{
-    ControllerSettings, QueueSettings, RawController, RawQueue, RawRestore, RestoreSettings,
+    ControllerSettings, PanelSettings, QueueSettings, RawController, RawPanel, RawQueue,
+    RawRestore, RestoreSettings,
 };
 
 /// One thing wrong with the configuration, named by its key.
@@ -101,6 +102,8 @@ pub struct RawConfig {
     controller: RawController,
     #[serde(default)]
     restore: RawRestore,
+    #[serde(default)]
+    panel: RawPanel,
 }
 
 /// `[schedule]`: where tenants without a cron expression are backed up.
@@ -285,6 +288,8 @@ pub struct Config {
     pub controller: ControllerSettings,
     /// `[restore]`: how long a live restore keeps the database it swapped out.
     pub restore: RestoreSettings,
+    /// `[panel]`: sessions of the control panel's users.
+    pub panel: PanelSettings,
 }
 
 /// The top-level keys `LIFEBOAT_*` variables may set. Other `LIFEBOAT_*` variables (the
@@ -310,6 +315,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "queue",
     "controller",
     "restore",
+    "panel",
 ];
 
 impl Config {
@@ -659,6 +665,7 @@ impl RawConfig {
         let queue = QueueSettings::check(&self.queue, &mut section_problems);
         let controller = ControllerSettings::check(&self.controller, &mut section_problems);
         let restore = RestoreSettings::check(&self.restore, &mut section_problems);
+        let panel = PanelSettings::check(&self.panel, &mut section_problems);
         for (key, message) in section_problems {
             problems.add(key, message);
         }
@@ -698,6 +705,7 @@ impl RawConfig {
             queue,
             controller,
             restore,
+            panel,
         })
     }
 }
@@ -819,6 +827,47 @@ mod tests {
                 start_minute_of_day: 22 * 60 + 30,
                 length_minutes: 210
             }
+        );
+    }
+
+    #[test]
+    fn panel_section_sets_session_limits_and_refuses_nonsense() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let region = "[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n";
+        let plain = write_config(
+            directory.path(),
+            &format!("recipients = [\"{RECIPIENT}\"]\n{region}"),
+        );
+        let config = Config::load(Some(&plain)).expect("valid");
+        assert_eq!(config.panel, PanelSettings::default());
+        assert_eq!(config.panel.session_idle.as_secs(), 30 * 60);
+
+        let set = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n{region}[panel]\nsession_idle_minutes = 5\nsession_max_hours = 2\nsingle_session = true\n"
+            ),
+        );
+        let config = Config::load(Some(&set)).expect("valid");
+        assert_eq!(config.panel.session_idle.as_secs(), 5 * 60);
+        assert_eq!(config.panel.session_max.as_secs(), 2 * 3600);
+        assert!(config.panel.single_session);
+
+        let bad = write_config(
+            directory.path(),
+            &format!(
+                "recipients = [\"{RECIPIENT}\"]\n{region}[panel]\nsession_idle_minutes = 0\nsession_max_hours = 9999\n"
+            ),
+        );
+        let error = Config::load(Some(&bad)).expect_err("refused");
+        let keys: Vec<&str> = error
+            .problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["panel.session_idle_minutes", "panel.session_max_hours"]
         );
     }
 

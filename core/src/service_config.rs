@@ -1,4 +1,4 @@
-//! `[queue]`, `[controller]` and `[restore]`: how the long-running roles behave, in the
+//! `[queue]`, `[controller]`, `[restore]` and `[panel]`: how the long-running roles behave, in the
 //! configuration.
 //!
 //! Every default is written here, once. Command-line flags (`lifeboat controller`,
@@ -52,6 +52,84 @@ pub(crate) struct RawController {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     metrics_token_file: Option<PathBuf>,
+}
+
+/// `[panel]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPanel {
+    session_idle_minutes: Option<u32>,
+    session_max_hours: Option<u32>,
+    single_session: Option<bool>,
+}
+
+/// Sessions of the control panel's users (customers and staff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanelSettings {
+    /// A session unused for this long is over.
+    pub session_idle: Duration,
+    /// A session is over this long after its login, used or not.
+    pub session_max: Duration,
+    /// A login ends the user's other sessions.
+    pub single_session: bool,
+}
+
+impl Default for PanelSettings {
+    fn default() -> Self {
+        PanelSettings {
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * HOUR),
+            single_session: false,
+        }
+    }
+}
+
+/// Bounds past which a session setting is a typo: a day idle, a week in all.
+const MAX_SESSION_IDLE_MINUTES: u32 = 24 * 60;
+const MAX_SESSION_HOURS: u32 = 7 * 24;
+
+impl PanelSettings {
+    /// Check `[panel]`; the defaults fill what is absent.
+    pub(crate) fn check(raw: &RawPanel, problems: &mut Vec<SectionProblem>) -> PanelSettings {
+        let defaults = PanelSettings::default();
+        let session_idle = match raw.session_idle_minutes {
+            None => defaults.session_idle,
+            Some(minutes) if (1..=MAX_SESSION_IDLE_MINUTES).contains(&minutes) => {
+                Duration::from_secs(u64::from(minutes) * 60)
+            }
+            Some(_) => {
+                problems.push((
+                    "panel.session_idle_minutes".to_owned(),
+                    format!("must be between 1 and {MAX_SESSION_IDLE_MINUTES} minutes"),
+                ));
+                defaults.session_idle
+            }
+        };
+        let session_max = match raw.session_max_hours {
+            None => defaults.session_max,
+            Some(hours) if (1..=MAX_SESSION_HOURS).contains(&hours) => {
+                Duration::from_secs(u64::from(hours) * HOUR)
+            }
+            Some(_) => {
+                problems.push((
+                    "panel.session_max_hours".to_owned(),
+                    format!("must be between 1 and {MAX_SESSION_HOURS} hours"),
+                ));
+                defaults.session_max
+            }
+        };
+        if session_idle > session_max {
+            problems.push((
+                "panel.session_idle_minutes".to_owned(),
+                "must not be longer than panel.session_max_hours".to_owned(),
+            ));
+        }
+        PanelSettings {
+            session_idle,
+            session_max,
+            single_session: raw.single_session.unwrap_or(defaults.single_session),
+        }
+    }
 }
 
 /// `[restore]` as written.
