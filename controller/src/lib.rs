@@ -1,5 +1,8 @@
 //! The controller: catalog, scheduler, job queue, agents' API, retention, scrub and repair.
 //!
+//! - [`accounts`]: users, passwords, TOTP, login throttling, sessions, API tokens and
+//!   tenant freezes — the one home the CLI, the API and the panel call;
+//!   [`secret_tokens`] makes and hashes every random bearer secret;
 //! - [`catalog`]: the PostgreSQL pool and embedded migrations; [`tenants`], [`backups`]
 //!   and [`agents`] (tokens) are its tables as the rest of the code sees them;
 //! - [`schedule`] and [`scheduler`]: when each tenant's backup is due, enqueued once per slot;
@@ -18,6 +21,7 @@
 //!
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
+pub mod accounts;
 pub mod agents;
 pub mod api;
 pub mod audit;
@@ -38,6 +42,7 @@ pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod scrub;
+pub mod secret_tokens;
 pub mod server;
 pub mod tenants;
 pub mod tls;
