@@ -122,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Users of the panel and the API: staff (admin, helpdesk) and customers (owner,
+    /// viewer of one tenant).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// The catalog's backups, rebuilt from a region's manifests.
     Catalog {
         #[command(subcommand)]
@@ -295,6 +301,65 @@ enum TenantCommand {
     Hold { name: String },
     /// Lift a tenant's legal hold.
     Unhold { name: String },
+    /// Freeze a tenant: its users' sessions and API tokens are refused at once, and their
+    /// logins, until unfrozen. Audited with the reason.
+    Freeze {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a tenant's freeze.
+    Unfreeze {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-file a strong password is generated and shown once;
+    /// staff also get a TOTP secret, shown once, to confirm with `user confirm-totp` or at
+    /// their first login.
+    Add {
+        /// Letters, digits and . _ - @ +; unique whatever its case.
+        login: String,
+        /// admin or helpdesk (staff), owner or viewer (of --tenant).
+        #[arg(long)]
+        role: String,
+        /// The tenant of an owner or viewer.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Read the password from this file (`-`: standard input).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Confirm a pending TOTP enrolment with a code from the authenticator app; prints the
+    /// recovery codes once.
+    ConfirmTotp { login: String, code: String },
+    /// List users.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: refused at login, sessions ended.
+    Disable { login: String },
+    /// Enable a disabled user.
+    Enable { login: String },
+    /// Replace a user's password (generated and shown once without --password-file); their
+    /// sessions end.
+    ResetPassword {
+        login: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a user's second factor and recovery codes; staff get a new TOTP secret to
+    /// enrol, shown once.
+    ResetTotp { login: String },
+    /// Lift a user's login throttle (delays and lock after failed logins).
+    Unlock { login: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -617,6 +682,54 @@ fn main() -> ExitCode {
                     name,
                     trash_backups,
                 } => commands::catalog::remove(config_path, &name, trash_backups).await,
+                TenantCommand::Freeze { name, reason } => {
+                    commands::user::freeze(config_path, &name, &reason, true).await
+                }
+                TenantCommand::Unfreeze { name, reason } => {
+                    commands::user::freeze(config_path, &name, &reason, false).await
+                }
+            },
+            Command::User { command } => match command {
+                UserCommand::Add {
+                    login,
+                    role,
+                    tenant,
+                    password_file,
+                } => {
+                    commands::user::add(
+                        config_path,
+                        commands::user::AddArguments {
+                            login: &login,
+                            role: &role,
+                            tenant: tenant.as_deref(),
+                            password_file: password_file.as_deref(),
+                        },
+                    )
+                    .await
+                }
+                UserCommand::ConfirmTotp { login, code } => {
+                    commands::user::confirm_totp(config_path, &login, &code).await
+                }
+                UserCommand::List { tenant, json } => {
+                    commands::user::list(config_path, tenant.as_deref(), json).await
+                }
+                UserCommand::Disable { login } => {
+                    commands::user::set_disabled(config_path, &login, true).await
+                }
+                UserCommand::Enable { login } => {
+                    commands::user::set_disabled(config_path, &login, false).await
+                }
+                UserCommand::ResetPassword {
+                    login,
+                    password_file,
+                } => {
+                    commands::user::reset_password(config_path, &login, password_file.as_deref())
+                        .await
+                }
+                UserCommand::ResetTotp { login } => {
+                    commands::user::reset_totp(config_path, &login).await
+                }
+                UserCommand::Unlock { login } => commands::user::unlock(config_path, &login).await,
             },
             Command::Backups {
                 command: BackupsCommand::Hold { backup },

@@ -16,6 +16,7 @@ pub mod rebuild;
 pub mod restore;
 pub mod restores;
 pub mod retention;
+pub mod user;
 
 use std::path::Path;
 

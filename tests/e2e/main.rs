@@ -4,6 +4,7 @@
 //!
 //! Each test starts its own servers through [`harness::TestEnv`]; dropping it stops them.
 
+mod accounts;
 mod api_trust;
 mod audit;
 mod bad_input;
