@@ -14,13 +14,17 @@ use lifeboat_controller::accounts::{
 use lifeboat_core::ids::TenantName;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::catalog::{actor, open_catalog};
+use lifeboat_controller::audit::Actor;
+
+use super::catalog::{open_catalog, operator};
 use super::{load_config, parse_flag, parse_optional_flag};
 
-async fn open_accounts(config_path: Option<&Path>) -> anyhow::Result<Accounts> {
+/// The accounts of the configured catalog, and who acts on them (the catalog's role).
+async fn open_accounts(config_path: Option<&Path>) -> anyhow::Result<(Accounts, Actor)> {
     let config = load_config(config_path)?;
     let catalog = open_catalog(&config).await?;
-    Ok(Accounts::new(catalog, config.panel)?)
+    let actor = operator(&catalog).await?;
+    Ok((Accounts::new(catalog, config.panel)?, actor))
 }
 
 /// The password in `file` (`-`: standard input), without its final line break; or a new
@@ -76,8 +80,7 @@ pub async fn add(
     let role = parse_flag("role", arguments.role, Role::parse)?;
     let tenant = parse_optional_flag("tenant", arguments.tenant, TenantName::parse)?;
     let (password, generated) = password_from(arguments.password_file)?;
-    let accounts = open_accounts(config_path).await?;
-    let actor = actor();
+    let (accounts, actor) = open_accounts(config_path).await?;
     let user = accounts
         .add_user(
             NewUser {
@@ -114,13 +117,13 @@ pub async fn confirm_totp(
     login: &str,
     code: &str,
 ) -> anyhow::Result<ExitCode> {
-    let accounts = open_accounts(config_path).await?;
+    let (accounts, actor) = open_accounts(config_path).await?;
     let codes = accounts
         .confirm_totp_enrolment(
             login,
             &SecretString::from(code.to_owned()),
             chrono::Utc::now(),
-            &actor(),
+            &actor,
         )
         .await?;
     eprintln!("TOTP confirmed for {login}");
@@ -134,7 +137,7 @@ pub async fn list(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let tenant = parse_optional_flag("tenant", tenant, TenantName::parse)?;
-    let accounts = open_accounts(config_path).await?;
+    let (accounts, _) = open_accounts(config_path).await?;
     let users = accounts.list_users(tenant.as_ref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&users)?);
@@ -168,10 +171,8 @@ pub async fn set_disabled(
     login: &str,
     disabled: bool,
 ) -> anyhow::Result<ExitCode> {
-    let accounts = open_accounts(config_path).await?;
-    let user = accounts
-        .set_user_disabled(login, disabled, &actor())
-        .await?;
+    let (accounts, actor) = open_accounts(config_path).await?;
+    let user = accounts.set_user_disabled(login, disabled, &actor).await?;
     println!(
         "{} {}",
         if disabled { "disabled" } else { "enabled" },
@@ -186,8 +187,8 @@ pub async fn reset_password(
     password_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (password, generated) = password_from(password_file)?;
-    let accounts = open_accounts(config_path).await?;
-    accounts.reset_password(login, &password, &actor()).await?;
+    let (accounts, actor) = open_accounts(config_path).await?;
+    accounts.reset_password(login, &password, &actor).await?;
     eprintln!("password of {login} replaced; their sessions ended");
     if generated {
         eprintln!("new password (shown once):");
@@ -197,8 +198,7 @@ pub async fn reset_password(
 }
 
 pub async fn reset_totp(config_path: Option<&Path>, login: &str) -> anyhow::Result<ExitCode> {
-    let accounts = open_accounts(config_path).await?;
-    let actor = actor();
+    let (accounts, actor) = open_accounts(config_path).await?;
     accounts.reset_totp(login, &actor).await?;
     eprintln!("second factor of {login} removed; their sessions ended");
     let user = accounts.user(login).await?;
@@ -211,8 +211,8 @@ pub async fn reset_totp(config_path: Option<&Path>, login: &str) -> anyhow::Resu
 }
 
 pub async fn unlock(config_path: Option<&Path>, login: &str) -> anyhow::Result<ExitCode> {
-    let accounts = open_accounts(config_path).await?;
-    let lifted = accounts.unlock_user(login, &actor()).await?;
+    let (accounts, actor) = open_accounts(config_path).await?;
+    let lifted = accounts.unlock_user(login, &actor).await?;
     println!(
         "{}",
         if lifted {
@@ -231,12 +231,12 @@ pub async fn freeze(
     frozen: bool,
 ) -> anyhow::Result<ExitCode> {
     let tenant = parse_flag("name", tenant, TenantName::parse)?;
-    let accounts = open_accounts(config_path).await?;
+    let (accounts, actor) = open_accounts(config_path).await?;
     if frozen {
-        accounts.freeze_tenant(&tenant, &actor(), reason).await?;
+        accounts.freeze_tenant(&tenant, &actor, reason).await?;
         println!("froze tenant {tenant}: its users' sessions and API tokens are refused");
     } else {
-        accounts.unfreeze_tenant(&tenant, &actor(), reason).await?;
+        accounts.unfreeze_tenant(&tenant, &actor, reason).await?;
         println!("unfroze tenant {tenant}");
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ use lifeboat_controller::accounts::{
     AccountError, Accounts, AuthenticatedUser, LoginAttempt, LoginError, NewUser, PasswordHashing,
     RefusalReason, Role, generate_password,
 };
+use lifeboat_controller::audit::{Actor, ActorRole};
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::TenantName;
@@ -47,6 +48,15 @@ async fn accounts_with(env: &TestEnv, panel: PanelSettings) -> Accounts {
         .expect("accounts")
 }
 
+/// The admin the tests act as.
+fn staff() -> Actor {
+    Actor {
+        name: "root".to_owned(),
+        role: ActorRole::Admin,
+        address: None,
+    }
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).expect("tenant name")
 }
@@ -80,7 +90,7 @@ async fn add(
                 tenant: tenant_name.map(tenant),
                 password: password.clone(),
             },
-            "test:admin",
+            &staff(),
         )
         .await
         .expect("add user");
@@ -124,7 +134,7 @@ async fn audit_actions(accounts: &Accounts) -> (Vec<String>, String) {
     let connection = accounts.catalog().connection().await.expect("connection");
     let rows = connection
         .query(
-            "SELECT action, details::text FROM audit_log ORDER BY id",
+            "SELECT action, details::text || coalesce(reason, '') FROM audit_log ORDER BY id",
             &[],
         )
         .await
@@ -153,7 +163,10 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
     };
     let strong = "violet-harbour-quartz-91";
     let weak = accounts
-        .add_user(new("bob", Role::Viewer, Some("acme"), "password1234"), "t")
+        .add_user(
+            new("bob", Role::Viewer, Some("acme"), "password1234"),
+            &staff(),
+        )
         .await
         .expect_err("weak password");
     assert!(
@@ -183,7 +196,10 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
             "at least 10",
         ),
     ] {
-        let error = accounts.add_user(refusal, "t").await.expect_err("refused");
+        let error = accounts
+            .add_user(refusal, &staff())
+            .await
+            .expect_err("refused");
         assert!(error.to_string().contains(expected), "{error} ~ {expected}");
     }
     assert_eq!(accounts.list_users(None).await.expect("list").len(), 1);
@@ -213,7 +229,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
         RefusalReason::StaffWithoutTotp
     );
     let enrolment = accounts
-        .begin_totp_enrolment("root", "test:admin")
+        .begin_totp_enrolment("root", &staff())
         .await
         .expect("enrol");
     let secret = enrolment.secret_base32.expose_secret().to_owned();
@@ -313,7 +329,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
     );
     // A reset second factor: staff are out until they enrol again.
     accounts
-        .reset_totp("root", "test:admin")
+        .reset_totp("root", &staff())
         .await
         .expect("reset totp");
     let later_code = current_code(&secret, "root", t0() + seconds(90)).expect("code");
@@ -333,7 +349,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
 
     // A customer may enrol; then the code is required.
     let enrolment = accounts
-        .begin_totp_enrolment("alice@acme.example", "alice@acme.example")
+        .begin_totp_enrolment("alice@acme.example", &staff())
         .await
         .expect("enrol");
     let alice_secret = enrolment.secret_base32.expose_secret().to_owned();
@@ -342,7 +358,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
             "alice@acme.example",
             &SecretString::from("123456".to_owned()),
             t0() + seconds(120),
-            "a",
+            &staff(),
         )
         .await
         .expect_err("wrong code");
@@ -354,7 +370,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
             "alice@acme.example",
             &SecretString::from(alice_code),
             t0() + seconds(120),
-            "a",
+            &staff(),
         )
         .await
         .expect("confirmed");
@@ -374,7 +390,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
 
     // Disabled: refused after the password, like a wrong one.
     accounts
-        .set_user_disabled("alice@acme.example", true, "test:admin")
+        .set_user_disabled("alice@acme.example", true, &staff())
         .await
         .expect("disable");
     let alice_code =
@@ -393,7 +409,7 @@ async fn logins_check_password_and_second_factor_and_refuse_replayed_codes() {
         RefusalReason::Disabled
     );
     accounts
-        .set_user_disabled("alice@acme.example", false, "test:admin")
+        .set_user_disabled("alice@acme.example", false, &staff())
         .await
         .expect("enable");
     login(
@@ -481,17 +497,12 @@ async fn failed_logins_wait_longer_and_longer_then_lock_until_an_admin_unlocks()
         Err(LoginError::Delayed(_))
     ));
 
-    assert!(
-        accounts
-            .unlock_user("BOB", "test:admin")
-            .await
-            .expect("unlock")
-    );
+    assert!(accounts.unlock_user("BOB", &staff()).await.expect("unlock"));
     login(&accounts, "bob", &password, None, now + seconds(60))
         .await
         .expect("unlocked");
     let refusal = accounts
-        .unlock_user("nobody", "test:admin")
+        .unlock_user("nobody", &staff())
         .await
         .expect_err("unknown");
     assert!(matches!(refusal, AccountError::UnknownUser(_)), "{refusal}");
@@ -612,11 +623,11 @@ async fn sessions_are_new_at_each_login_expire_when_idle_or_old_and_end_at_logou
         .await
         .expect("session");
     accounts
-        .set_user_disabled("carol", true, "test:admin")
+        .set_user_disabled("carol", true, &staff())
         .await
         .expect("disable");
     accounts
-        .set_user_disabled("carol", false, "test:admin")
+        .set_user_disabled("carol", false, &staff())
         .await
         .expect("enable");
     assert!(
@@ -682,7 +693,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
             "nightly-export",
             month,
             t0(),
-            "dave",
+            &staff(),
         )
         .await
         .expect("issue");
@@ -699,7 +710,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
             "probe",
             Duration::from_secs(3600),
             t0(),
-            "dave",
+            &staff(),
         )
         .await
         .expect("issue");
@@ -710,7 +721,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
             "probe",
             month,
             t0(),
-            "gina",
+            &staff(),
         )
         .await
         .expect("issue");
@@ -734,14 +745,14 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
                     "nightly-export",
                     month,
                     t0(),
-                    "d",
+                    &staff(),
                 )
                 .await,
             "already has",
         ),
         (
             accounts
-                .issue_api_token(&tenant("acme"), Role::Admin, "x", month, t0(), "d")
+                .issue_api_token(&tenant("acme"), Role::Admin, "x", month, t0(), &staff())
                 .await,
             "not for admin",
         ),
@@ -753,14 +764,14 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
                     "x",
                     Duration::from_secs(60),
                     t0(),
-                    "d",
+                    &staff(),
                 )
                 .await,
             "lifetime",
         ),
         (
             accounts
-                .issue_api_token(&tenant("acme"), Role::Owner, "a b", month, t0(), "d")
+                .issue_api_token(&tenant("acme"), Role::Owner, "a b", month, t0(), &staff())
                 .await,
             "not valid",
         ),
@@ -792,7 +803,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
 
     // Frozen: sessions, tokens and logins of acme refused at once; globex untouched.
     accounts
-        .freeze_tenant(&tenant("acme"), "test:admin", "unpaid invoice")
+        .freeze_tenant(&tenant("acme"), &staff(), "unpaid invoice")
         .await
         .expect("freeze");
     assert!(
@@ -821,12 +832,12 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
             .is_some()
     );
     let again = accounts
-        .freeze_tenant(&tenant("acme"), "t", "again")
+        .freeze_tenant(&tenant("acme"), &staff(), "again")
         .await
         .expect_err("already");
     assert!(matches!(again, AccountError::AlreadyFrozen(_)), "{again}");
     let no_reason = accounts
-        .freeze_tenant(&tenant("globex"), "t", "  ")
+        .freeze_tenant(&tenant("globex"), &staff(), "  ")
         .await
         .expect_err("reason");
     assert!(
@@ -834,7 +845,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
         "{no_reason}"
     );
     accounts
-        .unfreeze_tenant(&tenant("acme"), "test:admin", "paid")
+        .unfreeze_tenant(&tenant("acme"), &staff(), "paid")
         .await
         .expect("unfreeze");
     assert!(
@@ -855,7 +866,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
     );
 
     accounts
-        .revoke_api_token(&tenant("acme"), "nightly-export", "dave")
+        .revoke_api_token(&tenant("acme"), "nightly-export", &staff())
         .await
         .expect("revoke");
     assert!(
@@ -867,7 +878,7 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
         "revoked"
     );
     let unknown = accounts
-        .revoke_api_token(&tenant("acme"), "nightly-export", "dave")
+        .revoke_api_token(&tenant("acme"), "nightly-export", &staff())
         .await
         .expect_err("gone");
     assert!(
