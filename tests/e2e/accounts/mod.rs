@@ -806,6 +806,20 @@ async fn a_frozen_tenant_is_refused_at_once_and_api_tokens_are_revocable_and_exp
         .freeze_tenant(&tenant("acme"), &staff(), "unpaid invoice")
         .await
         .expect("freeze");
+    // A login that finished just before the freeze gets a session that is refused anyway:
+    // the lookup reads the freeze, it does not rely on the sessions the freeze ended.
+    let raced = accounts
+        .start_session(&dave, address("192.0.2.1"), t0())
+        .await
+        .expect("session");
+    assert!(
+        accounts
+            .session_from_token(raced.token.expose_secret(), t0())
+            .await
+            .expect("lookup")
+            .is_none(),
+        "a frozen tenant's session is refused at lookup"
+    );
     assert!(
         accounts
             .session_from_token(&session_token, t0())
