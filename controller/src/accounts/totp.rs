@@ -12,14 +12,13 @@
 //! or an earlier one is refused (RFC 6238 §5.2), even on another controller.
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::ids::TenantName;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::GenericClient;
 
 use super::passwords::random_code;
-use super::users::{end_sessions_of, lock_user};
+use super::users::{audit_user_change, end_sessions_of, lock_user};
 use super::{AccountError, Accounts};
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::catalog::query_error;
 use crate::secret_tokens::{random_bytes, token_sha256};
 
@@ -202,15 +201,7 @@ impl Accounts {
             )
             .await
             .map_err(query_error("store the pending TOTP secret"))?;
-        audit::record(
-            &*transaction,
-            actor,
-            "user.totp-begin",
-            user.tenant.as_ref().map(TenantName::as_str),
-            None,
-            serde_json::json!({ "login": user.login }),
-        )
-        .await?;
+        audit_user_change(&*transaction, actor, "user.totp-begin", &user).await?;
         let totp = totp_for(&secret, &user.login)?;
         let otpauth_url = totp
             .to_url()
@@ -252,15 +243,7 @@ impl Accounts {
             return Err(AccountError::WrongTotpCode);
         }
         let codes = activate_pending(&*transaction, user.id, step).await?;
-        audit::record(
-            &*transaction,
-            actor,
-            "user.totp-confirm",
-            user.tenant.as_ref().map(TenantName::as_str),
-            None,
-            serde_json::json!({ "login": user.login }),
-        )
-        .await?;
+        audit_user_change(&*transaction, actor, "user.totp-confirm", &user).await?;
         transaction.commit().await.map_err(query_error("commit"))?;
         Ok(codes)
     }
@@ -286,15 +269,7 @@ impl Accounts {
             .await
             .map_err(query_error("delete the recovery codes"))?;
         end_sessions_of(&*transaction, user.id).await?;
-        audit::record(
-            &*transaction,
-            actor,
-            "user.reset-totp",
-            user.tenant.as_ref().map(TenantName::as_str),
-            None,
-            serde_json::json!({ "login": user.login }),
-        )
-        .await?;
+        audit_user_change(&*transaction, actor, "user.reset-totp", &user).await?;
         transaction.commit().await.map_err(query_error("commit"))?;
         Ok(())
     }

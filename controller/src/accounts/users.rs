@@ -121,6 +121,25 @@ pub(crate) async fn lock_user<C: GenericClient>(
     user_from_row(&row)
 }
 
+/// Record `action` on `user` (their login and tenant) in the caller's transaction.
+pub(crate) async fn audit_user_change<C: GenericClient>(
+    client: &C,
+    actor: &Actor,
+    action: &str,
+    user: &User,
+) -> Result<(), AccountError> {
+    audit::record(
+        client,
+        actor,
+        action,
+        user.tenant.as_ref().map(TenantName::as_str),
+        None,
+        serde_json::json!({ "login": user.login }),
+    )
+    .await?;
+    Ok(())
+}
+
 /// End every open session of user `user_id` (in the caller's transaction).
 pub(crate) async fn end_sessions_of<C: GenericClient>(
     client: &C,
@@ -253,19 +272,12 @@ impl Accounts {
         if disabled {
             end_sessions_of(&*transaction, user.id).await?;
         }
-        audit::record(
-            &*transaction,
-            actor,
-            if disabled {
-                "user.disable"
-            } else {
-                "user.enable"
-            },
-            user.tenant.as_ref().map(TenantName::as_str),
-            None,
-            serde_json::json!({ "login": user.login }),
-        )
-        .await?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        audit_user_change(&*transaction, actor, action, &user).await?;
         transaction.commit().await.map_err(query_error("commit"))?;
         Ok(User { disabled, ..user })
     }
@@ -295,15 +307,7 @@ impl Accounts {
             .await
             .map_err(query_error("set the password"))?;
         end_sessions_of(&*transaction, user.id).await?;
-        audit::record(
-            &*transaction,
-            actor,
-            "user.reset-password",
-            user.tenant.as_ref().map(TenantName::as_str),
-            None,
-            serde_json::json!({ "login": user.login }),
-        )
-        .await?;
+        audit_user_change(&*transaction, actor, "user.reset-password", &user).await?;
         transaction.commit().await.map_err(query_error("commit"))?;
         Ok(())
     }
