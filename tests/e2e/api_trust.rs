@@ -11,8 +11,7 @@ use std::time::Duration;
 use lifeboat_controller::agents;
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
-use lifeboat_controller::schedule;
-use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_controller::server::{self, Controller};
 use lifeboat_core::api::{
     ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult, JobWork,
 };
@@ -21,7 +20,7 @@ use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::BackupKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr, stdout};
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, api_options, stderr, stdout};
 
 fn settings() -> Settings {
     Settings {
@@ -69,15 +68,7 @@ impl Api {
         tokio::spawn(server::serve(
             catalog.clone(),
             listener,
-            ControllerOptions {
-                policy: QueuePolicy::default(),
-                schedule: false,
-                window: schedule::DEFAULT_WINDOW,
-                tick_interval: Duration::from_secs(60),
-                regions: lifeboat_core::region::Regions::from_config(&config),
-                maintenance: None,
-                metrics_token: None,
-            },
+            api_options(&config, QueuePolicy::default()),
             None,
             Controller {
                 work_ready: Arc::default(),

@@ -395,3 +395,20 @@ CREATE SCHEMA "Sales Dept";
 CREATE TABLE "Sales Dept"."Q3 ""final"" numbers" (id int PRIMARY KEY, amount numeric(10, 2));
 INSERT INTO "Sales Dept"."Q3 ""final"" numbers" SELECT i, i * 1.5 FROM generate_series(1, 100) AS i;
 "#;
+
+/// A controller's options for an API served by a test: the configured regions, no
+/// scheduler, no maintenance, `/metrics` for loopback clients.
+pub fn api_options(
+    config: &Config,
+    policy: lifeboat_controller::queue::QueuePolicy,
+) -> lifeboat_controller::server::ControllerOptions {
+    lifeboat_controller::server::ControllerOptions {
+        policy,
+        schedule: false,
+        window: lifeboat_controller::schedule::DEFAULT_WINDOW,
+        tick_interval: std::time::Duration::from_secs(60),
+        regions: Regions::from_config(config),
+        maintenance: None,
+        metrics_token: None,
+    }
+}

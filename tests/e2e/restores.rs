@@ -9,7 +9,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
@@ -17,8 +16,7 @@ use lifeboat_controller::dedup_key::RunName;
 use lifeboat_controller::maintenance::{self, MaintenanceOptions};
 use lifeboat_controller::queue::QueuePolicy;
 use lifeboat_controller::restores::{self, CopyRequest, RestoreError};
-use lifeboat_controller::schedule;
-use lifeboat_controller::server::{self, Controller, ControllerOptions};
+use lifeboat_controller::server::{self, Controller};
 use lifeboat_core::api::{
     ClaimRequest, ClaimedJob, ErrorBody, Heartbeat, JobOutcome, JobReport, JobResult, JobWork,
     RestoreResult, SafetyBackup, StepReport, StepState,
@@ -30,7 +28,7 @@ use lifeboat_core::region::Regions;
 use lifeboat_core::restore::BackupSelector;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr};
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, api_options, stderr};
 
 fn settings() -> Settings {
     Settings {
@@ -92,15 +90,7 @@ impl Desk {
         tokio::spawn(server::serve(
             catalog.clone(),
             listener,
-            ControllerOptions {
-                policy: QueuePolicy::default(),
-                schedule: false,
-                window: schedule::DEFAULT_WINDOW,
-                tick_interval: Duration::from_secs(60),
-                regions: Regions::from_config(&config),
-                maintenance: None,
-                metrics_token: None,
-            },
+            api_options(&config, QueuePolicy::default()),
             None,
             Controller {
                 work_ready: Arc::default(),

@@ -3,18 +3,16 @@
 //! `/metrics` that wants its token when one is configured.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lifeboat_agent::worker::{AgentError, ControllerClient};
 use lifeboat_controller::catalog::Catalog;
 use lifeboat_controller::queue::QueuePolicy;
-use lifeboat_controller::schedule;
 use lifeboat_controller::server::{self, Controller, ControllerOptions};
 use lifeboat_controller::tls::{self, ApiListener, ListenError};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Backend, CATALOG, Settings, TestEnv, stderr};
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, api_options, stderr};
 
 fn token() -> SecretString {
     SecretString::from("lbt_not-a-real-token".to_owned())
@@ -52,13 +50,8 @@ async fn the_api_serves_https_and_a_client_needs_the_ca_to_reach_it() {
         catalog,
         listener,
         ControllerOptions {
-            policy: QueuePolicy::default(),
-            schedule: false,
-            window: schedule::DEFAULT_WINDOW,
-            tick_interval: Duration::from_secs(60),
-            regions: lifeboat_core::region::Regions::from_config(&config),
-            maintenance: None,
             metrics_token: Some(SecretString::from(metrics_token.to_owned())),
+            ..api_options(&config, QueuePolicy::default())
         },
         None,
         Controller {

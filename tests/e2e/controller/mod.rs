@@ -22,7 +22,7 @@ use lifeboat_controller::nightly;
 use lifeboat_controller::queue::{self, NewJob, QueuePolicy};
 use lifeboat_controller::schedule;
 use lifeboat_controller::scheduler::Scheduler;
-use lifeboat_controller::server::{self, Controller, ControllerOptions, EmbeddedAgent};
+use lifeboat_controller::server::{self, Controller, EmbeddedAgent};
 use lifeboat_core::api::{
     ClaimRequest, ClaimedJob, ErrorBody, JobOutcome, JobReport, JobResult, JobWork,
 };
@@ -32,7 +32,7 @@ use lifeboat_core::manifest::{BackupKind, listing_prefix};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
+use crate::harness::{Backend, Settings, TestEnv, api_options, stderr, stdout};
 
 const CATALOG_DATABASE: &str = "lifeboat_catalog";
 
@@ -153,15 +153,7 @@ async fn serve_in_process(
     tokio::spawn(server::serve(
         catalog.clone(),
         listener,
-        ControllerOptions {
-            policy,
-            schedule: false,
-            window: schedule::DEFAULT_WINDOW,
-            tick_interval: Duration::from_secs(60),
-            regions: lifeboat_core::region::Regions::from_config(config),
-            maintenance: None,
-            metrics_token: None,
-        },
+        api_options(config, policy),
         Some(EmbeddedAgent {
             token: SecretString::from("lbt_embedded-test-token"),
             scope: AgentScope {
