@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lifeboat_core::config::Config;
 use lifeboat_core::region::Regions;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::Accounts;
 use crate::agents::{self, AgentScope};
-use crate::api::{AppState, EmbeddedCredential, router};
+use crate::api::{AppState, EmbeddedCredential, Portal, router};
 use crate::background;
 use crate::catalog::Catalog;
 use crate::maintenance::MaintenanceOptions;
@@ -35,6 +37,9 @@ pub struct ControllerOptions {
     pub maintenance: Option<MaintenanceOptions>,
     /// The bearer token `/metrics` asks for; `None`: it answers loopback clients only.
     pub metrics_token: Option<SecretString>,
+    /// The configuration users act under (tenants' clusters, panel settings); `None`
+    /// serves agents only (the user routes answer 503).
+    pub config: Option<Arc<Config>>,
 }
 
 /// A running controller's handles.
@@ -68,11 +73,20 @@ pub async fn serve(
         token_sha256: agents::token_hash(agent.token.expose_secret()),
         scope: agent.scope,
     });
+    let portal = match &options.config {
+        Some(config) => Some(Portal {
+            accounts: Accounts::new(catalog.clone(), config.panel)
+                .map_err(std::io::Error::other)?,
+            config: config.clone(),
+        }),
+        None => None,
+    };
     let state = AppState::new(
         catalog.clone(),
         options.clone(),
         controller.work_ready.clone(),
         embedded,
+        portal,
     );
     let maintenance = options.maintenance.clone().map(|maintenance| {
         tokio::spawn(background::maintenance_loop(

@@ -120,9 +120,11 @@ pub struct Tenant {
     pub retention: Retention,
     pub legal_hold: bool,
     pub created_at: DateTime<Utc>,
+    /// Its users' sessions and tokens are refused (`tenant freeze`).
+    pub frozen: bool,
 }
 
-const SELECT_TENANTS: &str = "SELECT name, cluster, database_name, schedule, keep_daily, keep_weekly, keep_monthly, keep_yearly, legal_hold, created_at FROM tenants";
+const SELECT_TENANTS: &str = "SELECT name, cluster, database_name, schedule, keep_daily, keep_weekly, keep_monthly, keep_yearly, legal_hold, created_at, frozen_at IS NOT NULL FROM tenants";
 
 fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, TenantError> {
     let name_text: String = row.get(0);
@@ -143,6 +145,7 @@ fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, TenantError> {
         },
         legal_hold: row.get(8),
         created_at: row.get(9),
+        frozen: row.get(10),
     })
 }
 

@@ -443,6 +443,11 @@ impl CopyState {
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// A stable, machine-readable code (`not_found`, `rate_limited`, `csrf`, …); clients
+    /// branch on it, never on the message.
+    #[serde(default)]
+    pub code: String,
+    /// One clear message for people.
     pub error: String,
 }
 

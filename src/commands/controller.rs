@@ -268,6 +268,7 @@ pub fn controller_options(
             maintenance_options(config, regions, scrub_full_sample, drill)
         }),
         metrics_token: None,
+        config: Some(Arc::new(config.clone())),
     }
 }
 

@@ -410,5 +410,6 @@ pub fn api_options(
         regions: Regions::from_config(config),
         maintenance: None,
         metrics_token: None,
+        config: Some(Arc::new(config.clone())),
     }
 }

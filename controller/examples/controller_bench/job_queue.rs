@@ -422,6 +422,7 @@ pub(crate) async fn queue_benchmark(
                 .into(),
             maintenance: None,
             metrics_token: None,
+            config: None,
         },
         Some(EmbeddedAgent {
             token: SecretString::from(AGENT_TOKEN),

@@ -248,6 +248,61 @@ impl Accounts {
         Ok(codes)
     }
 
+    /// Check a fresh TOTP code from `login`'s app before a sensitive action (a helpdesk
+    /// restore, a rollback): the code must be right at `now` and of a time step not used
+    /// before (so the login's own code does not count twice). Wrong codes count against
+    /// the login's throttle like wrong passwords, so a stolen session cannot guess its way
+    /// through the million codes. Recovery codes are not accepted here: they open a login,
+    /// not an action.
+    pub async fn confirm_second_factor(
+        &self,
+        login: &str,
+        code: &SecretString,
+        client_address: std::net::IpAddr,
+        now: DateTime<Utc>,
+    ) -> Result<(), super::LoginError> {
+        use super::throttle::{self, PER_ADDRESS, PER_LOGIN, Refusal};
+        let login_subject = throttle::login_subject(login);
+        let address_subject = throttle::address_subject(client_address);
+        let mut connection = self.catalog.connection().await?;
+        let transaction = connection
+            .transaction()
+            .await
+            .map_err(query_error("begin"))?;
+        let admitted = throttle::admit(
+            &*transaction,
+            &[(&login_subject, PER_LOGIN), (&address_subject, PER_ADDRESS)],
+            now,
+        )
+        .await?;
+        transaction.commit().await.map_err(query_error("commit"))?;
+        match admitted {
+            Ok(()) => {}
+            Err(Refusal::Delayed(until)) => return Err(super::LoginError::Delayed(until)),
+            Err(Refusal::Locked(until)) => return Err(super::LoginError::Locked(until)),
+        }
+        let transaction = connection
+            .transaction()
+            .await
+            .map_err(query_error("begin"))?;
+        let user = lock_user(&*transaction, login).await?;
+        let secret: Option<Vec<u8>> = transaction
+            .query_one("SELECT totp_secret FROM users WHERE id = $1", &[&user.id])
+            .await
+            .map_err(query_error("read the TOTP secret"))?
+            .get(0);
+        let refused = super::LoginError::Refused;
+        let secret = secret.ok_or(refused(super::RefusalReason::SecondFactorMissing))?;
+        let step = matching_step(&secret, &user.login, code.expose_secret(), now)?
+            .ok_or(refused(super::RefusalReason::WrongSecondFactor))?;
+        if !accept_step_once(&*transaction, user.id, step).await? {
+            return Err(refused(super::RefusalReason::ReplayedCode));
+        }
+        throttle::succeeded(&*transaction, &login_subject, &address_subject).await?;
+        transaction.commit().await.map_err(query_error("commit"))?;
+        Ok(())
+    }
+
     /// Remove `login`'s second factor (lost phone): secrets and recovery codes go, and
     /// their sessions end. Staff cannot log in again until they enrol anew.
     pub async fn reset_totp(&self, login: &str, actor: &Actor) -> Result<(), AccountError> {

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 
 /// A request body parsed as JSON into `T`.
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<T, S> FromRequest<S> for JsonBody<T>

@@ -1,9 +1,11 @@
 //! [`ApiError`]: every error the API answers with, as a status and a JSON [`ErrorBody`].
 //!
 //! Domain errors map to 4xx when the caller can fix them (401 bad token, 403 not allowed,
-//! 404 unknown job, 409 lease lost, 413 body too large, 422 malformed body or report) and
-//! to 503 when the catalog fails; a 5xx is logged here, once, with its cause, and the
-//! caller gets a message that says nothing about our internals.
+//! 404 unknown job, 409 lease lost, 413 body too large, 422 malformed body or report, 429
+//! rate-limited) and to 503 when the catalog fails; a 5xx is logged here, once, with its
+//! cause, and the caller gets a message that says nothing about our internals. Every body
+//! carries a stable `code` besides its message: by default the status's, or a more precise
+//! one given with [`ApiError::with_code`].
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -17,15 +19,55 @@ use crate::queue::QueueError;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    code: &'static str,
     message: String,
+}
+
+/// The code of an error that gave none of its own.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::GONE => "gone",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    }
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
+            code: status_code_name(status),
             message: message.into(),
         }
+    }
+
+    /// The same error with a more precise stable code.
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -50,6 +92,7 @@ impl IntoResponse for ApiError {
         (
             self.status,
             Json(ErrorBody {
+                code: self.code.to_owned(),
                 error: self.message,
             }),
         )
@@ -99,6 +142,94 @@ impl From<QueueError> for ApiError {
             // The agent retries a report on a 5xx, for up to a lease.
             QueueError::Unconfirmed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(error: crate::accounts::AccountError) -> ApiError {
+        use crate::accounts::AccountError as E;
+        match error {
+            E::Catalog(error) => error.into(),
+            E::UnknownUser(_) | E::UnknownTenant(_) | E::UnknownToken { .. } => {
+                ApiError::not_found(error.to_string())
+            }
+            E::LoginTaken(_) | E::TokenNameTaken { .. } | E::AlreadyFrozen(_) | E::NotFrozen(_) => {
+                ApiError::new(StatusCode::CONFLICT, error.to_string())
+            }
+            E::Inconsistent(_) | E::Hashing(_) => {
+                tracing::error!(error = %error, "account error while serving a request");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+            E::WrongTotpCode => ApiError::unprocessable(error.to_string()).with_code("wrong_code"),
+            E::WeakPassword(_) => {
+                ApiError::unprocessable(error.to_string()).with_code("weak_password")
+            }
+            _ => ApiError::unprocessable(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::accounts::LoginError> for ApiError {
+    fn from(error: crate::accounts::LoginError) -> ApiError {
+        use crate::accounts::LoginError as E;
+        match error {
+            // One message whatever was wrong: the precise reason is in the controller's log.
+            E::Refused(_) => ApiError::unauthorized(error.to_string()).with_code("login_refused"),
+            E::Delayed(_) | E::Locked(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
+                    .with_code("login_throttled")
+            }
+            E::Account(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::tenants::TenantError> for ApiError {
+    fn from(error: crate::tenants::TenantError) -> ApiError {
+        use crate::tenants::TenantError as E;
+        match error {
+            E::Catalog(error) => error.into(),
+            E::NotFound(_) | E::Unknown(_) => ApiError::not_found(error.to_string()),
+            E::Query { .. } | E::InvalidStoredName(_) => {
+                tracing::error!(error = %error, "tenant error while serving a request");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the catalog is unavailable",
+                )
+            }
+            E::BackupRunning { .. } | E::Exists(_) | E::UnderLegalHold(_) => {
+                ApiError::new(StatusCode::CONFLICT, error.to_string())
+            }
+            _ => ApiError::unprocessable(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::restores::RestoreError> for ApiError {
+    fn from(error: crate::restores::RestoreError) -> ApiError {
+        use crate::restores::RestoreError as E;
+        match error {
+            E::Catalog(error) => error.into(),
+            E::Tenant(error) => error.into(),
+            E::UnknownBackup(_) => ApiError::not_found(error.to_string()),
+            E::AlreadyUnderway { .. } | E::SameMinute(_) | E::KeptNameTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, error.to_string())
+            }
+            _ => ApiError::unprocessable(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::manual_backups::ManualBackupError> for ApiError {
+    fn from(error: crate::manual_backups::ManualBackupError) -> ApiError {
+        use crate::manual_backups::ManualBackupError as E;
+        match error {
+            E::Catalog(error) => error.into(),
+            E::UnknownTenant(_) => ApiError::not_found(error.to_string()),
+            E::RateLimited { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
             }
         }
     }

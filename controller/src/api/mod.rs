@@ -4,8 +4,9 @@
 //! - [`auth`] is the one authentication extractor: every handler that needs a caller takes
 //!   a [`Principal`] and says at its top which kind it accepts;
 //! - [`error`] is [`ApiError`], which maps domain errors to statuses and logs a 5xx once;
+//! - [`openapi`] is the OpenAPI document, generated from the same registrations;
 //! - handlers: [`health`], [`metrics`], `agent/claim.rs`, `jobs/heartbeat.rs`,
-//!   `jobs/report.rs`.
+//!   `jobs/report.rs` for agents; [`v1`] for people and their automation.
 //!
 //! Request and response bodies are `lifeboat_core::api`'s, shared with the agent.
 
@@ -16,16 +17,21 @@ pub mod error;
 mod health;
 mod jobs;
 mod metrics;
+pub mod openapi;
 pub mod router;
+pub mod v1;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-pub use auth::{AgentPrincipal, Principal};
+pub use auth::{Access, AgentPrincipal, Principal, UserPrincipal};
 pub use error::ApiError;
 
+use lifeboat_core::config::Config;
+
+use crate::accounts::Accounts;
 use crate::agents::AgentScope;
 use crate::catalog::Catalog;
 use crate::server::ControllerOptions;
@@ -39,6 +45,8 @@ pub struct AppState {
     pub(crate) work_ready: Arc<Notify>,
     /// A token accepted besides the catalog's: the embedded agent's, held only in memory.
     pub(crate) embedded: Option<Arc<EmbeddedCredential>>,
+    /// What the user-facing API works with; `None` serves agents only.
+    pub(crate) portal: Option<Arc<Portal>>,
     /// Warnings already logged, so that one a long-polling agent triggers at every claim
     /// is logged once per controller process.
     warned: Arc<Mutex<HashSet<String>>>,
@@ -48,6 +56,14 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("AppState").finish_non_exhaustive()
     }
+}
+
+/// What the user-facing routes (panel sessions, API tokens) work with.
+#[derive(Debug)]
+pub struct Portal {
+    pub accounts: Accounts,
+    /// Tenants' clusters (for restores) and limits.
+    pub config: Arc<Config>,
 }
 
 /// The embedded agent's token, as the API checks it.
@@ -63,14 +79,26 @@ impl AppState {
         options: Arc<ControllerOptions>,
         work_ready: Arc<Notify>,
         embedded: Option<EmbeddedCredential>,
+        portal: Option<Portal>,
     ) -> AppState {
         AppState {
             catalog,
             options,
             work_ready,
             embedded: embedded.map(Arc::new),
+            portal: portal.map(Arc::new),
             warned: Arc::default(),
         }
+    }
+
+    /// The user-facing API's parts, or 503 when this controller serves agents only.
+    pub(crate) fn portal(&self) -> Result<&Portal, ApiError> {
+        self.portal.as_deref().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "this controller serves agents only: users and the panel are not enabled",
+            )
+        })
     }
 
     /// Whether `key` is new, i.e. its warning should be logged now.

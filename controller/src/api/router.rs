@@ -1,41 +1,93 @@
 //! Every route of the controller's HTTP API, and how large a body each accepts.
 //!
 //! ```text
-//! GET  /healthz                      health::healthz
-//! GET  /metrics                      metrics::metrics_page
-//! POST /api/v1/agent/claim           agent::claim         (agent)
-//! POST /api/v1/jobs/{id}/heartbeat   jobs::heartbeat      (agent holding the lease)
-//! POST /api/v1/jobs/{id}/report      jobs::report         (agent holding the lease; large body)
+//! GET    /healthz                                   health::healthz
+//! GET    /metrics                                   metrics::metrics_page
+//! GET    /api/v1/openapi.json                       the OpenAPI document
+//! POST   /api/v1/agent/claim                        agent::claim         (agent)
+//! POST   /api/v1/jobs/{id}/heartbeat                jobs::heartbeat      (agent holding the lease)
+//! POST   /api/v1/jobs/{id}/report                   jobs::report         (agent holding the lease; large body)
+//! POST   /api/v1/session                            v1::session::login
+//! GET    /api/v1/session                            v1::session::whoami
+//! DELETE /api/v1/session                            v1::session::logout
+//! GET    /api/v1/tenants                            v1::tenants::list
+//! GET    /api/v1/tenants/{tenant}/backups           v1::tenants::backups
+//! POST   /api/v1/tenants/{tenant}/backups           v1::tenants::take_backup   (owner, staff)
+//! GET    /api/v1/tenants/{tenant}/drills            v1::tenants::drills
+//! GET    /api/v1/tenants/{tenant}/audit             v1::tenants::audit_log     (owner, staff)
+//! POST   /api/v1/tenants/{tenant}/freeze            v1::tenants::freeze        (admin)
+//! DELETE /api/v1/tenants/{tenant}/freeze            v1::tenants::unfreeze      (admin)
+//! GET    /api/v1/tenants/{tenant}/restores          v1::restores::list
+//! POST   /api/v1/tenants/{tenant}/restores          v1::restores::request      (staff + TOTP)
+//! GET    /api/v1/tenants/{tenant}/restores/plan     v1::restores::plan         (staff)
+//! GET    /api/v1/tenants/{tenant}/restores/{job}    v1::restores::status
+//! POST   /api/v1/tenants/{tenant}/rollback          v1::restores::rollback     (staff + TOTP)
 //! ```
+//!
+//! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
+//! the OpenAPI document ([`super::openapi`]) from the same list. An unknown route is a
+//! JSON 404 and a known route with the wrong method a JSON 405.
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::{AppState, agent, health, jobs, metrics};
+use super::openapi::ApiDoc;
+use super::v1::{restores, session, tenants};
+use super::{ApiError, AppState, agent, health, jobs, metrics};
 
-/// The largest body of every route but the report: a claim or a heartbeat is a few hundred
-/// bytes, so a larger one is refused (413) before it costs memory.
+/// The largest body of every route but the report: a claim, a heartbeat, a login or a
+/// restore request is at most a few kilobytes, so a larger one is refused (413) before it
+/// costs memory.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
 /// The largest report body: a scrub report of about 800,000 copies (about 80 bytes each).
 pub const REPORT_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
+/// The `/api/v1` routes and their OpenAPI document.
+pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(agent::claim::claim))
+        .routes(routes!(jobs::heartbeat::heartbeat))
+        // The route's own limit, set closer to the handler, wins over the default below.
+        .routes(routes!(jobs::report::report).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT_BYTES)))
+        .routes(routes!(session::login, session::whoami, session::logout))
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::backups, tenants::take_backup))
+        .routes(routes!(tenants::drills))
+        .routes(routes!(tenants::audit_log))
+        .routes(routes!(tenants::freeze, tenants::unfreeze))
+        .routes(routes!(restores::list, restores::request))
+        .routes(routes!(restores::plan))
+        .routes(routes!(restores::status))
+        .routes(routes!(restores::rollback))
+        .split_for_parts()
+}
+
 /// The router, with its state.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
+    let (api, document) = api_v1();
+    let document = std::sync::Arc::new(document);
+    api.route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics_page))
-        .route("/api/v1/agent/claim", post(agent::claim::claim))
         .route(
-            "/api/v1/jobs/{id}/heartbeat",
-            post(jobs::heartbeat::heartbeat),
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
         )
-        .route(
-            "/api/v1/jobs/{id}/report",
-            // The route's own limit, set closer to the handler, wins over the default below.
-            post(jobs::report::report).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT_BYTES)),
-        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
 }

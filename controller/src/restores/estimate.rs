@@ -14,7 +14,7 @@ use super::{RestoreError, RestoreMode, query_error};
 pub const SAMPLES: i64 = 7;
 
 /// The expected durations of a restore, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RestoreEstimate {
     /// Verified drills the estimate is drawn from (at most [`SAMPLES`]).
     pub drills_measured: usize,

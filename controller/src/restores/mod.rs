@@ -40,7 +40,7 @@ pub use request::{
 pub use status::{RestoreStatus, restore_job_status, restore_status};
 
 /// What a restore job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RestoreMode {
     /// A backup swapped in for the live database.
@@ -75,8 +75,9 @@ impl std::fmt::Display for RestoreMode {
 }
 
 /// The backup a restore uses, as the catalog knows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChosenBackup {
+    #[schema(value_type = String)]
     pub id: BackupId,
     pub kind: String,
     pub started_at: DateTime<Utc>,

@@ -24,8 +24,9 @@ use crate::tenants;
 
 /// What a live restore will do, before it is asked for (the CLI shows it and asks to
 /// confirm).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LiveRestorePlan {
+    #[schema(value_type = String)]
     pub tenant: TenantName,
     pub cluster: String,
     pub database: String,
@@ -35,10 +36,11 @@ pub struct LiveRestorePlan {
 }
 
 /// A restore enqueued.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestoreRequested {
     pub job_id: i64,
     pub mode: RestoreMode,
+    #[schema(value_type = String)]
     pub tenant: TenantName,
     /// None for a rollback.
     pub backup: Option<ChosenBackup>,

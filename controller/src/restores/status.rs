@@ -12,22 +12,26 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::queue::JobState;
 
 /// One restore, as it stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestoreStatus {
     pub job_id: i64,
     pub mode: RestoreMode,
     pub tenant: String,
     pub cluster: String,
+    #[schema(value_type = Option<String>)]
     pub backup_id: Option<BackupId>,
     /// The database restored into (the live name, or the copy's).
     pub database: String,
     pub reason: Option<String>,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
+    #[schema(value_type = String)]
     pub state: JobState,
     pub attempts: i32,
+    #[schema(value_type = Vec<Object>)]
     pub steps: Vec<StepReport>,
     pub offline_ms: Option<u64>,
+    #[schema(value_type = Option<String>)]
     pub safety_backup_id: Option<BackupId>,
     pub previous_database: Option<String>,
     pub copy_role: Option<String>,

@@ -23,6 +23,13 @@ use crate::queue::{self, Claimer};
 /// controller's, or a passing `run_after`).
 const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(250);
 
+#[utoipa::path(post, path = "/api/v1/agent/claim", tag = "agents",
+    request_body(content = Object, description = "lifeboat_core::api::ClaimRequest"),
+    responses(
+        (status = 200, description = "A job (lifeboat_core::api::ClaimedJob)", body = Object),
+        (status = 204, description = "No work came within wait_seconds"),
+        (status = 401, description = "Unknown or revoked agent token", body = crate::api::openapi::ErrorSchema),
+    ))]
 pub async fn claim(
     State(state): State<AppState>,
     principal: Principal,

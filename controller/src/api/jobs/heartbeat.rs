@@ -10,6 +10,13 @@ use crate::api::body::JsonBody;
 use crate::api::{ApiError, AppState, Principal};
 use crate::queue;
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/heartbeat", tag = "agents",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body(content = Object, description = "lifeboat_core::api::Heartbeat"),
+    responses(
+        (status = 200, description = "The lease, renewed (lifeboat_core::api::LeaseRenewed)", body = Object),
+        (status = 409, description = "The lease was lost", body = crate::api::openapi::ErrorSchema),
+    ))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<i64>,

@@ -12,6 +12,14 @@ use crate::api::body::JsonBody;
 use crate::api::{ApiError, AppState, Principal};
 use crate::reports;
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/report", tag = "agents",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body(content = Object, description = "lifeboat_core::api::JobReport"),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 409, description = "The lease was lost", body = crate::api::openapi::ErrorSchema),
+        (status = 422, description = "The report is refused", body = crate::api::openapi::ErrorSchema),
+    ))]
 pub async fn report(
     State(state): State<AppState>,
     Path(id): Path<i64>,
