@@ -6,6 +6,7 @@
 
 mod accounts;
 mod api_trust;
+mod api_v1;
 mod audit;
 mod bad_input;
 mod break_glass;

@@ -100,6 +100,31 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Answers that are errors but not JSON (axum's own rejections of a path or a query that
+/// does not parse) become [`ErrorBody`]s with the same status, so every error a client gets
+/// has the same shape.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, message).into_response()
+}
+
 /// The PostgreSQL error behind a failed catalog query, when the server sent one.
 fn database_error(error: &CatalogError) -> Option<&tokio_postgres::error::DbError> {
     match error {

@@ -26,7 +26,8 @@
 //!
 //! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
 //! the OpenAPI document ([`super::openapi`]) from the same list. An unknown route is a
-//! JSON 404 and a known route with the wrong method a JSON 405.
+//! JSON 404 and a known route with the wrong method a JSON 405; axum's own rejections (a
+//! path segment or query that does not parse) are turned into JSON errors too.
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -89,5 +90,6 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::map_response(super::error::json_errors))
         .with_state(state)
 }
