@@ -36,6 +36,7 @@ pub mod maintenance;
 pub mod manual_backups;
 pub mod metrics;
 pub mod nightly;
+pub mod panel;
 pub mod queue;
 pub mod rebuild;
 pub mod reports;

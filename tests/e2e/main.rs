@@ -17,6 +17,7 @@ mod faults;
 mod harness;
 mod listing;
 mod metrics;
+mod panel;
 mod playbooks;
 mod provisioning;
 mod rebuild;

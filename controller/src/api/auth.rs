@@ -26,7 +26,7 @@ use chrono::Utc;
 use lifeboat_core::ids::TenantName;
 
 use super::{ApiError, AppState};
-use crate::accounts::Role;
+use crate::accounts::{Role, Session};
 use crate::agents::{self, ClusterScope};
 use crate::audit::Actor;
 
@@ -198,21 +198,7 @@ impl FromRequestParts<AppState> for Principal {
             }
             return agent_principal(state, token).await;
         }
-        let jar = CookieJar::from_headers(&parts.headers);
-        let Some(cookie) = jar.get(SESSION_COOKIE) else {
-            return Err(ApiError::unauthorized(
-                "sign in first (no session cookie and no Authorization: Bearer token)",
-            ));
-        };
-        let portal = state.portal()?;
-        let session = portal
-            .accounts
-            .session_from_token(cookie.value(), Utc::now())
-            .await?
-            .ok_or_else(|| {
-                ApiError::unauthorized("the session has ended; sign in again")
-                    .with_code("session_ended")
-            })?;
+        let (user, session) = session_principal(parts, state).await?;
         if changes_something(&parts.method) {
             let presented = parts
                 .headers
@@ -226,17 +212,42 @@ impl FromRequestParts<AppState> for Principal {
                 .with_code("csrf"));
             }
         }
-        Ok(Principal::User(UserPrincipal {
-            login: session.login,
-            role: session.role,
-            tenant: session.tenant,
-            credential: Credential::Session {
-                session_id: session.id,
-                user_id: session.user_id,
-            },
-            address,
-        }))
+        Ok(Principal::User(user))
     }
+}
+
+/// The user whose session cookie this request carries, and the session (whose CSRF token
+/// the caller must check on a change: the API in a header, the panel in the form).
+pub async fn session_principal(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<(UserPrincipal, Session), ApiError> {
+    let jar = CookieJar::from_headers(&parts.headers);
+    let Some(cookie) = jar.get(SESSION_COOKIE) else {
+        return Err(ApiError::unauthorized(
+            "sign in first (no session cookie and no Authorization: Bearer token)",
+        ));
+    };
+    let portal = state.portal()?;
+    let session = portal
+        .accounts
+        .session_from_token(cookie.value(), Utc::now())
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized("the session has ended; sign in again")
+                .with_code("session_ended")
+        })?;
+    let user = UserPrincipal {
+        login: session.login.clone(),
+        role: session.role,
+        tenant: session.tenant.clone(),
+        credential: Credential::Session {
+            session_id: session.id,
+            user_id: session.user_id,
+        },
+        address: client_address(parts),
+    };
+    Ok((user, session))
 }
 
 async fn api_token_principal(

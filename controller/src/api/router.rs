@@ -73,7 +73,8 @@ pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (api, document) = api_v1();
     let document = std::sync::Arc::new(document);
-    api.route("/healthz", get(health::healthz))
+    api.merge(crate::panel::routes())
+        .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics_page))
         .route(
             "/api/v1/openapi.json",

@@ -71,7 +71,7 @@ pub struct RestoreAccepted {
     pub copy_password: Option<String>,
 }
 
-fn selector(backup: Option<&str>) -> Result<BackupSelector, ApiError> {
+pub(crate) fn selector(backup: Option<&str>) -> Result<BackupSelector, ApiError> {
     match backup {
         None => Ok(BackupSelector::Latest),
         Some(text) => text
@@ -82,7 +82,7 @@ fn selector(backup: Option<&str>) -> Result<BackupSelector, ApiError> {
 }
 
 /// The checks every restore and rollback passes before anything is enqueued.
-async fn confirm_intent(
+pub(crate) async fn confirm_intent(
     state: &AppState,
     user: &UserPrincipal,
     tenant: &TenantName,
@@ -117,7 +117,7 @@ async fn confirm_intent(
 }
 
 /// Staff, signed in, and the tenant exists.
-async fn staff_on(
+pub(crate) async fn staff_on(
     state: &AppState,
     principal: Principal,
     tenant: &str,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
 
-use crate::accounts::LoginAttempt;
+use crate::accounts::{AuthenticatedUser, LoginAttempt, NewSession};
 use crate::api::auth::{Credential, SESSION_COOKIE};
 use crate::api::body::JsonBody;
 use crate::api::{ApiError, AppState, Principal};
@@ -79,29 +79,7 @@ pub async fn login(
     jar: CookieJar,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let portal = state.portal()?;
-    let now = Utc::now();
-    let user = portal
-        .accounts
-        .authenticate(LoginAttempt {
-            login: &request.login,
-            password: &request.password,
-            second_factor: request.code.as_ref(),
-            client_address: peer.ip(),
-            now,
-        })
-        .await?;
-    // A session the browser already had (perhaps planted) is ended, never reused.
-    if let Some(old) = jar.get(SESSION_COOKIE) {
-        portal.accounts.end_session(old.value()).await?;
-    }
-    let session = portal.accounts.start_session(&user, peer.ip(), now).await?;
-    let cookie = Cookie::build((SESSION_COOKIE, session.token.expose_secret().to_owned()))
-        .path("/")
-        .http_only(true)
-        .secure(true)
-        .same_site(SameSite::Strict)
-        .build();
+    let (jar, user, session) = sign_in(&state, peer, jar, &request).await?;
     let body = SessionStarted {
         user: SessionInfo {
             login: user.login,
@@ -118,7 +96,49 @@ pub async fn login(
                 .collect()
         }),
     };
-    Ok((jar.add(cookie), no_store(), Json(body)).into_response())
+    Ok((jar, no_store(), Json(body)).into_response())
+}
+
+/// Check a sign-in and start its session: the one home of signing in, for the API and the
+/// panel. A session the browser already had (perhaps planted by someone else) is ended,
+/// never reused; the returned jar carries the new session's cookie.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    peer: SocketAddr,
+    jar: CookieJar,
+    request: &LoginRequest,
+) -> Result<(CookieJar, AuthenticatedUser, NewSession), ApiError> {
+    let portal = state.portal()?;
+    let now = Utc::now();
+    let user = portal
+        .accounts
+        .authenticate(LoginAttempt {
+            login: &request.login,
+            password: &request.password,
+            second_factor: request.code.as_ref(),
+            client_address: peer.ip(),
+            now,
+        })
+        .await?;
+    if let Some(old) = jar.get(SESSION_COOKIE) {
+        portal.accounts.end_session(old.value()).await?;
+    }
+    let session = portal.accounts.start_session(&user, peer.ip(), now).await?;
+    let cookie = Cookie::build((SESSION_COOKIE, session.token.expose_secret().to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .build();
+    Ok((jar.add(cookie), user, session))
+}
+
+/// The jar without the session cookie, after ending its session.
+pub(crate) async fn sign_out(state: &AppState, jar: CookieJar) -> Result<CookieJar, ApiError> {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        state.portal()?.accounts.end_session(cookie.value()).await?;
+    }
+    Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()))
 }
 
 /// Responses carrying secrets are never cached.
@@ -157,10 +177,9 @@ pub async fn logout(
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let user = principal.require_user()?;
-    if let (Credential::Session { .. }, Some(cookie)) = (&user.credential, jar.get(SESSION_COOKIE))
-    {
-        state.portal()?.accounts.end_session(cookie.value()).await?;
-    }
-    let removal = Cookie::build(SESSION_COOKIE).path("/").build();
-    Ok((StatusCode::NO_CONTENT, jar.remove(removal)).into_response())
+    let jar = match user.credential {
+        Credential::Session { .. } => sign_out(&state, jar).await?,
+        Credential::ApiToken { .. } => jar,
+    };
+    Ok((StatusCode::NO_CONTENT, jar).into_response())
 }

@@ -1,0 +1,87 @@
+//! The control panel: server-rendered pages (maud) for customers and staff, over the same
+//! principals, access checks and library operations as `/api/v1` — a page only renders
+//! what an operation returned, and a form only parses and calls it.
+//!
+//! - [`layout`]: the page frame, the stylesheet, security headers, errors as pages;
+//! - [`session`]: sign-in (with the TOTP code) and sign-out;
+//! - [`tenants`]: the tenant list (staff), a tenant's page (backups with their evidence,
+//!   manual backup, drills, restores), the audit log, freeze;
+//! - [`restores`]: the helpdesk restore form and its live progress page, rollback.
+//!
+//! No JavaScript is needed: a running restore's page refreshes itself with a
+//! `<meta http-equiv="refresh">`. Forms carry the session's CSRF token in a hidden field,
+//! checked by [`PanelUser::check_csrf`]; cookies are SameSite=Strict besides.
+
+mod layout;
+mod restores;
+mod session;
+mod tenants;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+
+use crate::accounts::Session;
+use crate::api::auth::session_principal;
+use crate::api::{ApiError, AppState, UserPrincipal};
+pub use layout::PanelError;
+
+/// The panel's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(session::home))
+        .route("/panel.css", get(layout::stylesheet))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/tenants", get(tenants::list))
+        .route("/tenants/{tenant}", get(tenants::show))
+        .route("/tenants/{tenant}/backups", post(tenants::take_backup))
+        .route("/tenants/{tenant}/audit", get(tenants::audit_log))
+        .route("/tenants/{tenant}/freeze", post(tenants::freeze))
+        .route("/tenants/{tenant}/unfreeze", post(tenants::unfreeze))
+        .route(
+            "/tenants/{tenant}/restore",
+            get(restores::form).post(restores::request),
+        )
+        .route("/tenants/{tenant}/rollback", post(restores::rollback))
+        .route("/tenants/{tenant}/restores/{job}", get(restores::progress))
+}
+
+/// A person signed in to the panel.
+#[derive(Debug)]
+pub struct PanelUser {
+    pub user: UserPrincipal,
+    session: Session,
+}
+
+impl PanelUser {
+    /// The token a form must carry.
+    pub fn csrf_token(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.session.csrf_token.expose_secret()
+    }
+
+    /// Refuse a form without this session's CSRF token.
+    pub fn check_csrf(&self, presented: &str) -> Result<(), PanelError> {
+        if self.session.csrf_matches(presented) {
+            Ok(())
+        } else {
+            Err(PanelError(
+                ApiError::forbidden(
+                    "this form is out of date or did not come from the panel; reload the page and try again",
+                )
+                .with_code("csrf"),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PanelUser {
+    type Rejection = PanelError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PanelError> {
+        let (user, session) = session_principal(parts, state).await?;
+        Ok(PanelUser { user, session })
+    }
+}

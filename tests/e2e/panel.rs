@@ -1,0 +1,395 @@
+//! The control panel in a real browser (headless Chromium through chromedriver): a
+//! customer signs in with TOTP and takes a manual backup; a helpdesk user restores the
+//! tenant onto live and rolls it back, following the progress pages; a frozen customer is
+//! turned away. The controller, an agent, PostgreSQL and the region are real; the tenants
+//! were provisioned by the playbooks.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fantoccini::{Client, ClientBuilder, Locator};
+use lifeboat_agent::worker::{AgentOptions, run_agent};
+use lifeboat_controller::accounts::totp::current_code;
+use lifeboat_controller::accounts::{Accounts, NewUser, PasswordHashing, Role, generate_password};
+use lifeboat_controller::audit::{Actor, ActorRole};
+use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::queue::QueuePolicy;
+use lifeboat_controller::server::{self, Controller};
+use lifeboat_core::ids::TenantName;
+use lifeboat_core::region::Regions;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{Backend, CATALOG, Settings, TestEnv, api_options, stderr, stdout};
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let port = lifeboat_sandbox::ports::free_loopback_port().expect("a free port");
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (ci/install-test-deps installs chromium-driver)");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { child, url }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=412,915"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+struct Person {
+    login: String,
+    password: SecretString,
+    totp: SecretString,
+}
+
+impl Person {
+    /// The authenticator's code for the step `steps_ahead` steps from now.
+    fn code(&self, steps_ahead: i64) -> String {
+        current_code(
+            self.totp.expose_secret(),
+            &self.login,
+            Utc::now() + chrono::Duration::seconds(30 * steps_ahead),
+        )
+        .expect("code")
+    }
+}
+
+fn admin() -> Actor {
+    Actor {
+        name: "test-admin".to_owned(),
+        role: ActorRole::Admin,
+        address: None,
+    }
+}
+
+async fn enrolled(accounts: &Accounts, login: &str, role: Role, tenant: Option<&str>) -> Person {
+    let password = generate_password();
+    accounts
+        .add_user(
+            NewUser {
+                login: login.to_owned(),
+                role,
+                tenant: tenant.map(|name| TenantName::parse(name).expect("tenant")),
+                password: password.clone(),
+            },
+            &admin(),
+        )
+        .await
+        .expect("add user");
+    let enrolment = accounts
+        .begin_totp_enrolment(login, &admin())
+        .await
+        .expect("begin TOTP");
+    let person = Person {
+        login: login.to_owned(),
+        password,
+        totp: enrolment.secret_base32,
+    };
+    accounts
+        .confirm_totp_enrolment(
+            login,
+            &SecretString::from(person.code(-1)),
+            Utc::now(),
+            &admin(),
+        )
+        .await
+        .expect("confirm TOTP");
+    person
+}
+
+async fn fill(browser: &Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.expect(id);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(browser: &Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .expect(id)
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn sign_in(browser: &Client, base: &str, person: &Person, code: &str) {
+    browser
+        .goto(&format!("{base}/login"))
+        .await
+        .expect("login page");
+    fill(browser, "login", &person.login).await;
+    fill(browser, "password", person.password.expose_secret()).await;
+    fill(browser, "code", code).await;
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+}
+
+/// Reload until `done` says the page shows what is awaited.
+async fn wait_for_page(browser: &Client, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let source = browser.source().await.expect("page source");
+        if done(&source) {
+            return source;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{source}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        browser.refresh().await.expect("reload");
+    }
+}
+
+async fn count_orders(env: &TestEnv) -> i64 {
+    let client = env.postgres.connect("acme").await.expect("connect to acme");
+    client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+async fn execute_in_acme(env: &TestEnv, sql: &str) {
+    let client = env.postgres.connect("acme").await.expect("connect to acme");
+    client.batch_execute(sql).await.expect(sql);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_catalog().await;
+    let settings = Settings {
+        min_regions: Some(1),
+        extra: CATALOG.to_owned(),
+        ..Settings::default()
+    };
+    let config_path = env.config_file(&settings);
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    assert!(run(&["controller", "migrate"]).status.success());
+    for name in ["acme", "globex"] {
+        let provisioned = run(&["tenant", "provision", name, "--cluster", "main"]);
+        assert!(provisioned.status.success(), "{}", stderr(&provisioned));
+    }
+    execute_in_acme(
+        &env,
+        "SET ROLE acme; CREATE TABLE orders (id int PRIMARY KEY, item text);
+         INSERT INTO orders SELECT n, 'item ' || n FROM generate_series(1, 500) AS n;",
+    )
+    .await;
+    let backed_up = run(&["backup", "--tenant", "acme"]);
+    assert!(backed_up.status.success(), "{}", stderr(&backed_up));
+
+    let config = env.config(&settings);
+    let catalog = Catalog::open(&config).await.expect("catalog");
+    let accounts = Accounts::with_password_hashing(
+        catalog.clone(),
+        config.panel,
+        PasswordHashing::FOR_TESTS_ONLY,
+    )
+    .expect("accounts");
+    let owner = enrolled(&accounts, "alice", Role::Owner, Some("acme")).await;
+    let helpdesk = enrolled(&accounts, "hank", Role::Helpdesk, None).await;
+
+    // The controller and an agent, in this process.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let controller = Controller {
+        work_ready: Arc::default(),
+    };
+    tokio::spawn(server::serve(
+        catalog.clone(),
+        listener,
+        api_options(&config, QueuePolicy::default()),
+        None,
+        controller,
+        cancel.clone(),
+    ));
+    let token = run(&[
+        "agent",
+        "token",
+        "create",
+        "a1",
+        "--all-clusters",
+        "--can-decrypt",
+    ]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    tokio::spawn(run_agent(
+        Arc::new(config.clone()),
+        Regions::from_config(&config),
+        AgentOptions {
+            controller: base.clone(),
+            token: SecretString::from(stdout(&token).trim().to_owned()),
+            clusters: Vec::new(),
+            concurrency: 2,
+            claim_wait: Duration::from_secs(1),
+            ca_file: None,
+            insecure_http: false,
+        },
+        cancel.clone(),
+    ));
+
+    let driver = start_driver().await;
+    let browser = browser(&driver).await;
+
+    // A customer signs in with TOTP and lands on their tenant's page.
+    sign_in(&browser, &base, &owner, &owner.code(0)).await;
+    let page = wait_for_page(&browser, "acme's page", |source| {
+        source.contains("Tenant acme")
+    })
+    .await;
+    assert!(
+        page.contains("data-backup="),
+        "the backup is listed:\n{page}"
+    );
+    assert!(!page.contains("globex"), "nothing of another tenant");
+    // They take a manual backup; the agent takes it; the page lists it.
+    click(&browser, "take-backup").await;
+    let page = wait_for_page(&browser, "the manual backup", |source| {
+        source.matches("data-backup=").count() == 2
+    })
+    .await;
+    assert!(page.contains("manual"), "{page}");
+    // Another tenant's page is not there for them.
+    browser
+        .goto(&format!("{base}/tenants/globex"))
+        .await
+        .expect("goto");
+    let source = browser.source().await.expect("source");
+    assert!(source.contains("does not exist"), "{source}");
+    browser.goto(&format!("{base}/")).await.expect("home");
+    click(&browser, "sign-out").await;
+
+    // Helpdesk restores acme onto live after the customer lost most orders.
+    execute_in_acme(&env, "DELETE FROM orders WHERE id > 100").await;
+    assert_eq!(count_orders(&env).await, 100);
+    sign_in(&browser, &base, &helpdesk, &helpdesk.code(0)).await;
+    wait_for_page(&browser, "the tenant list", |source| {
+        source.contains("Find a tenant")
+    })
+    .await;
+    browser
+        .goto(&format!("{base}/tenants/acme/restore"))
+        .await
+        .expect("restore form");
+    let form = browser.source().await.expect("source");
+    assert!(
+        form.contains("expected-offline"),
+        "the expected offline time is shown:\n{form}"
+    );
+    // The newest backup is the manual one, taken before the orders were deleted.
+    fill(&browser, "reason", "customer deleted 400 orders by mistake").await;
+    fill(&browser, "confirm_tenant", "acme").await;
+    let restore_code = helpdesk.code(1);
+    fill(&browser, "code", &restore_code).await;
+    click(&browser, "restore").await;
+    let page = wait_for_page(&browser, "the restore to finish", |source| {
+        source.contains("id=\"restore-state\">succeeded")
+            || source.contains("id=\"restore-state\">failed")
+    })
+    .await;
+    assert!(page.contains("id=\"restore-state\">succeeded"), "{page}");
+    assert!(page.contains("swap"), "the steps are shown:\n{page}");
+    assert_eq!(
+        count_orders(&env).await,
+        500,
+        "the restore brought the orders back"
+    );
+
+    // Roll it back, with a code of a later step than the restore's.
+    while helpdesk.code(1) == restore_code {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    fill(
+        &browser,
+        "reason",
+        "the customer wants the state before the restore",
+    )
+    .await;
+    fill(&browser, "confirm_tenant", "acme").await;
+    fill(&browser, "code", &helpdesk.code(1)).await;
+    click(&browser, "rollback").await;
+    let page = wait_for_page(&browser, "the rollback to finish", |source| {
+        source.contains("(rollback)")
+            && (source.contains("id=\"restore-state\">succeeded")
+                || source.contains("id=\"restore-state\">failed"))
+    })
+    .await;
+    assert!(page.contains("id=\"restore-state\">succeeded"), "{page}");
+    assert_eq!(
+        count_orders(&env).await,
+        100,
+        "the rollback returned the state before"
+    );
+    click(&browser, "sign-out").await;
+
+    // A frozen customer is turned away at once, signed in or not.
+    sign_in(&browser, &base, &owner, &owner.code(1)).await;
+    wait_for_page(&browser, "acme's page", |source| {
+        source.contains("Tenant acme")
+    })
+    .await;
+    accounts
+        .freeze_tenant(
+            &TenantName::parse("acme").expect("tenant"),
+            &admin(),
+            "unpaid",
+        )
+        .await
+        .expect("freeze");
+    browser.refresh().await.expect("reload");
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains("Sign in"),
+        "a frozen customer's session is over:\n{source}"
+    );
+    assert!(!source.contains("data-backup="), "{source}");
+    browser.close().await.expect("close the browser");
+}
