@@ -157,6 +157,10 @@ enum Command {
         /// Keep the working directory (data, keys, config) afterwards.
         #[arg(long)]
         keep: bool,
+        /// Afterwards, keep the control panel running on ADDRESS over HTTPS (self-signed)
+        /// with demo logins, until Ctrl-C.
+        #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:8443")]
+        serve: Option<std::net::SocketAddr>,
     },
 }
 
@@ -741,7 +745,7 @@ fn main() -> ExitCode {
             Command::Retention { command } => commands::retention::run(config_path, command).await,
             Command::Trash { command } => commands::retention::trash(config_path, command).await,
             Command::Audit { command } => commands::audit::run(config_path, command).await,
-            Command::Demo { dir, keep } => commands::demo::run(&dir, keep).await,
+            Command::Demo { dir, keep, serve } => commands::demo::run(&dir, keep, serve).await,
         }
     });
     match result {

@@ -10,6 +10,7 @@
 //! Everything it starts belongs to values dropped on return or on Ctrl-C, which stops the
 //! servers.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,16 +61,49 @@ struct TenantOutcome {
     verified: Result<String, String>,
 }
 
-pub async fn run(dir: &Path, keep: bool) -> anyhow::Result<ExitCode> {
+/// The servers the demo started, kept running while `--serve` shows the panel.
+struct DemoWorld {
+    cluster: PostgresCluster,
+    regions: Vec<(&'static str, EmbeddedRegion)>,
+    config: Arc<Config>,
+    region_clients: Regions,
+    catalog: lifeboat_controller::catalog::Catalog,
+    tls: TlsFiles,
+}
+
+impl DemoWorld {
+    async fn stop(self) -> anyhow::Result<()> {
+        drop(self.catalog);
+        for (_, region) in self.regions {
+            region.stop().await;
+        }
+        self.cluster.stop().await
+    }
+}
+
+pub async fn run(dir: &Path, keep: bool, serve: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let dir = prepare_directory(dir)?;
     let cancel = cancel_on_signal();
     let outcome = tokio::select! {
         outcome = run_demo(&dir, cancel.clone()) => outcome,
         () = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
+    let outcome = match (outcome, serve) {
+        (Ok((outcomes, helpdesk, world)), Some(address)) if !cancel.is_cancelled() => {
+            // The results first; then the panel, until Ctrl-C (which is how it ends).
+            print_report(&outcomes, &helpdesk);
+            let served = serve_panel(&world, &dir, address, &cancel).await;
+            let stopped = world.stop().await;
+            served.and(stopped).map(|()| (outcomes, helpdesk, true))
+        }
+        (Ok((outcomes, helpdesk, world)), _) => {
+            world.stop().await.map(|()| (outcomes, helpdesk, false))
+        }
+        (Err(error), _) => Err(error),
+    };
     // Ctrl-C reaches the whole process group, so PostgreSQL may stop first and a step fail
-    // with its error: say what really happened.
-    let outcome = if cancel.is_cancelled() {
+    // with its error: say what really happened (unless it ended `--serve`, as it should).
+    let outcome = if cancel.is_cancelled() && serve.is_none() {
         Err(anyhow::anyhow!(
             "interrupted; everything the demo started was stopped"
         ))
@@ -81,8 +115,29 @@ pub async fn run(dir: &Path, keep: bool) -> anyhow::Result<ExitCode> {
     } else if let Err(error) = std::fs::remove_dir_all(&dir) {
         eprintln!("warning: could not remove {}: {error}", dir.display());
     }
-    let (outcomes, helpdesk) = outcome?;
-    print_summary(&outcomes);
+    let (outcomes, helpdesk, reported) = outcome?;
+    let all_verified = if reported {
+        report_ok(&outcomes, &helpdesk)
+    } else {
+        print_report(&outcomes, &helpdesk)
+    };
+    if all_verified {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Whether every tenant was restored and verified and the helpdesk restore did its job.
+fn report_ok(outcomes: &[TenantOutcome], helpdesk: &HelpdeskRestore) -> bool {
+    helpdesk.orders_after_restore == helpdesk.orders_at_backup
+        && helpdesk.orders_after_rollback == helpdesk.orders_after_mistake
+        && outcomes.iter().all(|outcome| outcome.verified.is_ok())
+}
+
+/// Print the summary; whether all went well.
+fn print_report(outcomes: &[TenantOutcome], helpdesk: &HelpdeskRestore) -> bool {
+    print_summary(outcomes);
     let offline = |milliseconds: Option<u64>| {
         milliseconds.map_or_else(|| "?".to_owned(), |ms| format!("{ms} ms"))
     };
@@ -97,16 +152,13 @@ pub async fn run(dir: &Path, keep: bool) -> anyhow::Result<ExitCode> {
         helpdesk.orders_after_rollback,
         offline(helpdesk.rollback_offline_ms),
     );
-    let helpdesk_ok = helpdesk.orders_after_restore == helpdesk.orders_at_backup
-        && helpdesk.orders_after_rollback == helpdesk.orders_after_mistake;
-    let all_verified = helpdesk_ok && outcomes.iter().all(|outcome| outcome.verified.is_ok());
+    let all_verified = report_ok(outcomes, helpdesk);
     if all_verified {
         println!("all {} tenants restored and verified", outcomes.len());
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("some tenants could not be restored and verified");
-        Ok(ExitCode::FAILURE)
     }
+    all_verified
 }
 
 /// Empty the working directory, refusing one that a demo did not make.
@@ -135,7 +187,7 @@ fn prepare_directory(dir: &Path) -> anyhow::Result<PathBuf> {
 async fn run_demo(
     dir: &Path,
     cancel: CancellationToken,
-) -> anyhow::Result<(Vec<TenantOutcome>, HelpdeskRestore)> {
+) -> anyhow::Result<(Vec<TenantOutcome>, HelpdeskRestore, DemoWorld)> {
     eprintln!(
         "starting a PostgreSQL cluster in {}",
         dir.join("postgres").display()
@@ -328,12 +380,105 @@ async fn run_demo(
             eprintln!("  problem: {problem}");
         }
     }
-    drop(catalog);
-    for (_, region) in regions {
-        region.stop().await;
+    let world = DemoWorld {
+        cluster,
+        regions,
+        config,
+        region_clients,
+        catalog,
+        tls,
+    };
+    Ok((outcomes, helpdesk, world))
+}
+
+/// `--serve`: the panel over HTTPS (the demo's self-signed certificate) with an agent, and
+/// three users to sign in with — an admin, a helpdesk user and acme's owner — whose
+/// passwords and TOTP secrets are printed (and written to `panel-logins.txt`, mode 0600),
+/// until Ctrl-C.
+async fn serve_panel(
+    world: &DemoWorld,
+    dir: &Path,
+    address: SocketAddr,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    use lifeboat_controller::accounts::{Accounts, NewUser, Role, generate_password};
+
+    let accounts = Accounts::new(world.catalog.clone(), world.config.panel)?;
+    let operator = super::catalog::operator(&world.catalog).await?;
+    let mut logins = String::new();
+    for (login, role, tenant) in [
+        ("demo-admin", Role::Admin, None),
+        ("demo-helpdesk", Role::Helpdesk, None),
+        ("acme-owner", Role::Owner, Some(TENANTS[0].0)),
+    ] {
+        let password = generate_password();
+        accounts
+            .add_user(
+                NewUser {
+                    login: login.to_owned(),
+                    role,
+                    tenant: tenant.map(TenantName::parse).transpose()?,
+                    password: password.clone(),
+                },
+                &operator,
+            )
+            .await?;
+        // Enrolment confirmed with the previous step's code, so the current one signs in.
+        let enrolment = accounts.begin_totp_enrolment(login, &operator).await?;
+        let earlier = chrono::Utc::now() - chrono::Duration::seconds(30);
+        let code = lifeboat_controller::accounts::totp::current_code(
+            enrolment.secret_base32.expose_secret(),
+            login,
+            earlier,
+        )
+        .context("a TOTP code")?;
+        accounts
+            .confirm_totp_enrolment(
+                login,
+                &SecretString::from(code),
+                chrono::Utc::now(),
+                &operator,
+            )
+            .await?;
+        logins.push_str(&format!(
+            "  {login:<14} {:<9} password {}  TOTP secret {}\n",
+            role.as_str(),
+            password.expose_secret(),
+            enrolment.secret_base32.expose_secret()
+        ));
     }
-    cluster.stop().await?;
-    Ok((outcomes, helpdesk))
+    write_private_file(&dir.join("panel-logins.txt"), &logins)?;
+    let running = controller::start(
+        &world.config,
+        &world.region_clients,
+        world.catalog.clone(),
+        controller::Listen {
+            address,
+            tls: Some(&world.tls),
+            insecure_http: false,
+        },
+        controller::controller_options(
+            &world.config,
+            &world.region_clients,
+            QueuePolicy::from_settings(&world.config.queue),
+            false,
+            None,
+            false,
+        ),
+        Some(2),
+        cancel.child_token(),
+    )
+    .await?;
+    println!(
+        "\nthe control panel is at {}/ (self-signed certificate {}; your browser will warn)",
+        running.url,
+        world.tls.cert_file.display()
+    );
+    println!("sign in with a code from an authenticator app holding the TOTP secret:");
+    print!("{logins}");
+    println!("press Ctrl-C to stop");
+    cancel.cancelled().await;
+    running.stop().await
 }
 
 /// What the helpdesk restore showed.
