@@ -22,6 +22,17 @@
 //! GET    /api/v1/tenants/{tenant}/restores/plan     v1::restores::plan         (staff)
 //! GET    /api/v1/tenants/{tenant}/restores/{job}    v1::restores::status
 //! POST   /api/v1/tenants/{tenant}/rollback          v1::restores::rollback     (staff + TOTP)
+//! GET    /api/v1/tenants/{tenant}/users             v1::users::tenant_users    (owner, staff)
+//! POST   /api/v1/tenants/{tenant}/users             v1::users::add_tenant_user (owner, admin; signed in)
+//! POST   /api/v1/tenants/{tenant}/users/{login}/disable|enable                  (owner, admin; signed in)
+//! GET    /api/v1/users                              v1::users::list_users      (admin)
+//! POST   /api/v1/users                              v1::users::add_user        (admin; signed in)
+//! GET    /api/v1/tenants/{tenant}/tokens            v1::users::list_tokens     (owner, staff)
+//! POST   /api/v1/tenants/{tenant}/tokens            v1::users::issue_token     (owner, admin; signed in)
+//! DELETE /api/v1/tenants/{tenant}/tokens/{name}     v1::users::revoke_token    (owner, admin)
+//! POST   /api/v1/session/totp                       v1::users::begin_totp      (signed in)
+//! POST   /api/v1/session/totp/confirm               v1::users::confirm_totp    (signed in)
+//! POST   /api/v1/password-strength                  v1::users::strength
 //! ```
 //!
 //! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
@@ -38,7 +49,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::openapi::ApiDoc;
-use super::v1::{restores, session, tenants};
+use super::v1::{restores, session, tenants, users};
 use super::{ApiError, AppState, agent, health, jobs, metrics};
 
 /// The largest body of every route but the report: a claim, a heartbeat, a login or a
@@ -66,6 +77,15 @@ pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(restores::plan))
         .routes(routes!(restores::status))
         .routes(routes!(restores::rollback))
+        .routes(routes!(users::tenant_users, users::add_tenant_user))
+        .routes(routes!(users::disable_user))
+        .routes(routes!(users::enable_user))
+        .routes(routes!(users::list_users, users::add_user))
+        .routes(routes!(users::list_tokens, users::issue_token))
+        .routes(routes!(users::revoke_token))
+        .routes(routes!(users::begin_totp))
+        .routes(routes!(users::confirm_totp))
+        .routes(routes!(users::strength))
         .split_for_parts()
 }
 

@@ -41,6 +41,23 @@ fn tenant_routes(job: i64) -> Vec<(Method, String, Option<Value>)> {
             "/freeze".to_owned(),
             Some(json!({"reason": "r"})),
         ),
+        (Method::GET, "/users".to_owned(), None),
+        (
+            Method::POST,
+            "/users".to_owned(),
+            Some(
+                json!({"login": "mallory", "role": "owner", "password": "violet tractor sings 42 under moonlight"}),
+            ),
+        ),
+        (Method::POST, "/users/globex-owner/disable".to_owned(), None),
+        (Method::POST, "/users/globex-owner/enable".to_owned(), None),
+        (Method::GET, "/tokens".to_owned(), None),
+        (
+            Method::POST,
+            "/tokens".to_owned(),
+            Some(json!({"name": "stolen", "role": "owner"})),
+        ),
+        (Method::DELETE, "/tokens/ci".to_owned(), None),
     ]
 }
 

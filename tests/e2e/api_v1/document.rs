@@ -29,6 +29,18 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/api/v1/tenants/{tenant}/restores/plan"),
     ("get", "/api/v1/tenants/{tenant}/restores/{job}"),
     ("post", "/api/v1/tenants/{tenant}/rollback"),
+    ("get", "/api/v1/tenants/{tenant}/users"),
+    ("post", "/api/v1/tenants/{tenant}/users"),
+    ("post", "/api/v1/tenants/{tenant}/users/{login}/disable"),
+    ("post", "/api/v1/tenants/{tenant}/users/{login}/enable"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/users"),
+    ("get", "/api/v1/tenants/{tenant}/tokens"),
+    ("post", "/api/v1/tenants/{tenant}/tokens"),
+    ("delete", "/api/v1/tenants/{tenant}/tokens/{name}"),
+    ("post", "/api/v1/session/totp"),
+    ("post", "/api/v1/session/totp/confirm"),
+    ("post", "/api/v1/password-strength"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +71,9 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         let concrete = path
             .replace("{tenant}", "acme")
             .replace("{id}", "1")
-            .replace("{job}", "1");
+            .replace("{job}", "1")
+            .replace("{login}", "someone")
+            .replace("{name}", "ci");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let (status, body) = portal
             .call(&Caller::Nobody, method.clone(), &concrete, Some(json!({})))

@@ -7,6 +7,7 @@ mod access;
 mod document;
 mod helpdesk;
 mod sessions;
+mod users;
 
 use std::sync::Arc;
 

@@ -6,3 +6,4 @@
 pub mod restores;
 pub mod session;
 pub mod tenants;
+pub mod users;

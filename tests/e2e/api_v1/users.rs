@@ -1,0 +1,207 @@
+//! Users and tokens through the API: owners manage their own tenant's, a token cannot make
+//! more, revocation and disabling take effect at once, customers enrol their own TOTP.
+
+use chrono::Utc;
+use lifeboat_controller::accounts::Role;
+use lifeboat_controller::accounts::totp::current_code;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Caller, Portal, code, session_of};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_manage_their_tenants_users_and_tokens_and_nobody_elses() {
+    let portal = Portal::start().await;
+    let owner = portal.user("acme-owner", Role::Owner, Some("acme")).await;
+    let globex_owner = portal
+        .user("globex-owner", Role::Owner, Some("globex"))
+        .await;
+    let session = Caller::Session(portal.sign_in(&owner).await);
+    let globex = Caller::Session(portal.sign_in(&globex_owner).await);
+
+    // A weak password is refused with the reason; a strong one is accepted.
+    let (status, body) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/users",
+            Some(json!({"login": "bob", "role": "viewer", "password": "password1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(code(&body), "weak_password");
+    let (status, strength) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/password-strength",
+            Some(json!({"password": "password1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(strength["acceptable"], false, "{strength}");
+    let strong = "violet tractor sings 42 under moonlight";
+    let (status, body) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/users",
+            Some(json!({"login": "bob", "role": "viewer", "password": strong})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["tenant"], "acme");
+    // An owner cannot make staff.
+    let (status, _) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/users",
+            Some(json!({"login": "eve", "role": "admin", "password": strong})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another tenant's user, named under one's own tenant, does not exist.
+    let (status, _) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/users/globex-owner/disable",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = portal
+        .call(&globex, Method::GET, "/api/v1/tenants/globex/backups", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "globex's owner is untouched");
+
+    // Tokens: issued once by a signed-in owner, refused once revoked; a token cannot issue.
+    let (status, issued) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/tokens",
+            Some(json!({"name": "ci", "role": "viewer", "days": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let token = Caller::Bearer(issued["token"].as_str().expect("token").to_owned());
+    let (status, _) = portal
+        .call(&token, Method::GET, "/api/v1/tenants/acme/backups", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let owner_token = Caller::Bearer(portal.api_token("acme", Role::Owner, "deploy").await);
+    let (status, body) = portal
+        .call(
+            &owner_token,
+            Method::POST,
+            "/api/v1/tenants/acme/tokens",
+            Some(json!({"name": "more", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, listed) = portal
+        .call(&session, Method::GET, "/api/v1/tenants/acme/tokens", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !listed.to_string().contains("lbu_"),
+        "no secret is listed: {listed}"
+    );
+    let (status, _) = portal
+        .call(
+            &session,
+            Method::DELETE,
+            "/api/v1/tenants/acme/tokens/ci",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = portal
+        .call(&token, Method::GET, "/api/v1/tenants/acme/backups", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused at once"
+    );
+
+    // Disabling a user ends their sessions at once.
+    let bob = super::TestUser {
+        login: "bob".to_owned(),
+        password: secrecy::SecretString::from(strong.to_owned()),
+        totp_secret: None,
+    };
+    let bob_session = Caller::Session(portal.sign_in(&bob).await);
+    let (status, _) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/tenants/acme/users/bob/disable",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = portal
+        .call(
+            &bob_session,
+            Method::GET,
+            "/api/v1/tenants/acme/backups",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_enrols_their_own_second_factor() {
+    let portal = Portal::start().await;
+    let owner = portal.user("acme-owner", Role::Owner, Some("acme")).await;
+    let session = Caller::Session(portal.sign_in(&owner).await);
+    let (status, enrolment) = portal
+        .call(&session, Method::POST, "/api/v1/session/totp", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    assert!(
+        enrolment["qr_svg"]
+            .as_str()
+            .is_some_and(|svg| svg.contains("<svg"))
+    );
+    let (status, body) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/session/totp/confirm",
+            Some(json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let code_now = current_code(&secret, "acme-owner", Utc::now()).expect("code");
+    let (status, recovery) = portal
+        .call(
+            &session,
+            Method::POST,
+            "/api/v1/session/totp/confirm",
+            Some(json!({"code": code_now})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recovery}");
+    assert_eq!(recovery.as_array().map(Vec::len), Some(10));
+    // From now on their sign-in needs a code.
+    let without = portal.sign_in_with(&owner, None, None).await;
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    let next = current_code(
+        &secret,
+        "acme-owner",
+        Utc::now() + chrono::Duration::seconds(30),
+    )
+    .expect("code");
+    session_of(
+        portal
+            .sign_in_with(&owner, Some(secrecy::SecretString::from(next)), None)
+            .await,
+    )
+    .await;
+}
