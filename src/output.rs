@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_core::progress::{Progress, Silent, Stage};
-use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr; `LIFEBOAT_LOG` sets the filter (default `warn`, without the embedded
-/// demo regions' own request logs: s3s logs every 501 it answers as an error).
+/// Logs go to stderr; `LIFEBOAT_LOG` sets the filter ([`lifeboat_core::logging`]: default
+/// `warn`, and never a target that logs secrets).
 pub fn init_logging(json: bool) {
-    let filter =
-        EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn,s3s=off"));
+    let filter = lifeboat_core::logging::log_filter_from_env();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

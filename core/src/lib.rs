@@ -26,6 +26,7 @@ pub mod copy;
 pub mod database_facts;
 pub mod ids;
 pub mod keys;
+pub mod logging;
 pub mod manifest;
 pub mod policy;
 pub mod postgres;

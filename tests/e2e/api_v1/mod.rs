@@ -6,6 +6,7 @@
 mod access;
 mod document;
 mod helpdesk;
+mod secrets;
 mod sessions;
 mod users;
 
