@@ -264,10 +264,13 @@ pub async fn apply(
 }
 
 /// A backup in the trash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrashedBackup {
+    #[schema(value_type = String)]
     pub backup_id: BackupId,
+    #[schema(value_type = String)]
     pub tenant: TenantName,
+    #[schema(value_type = String)]
     pub kind: BackupKind,
     pub started_at: DateTime<Utc>,
     pub stored_bytes: u64,

@@ -33,6 +33,8 @@
 //! POST   /api/v1/session/totp                       v1::users::begin_totp      (signed in)
 //! POST   /api/v1/session/totp/confirm               v1::users::confirm_totp    (signed in)
 //! POST   /api/v1/password-strength                  v1::users::strength
+//! GET    /api/v1/trash                              v1::trash::list            (admin)
+//! POST   /api/v1/trash/{backup}/restore             v1::trash::restore         (admin; signed in)
 //! ```
 //!
 //! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
@@ -49,7 +51,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::openapi::ApiDoc;
-use super::v1::{restores, session, tenants, users};
+use super::v1::{restores, session, tenants, trash, users};
 use super::{ApiError, AppState, agent, health, jobs, metrics};
 
 /// The largest body of every route but the report: a claim, a heartbeat, a login or a
@@ -86,6 +88,8 @@ pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::begin_totp))
         .routes(routes!(users::confirm_totp))
         .routes(routes!(users::strength))
+        .routes(routes!(trash::list))
+        .routes(routes!(trash::restore))
         .split_for_parts()
 }
 

@@ -41,6 +41,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/session/totp"),
     ("post", "/api/v1/session/totp/confirm"),
     ("post", "/api/v1/password-strength"),
+    ("get", "/api/v1/trash"),
+    ("post", "/api/v1/trash/{backup}/restore"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +75,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             .replace("{id}", "1")
             .replace("{job}", "1")
             .replace("{login}", "someone")
-            .replace("{name}", "ci");
+            .replace("{name}", "ci")
+            .replace("{backup}", "00000000-0000-0000-0000-000000000000");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let (status, body) = portal
             .call(&Caller::Nobody, method.clone(), &concrete, Some(json!({})))

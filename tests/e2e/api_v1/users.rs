@@ -205,3 +205,45 @@ async fn a_customer_enrols_their_own_second_factor() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_bring_a_backup_back_from_the_trash() {
+    let portal = Portal::start().await;
+    let admin_user = portal.user("root", Role::Admin, None).await;
+    let admin = Caller::Session(portal.sign_in(&admin_user).await);
+    let helpdesk = portal.user("desk", Role::Helpdesk, None).await;
+    let desk = Caller::Session(portal.sign_in(&helpdesk).await);
+    portal
+        .catalog
+        .connection()
+        .await
+        .expect("connection")
+        .batch_execute(
+            "UPDATE backups SET trashed_at = now(), trash_reason = 'retention',
+                    purge_after = now() + interval '7 days' WHERE tenant = 'acme'",
+        )
+        .await
+        .expect("trash acme's backup");
+    let (status, _) = portal.call(&desk, Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "helpdesk is not admin");
+    let (status, trash) = portal
+        .call(&admin, Method::GET, "/api/v1/trash", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{trash}");
+    let backup = trash[0]["backup_id"]
+        .as_str()
+        .expect("a trashed backup")
+        .to_owned();
+    let path = format!("/api/v1/trash/{backup}/restore");
+    let (status, body) = portal.call(&admin, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenant"], "acme");
+    let (status, body) = portal.call(&admin, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        portal
+            .scalar("SELECT count(*) FROM audit_log WHERE action = 'trash.restore' AND actor = 'root' AND address = '127.0.0.1'")
+            .await,
+        1
+    );
+}

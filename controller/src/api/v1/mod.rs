@@ -6,4 +6,5 @@
 pub mod restores;
 pub mod session;
 pub mod tenants;
+pub mod trash;
 pub mod users;
