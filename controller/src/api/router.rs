@@ -22,6 +22,7 @@
 //! GET    /api/v1/tenants/{tenant}/restores/plan     v1::restores::plan         (staff)
 //! GET    /api/v1/tenants/{tenant}/restores/{job}    v1::restores::status
 //! POST   /api/v1/tenants/{tenant}/rollback          v1::restores::rollback     (staff + TOTP)
+//! GET    /api/v1/downloads/{token}              downloads::download  (the link is the credential)
 //! ```
 //!
 //! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .route("/api/v1/downloads/{token}", get(super::downloads::download))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::map_response(super::error::json_errors))
         .with_state(state)
