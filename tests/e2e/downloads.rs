@@ -762,7 +762,11 @@ fn pg_restore_children() -> Vec<i32> {
         };
         let parent = rest.split(' ').nth(1);
         if head.ends_with("(pg_restore") && parent == Some(me.as_str()) {
-            pids.extend(head.split(' ').next().and_then(|pid| pid.parse::<i32>().ok()));
+            pids.extend(
+                head.split(' ')
+                    .next()
+                    .and_then(|pid| pid.parse::<i32>().ok()),
+            );
         }
     }
     pids
