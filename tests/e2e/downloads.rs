@@ -571,7 +571,7 @@ async fn a_frozen_tenants_link_is_refused_until_it_is_unfrozen() {
     let token = shop.issue(DownloadFormat::Custom, None).await;
     let accounts = Accounts::with_password_hashing(
         shop.catalog.clone(),
-        shop.config.panel.clone(),
+        shop.config.panel,
         PasswordHashing::FOR_TESTS_ONLY,
     )
     .expect("accounts");
