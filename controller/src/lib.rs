@@ -17,7 +17,9 @@
 //! - [`audit`]: the audit log, a keyed hash chain: append, verify, export;
 //! - [`drills`]: restores proven in scratch databases, which mark backups verified;
 //! - [`restores`]: helpdesk restores onto the live database, rollbacks and copies, and the
-//!   databases they keep for a while.
+//!   databases they keep for a while;
+//! - [`downloads`]: single-use download links for a backup, issued and redeemed (the bytes
+//!   come from `lifeboat_core::download`).
 //!
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
@@ -29,6 +31,7 @@ pub mod background;
 pub mod backups;
 pub mod catalog;
 pub mod dedup_key;
+pub mod downloads;
 pub mod drills;
 pub mod evidence;
 pub mod job_summary;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeboat_core::config::Config;
+use lifeboat_core::keys::Identities;
 use lifeboat_core::region::Regions;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
@@ -40,6 +41,9 @@ pub struct ControllerOptions {
     /// The configuration users act under (tenants' clusters, panel settings); `None`
     /// serves agents only (the user routes answer 503).
     pub config: Option<Arc<Config>>,
+    /// The org's age identities (the config's `identity_file`), to decrypt downloads;
+    /// `None`: downloads are refused (503).
+    pub identities: Option<Arc<Identities>>,
 }
 
 /// A running controller's handles.

@@ -16,6 +16,8 @@
 //! - [`backup`]: dump → zstd → age → every region (one PUT, or a multipart fan-out) →
 //!   manifests;
 //! - [`restore`]: region → SHA-256 + age → zstd → pg_restore, with region fallback;
+//! - [`download`]: region → SHA-256 + age → zstd → a customer's file (custom format, or
+//!   plain SQL through pg_restore and gzip; optionally age-encrypted to their key), streamed;
 //! - [`copy`]: a backup's copy in one region: check it (scrub), copy it again (repair).
 
 pub mod api;
@@ -24,6 +26,7 @@ pub mod backup_window;
 pub mod config;
 pub mod copy;
 pub mod database_facts;
+pub mod download;
 pub mod ids;
 pub mod keys;
 pub mod logging;

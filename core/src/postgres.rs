@@ -645,6 +645,34 @@ pub fn spawn_pg_restore(
     )
 }
 
+/// Start `pg_restore --file=-`: a custom-format dump on stdin becomes plain SQL on stdout,
+/// connecting to no database. Owners and grants are left out (`--no-owner
+/// --no-privileges`), so the SQL loads with psql into any database, as any user, without
+/// the tenant's roles. The child inherits only [`INHERITED_VARIABLES`].
+pub fn spawn_pg_restore_to_sql(tools: &PgTools) -> Result<(Child, StderrTail), PostgresError> {
+    let program = tools.program("pg_restore");
+    let mut command = Command::new(&program);
+    command.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if INHERITED_VARIABLES.iter().any(|kept| name == *kept) {
+            command.env(name, value);
+        }
+    }
+    let mut child = command
+        .args(["--file=-", "--no-owner", "--no-privileges"])
+        .env("LC_MESSAGES", "C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| PostgresError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let stderr = StderrTail::capture(&mut child);
+    Ok((child, stderr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,24 +453,13 @@ pub async fn stream_restore(
     if let Some(why) = why_streamed {
         tracing::warn!(reason = %why, "not staging the dump for a parallel restore: streaming it");
     }
-    let object = region.get_object(&manifest.object.key).await?;
-    if let Some(actual) = object.content_length
-        && actual != manifest.object.stored_bytes
-    {
-        return Err(RestoreError::SizeMismatch {
-            region: region.name().clone(),
-            key: manifest.object.key.clone(),
-            expected: manifest.object.stored_bytes,
-            actual,
-        });
-    }
-    let reader = SyncIoBridge::new(object.body.into_async_read());
-    let decrypting = Decrypting {
-        region: region.name().clone(),
-        manifest: manifest.clone(),
+    let reader = open_stored_object(region, manifest).await?;
+    let decrypting = Decrypting::new(
+        region.name().clone(),
+        manifest.clone(),
         identities,
         progress,
-    };
+    );
     let (stored_bytes, dump_bytes) = match method {
         RestoreMethod::Streamed => streamed(decrypting, reader, target).await?,
         RestoreMethod::Staged { jobs } => {
@@ -491,8 +480,30 @@ pub async fn stream_restore(
     })
 }
 
-/// One object being read back: which, from where, with what.
-struct Decrypting {
+/// Start reading `manifest`'s object from `region`, as a blocking reader for
+/// [`Decrypting::decrypt_into`] (to be used on a blocking thread). An object whose length
+/// is not the manifest's is refused before a byte is read.
+pub(crate) async fn open_stored_object(
+    region: &Region,
+    manifest: &Manifest,
+) -> Result<impl Read + Send + 'static, RestoreError> {
+    let object = region.get_object(&manifest.object.key).await?;
+    if let Some(actual) = object.content_length
+        && actual != manifest.object.stored_bytes
+    {
+        return Err(RestoreError::SizeMismatch {
+            region: region.name().clone(),
+            key: manifest.object.key.clone(),
+            expected: manifest.object.stored_bytes,
+            actual,
+        });
+    }
+    Ok(SyncIoBridge::new(object.body.into_async_read()))
+}
+
+/// One object being read back: which, from where, with what. Restores
+/// ([`stream_restore`]) and downloads ([`crate::download`]) both decrypt through it.
+pub(crate) struct Decrypting {
     region: RegionName,
     manifest: Manifest,
     identities: Arc<Identities>,
@@ -500,12 +511,31 @@ struct Decrypting {
 }
 
 /// A decrypted object, checked against its manifest.
-struct Decrypted {
-    stored_bytes: u64,
-    dump_bytes: u64,
+pub(crate) struct Decrypted {
+    pub(crate) stored_bytes: u64,
+    pub(crate) dump_bytes: u64,
 }
 
 impl Decrypting {
+    pub(crate) fn new(
+        region: RegionName,
+        manifest: Manifest,
+        identities: Arc<Identities>,
+        progress: Arc<dyn Progress>,
+    ) -> Decrypting {
+        Decrypting {
+            region,
+            manifest,
+            identities,
+            progress,
+        }
+    }
+
+    /// The region the object is read from.
+    pub(crate) fn region(&self) -> &RegionName {
+        &self.region
+    }
+
     fn corrupt(&self, message: String) -> RestoreError {
         RestoreError::Corrupt {
             region: self.region.clone(),
@@ -518,7 +548,7 @@ impl Decrypting {
     /// stored bytes against the manifest. `write_error` names a failure to write; `stop`
     /// ends the read early when set. Nothing is checked before the end: the caller must
     /// not let what reached `sink` take effect unless this returns `Ok`.
-    fn decrypt_into(
+    pub(crate) fn decrypt_into(
         &self,
         stored: impl Read,
         sink: &mut dyn Write,
@@ -591,7 +621,7 @@ impl Decrypting {
 }
 
 /// Sets its flag when dropped: a blocking worker sees that its caller went away.
-struct SetOnDrop(Arc<AtomicBool>);
+pub(crate) struct SetOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for SetOnDrop {
     fn drop(&mut self) {

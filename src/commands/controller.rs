@@ -269,7 +269,24 @@ pub fn controller_options(
         }),
         metrics_token: None,
         config: Some(Arc::new(config.clone())),
+        identities: None,
     }
+}
+
+/// The org's age identities for downloads, from the config's `identity_file`; `None`
+/// without one (the API then refuses downloads with a clear message).
+pub fn download_identities(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<lifeboat_core::keys::Identities>>> {
+    config
+        .identity_file
+        .as_deref()
+        .map(|path| {
+            lifeboat_core::keys::Identities::load(path)
+                .map(Arc::new)
+                .context("identity_file (decrypts downloads)")
+        })
+        .transpose()
 }
 
 /// Maintenance as the configuration sets it: every configured region, the trash period,
@@ -313,6 +330,7 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
         ),
         flags.drill || config.controller.drill,
     );
+    options.identities = download_identities(&config)?;
     if let Some(path) = &config.controller.metrics_token_file {
         let token = lifeboat_core::keys::read_private_file(path)
             .context("[controller] metrics_token_file")?;

@@ -535,14 +535,17 @@ async fn helpdesk_restore(
             tls: Some(tls),
             insecure_http: false,
         },
-        controller::controller_options(
-            config,
-            regions,
-            QueuePolicy::from_settings(&config.queue),
-            false,
-            None,
-            false,
-        ),
+        lifeboat_controller::server::ControllerOptions {
+            identities: controller::download_identities(config)?,
+            ..controller::controller_options(
+                config,
+                regions,
+                QueuePolicy::from_settings(&config.queue),
+                false,
+                None,
+                false,
+            )
+        },
         Some(1),
         cancel.child_token(),
     )

@@ -411,5 +411,8 @@ pub fn api_options(
         maintenance: None,
         metrics_token: None,
         config: Some(Arc::new(config.clone())),
+        identities: config.identity_file.as_deref().map(|path| {
+            Arc::new(lifeboat_core::keys::Identities::load(path).expect("load the identity file"))
+        }),
     }
 }

@@ -13,6 +13,7 @@ mod break_glass;
 mod catalog;
 mod controller;
 mod demo;
+mod downloads;
 mod faults;
 mod harness;
 mod listing;

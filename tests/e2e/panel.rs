@@ -57,13 +57,17 @@ async fn start_driver() -> Driver {
     Driver { child, url }
 }
 
-async fn browser(driver: &Driver) -> Client {
+async fn browser(driver: &Driver, downloads: &std::path::Path) -> Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".to_owned(),
         serde_json::json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=412,915"],
+            "prefs": {
+                "download.default_directory": downloads,
+                "download.prompt_for_download": false,
+            },
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -277,7 +281,8 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     ));
 
     let driver = start_driver().await;
-    let browser = browser(&driver).await;
+    let downloads = tempfile::tempdir().expect("download directory");
+    let browser = browser(&driver, downloads.path()).await;
 
     // A customer signs in with TOTP and lands on their tenant's page.
     sign_in(&browser, &base, &owner, &owner.code(0)).await;
@@ -297,6 +302,66 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     })
     .await;
     assert!(page.contains("manual"), "{page}");
+    // They download the newest backup (the manual one) as a pg_restore file: the browser
+    // follows the single-use link the form asked for, and the file restores with pg_restore.
+    browser
+        .find(Locator::Css("tr[data-backup] button.download"))
+        .await
+        .expect("a download button")
+        .click()
+        .await
+        .expect("download");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let file = loop {
+        let finished = std::fs::read_dir(downloads.path())
+            .expect("read the download directory")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "dump")
+            });
+        if let Some(file) = finished {
+            break file;
+        }
+        assert!(Instant::now() < deadline, "the download did not finish");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    env.postgres
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("CREATE DATABASE acme_download")
+        .await
+        .expect("create database");
+    let restored = Command::new(env.postgres.bin_dir().join("pg_restore"))
+        .arg("--exit-on-error")
+        .arg("--no-owner")
+        .arg("--host=127.0.0.1")
+        .arg(format!("--port={}", env.postgres.port()))
+        .arg(format!("--username={}", env.postgres.superuser()))
+        .arg("--dbname=acme_download")
+        .arg(&file)
+        .output()
+        .expect("pg_restore");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let downloaded: i64 = env
+        .postgres
+        .connect("acme_download")
+        .await
+        .expect("connect")
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        downloaded, 500,
+        "the downloaded file holds the tenant's data"
+    );
     // Another tenant's page is not there for them.
     browser
         .goto(&format!("{base}/tenants/globex"))

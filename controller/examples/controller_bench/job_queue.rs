@@ -423,6 +423,7 @@ pub(crate) async fn queue_benchmark(
             maintenance: None,
             metrics_token: None,
             config: None,
+            identities: None,
         },
         Some(EmbeddedAgent {
             token: SecretString::from(AGENT_TOKEN),

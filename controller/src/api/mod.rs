@@ -6,13 +6,15 @@
 //! - [`error`] is [`ApiError`], which maps domain errors to statuses and logs a 5xx once;
 //! - [`openapi`] is the OpenAPI document, generated from the same registrations;
 //! - handlers: [`health`], [`metrics`], `agent/claim.rs`, `jobs/heartbeat.rs`,
-//!   `jobs/report.rs` for agents; [`v1`] for people and their automation.
+//!   `jobs/report.rs` for agents; [`v1`] for people and their automation; [`downloads`]
+//!   (a download link redeemed: the link is the credential).
 //!
 //! Request and response bodies are `lifeboat_core::api`'s, shared with the agent.
 
 mod agent;
 pub mod auth;
 mod body;
+pub mod downloads;
 pub mod error;
 mod health;
 mod jobs;

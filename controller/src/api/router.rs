@@ -35,6 +35,8 @@
 //! POST   /api/v1/password-strength                  v1::users::strength
 //! GET    /api/v1/trash                              v1::trash::list            (admin)
 //! POST   /api/v1/trash/{backup}/restore             v1::trash::restore         (admin; signed in)
+//! POST   /api/v1/tenants/{tenant}/backups/{backup}/download-link  downloads::issue_link (owner, staff)
+//! GET    /api/v1/downloads/{token}                  downloads::download        (the link is the credential)
 //! ```
 //!
 //! The `/api/v1` routes are registered through utoipa-axum, which builds the router and
@@ -90,6 +92,8 @@ pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::strength))
         .routes(routes!(trash::list))
         .routes(routes!(trash::restore))
+        .routes(routes!(super::downloads::download))
+        .routes(routes!(super::downloads::issue_link))
         .split_for_parts()
 }
 

@@ -28,6 +28,7 @@ a:focus,input:focus,select:focus,button:focus{outline:3px solid #f0b429;outline-
 .notice{background:#e3f2e1;border:1px solid #6aa84f;padding:.6rem;border-radius:4px}
 .error{background:#fbe3e4;border:1px solid #a4161a;padding:.6rem;border-radius:4px}
 .ok{color:#2b7a0b}.bad{color:#a4161a}
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:1rem;margin:1rem 0}
 @media (max-width:40rem){th.wide,td.wide{display:none}}
 "#;

@@ -37,6 +37,10 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants", get(tenants::list))
         .route("/tenants/{tenant}", get(tenants::show))
         .route("/tenants/{tenant}/backups", post(tenants::take_backup))
+        .route(
+            "/tenants/{tenant}/backups/{backup}/download",
+            post(tenants::download),
+        )
         .route("/tenants/{tenant}/audit", get(tenants::audit_log))
         .route("/tenants/{tenant}/freeze", post(tenants::freeze))
         .route("/tenants/{tenant}/unfreeze", post(tenants::unfreeze))

@@ -14,6 +14,7 @@ use crate::api::{Access, AppState};
 use crate::evidence::{self, human_duration};
 use crate::manual_backups;
 use crate::{audit, drills, restores, tenants};
+use lifeboat_core::ids::TenantName;
 
 #[derive(Debug, Deserialize)]
 pub struct Search {
@@ -113,7 +114,7 @@ pub async fn show(
             " · " a href=(format!("/tenants/{name}/restore")) id="restore-link" { "Restore…" }
         }
         h2 { "Backups" }
-        (backup_table(&backups))
+        (backup_table(&backups, &name, manages.then_some(csrf.as_str())))
         h2 { "Restore tests (drills)" }
         @if drill_history.is_empty() { p { "No drill yet." } }
         @else {
@@ -167,13 +168,19 @@ pub async fn show(
     Ok(page(&format!("Tenant {name}"), Some(&user), body))
 }
 
-fn backup_table(backups: &[evidence::BackupView]) -> Markup {
+/// The backups, with a download form on each row for those who may download (`csrf`).
+fn backup_table(
+    backups: &[evidence::BackupView],
+    tenant: &TenantName,
+    csrf: Option<&str>,
+) -> Markup {
     html! {
         @if backups.is_empty() { p { "No backup yet." } }
         @else {
             div class="scroll" { table id="backups" {
                 thead { tr {
                     th { "Taken" } th { "Kind" } th { "Size" } th class="wide" { "Regions" } th { "Restore evidence" }
+                    @if csrf.is_some() { th { "Download" } }
                 } }
                 tbody { @for backup in backups {
                     tr data-backup=(backup.id) {
@@ -186,6 +193,19 @@ fn backup_table(backups: &[evidence::BackupView]) -> Markup {
                             Some(evidence) => span class="bad" { (evidence.summary) },
                             None => "not tested yet",
                         } }
+                        @if let Some(csrf) = csrf {
+                            td { form method="post" action=(format!("/tenants/{tenant}/backups/{}/download", backup.id)) {
+                                input type="hidden" name="csrf" value=(csrf);
+                                label class="visually-hidden" for=(format!("format-{}", backup.id)) { "Format" }
+                                select id=(format!("format-{}", backup.id)) name="format" {
+                                    option value="custom" { "pg_restore file" }
+                                    option value="plain-sql-gzip" { "plain SQL (gzip)" }
+                                }
+                                label for=(format!("recipient-{}", backup.id)) { "Encrypt to age recipient (optional)" }
+                                input id=(format!("recipient-{}", backup.id)) name="recipient" placeholder="age1…";
+                                " " button type="submit" class="download" { "Download" }
+                            } }
+                        }
                     }
                 } }
             } }
@@ -289,4 +309,34 @@ pub async fn unfreeze(
         .unfreeze_tenant(&name, &user.user.actor(), &form.reason)
         .await?;
     Ok(Redirect::to(&format!("/tenants/{name}?done=unfreeze")).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DownloadForm {
+    csrf: String,
+    format: lifeboat_core::download::DownloadFormat,
+    #[serde(default)]
+    recipient: String,
+}
+
+/// Issue a single-use link and send the browser to it: the file downloads at once.
+pub async fn download(
+    State(state): State<AppState>,
+    user: PanelUser,
+    Path((tenant, backup)): Path<(String, String)>,
+    Form(form): Form<DownloadForm>,
+) -> Result<Response, PanelError> {
+    user.check_csrf(&form.csrf)?;
+    let issued = crate::api::downloads::issue_link_for(
+        &state,
+        &user.user,
+        &tenant,
+        &backup,
+        crate::api::downloads::LinkRequest {
+            format: Some(form.format),
+            recipient: Some(form.recipient),
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&issued.url).into_response())
 }

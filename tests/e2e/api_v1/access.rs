@@ -54,6 +54,11 @@ fn tenant_routes(job: i64) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/tokens".to_owned(), None),
         (
             Method::POST,
+            "/backups/00000000-0000-0000-0000-000000000000/download-link".to_owned(),
+            Some(json!({"format": "custom"})),
+        ),
+        (
+            Method::POST,
             "/tokens".to_owned(),
             Some(json!({"name": "stolen", "role": "owner"})),
         ),
