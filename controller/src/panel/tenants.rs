@@ -10,6 +10,7 @@ use super::PanelUser;
 use super::layout::{PanelError, human_bytes, page};
 use super::session::CsrfOnly;
 use crate::accounts::Role;
+use crate::api::v1::tenants::set_frozen;
 use crate::api::{Access, AppState};
 use crate::evidence::{self, human_duration};
 use crate::manual_backups;
@@ -284,13 +285,7 @@ pub async fn freeze(
     Form(form): Form<ReasonForm>,
 ) -> Result<Response, PanelError> {
     user.check_csrf(&form.csrf)?;
-    user.user.require_admin()?;
-    let name = user.user.tenant(&tenant, Access::Manage)?;
-    state
-        .portal()?
-        .accounts
-        .freeze_tenant(&name, &user.user.actor(), &form.reason)
-        .await?;
+    let name = set_frozen(&state, &user.user, &tenant, &form.reason, true).await?;
     Ok(Redirect::to(&format!("/tenants/{name}?done=freeze")).into_response())
 }
 
@@ -301,13 +296,7 @@ pub async fn unfreeze(
     Form(form): Form<ReasonForm>,
 ) -> Result<Response, PanelError> {
     user.check_csrf(&form.csrf)?;
-    user.user.require_admin()?;
-    let name = user.user.tenant(&tenant, Access::Manage)?;
-    state
-        .portal()?
-        .accounts
-        .unfreeze_tenant(&name, &user.user.actor(), &form.reason)
-        .await?;
+    let name = set_frozen(&state, &user.user, &tenant, &form.reason, false).await?;
     Ok(Redirect::to(&format!("/tenants/{name}?done=unfreeze")).into_response())
 }
 

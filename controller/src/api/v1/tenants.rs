@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::body::JsonBody;
 use crate::api::openapi::ErrorSchema;
-use crate::api::{Access, ApiError, AppState, Principal};
+use crate::api::{Access, ApiError, AppState, Principal, UserPrincipal};
 use crate::audit::{self, AuditEntry};
 use crate::drills;
 use crate::evidence::{self, BackupView};
@@ -285,14 +285,32 @@ pub async fn freeze(
     JsonBody(request): JsonBody<FreezeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let user = principal.require_user()?;
-    user.require_admin()?;
-    let tenant = existing(&state, user.tenant(&tenant, Access::Manage)?).await?;
-    state
-        .portal()?
-        .accounts
-        .freeze_tenant(&tenant, &user.actor(), &request.reason)
-        .await?;
+    set_frozen(&state, &user, &tenant, &request.reason, true).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Freeze (`frozen`) or unfreeze `tenant` as `user`, an admin: the one path from a caller
+/// to a freeze, for the API and the panel.
+pub(crate) async fn set_frozen(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+    reason: &str,
+    frozen: bool,
+) -> Result<TenantName, ApiError> {
+    user.require_admin()?;
+    let tenant = existing(state, user.tenant(tenant, Access::Manage)?).await?;
+    let accounts = &state.portal()?.accounts;
+    if frozen {
+        accounts
+            .freeze_tenant(&tenant, &user.actor(), reason)
+            .await?;
+    } else {
+        accounts
+            .unfreeze_tenant(&tenant, &user.actor(), reason)
+            .await?;
+    }
+    Ok(tenant)
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/freeze", tag = "admin",
@@ -311,12 +329,6 @@ pub async fn unfreeze(
     JsonBody(request): JsonBody<FreezeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let user = principal.require_user()?;
-    user.require_admin()?;
-    let tenant = existing(&state, user.tenant(&tenant, Access::Manage)?).await?;
-    state
-        .portal()?
-        .accounts
-        .unfreeze_tenant(&tenant, &user.actor(), &request.reason)
-        .await?;
+    set_frozen(&state, &user, &tenant, &request.reason, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
