@@ -284,6 +284,13 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     let downloads = tempfile::tempdir().expect("download directory");
     let browser = browser(&driver, downloads.path()).await;
 
+    // A wrong code: the sign-in page again, with the one generic message.
+    sign_in(&browser, &base, &owner, "000000").await;
+    let source = browser.source().await.expect("source");
+    assert!(
+        source.contains("id=\"login-error\"") && source.contains("wrong login, password or code"),
+        "{source}"
+    );
     // A customer signs in with TOTP and lands on their tenant's page.
     sign_in(&browser, &base, &owner, &owner.code(0)).await;
     let page = wait_for_page(&browser, "acme's page", |source| {
@@ -369,6 +376,10 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
         .expect("goto");
     let source = browser.source().await.expect("source");
     assert!(source.contains("does not exist"), "{source}");
+    assert!(
+        source.contains("<h1>Not Found</h1>"),
+        "errors are pages: {source}"
+    );
     browser.goto(&format!("{base}/")).await.expect("home");
     click(&browser, "sign-out").await;
 
