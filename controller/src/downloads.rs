@@ -317,3 +317,21 @@ fn actor_role(text: &str) -> Option<ActorRole> {
     .into_iter()
     .find(|role| role.as_str() == text)
 }
+
+/// Delete links used or expired before `before`: they can never be honoured again, and
+/// the audit log keeps what happened with them. Daily maintenance calls it with a day's
+/// margin. Returns how many went.
+pub async fn forget_spent_links(
+    catalog: &Catalog,
+    before: DateTime<Utc>,
+) -> Result<u64, CatalogError> {
+    catalog
+        .connection()
+        .await?
+        .execute(
+            "DELETE FROM download_links WHERE expires_at < $1 OR used_at < $1",
+            &[&before],
+        )
+        .await
+        .map_err(query_error("forget spent download links"))
+}

@@ -3,7 +3,8 @@
 //! [`run_maintenance`] is a pass over the whole catalog, in one order:
 //! 1. with `drill`, a drill job for each tenant whose newest backup no drill has verified
 //!    (before retention, which keeps each tenant's newest verified backup);
-//! 2. retention, then the purge of the trash that is due;
+//! 2. retention, then the purge of the trash that is due, and download links spent (used or
+//!    expired) more than a day ago are forgotten;
 //! 3. scrub jobs for every region;
 //! 4. a replicate job for every copy a backup or scrub found lacking ([`enqueue_repairs`]);
 //! 5. a drop-database job for every database a restore kept that is past its time (the
@@ -188,6 +189,11 @@ pub async fn run_maintenance(
             }
         }
         Err(error) => report.phase_failed("purge", error),
+    }
+    if let Err(error) =
+        crate::downloads::forget_spent_links(catalog, now - chrono::Duration::days(1)).await
+    {
+        report.phase_failed("download links", error);
     }
     // Maintenance jobs get two attempts: a region that is down today is retried tomorrow.
     let attempts = max_attempts.min(2);

@@ -247,3 +247,43 @@ async fn admins_bring_a_backup_back_from_the_trash() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_download_links_are_forgotten_and_live_ones_kept() {
+    let portal = Portal::start().await;
+    let owner = portal.user("acme-owner", Role::Owner, Some("acme")).await;
+    let session = Caller::Session(portal.sign_in(&owner).await);
+    let (status, backups) = portal
+        .call(&session, Method::GET, "/api/v1/tenants/acme/backups", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let backup = backups[0]["id"].as_str().expect("a backup").to_owned();
+    let (status, link) = portal
+        .call(
+            &session,
+            Method::POST,
+            &format!("/api/v1/tenants/acme/backups/{backup}/download-link"),
+            Some(json!({"format": "custom"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    assert!(
+        link["url"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("/api/v1/downloads/lbd_"))
+    );
+    let forget =
+        |before| lifeboat_controller::downloads::forget_spent_links(&portal.catalog, before);
+    assert_eq!(
+        forget(Utc::now()).await.expect("forget"),
+        0,
+        "a live link is kept"
+    );
+    assert_eq!(
+        forget(Utc::now() + chrono::Duration::hours(1))
+            .await
+            .expect("forget"),
+        1,
+        "an expired link is forgotten"
+    );
+}
