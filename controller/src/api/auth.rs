@@ -166,6 +166,21 @@ impl UserPrincipal {
     }
 }
 
+impl UserPrincipal {
+    /// [`UserPrincipal::tenant`], then the tenant must exist (404 otherwise): the one pair
+    /// of checks every handler that names a tenant starts with.
+    pub async fn existing_tenant(
+        &self,
+        state: &AppState,
+        name: &str,
+        access: Access,
+    ) -> Result<TenantName, ApiError> {
+        let tenant = self.tenant(name, access)?;
+        crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+        Ok(tenant)
+    }
+}
+
 /// The TCP peer of a request.
 pub fn client_address(parts: &Parts) -> IpAddr {
     parts

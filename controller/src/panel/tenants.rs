@@ -240,8 +240,10 @@ pub async fn audit_log(
     user: PanelUser,
     Path(tenant): Path<String>,
 ) -> Result<Response, PanelError> {
-    let name = user.user.tenant(&tenant, Access::Manage)?;
-    tenants::show_tenant(&state.catalog, &name).await?;
+    let name = user
+        .user
+        .existing_tenant(&state, &tenant, Access::Manage)
+        .await?;
     let entries = audit::entries_for_tenant(
         &state.catalog,
         &name,

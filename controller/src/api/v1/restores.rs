@@ -124,8 +124,7 @@ pub(crate) async fn staff_on(
 ) -> Result<(UserPrincipal, TenantName), ApiError> {
     let user = principal.require_user()?;
     user.require_staff()?;
-    let tenant = user.tenant(tenant, Access::Manage)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let tenant = user.existing_tenant(state, tenant, Access::Manage).await?;
     Ok((user, tenant))
 }
 
@@ -311,8 +310,7 @@ pub async fn list(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<RestoreStatus>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = user.tenant(&tenant, Access::View)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let tenant = user.existing_tenant(&state, &tenant, Access::View).await?;
     Ok(Json(
         restores::restore_status(&state.catalog, Some(&tenant), 50).await?,
     ))

@@ -82,12 +82,6 @@ pub async fn list(
     ))
 }
 
-/// `tenant` if it exists (a 404 otherwise, the same one a customer gets for another's).
-async fn existing(state: &AppState, tenant: TenantName) -> Result<TenantName, ApiError> {
-    tenants::show_tenant(&state.catalog, &tenant).await?;
-    Ok(tenant)
-}
-
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/backups", tag = "backups",
     params(("tenant" = String, Path, description = "The tenant's name")),
     responses(
@@ -100,7 +94,7 @@ pub async fn backups(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<BackupView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = existing(&state, user.tenant(&tenant, Access::View)?).await?;
+    let tenant = user.existing_tenant(&state, &tenant, Access::View).await?;
     let connection = state.catalog.connection().await?;
     Ok(Json(
         evidence::tenant_backups(&**connection, &tenant).await?,
@@ -162,7 +156,7 @@ pub async fn drills(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<DrillView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = existing(&state, user.tenant(&tenant, Access::View)?).await?;
+    let tenant = user.existing_tenant(&state, &tenant, Access::View).await?;
     let connection = state.catalog.connection().await?;
     let listed = drills::list_drills(&**connection, Some(&tenant), 100).await?;
     Ok(Json(
@@ -249,7 +243,9 @@ pub async fn audit_log(
     Query(page): Query<AuditPage>,
 ) -> Result<Json<Vec<AuditEntryView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = existing(&state, user.tenant(&tenant, Access::Manage)?).await?;
+    let tenant = user
+        .existing_tenant(&state, &tenant, Access::Manage)
+        .await?;
     let entries = audit::entries_for_tenant(
         &state.catalog,
         &tenant,
@@ -299,7 +295,7 @@ pub(crate) async fn set_frozen(
     frozen: bool,
 ) -> Result<TenantName, ApiError> {
     user.require_admin()?;
-    let tenant = existing(state, user.tenant(tenant, Access::Manage)?).await?;
+    let tenant = user.existing_tenant(state, tenant, Access::Manage).await?;
     let accounts = &state.portal()?.accounts;
     if frozen {
         accounts

@@ -96,8 +96,9 @@ pub async fn tenant_users(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = user.tenant(&tenant, Access::Manage)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let tenant = user
+        .existing_tenant(&state, &tenant, Access::Manage)
+        .await?;
     let users = state.portal()?.accounts.list_users(Some(&tenant)).await?;
     Ok(Json(users.into_iter().map(Into::into).collect()))
 }
@@ -310,8 +311,9 @@ pub async fn list_tokens(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = user.tenant(&tenant, Access::Manage)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let tenant = user
+        .existing_tenant(&state, &tenant, Access::Manage)
+        .await?;
     let tokens = state.portal()?.accounts.list_api_tokens(&tenant).await?;
     Ok(Json(tokens.into_iter().map(Into::into).collect()))
 }
