@@ -144,14 +144,31 @@ async fn fill(browser: &Client, id: &str, text: &str) {
     field.send_keys(text).await.expect("type");
 }
 
+/// Click the submit button `id` and wait for the page the form leads to.
 async fn click(browser: &Client, id: &str) {
-    browser
-        .find(Locator::Id(id))
+    submit(browser, Locator::Id(id)).await;
+}
+
+/// Click a form's button and wait until the browser has left the page it was on: the old
+/// document's root goes stale once the answer to the form is loaded. Reading the page
+/// before that would read the form itself, and reloading would send the form again.
+async fn submit(browser: &Client, button: Locator<'_>) {
+    let before = browser
+        .find(Locator::Css("html"))
         .await
-        .expect(id)
+        .expect("the page's root");
+    browser
+        .find(button)
+        .await
+        .expect("button")
         .click()
         .await
         .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while before.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "the form's answer never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn sign_in(browser: &Client, base: &str, person: &Person, code: &str) {
@@ -162,13 +179,7 @@ async fn sign_in(browser: &Client, base: &str, person: &Person, code: &str) {
     fill(browser, "login", &person.login).await;
     fill(browser, "password", person.password.expose_secret()).await;
     fill(browser, "code", code).await;
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("sign in");
+    submit(browser, Locator::Css("form button[type=submit]")).await;
 }
 
 /// Reload until `done` says the page shows what is awaited.
