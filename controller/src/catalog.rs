@@ -9,7 +9,7 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use lifeboat_core::config::{ClusterConfig, Config};
-use tokio_postgres::NoTls;
+use lifeboat_core::postgres::TlsFailure;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -40,6 +40,9 @@ pub enum CatalogError {
         database: String,
         message: String,
     },
+    /// TLS to the catalog's cluster could not be set up or was refused.
+    #[error("catalog: {0}")]
+    Tls(#[from] TlsFailure),
     #[error("cannot set up the catalog connection pool: {0}")]
     Pool(String),
     #[error("applying catalog migrations failed: {0}")]
@@ -112,7 +115,7 @@ impl Catalog {
         ));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            lifeboat_core::postgres::tls_connector(cluster)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -136,12 +139,18 @@ impl Catalog {
         let cluster = &self.cluster;
         let database = &self.database;
         self.pool.get().await.map_err(|error| {
-            let missing = match &error {
-                deadpool_postgres::PoolError::Backend(backend) => {
-                    backend.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
-                }
-                _ => false,
+            let backend = match &error {
+                deadpool_postgres::PoolError::Backend(backend) => Some(backend),
+                _ => None,
             };
+            if let Some(failure) = backend
+                .and_then(|backend| lifeboat_core::postgres::tls::tls_failure(cluster, backend))
+            {
+                return CatalogError::Tls(failure);
+            }
+            let missing = backend.is_some_and(|backend| {
+                backend.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+            });
             if missing {
                 CatalogError::DatabaseMissing {
                     cluster: cluster.name.to_string(),

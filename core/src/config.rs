@@ -190,6 +190,10 @@ struct RawCluster {
     password_file: Option<PathBuf>,
     #[serde(default = "default_maintenance_database")]
     maintenance_database: String,
+    /// libpq's `sslmode` for lifeboat's own connections and its tools; see [`SslMode`].
+    sslmode: Option<String>,
+    /// The CA certificate (PEM) the server's certificate must chain to.
+    ssl_root_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +228,152 @@ pub struct ClusterConfig {
     pub user: String,
     pub password: Option<SecretString>,
     pub maintenance_database: String,
+    /// How every connection to this cluster uses TLS: lifeboat's own (`postgres::tls`)
+    /// and its libpq tools' (`PGSSLMODE`, `PGSSLROOTCERT`).
+    pub tls: ClusterTls,
+}
+
+/// libpq's `sslmode`, with libpq's meanings: how a connection to a cluster uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS if the server offers it, without checking its certificate; plain otherwise.
+    Prefer,
+    /// TLS always; the certificate is checked only when a root certificate is given
+    /// (then it behaves as `verify-ca`, as libpq does).
+    Require,
+    /// TLS, and the server's certificate chains to `ssl_root_cert`.
+    VerifyCa,
+    /// `verify-ca`, and the certificate names the host lifeboat connects to.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Every mode, in the order libpq's documentation lists them.
+    pub const ALL: [SslMode; 5] = [
+        SslMode::Disable,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ];
+
+    /// The name libpq and the configuration file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SslMode> {
+        SslMode::ALL.into_iter().find(|mode| mode.as_str() == text)
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// A cluster's TLS settings (`sslmode`, `ssl_root_cert`), checked: `verify-ca` and
+/// `verify-full` always have a root certificate, `disable` and `prefer` never.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub mode: SslMode,
+    pub root_cert_file: Option<PathBuf>,
+}
+
+impl Default for ClusterTls {
+    /// libpq's default: `prefer`, no root certificate.
+    fn default() -> Self {
+        ClusterTls {
+            mode: SslMode::Prefer,
+            root_cert_file: None,
+        }
+    }
+}
+
+impl ClusterTls {
+    /// Check a cluster's `sslmode` and `ssl_root_cert` (keys under `key`). Without
+    /// `sslmode`, the default is `verify-full` when a root certificate is given (giving one
+    /// means it should be used) and libpq's `prefer` otherwise.
+    fn check(
+        problems: &mut Problems,
+        key: &str,
+        sslmode: Option<&str>,
+        root_cert_file: Option<PathBuf>,
+    ) -> Option<ClusterTls> {
+        let mode = match sslmode {
+            None if root_cert_file.is_some() => SslMode::VerifyFull,
+            None => SslMode::Prefer,
+            Some(text) => {
+                let Some(mode) = SslMode::parse(text) else {
+                    let known: Vec<&str> = SslMode::ALL.iter().map(|mode| mode.as_str()).collect();
+                    problems.add(
+                        format!("{key}.sslmode"),
+                        format!("{text:?} is not an sslmode (one of {})", known.join(", ")),
+                    );
+                    return None;
+                };
+                mode
+            }
+        };
+        match (&root_cert_file, mode) {
+            (None, SslMode::VerifyCa | SslMode::VerifyFull) => {
+                problems.add(
+                    format!("{key}.ssl_root_cert"),
+                    format!(
+                        "missing: sslmode {mode} checks the server's certificate against a CA \
+                         certificate (PEM file); give its path"
+                    ),
+                );
+                return None;
+            }
+            (Some(_), SslMode::Disable | SslMode::Prefer) => {
+                problems.add(
+                    format!("{key}.ssl_root_cert"),
+                    format!(
+                        "not used with sslmode {mode}, which never checks the server's \
+                         certificate: use require, verify-ca or verify-full"
+                    ),
+                );
+                return None;
+            }
+            (Some(path), _) => {
+                if let Err(message) = check_root_certificate_file(path) {
+                    problems.add(format!("{key}.ssl_root_cert"), message);
+                    return None;
+                }
+            }
+            (None, _) => {}
+        }
+        Some(ClusterTls {
+            mode,
+            root_cert_file,
+        })
+    }
+}
+
+/// A readable file holding at least one PEM certificate, or why not.
+fn check_root_certificate_file(path: &Path) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{} holds no certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// One S3-compatible region.
@@ -500,6 +650,15 @@ impl RawConfig {
                 ("password", raw.password),
                 ("password_file", raw.password_file),
             );
+            let tls = ClusterTls::check(
+                &mut problems,
+                &key,
+                raw.sslmode.as_deref(),
+                raw.ssl_root_cert,
+            );
+            // A refused TLS setting is one problem: the cluster stays known (with defaults
+            // that are never used, since validation fails) so its tenants add none.
+            let tls = tls.unwrap_or_default();
             if let (Some(host), Some(user)) = (host, user) {
                 clusters.insert(
                     name.clone(),
@@ -510,6 +669,7 @@ impl RawConfig {
                         user,
                         password,
                         maintenance_database: raw.maintenance_database,
+                        tls,
                     },
                 );
             }
@@ -808,6 +968,84 @@ mod tests {
         assert_eq!(config.backup_window, DEFAULT_WINDOW);
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret_access_key: \"s\""), "{debug}");
+    }
+
+    #[test]
+    fn cluster_tls_settings_are_checked_and_default_to_libpq_prefer() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let ca = directory.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write CA");
+        let not_pem = directory.path().join("ca.txt");
+        std::fs::write(&not_pem, "hello").expect("write");
+        let region = "[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n";
+        let load = |cluster_settings: &str| {
+            let path = write_config(
+                directory.path(),
+                &format!(
+                    "recipients = [\"{RECIPIENT}\"]\n{region}[clusters.main]\nhost = \"db\"\nuser = \"u\"\n{cluster_settings}"
+                ),
+            );
+            Config::load(Some(&path))
+        };
+        let tls_of = |cluster_settings: &str| {
+            load(cluster_settings).expect("valid").clusters
+                [&ClusterName::parse("main").expect("name")]
+                .tls
+                .clone()
+        };
+        assert_eq!(tls_of(""), ClusterTls::default());
+        assert_eq!(ClusterTls::default().mode, SslMode::Prefer);
+        let given = format!("ssl_root_cert = {:?}\n", ca.display().to_string());
+        assert_eq!(
+            tls_of(&given),
+            ClusterTls {
+                mode: SslMode::VerifyFull,
+                root_cert_file: Some(ca.clone()),
+            },
+            "a root certificate alone means verify-full"
+        );
+        assert_eq!(
+            tls_of(&format!("sslmode = \"verify-ca\"\n{given}")).mode,
+            SslMode::VerifyCa
+        );
+        assert_eq!(tls_of("sslmode = \"require\"\n").mode, SslMode::Require);
+        for (settings, key, words) in [
+            (
+                "sslmode = \"verify_full\"\n".to_owned(),
+                "sslmode",
+                "is not an sslmode",
+            ),
+            (
+                "sslmode = \"verify-full\"\n".to_owned(),
+                "ssl_root_cert",
+                "missing",
+            ),
+            (
+                format!("sslmode = \"prefer\"\n{given}"),
+                "ssl_root_cert",
+                "not used with sslmode prefer",
+            ),
+            (
+                format!("ssl_root_cert = {:?}\n", not_pem.display().to_string()),
+                "ssl_root_cert",
+                "holds no certificate",
+            ),
+            (
+                "ssl_root_cert = \"/nonexistent/ca.pem\"\n".to_owned(),
+                "ssl_root_cert",
+                "cannot read",
+            ),
+        ] {
+            let error = load(&settings).expect_err(&settings).to_string();
+            assert!(
+                error.contains(&format!("clusters.main.{key}")) && error.contains(words),
+                "{settings}: {error}"
+            );
+        }
     }
 
     #[test]

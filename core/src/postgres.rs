@@ -6,8 +6,10 @@
 //! dump. The counting runs while pg_dump streams, on the server, in the one connection
 //! that must stay open anyway until pg_dump has imported the snapshot.
 //!
-//! Passwords reach the child processes through `PGPASSWORD` in their environment, never
-//! their arguments (which `ps` shows to everyone). Database names go through a quoted
+//! Passwords reach the child processes through a 0600 `PGPASSFILE`, never their
+//! arguments (which `ps` shows to everyone) or environment. TLS follows the cluster's
+//! `sslmode` and `ssl_root_cert` everywhere: lifeboat's own connections through
+//! [`tls::tls_connector`], the tools through `PGSSLMODE` and `PGSSLROOTCERT`. Database names go through a quoted
 //! `dbname='…'` connection string so any name works, quotes and spaces included.
 
 use std::collections::BTreeMap;
@@ -19,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use tokio_postgres::NoTls;
+
+pub mod tls;
+pub use tls::{TlsFailure, tls_connector};
 
 use crate::config::ClusterConfig;
 use crate::manifest::TableRowCount;
@@ -38,6 +42,8 @@ pub enum PostgresError {
         database: String,
         message: String,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsFailure),
     #[error("query on cluster {cluster} failed: {action}: {source}")]
     Query {
         cluster: String,
@@ -56,7 +62,7 @@ pub enum PostgresError {
 
 impl PostgresError {
     /// Whether trying again cannot help: the database does not exist (SQLSTATE 3D000, or
-    /// a tool saying so), or pg_dump refuses the server's version. A server that does not
+    /// a tool saying so), pg_dump refuses the server's version, or TLS was refused. A server that does not
     /// answer, a failed query or a tool that failed for another reason may do better later.
     pub fn is_permanent(&self) -> bool {
         match self {
@@ -65,6 +71,10 @@ impl PostgresError {
                 source.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
             }
             PostgresError::ToolFailed { stderr, .. } => tool_refused_for_good(stderr),
+            // A refused certificate, or a server without TLS where it is required, is a
+            // configuration to mend, not a moment to wait out: the next run tries again.
+            // (A handshake cut by the network is `Unreachable`: see `tls::tls_failure`.)
+            PostgresError::Tls(_) => true,
             PostgresError::Unreachable { .. } | PostgresError::Spawn { .. } => false,
         }
     }
@@ -188,29 +198,36 @@ pub fn database_conninfo(database: &str) -> String {
 /// Variables a libpq tool inherits from lifeboat's own environment; nothing else reaches
 /// it. `LIFEBOAT_*` may carry secrets (an S3 key, a password), and another process of the
 /// same user can read a child's environment, so the tools start from an empty one.
+/// `PGSSLMODE` and `PGSSLROOTCERT` are not inherited: they come from the cluster's
+/// configuration, like lifeboat's own connections' TLS.
 const INHERITED_VARIABLES: &[&str] = &[
     "PATH",
     "HOME",
     "LANG",
     "TZ",
     "TMPDIR",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
     "PGSSLCERT",
     "PGSSLKEY",
     "PGSSLCRL",
 ];
 
-/// Environment for libpq tools: where to connect and as whom. The password is not in it:
-/// it goes through a 0600 `PGPASSFILE` ([`password_file`]).
+/// Environment for libpq tools (pg_dump, pg_restore, psql): where to connect, as whom, and
+/// with which TLS (`PGSSLMODE`, `PGSSLROOTCERT`: the cluster's `sslmode` and
+/// `ssl_root_cert`, with libpq's own meanings). The password is not in it: it goes through
+/// a 0600 `PGPASSFILE` ([`password_file`]).
 pub fn libpq_environment(cluster: &ClusterConfig) -> Vec<(&'static str, OsString)> {
-    vec![
+    let mut environment = vec![
         ("PGHOST", OsString::from(&cluster.host)),
         ("PGPORT", OsString::from(cluster.port.to_string())),
         ("PGUSER", OsString::from(&cluster.user)),
         ("PGAPPNAME", OsString::from("lifeboat")),
         ("PGCONNECT_TIMEOUT", OsString::from("10")),
-    ]
+        ("PGSSLMODE", OsString::from(cluster.tls.mode.as_str())),
+    ];
+    if let Some(root_cert_file) = &cluster.tls.root_cert_file {
+        environment.push(("PGSSLROOTCERT", root_cert_file.as_os_str().to_owned()));
+    }
+    environment
 }
 
 /// A libpq password file line's field: `\` and `:` escaped with a backslash.
@@ -265,7 +282,8 @@ fn tool_command(
     command
 }
 
-/// Driver settings for `database` on `cluster`, for one connection or a pool.
+/// Driver settings for `database` on `cluster`, for one connection or a pool; connect
+/// with [`tls_connector`] of the same cluster.
 pub fn client_config(
     cluster: &ClusterConfig,
     database: &str,
@@ -283,7 +301,8 @@ pub fn client_config(
         // the kernel's 15-minute retransmission timeout.
         .tcp_user_timeout(policy::POSTGRES_TCP_USER_TIMEOUT)
         .keepalives(true)
-        .keepalives_idle(policy::POSTGRES_TCP_USER_TIMEOUT);
+        .keepalives_idle(policy::POSTGRES_TCP_USER_TIMEOUT)
+        .ssl_mode(tls::driver_ssl_mode(cluster));
     if let Some(password) = &cluster.password {
         config.password(password.expose_secret());
     }
@@ -296,25 +315,30 @@ pub async fn connect(
     database: &str,
 ) -> Result<tokio_postgres::Client, PostgresError> {
     let config = client_config(cluster, database, "lifeboat");
-    let (client, connection) = config.connect(NoTls).await.map_err(|error| {
-        if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
-            PostgresError::DatabaseMissing {
-                cluster: cluster.name.to_string(),
-                database: database.to_owned(),
+    let (client, connection) = config
+        .connect(tls_connector(cluster)?)
+        .await
+        .map_err(|error| {
+            if let Some(failure) = tls::tls_failure(cluster, &error) {
+                PostgresError::Tls(failure)
+            } else if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+                PostgresError::DatabaseMissing {
+                    cluster: cluster.name.to_string(),
+                    database: database.to_owned(),
+                }
+            } else {
+                PostgresError::Unreachable {
+                    cluster: cluster.name.to_string(),
+                    host: cluster.host.clone(),
+                    port: cluster.port,
+                    database: database.to_owned(),
+                    message: error
+                        .as_db_error()
+                        .map(|db_error| db_error.message().to_owned())
+                        .unwrap_or_else(|| error.to_string()),
+                }
             }
-        } else {
-            PostgresError::Unreachable {
-                cluster: cluster.name.to_string(),
-                host: cluster.host.clone(),
-                port: cluster.port,
-                database: database.to_owned(),
-                message: error
-                    .as_db_error()
-                    .map(|db_error| db_error.message().to_owned())
-                    .unwrap_or_else(|| error.to_string()),
-            }
-        }
-    })?;
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "postgres connection closed");
@@ -736,6 +760,10 @@ mod tests {
             user: "lifeboat:admin".to_owned(),
             password: Some(secrecy::SecretString::from(password.to_owned())),
             maintenance_database: "postgres".to_owned(),
+            tls: crate::config::ClusterTls {
+                mode: crate::config::SslMode::VerifyFull,
+                root_cert_file: Some(PathBuf::from("/etc/lifeboat/db-ca.pem")),
+            },
         }
     }
 
@@ -748,6 +776,8 @@ mod tests {
             ("LIFEBOAT_REGIONS__EU__SECRET_ACCESS_KEY", "s3-secret"),
             ("PGPASSWORD", "inherited-password"),
             ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("PGSSLMODE", "disable"),
+            ("PGSSLROOTCERT", "/tmp/elsewhere.pem"),
         ]
         .map(|(name, value)| (OsString::from(name), OsString::from(value)));
         let command = tool_command(
@@ -768,6 +798,9 @@ mod tests {
         assert_eq!(environment["PATH"], "/usr/bin");
         assert_eq!(environment["PGHOST"], "db.internal");
         assert_eq!(environment["PGPASSFILE"], file.path().display().to_string());
+        // TLS as the cluster says, whatever lifeboat's own environment says.
+        assert_eq!(environment["PGSSLMODE"], "verify-full");
+        assert_eq!(environment["PGSSLROOTCERT"], "/etc/lifeboat/db-ca.pem");
         for leaked in [
             "LIFEBOAT_REGIONS__EU__SECRET_ACCESS_KEY",
             "PGPASSWORD",

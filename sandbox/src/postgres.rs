@@ -9,13 +9,18 @@
 //! other role over TCP must give its password (`scram-sha-256`), so tests can prove one
 //! tenant's credentials do not open another tenant's database.
 //!
+//! With [`PostgresOptions::tls`], the server also serves TLS with a certificate signed by a
+//! test authority of its own ([`PostgresCluster::tls_root_certificate`] is that authority's
+//! certificate), and with `hostssl_only` it takes TCP connections only over TLS; the
+//! sandbox's own connections then go through the unix socket.
+//!
 //! `initdb` and `postgres` refuse to run as root. When we are root, both run as the `postgres`
 //! user (set with `CommandExt::uid/gid`, no `su` wrapper in between) and the cluster directory is
 //! handed to that user.
 
 use std::ffi::OsString;
 use std::fs::{self, Permissions};
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +33,7 @@ use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
 use crate::ports::free_loopback_port;
+use crate::postgres_tls::{ServerTls, TestCertificateAuthority};
 use crate::server_process::{ServerLog, stop_child};
 
 /// The address every sandbox server listens on.
@@ -51,6 +57,13 @@ const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// What PostgreSQL writes when the port it was given is taken.
 const PORT_IN_USE_LOG_MESSAGE: &str = "Address already in use";
 
+/// How a sandbox cluster is started; the default is plain TCP.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresOptions {
+    /// Serve TLS (`ssl = on`) with a certificate from a fresh test authority.
+    pub tls: Option<ServerTls>,
+}
+
 /// A PostgreSQL cluster started from the local install (`initdb` + `postgres` binaries).
 ///
 /// Dropping it stops the server (SIGINT fast shutdown, SIGKILL after 10 s) and removes its
@@ -64,6 +77,10 @@ pub struct PostgresCluster {
     port: u16,
     server_account: ServerAccount,
     bin_dir: PathBuf,
+    /// The test authority's certificate (PEM) when the server serves TLS.
+    tls_root_certificate: Option<PathBuf>,
+    /// TCP takes only TLS connections: the sandbox's own go through the socket.
+    hostssl_only: bool,
     /// Declared last so that it is removed after the server has stopped (see `Drop`).
     temporary_directory: Option<TempDir>,
 }
@@ -88,6 +105,11 @@ impl PostgresCluster {
     /// `postgres` on a free port of 127.0.0.1 with its socket in `dir` and its log in
     /// `dir/postgres.log`, and waits until it accepts connections (30 s at most).
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, &PostgresOptions::default()).await
+    }
+
+    /// [`PostgresCluster::start`] with `options`.
+    pub async fn start_with(dir: &Path, options: &PostgresOptions) -> anyhow::Result<Self> {
         let started_at = Instant::now();
         let bin_dir = tokio::task::spawn_blocking(postgres_bin_dir)
             .await
@@ -101,7 +123,12 @@ impl PostgresCluster {
             initialise_data_directory(&bin_dir, &cluster_directory, &server_account).await?;
         }
 
-        write_client_authentication(&data_directory, &server_account)?;
+        let hostssl_only = options.tls.as_ref().is_some_and(|tls| tls.hostssl_only);
+        write_client_authentication(&data_directory, &server_account, hostssl_only)?;
+        let tls_root_certificate = match &options.tls {
+            Some(tls) => Some(write_tls_files(&cluster_directory, &server_account, tls)?),
+            None => None,
+        };
 
         let mut port_in_use_errors = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
@@ -114,6 +141,7 @@ impl PostgresCluster {
                 port,
                 &server_account,
                 &log_file,
+                tls_root_certificate.is_some(),
             )?;
             // Owned by the cluster from here on, so that an error or a cancelled future stops it.
             let mut cluster = Self {
@@ -123,6 +151,8 @@ impl PostgresCluster {
                 port,
                 server_account: server_account.clone(),
                 bin_dir: bin_dir.clone(),
+                tls_root_certificate: tls_root_certificate.clone(),
+                hostssl_only,
                 temporary_directory: None,
             };
             match cluster.wait_until_accepting_connections().await {
@@ -156,6 +186,11 @@ impl PostgresCluster {
 
     /// Like [`PostgresCluster::start`], in a fresh temporary directory removed on drop.
     pub async fn start_temporary() -> anyhow::Result<Self> {
+        Self::start_temporary_with(&PostgresOptions::default()).await
+    }
+
+    /// [`PostgresCluster::start_temporary`] with `options`.
+    pub async fn start_temporary_with(options: &PostgresOptions) -> anyhow::Result<Self> {
         let temporary_directory = tempfile::Builder::new()
             .prefix("lifeboat-postgres-")
             .tempdir()
@@ -169,7 +204,7 @@ impl PostgresCluster {
                     temporary_directory.path().display()
                 )
             })?;
-        let mut cluster = Self::start(temporary_directory.path()).await?;
+        let mut cluster = Self::start_with(temporary_directory.path(), options).await?;
         cluster.temporary_directory = Some(temporary_directory);
         Ok(cluster)
     }
@@ -192,6 +227,11 @@ impl PostgresCluster {
         &self.bin_dir
     }
 
+    /// The certificate (PEM) of the authority that signed the server's, when it serves TLS.
+    pub fn tls_root_certificate(&self) -> Option<&Path> {
+        self.tls_root_certificate.as_deref()
+    }
+
     /// The directory holding `data/`, the unix socket and `postgres.log`.
     pub fn directory(&self) -> &Path {
         &self.cluster_directory
@@ -209,14 +249,30 @@ impl PostgresCluster {
         )
     }
 
+    /// How the sandbox itself connects to `database` as the superuser: over TCP, or through
+    /// the (trusted) unix socket when TCP takes only TLS.
+    fn own_connection_config(&self, database: &str) -> anyhow::Result<tokio_postgres::Config> {
+        if self.hostssl_only {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host_path(&self.cluster_directory)
+                .port(self.port)
+                .user(self.superuser())
+                .dbname(database);
+            return Ok(config);
+        }
+        self.connection_string(database)
+            .parse()
+            .context("parse the connection string")
+    }
+
     /// Connects to `database` as the superuser; the connection runs on a spawned task.
     pub async fn connect(&self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.connection_string(database), NoTls)
-                .await
-                .with_context(|| {
-                    format!("connect to database {database:?} on port {}", self.port)
-                })?;
+        let (client, connection) = self
+            .own_connection_config(database)?
+            .connect(NoTls)
+            .await
+            .with_context(|| format!("connect to database {database:?} on port {}", self.port))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "postgres connection ended with an error");
@@ -258,12 +314,9 @@ impl PostgresCluster {
 
     async fn wait_until_accepting_connections(&mut self) -> Result<(), StartFailure> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut connection_config: tokio_postgres::Config = self
-            .connection_string("postgres")
-            .parse()
-            .map_err(|error| {
-                StartFailure::Permanent(anyhow!("parse the connection string: {error}"))
-            })?;
+        let mut connection_config = self
+            .own_connection_config("postgres")
+            .map_err(StartFailure::Permanent)?;
         connection_config.connect_timeout(Duration::from_secs(2));
         loop {
             let Some(server_process) = self.server_process.as_mut() else {
@@ -420,10 +473,12 @@ fn ensure_ancestors_are_traversable(
 }
 
 /// Writes `pg_hba.conf`: trust over the unix socket and for the superuser over TCP,
-/// `scram-sha-256` for every other role over TCP (see the module documentation).
+/// `scram-sha-256` for every other role over TCP (see the module documentation); TCP rules
+/// are `hostssl` with `hostssl_only`.
 fn write_client_authentication(
     data_directory: &Path,
     server_account: &ServerAccount,
+    hostssl_only: bool,
 ) -> anyhow::Result<()> {
     ensure!(
         !server_account.name.contains('"'),
@@ -431,16 +486,17 @@ fn write_client_authentication(
         server_account.name
     );
     let superuser = format!("\"{}\"", server_account.name);
+    let host = if hostssl_only { "hostssl" } else { "host   " };
     let rules = format!(
         "# Written by lifeboat-sandbox at every start.\n\
          # TYPE  DATABASE     USER         ADDRESS       METHOD\n\
          local   all          all                        trust\n\
          local   replication  all                        trust\n\
-         host    all          {superuser}  127.0.0.1/32  trust\n\
-         host    all          {superuser}  ::1/128       trust\n\
-         host    replication  {superuser}  127.0.0.1/32  trust\n\
-         host    all          all          127.0.0.1/32  scram-sha-256\n\
-         host    all          all          ::1/128       scram-sha-256\n"
+         {host} all          {superuser}  127.0.0.1/32  trust\n\
+         {host} all          {superuser}  ::1/128       trust\n\
+         {host} replication  {superuser}  127.0.0.1/32  trust\n\
+         {host} all          all          127.0.0.1/32  scram-sha-256\n\
+         {host} all          all          ::1/128       scram-sha-256\n"
     );
     let path = data_directory.join("pg_hba.conf");
     fs::write(&path, rules).with_context(|| format!("write {}", path.display()))?;
@@ -449,6 +505,42 @@ fn write_client_authentication(
             .with_context(|| format!("give {} to user {}", path.display(), server_account.name))?;
     }
     Ok(())
+}
+
+/// Writes a fresh test authority's certificate (`tls-root.crt`, returned) and the server's
+/// certificate and key it signed (`server.crt`, `server.key`: the key 0600) into the
+/// cluster directory, owned by the server's account as PostgreSQL requires.
+fn write_tls_files(
+    cluster_directory: &Path,
+    server_account: &ServerAccount,
+    tls: &ServerTls,
+) -> anyhow::Result<PathBuf> {
+    let authority = TestCertificateAuthority::generate("lifeboat sandbox test CA")?;
+    let root_certificate = cluster_directory.join("tls-root.crt");
+    authority.write_certificate(&root_certificate)?;
+    let (certificate, key) = authority.issue_server_certificate(&tls.server_names)?;
+    for (name, contents, mode) in [
+        ("server.crt", certificate, 0o644),
+        ("server.key", key, 0o600),
+    ] {
+        let path = cluster_directory.join(name);
+        // Created with its final mode: the key is never readable by others, not even briefly.
+        let _ = fs::remove_file(&path);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())
+            .with_context(|| format!("write {}", path.display()))?;
+        if let Some((user_id, group_id)) = server_account.switch_to_user {
+            chown(path.as_path(), Some(user_id), Some(group_id)).with_context(|| {
+                format!("give {} to user {}", path.display(), server_account.name)
+            })?;
+        }
+    }
+    Ok(root_certificate)
 }
 
 /// Locale arguments for `initdb`, most wanted first.
@@ -532,6 +624,7 @@ fn spawn_postgres(
     port: u16,
     server_account: &ServerAccount,
     log_file: &fs::File,
+    serve_tls: bool,
 ) -> anyhow::Result<Child> {
     let postgres_path = bin_dir.join("postgres");
     let mut command = Command::new(&postgres_path);
@@ -565,6 +658,18 @@ fn spawn_postgres(
                 .try_clone()
                 .context("share the postgres log file")?,
         );
+    if serve_tls {
+        // The files `write_tls_files` wrote, relative to the data directory's parent.
+        command.args(["-c", "ssl=on"]);
+        command.arg("-c").arg(setting_with_path(
+            "ssl_cert_file",
+            &cluster_directory.join("server.crt"),
+        )?);
+        command.arg("-c").arg(setting_with_path(
+            "ssl_key_file",
+            &cluster_directory.join("server.key"),
+        )?);
+    }
     server_account.apply_to(&mut command);
     let server_process = command
         .spawn()
@@ -586,6 +691,14 @@ fn unix_socket_directories_setting(cluster_directory: &Path) -> anyhow::Result<O
         "unix_socket_directories=\"{}\"",
         directory.replace('"', "\"\"")
     )))
+}
+
+/// `name=path` for a `-c` option; the path must be UTF-8.
+fn setting_with_path(name: &str, path: &Path) -> anyhow::Result<OsString> {
+    let path = path
+        .to_str()
+        .with_context(|| format!("use {} for {name}: it is not UTF-8", path.display()))?;
+    Ok(OsString::from(format!("{name}={path}")))
 }
 
 /// Quotes a value for a keyword/value connection string: `'...'` with `\` and `'` escaped.

@@ -35,6 +35,7 @@ fn superuser_cluster(env: &TestEnv) -> lifeboat_core::config::ClusterConfig {
         user: env.postgres.superuser().to_owned(),
         password: None,
         maintenance_database: "postgres".to_owned(),
+        tls: lifeboat_core::config::ClusterTls::default(),
     }
 }
 

@@ -11,7 +11,7 @@ use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::{Progress, Silent};
 use lifeboat_core::region::{Region, Regions};
-use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster, SeaweedRegion};
+use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster, PostgresOptions, SeaweedRegion};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,8 @@ pub struct Settings {
     pub tenants: Vec<(String, String)>,
     pub identity_file: Option<PathBuf>,
     pub extra: String,
+    /// More settings of `[clusters.main]` (e.g. `sslmode`).
+    pub cluster_extra: String,
 }
 
 pub struct TestEnv {
@@ -77,31 +79,41 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn start(backend: Backend, region_count: usize) -> TestEnv {
+        Self::start_with_postgres(backend, region_count, &PostgresOptions::default()).await
+    }
+
+    /// [`TestEnv::start`] with a PostgreSQL cluster started with `options` (e.g. TLS).
+    pub async fn start_with_postgres(
+        backend: Backend,
+        region_count: usize,
+        options: &PostgresOptions,
+    ) -> TestEnv {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (postgres, regions) = tokio::join!(PostgresCluster::start_temporary(), async {
-            let mut regions = Vec::new();
-            for index in 0..region_count {
-                let region = match backend {
-                    Backend::Seaweed => RegionServer::Seaweed(
-                        SeaweedRegion::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, BUCKET)
+        let (postgres, regions) =
+            tokio::join!(PostgresCluster::start_temporary_with(options), async {
+                let mut regions = Vec::new();
+                for index in 0..region_count {
+                    let region = match backend {
+                        Backend::Seaweed => RegionServer::Seaweed(
+                            SeaweedRegion::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, BUCKET)
+                                .await
+                                .expect("start SeaweedFS region"),
+                        ),
+                        Backend::Embedded => RegionServer::Embedded(
+                            EmbeddedRegion::start(
+                                &dir.path().join(format!("region-{index}")),
+                                ACCESS_KEY_ID,
+                                SECRET_ACCESS_KEY,
+                                BUCKET,
+                            )
                             .await
-                            .expect("start SeaweedFS region"),
-                    ),
-                    Backend::Embedded => RegionServer::Embedded(
-                        EmbeddedRegion::start(
-                            &dir.path().join(format!("region-{index}")),
-                            ACCESS_KEY_ID,
-                            SECRET_ACCESS_KEY,
-                            BUCKET,
-                        )
-                        .await
-                        .expect("start embedded region"),
-                    ),
-                };
-                regions.push(region);
-            }
-            regions
-        });
+                            .expect("start embedded region"),
+                        ),
+                    };
+                    regions.push(region);
+                }
+                regions
+            });
         let postgres = postgres.expect("start PostgreSQL");
         let identity_path = dir.path().join("identity.txt");
         let recipient = lifeboat_core::keys::generate_identity_file(&identity_path)
@@ -144,6 +156,7 @@ impl TestEnv {
             self.postgres.port(),
             self.postgres.superuser()
         ));
+        text.push_str(&settings.cluster_extra);
         for (priority, (name, server)) in self.region_names.iter().zip(&self.regions).enumerate() {
             text.push_str(&format!(
                 "\n[regions.{name}]\nendpoint = {:?}\nbucket = {BUCKET:?}\naccess_key_id = {ACCESS_KEY_ID:?}\nsecret_access_key = {SECRET_ACCESS_KEY:?}\npriority = {priority}\n",

@@ -20,6 +20,7 @@ mod listing;
 mod metrics;
 mod panel;
 mod playbooks;
+mod postgres_tls;
 mod provisioning;
 mod rebuild;
 mod region_errors;

@@ -179,6 +179,7 @@ async fn start_environment(pg_stat_statements: bool) -> anyhow::Result<Environme
         user: postgres.superuser().to_owned(),
         password: None,
         maintenance_database: "postgres".to_owned(),
+        tls: lifeboat_core::config::ClusterTls::default(),
     };
     let catalog = Catalog::connect(&cluster, CATALOG_DATABASE).await?;
     catalog.migrate().await?;

@@ -17,6 +17,7 @@ pub async fn start_cluster() -> (PostgresCluster, ClusterConfig) {
         user: server.superuser().to_owned(),
         password: None,
         maintenance_database: "postgres".to_owned(),
+        tls: lifeboat_core::config::ClusterTls::default(),
     };
     (server, cluster)
 }
