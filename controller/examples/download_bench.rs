@@ -149,13 +149,14 @@ async fn benchmark(size_mb: u64, runs: usize) -> anyhow::Result<()> {
         format!(
             "recipients = [\"{recipient}\"]\nidentity_file = {:?}\npg_bin_dir = {:?}\nmin_regions = 1\n\
              [catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n\
-             [clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\n\
+             [clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\npassword = {:?}\n\
              [regions.eu]\nendpoint = {:?}\nbucket = {BUCKET:?}\naccess_key_id = {ACCESS_KEY_ID:?}\nsecret_access_key = {SECRET_ACCESS_KEY:?}\n\
              [tenants.{TENANT}]\ncluster = \"main\"\ndatabase = \"{TENANT}\"\n",
             identity_path.display().to_string(),
             postgres.bin_dir().display().to_string(),
             postgres.port(),
             postgres.superuser(),
+            postgres.superuser_password().expose_secret(),
             region.endpoint(),
         ),
     )?;

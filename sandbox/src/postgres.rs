@@ -4,15 +4,17 @@
 //! is the postmaster's and dropping [`PostgresCluster`] stops the server for sure. Durability is
 //! switched off (`fsync`, `full_page_writes`, `synchronous_commit`): the data is thrown away.
 //!
-//! Client authentication (`pg_hba.conf`, rewritten at every start): the unix socket and the
-//! superuser over TCP are trusted, so tests and the demo connect without a password; every
-//! other role over TCP must give its password (`scram-sha-256`), so tests can prove one
-//! tenant's credentials do not open another tenant's database.
+//! Client authentication (`pg_hba.conf`, rewritten at every start): every role over TCP
+//! must give its password (`scram-sha-256`), the superuser included, so no other local
+//! user can open the cluster, and tests can prove one tenant's credentials do not open
+//! another tenant's database. The superuser gets a fresh random password at every start
+//! ([`PostgresCluster::superuser_password`]), set through the unix socket, which is
+//! trusted but lives in a 0700 directory of the server's account (`socket/`): only that
+//! account (and root) can reach it. The sandbox's own connections use the socket.
 //!
 //! With [`PostgresOptions::tls`], the server also serves TLS with a certificate signed by a
 //! test authority of its own ([`PostgresCluster::tls_root_certificate`] is that authority's
-//! certificate), and with `hostssl_only` it takes TCP connections only over TLS; the
-//! sandbox's own connections then go through the unix socket.
+//! certificate), and with `hostssl_only` it takes TCP connections only over TLS.
 //!
 //! `initdb` and `postgres` refuse to run as root. When we are root, both run as the `postgres`
 //! user (set with `CommandExt::uid/gid`, no `su` wrapper in between) and the cluster directory is
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, User, chown, geteuid};
+use secrecy::{ExposeSecret as _, SecretString};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
@@ -38,6 +41,9 @@ use crate::server_process::{ServerLog, stop_child};
 
 /// The address every sandbox server listens on.
 const LOOPBACK_HOST: &str = "127.0.0.1";
+
+/// The unix socket's directory under the cluster directory (0700).
+const SOCKET_DIRECTORY: &str = "socket";
 
 /// The account that runs the server when the sandbox itself runs as root.
 const ACCOUNT_FOR_ROOT: &str = "postgres";
@@ -79,8 +85,8 @@ pub struct PostgresCluster {
     bin_dir: PathBuf,
     /// The test authority's certificate (PEM) when the server serves TLS.
     tls_root_certificate: Option<PathBuf>,
-    /// TCP takes only TLS connections: the sandbox's own go through the socket.
-    hostssl_only: bool,
+    /// The superuser's password over TCP, new at every start.
+    superuser_password: SecretString,
     /// Declared last so that it is removed after the server has stopped (see `Drop`).
     temporary_directory: Option<TempDir>,
 }
@@ -130,6 +136,7 @@ impl PostgresCluster {
             None => None,
         };
 
+        let superuser_password = random_password()?;
         let mut port_in_use_errors = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_loopback_port()?;
@@ -152,11 +159,12 @@ impl PostgresCluster {
                 server_account: server_account.clone(),
                 bin_dir: bin_dir.clone(),
                 tls_root_certificate: tls_root_certificate.clone(),
-                hostssl_only,
+                superuser_password: superuser_password.clone(),
                 temporary_directory: None,
             };
             match cluster.wait_until_accepting_connections().await {
                 Ok(()) => {
+                    cluster.set_superuser_password().await?;
                     tracing::info!(
                         port,
                         directory = %cluster_directory.display(),
@@ -237,39 +245,74 @@ impl PostgresCluster {
         &self.cluster_directory
     }
 
+    /// The superuser's password over TCP: random, set at this start, valid until the next.
+    pub fn superuser_password(&self) -> &SecretString {
+        &self.superuser_password
+    }
+
     /// A keyword/value connection string (tokio-postgres and libpq) for `database` as the
-    /// superuser over TCP.
+    /// superuser over TCP, password included: for tests and benchmarks (a tool given it as
+    /// an argument shows it to `ps`; use [`PostgresCluster::libpq_environment`] there).
     pub fn connection_string(&self, database: &str) -> String {
         format!(
-            "host={} port={} user={} dbname={}",
+            "host={} port={} user={} password={} dbname={}",
             LOOPBACK_HOST,
             self.port,
             quote_connection_value(self.superuser()),
+            quote_connection_value(self.superuser_password.expose_secret()),
             quote_connection_value(database)
         )
     }
 
-    /// How the sandbox itself connects to `database` as the superuser: over TCP, or through
-    /// the (trusted) unix socket when TCP takes only TLS.
-    fn own_connection_config(&self, database: &str) -> anyhow::Result<tokio_postgres::Config> {
-        if self.hostssl_only {
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host_path(&self.cluster_directory)
-                .port(self.port)
-                .user(self.superuser())
-                .dbname(database);
-            return Ok(config);
-        }
-        self.connection_string(database)
-            .parse()
-            .context("parse the connection string")
+    /// `PGHOST`, `PGPORT`, `PGUSER` and `PGPASSWORD` for a libpq tool (psql, pg_restore)
+    /// run by a test as the superuser over TCP.
+    pub fn libpq_environment(&self) -> [(&'static str, String); 4] {
+        [
+            ("PGHOST", LOOPBACK_HOST.to_owned()),
+            ("PGPORT", self.port.to_string()),
+            ("PGUSER", self.superuser().to_owned()),
+            (
+                "PGPASSWORD",
+                self.superuser_password.expose_secret().to_owned(),
+            ),
+        ]
+    }
+
+    /// The directory of the unix socket: 0700, the server account's.
+    fn socket_directory(&self) -> PathBuf {
+        self.cluster_directory.join(SOCKET_DIRECTORY)
+    }
+
+    /// How the sandbox itself connects to `database` as the superuser: through the trusted
+    /// unix socket, so it needs no password and no TLS.
+    fn own_connection_config(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(self.socket_directory())
+            .port(self.port)
+            .user(self.superuser())
+            .dbname(database);
+        config
+    }
+
+    /// Gives the superuser this start's password (through the socket).
+    async fn set_superuser_password(&self) -> anyhow::Result<()> {
+        let client = self.connect("postgres").await?;
+        // The password is hex: nothing in it needs quoting.
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE \"{}\" PASSWORD '{}'",
+                self.superuser(),
+                self.superuser_password.expose_secret()
+            ))
+            .await
+            .context("set the superuser's password")
     }
 
     /// Connects to `database` as the superuser; the connection runs on a spawned task.
     pub async fn connect(&self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
         let (client, connection) = self
-            .own_connection_config(database)?
+            .own_connection_config(database)
             .connect(NoTls)
             .await
             .with_context(|| format!("connect to database {database:?} on port {}", self.port))?;
@@ -314,9 +357,7 @@ impl PostgresCluster {
 
     async fn wait_until_accepting_connections(&mut self) -> Result<(), StartFailure> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut connection_config = self
-            .own_connection_config("postgres")
-            .map_err(StartFailure::Permanent)?;
+        let mut connection_config = self.own_connection_config("postgres");
         connection_config.connect_timeout(Duration::from_secs(2));
         loop {
             let Some(server_process) = self.server_process.as_mut() else {
@@ -422,11 +463,17 @@ fn prepare_cluster_directory(
     let cluster_directory = dir
         .canonicalize()
         .with_context(|| format!("resolve postgres directory {}", dir.display()))?;
+    // The trusted socket's directory: the server's account alone may enter it.
+    let socket_directory = cluster_directory.join(SOCKET_DIRECTORY);
+    fs::create_dir_all(&socket_directory)
+        .with_context(|| format!("create {}", socket_directory.display()))?;
+    fs::set_permissions(&socket_directory, Permissions::from_mode(0o700))
+        .with_context(|| format!("make {} private", socket_directory.display()))?;
     let Some((user_id, group_id)) = server_account.switch_to_user else {
         return Ok(cluster_directory);
     };
     let data_directory = cluster_directory.join("data");
-    for directory in [&cluster_directory, &data_directory] {
+    for directory in [&cluster_directory, &data_directory, &socket_directory] {
         if directory.exists() {
             chown(directory.as_path(), Some(user_id), Some(group_id)).with_context(|| {
                 format!(
@@ -472,9 +519,9 @@ fn ensure_ancestors_are_traversable(
     Ok(())
 }
 
-/// Writes `pg_hba.conf`: trust over the unix socket and for the superuser over TCP,
-/// `scram-sha-256` for every other role over TCP (see the module documentation); TCP rules
-/// are `hostssl` with `hostssl_only`.
+/// Writes `pg_hba.conf`: trust over the unix socket (in a private directory),
+/// `scram-sha-256` for every role over TCP (see the module documentation); TCP rules are
+/// `hostssl` with `hostssl_only`.
 fn write_client_authentication(
     data_directory: &Path,
     server_account: &ServerAccount,
@@ -492,9 +539,7 @@ fn write_client_authentication(
          # TYPE  DATABASE     USER         ADDRESS       METHOD\n\
          local   all          all                        trust\n\
          local   replication  all                        trust\n\
-         {host} all          {superuser}  127.0.0.1/32  trust\n\
-         {host} all          {superuser}  ::1/128       trust\n\
-         {host} replication  {superuser}  127.0.0.1/32  trust\n\
+         {host} replication  {superuser}  127.0.0.1/32  scram-sha-256\n\
          {host} all          all          127.0.0.1/32  scram-sha-256\n\
          {host} all          all          ::1/128       scram-sha-256\n"
     );
@@ -636,7 +681,9 @@ fn spawn_postgres(
         .arg("-c")
         .arg(format!("listen_addresses={LOOPBACK_HOST}"))
         .arg("-c")
-        .arg(unix_socket_directories_setting(cluster_directory)?)
+        .arg(unix_socket_directories_setting(
+            &cluster_directory.join(SOCKET_DIRECTORY),
+        )?)
         // Throwaway data: trade durability for speed.
         .args([
             "-c",
@@ -779,6 +826,13 @@ fn parse_major_version(directory_name: &str) -> Option<Vec<u32>> {
         .split('.')
         .map(|component| component.parse().ok())
         .collect()
+}
+
+/// 32 random hex digits (128 bits) from the operating system.
+fn random_password() -> anyhow::Result<SecretString> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow!("read random bytes: {error}"))?;
+    Ok(SecretString::from(hex::encode(bytes)))
 }
 
 #[cfg(test)]

@@ -214,6 +214,12 @@ async fn run_demo(
     let recipient = lifeboat_core::keys::generate_identity_file(&identity_path)?;
     let secret_path = dir.join("s3-secret");
     write_private_file(&secret_path, &secret_access_key)?;
+    // The cluster trusts no one over TCP: lifeboat signs in with this start's password.
+    let postgres_password_path = dir.join("postgres-password");
+    write_private_file(
+        &postgres_password_path,
+        cluster.superuser_password().expose_secret(),
+    )?;
     let config_path = dir.join("lifeboat.toml");
     std::fs::write(
         &config_path,
@@ -223,6 +229,7 @@ async fn run_demo(
             &recipient.to_string(),
             &identity_path,
             &secret_path,
+            &postgres_password_path,
         ),
     )
     .with_context(|| format!("write {}", config_path.display()))?;
@@ -675,15 +682,17 @@ fn demo_config(
     recipient: &str,
     identity_path: &Path,
     secret_path: &Path,
+    postgres_password_path: &Path,
 ) -> String {
     let mut config = format!(
-        "# Written by lifeboat demo.\nrecipients = [{}]\nidentity_file = {}\npg_bin_dir = {}\n\n[clusters.demo]\nhost = {}\nport = {}\nuser = {}\n",
+        "# Written by lifeboat demo.\nrecipients = [{}]\nidentity_file = {}\npg_bin_dir = {}\n\n[clusters.demo]\nhost = {}\nport = {}\nuser = {}\npassword_file = {}\n",
         toml_string(recipient),
         toml_string(&identity_path.display().to_string()),
         toml_string(&cluster.bin_dir().display().to_string()),
         toml_string(cluster.host()),
         cluster.port(),
         toml_string(cluster.superuser()),
+        toml_string(&postgres_password_path.display().to_string()),
     );
     for (priority, (name, region)) in regions.iter().enumerate() {
         config.push_str(&format!(

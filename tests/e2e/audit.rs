@@ -33,7 +33,7 @@ fn superuser_cluster(env: &TestEnv) -> lifeboat_core::config::ClusterConfig {
         host: "127.0.0.1".to_owned(),
         port: env.postgres.port(),
         user: env.postgres.superuser().to_owned(),
-        password: None,
+        password: Some(env.postgres.superuser_password().clone()),
         maintenance_database: "postgres".to_owned(),
         tls: lifeboat_core::config::ClusterTls::default(),
     }

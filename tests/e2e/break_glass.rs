@@ -32,9 +32,7 @@ async fn stored_object_restores_with_stock_age_zstd_and_pg_restore() {
         .env("KEY", &env.identity_path)
         .env("FILE", &object_path)
         .env("PG_RESTORE", env.postgres.bin_dir().join("pg_restore"))
-        .env("PGHOST", env.postgres.host())
-        .env("PGPORT", env.postgres.port().to_string())
-        .env("PGUSER", env.postgres.superuser())
+        .envs(env.postgres.libpq_environment())
         .output()
         .expect("run the pipeline");
     assert!(

@@ -201,10 +201,7 @@ impl Shop {
     /// A PostgreSQL client tool of the sandbox's install, connected as its superuser.
     fn tool(&self, name: &str) -> Command {
         let mut command = Command::new(self.env.postgres.bin_dir().join(name));
-        command
-            .arg("--host=127.0.0.1")
-            .arg(format!("--port={}", self.env.postgres.port()))
-            .arg(format!("--username={}", self.env.postgres.superuser()));
+        command.envs(self.env.postgres.libpq_environment());
         command
     }
 

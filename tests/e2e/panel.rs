@@ -355,9 +355,7 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     let restored = Command::new(env.postgres.bin_dir().join("pg_restore"))
         .arg("--exit-on-error")
         .arg("--no-owner")
-        .arg("--host=127.0.0.1")
-        .arg(format!("--port={}", env.postgres.port()))
-        .arg(format!("--username={}", env.postgres.superuser()))
+        .envs(env.postgres.libpq_environment())
         .arg("--dbname=acme_download")
         .arg(&file)
         .output()
@@ -480,3 +478,4 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     assert!(!source.contains("data-backup="), "{source}");
     browser.close().await.expect("close the browser");
 }
+

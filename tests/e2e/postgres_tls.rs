@@ -131,7 +131,7 @@ fn cluster_config(server: &PostgresCluster, host: &str, tls: ClusterTls) -> Clus
         host: host.to_owned(),
         port: server.port(),
         user: server.superuser().to_owned(),
-        password: None,
+        password: Some(server.superuser_password().clone()),
         maintenance_database: "postgres".to_owned(),
         tls,
     }

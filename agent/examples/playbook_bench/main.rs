@@ -19,6 +19,7 @@ mod data;
 mod measure;
 mod probe;
 
+use secrecy::ExposeSecret as _;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,9 +192,10 @@ fn config_text(
         postgres.bin_dir().display().to_string(),
     );
     text.push_str(&format!(
-        "\n[clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\n",
+        "\n[clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\npassword = {:?}\n",
         postgres.port(),
-        postgres.superuser()
+        postgres.superuser(),
+        postgres.superuser_password().expose_secret()
     ));
     for (index, server) in region_servers.iter().enumerate() {
         text.push_str(&format!(

@@ -177,7 +177,7 @@ async fn start_environment(pg_stat_statements: bool) -> anyhow::Result<Environme
         host: postgres.host().to_owned(),
         port: postgres.port(),
         user: postgres.superuser().to_owned(),
-        password: None,
+        password: Some(postgres.superuser_password().clone()),
         maintenance_database: "postgres".to_owned(),
         tls: lifeboat_core::config::ClusterTls::default(),
     };

@@ -15,7 +15,7 @@ pub async fn start_cluster() -> (PostgresCluster, ClusterConfig) {
         host: server.host().to_owned(),
         port: server.port(),
         user: server.superuser().to_owned(),
-        password: None,
+        password: Some(server.superuser_password().clone()),
         maintenance_database: "postgres".to_owned(),
         tls: lifeboat_core::config::ClusterTls::default(),
     };

@@ -163,3 +163,72 @@ async fn a_directory_that_is_not_a_cluster_and_not_creatable_is_a_clear_error() 
     let message = format!("{error:#}");
     assert!(message.contains("/proc/lifeboat-cannot-exist"), "{message}");
 }
+
+#[tokio::test]
+async fn only_the_superuser_password_of_this_start_opens_the_cluster_over_tcp() {
+    use secrecy::ExposeSecret as _;
+    let directory = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(directory.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("make the directory traversable");
+    let cluster = PostgresCluster::start(&directory.path().join("cluster"))
+        .await
+        .expect("start");
+    let over_tcp = |password: &str| {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(cluster.port())
+            .user(cluster.superuser())
+            .dbname("postgres")
+            .password(password);
+        async move { config.connect(tokio_postgres::NoTls).await.map(|_| ()) }
+    };
+    for refused in ["", "wrong"] {
+        let error = over_tcp(refused).await.expect_err("a wrong password");
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+            "{refused:?}: {error:?}"
+        );
+    }
+    let first_password = cluster.superuser_password().expose_secret().to_owned();
+    assert_eq!(first_password.len(), 32);
+    over_tcp(&first_password)
+        .await
+        .expect("this start's password");
+    let (_client, connection) = tokio_postgres::connect(
+        &cluster.connection_string("postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("the connection string carries the password");
+    drop(connection);
+    // The trusted socket lives in a directory no other user may enter.
+    let socket_directory = cluster.directory().join("socket");
+    let mode = std::fs::metadata(&socket_directory)
+        .expect("socket directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", socket_directory.display());
+
+    // A restart in the same directory sets a new password; the old one no longer works.
+    cluster.stop().await.expect("stop");
+    let cluster = PostgresCluster::start(&directory.path().join("cluster"))
+        .await
+        .expect("restart");
+    let second_password = cluster.superuser_password().expose_secret().to_owned();
+    assert_ne!(first_password, second_password);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(cluster.port())
+        .user(cluster.superuser())
+        .dbname("postgres")
+        .password(first_password.as_str());
+    assert!(config.connect(tokio_postgres::NoTls).await.is_err());
+    config.password(second_password.as_str());
+    let (_client, _connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("the new password");
+}
