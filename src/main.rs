@@ -32,6 +32,19 @@ enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// The recipients new backups are encrypted to, and the catalog's backups by the set of
+    /// recipients they were written to: how many, whether a current recipient opens them,
+    /// whether this host's identity file does (exit 2 when it does not open some). To
+    /// rotate, add the new recipient to `recipients`, later remove the old one; keep the
+    /// old identity until no backup needs it alone.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Write a new age identity (private key, mode 0600) and print its recipient.
     Keygen {
@@ -142,6 +155,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
+    },
+    /// age keys: which backups need which identity (`keys status`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Trashed backups: list, restore, purge.
     Trash {
@@ -743,6 +761,9 @@ fn main() -> ExitCode {
             } => commands::retention::hold_backup(config_path, &backup, false).await,
             Command::Catalog { command } => commands::rebuild::run(config_path, command).await,
             Command::Retention { command } => commands::retention::run(config_path, command).await,
+            Command::Keys {
+                command: KeysCommand::Status { json },
+            } => commands::keys::status(config_path, json).await,
             Command::Trash { command } => commands::retention::trash(config_path, command).await,
             Command::Audit { command } => commands::audit::run(config_path, command).await,
             Command::Demo { dir, keep, serve } => commands::demo::run(&dir, keep, serve).await,

@@ -35,6 +35,7 @@ pub mod downloads;
 pub mod drills;
 pub mod evidence;
 pub mod job_summary;
+pub mod keys;
 pub mod maintenance;
 pub mod manual_backups;
 pub mod metrics;

@@ -56,9 +56,14 @@ impl Recipient {
     /// A short, stable name for this key in manifests: the first 8 bytes of SHA-256 of
     /// its `age1…` text, in hex.
     pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.text.as_bytes());
-        hex::encode(&digest[..8])
+        fingerprint_of(&self.text)
     }
+}
+
+/// The fingerprint of the recipient whose `age1…` text is `recipient_text`.
+fn fingerprint_of(recipient_text: &str) -> String {
+    let digest = Sha256::digest(recipient_text.as_bytes());
+    hex::encode(&digest[..8])
 }
 
 impl FromStr for Recipient {
@@ -95,6 +100,8 @@ impl fmt::Debug for Recipient {
 /// Private keys loaded from an identity file, for decrypting backups.
 pub struct Identities {
     identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The fingerprints of the recipients these identities open (X25519 ones).
+    recipient_fingerprints: Vec<String>,
 }
 
 impl fmt::Debug for Identities {
@@ -126,7 +133,24 @@ impl Identities {
         if identities.is_empty() {
             return Err(KeyError::InvalidIdentityFile { path: display });
         }
-        Ok(Self { identities })
+        // The file parsed: each X25519 identity line gives its public key.
+        let recipient_fingerprints = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("AGE-SECRET-KEY-1"))
+            .filter_map(|line| age::x25519::Identity::from_str(line).ok())
+            .map(|identity| fingerprint_of(&identity.to_public().to_string()))
+            .collect();
+        Ok(Self {
+            identities,
+            recipient_fingerprints,
+        })
+    }
+
+    /// The fingerprints ([`Recipient::fingerprint`]) of the recipients whose backups these
+    /// identities open: what a manifest's `recipient_fingerprints` is compared with.
+    pub fn recipient_fingerprints(&self) -> &[String] {
+        &self.recipient_fingerprints
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod demo;
 pub mod drill;
 pub mod keygen;
+pub mod keys;
 pub mod nightly;
 pub mod playbook;
 pub mod provision;

@@ -1,6 +1,7 @@
 //! `TestEnv`: one PostgreSQL cluster, N regions, an age key pair and a config file, all in
 //! a temporary directory and all stopped when the value is dropped.
 
+use secrecy::ExposeSecret as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,6 +67,8 @@ pub struct Settings {
     pub extra: String,
     /// More settings of `[clusters.main]` (e.g. `sslmode`).
     pub cluster_extra: String,
+    /// `recipients`; default: the environment's one recipient.
+    pub recipients: Vec<String>,
 }
 
 pub struct TestEnv {
@@ -135,9 +138,14 @@ impl TestEnv {
 
     /// Write a config file with `settings` and load it.
     pub fn config_file(&self, settings: &Settings) -> PathBuf {
+        let recipients = if settings.recipients.is_empty() {
+            vec![self.recipient.clone()]
+        } else {
+            settings.recipients.clone()
+        };
         let mut text = format!(
-            "recipients = [\"{}\"]\nidentity_file = {:?}\npg_bin_dir = {:?}\n",
-            self.recipient,
+            "recipients = {:?}\nidentity_file = {:?}\npg_bin_dir = {:?}\n",
+            recipients,
             settings
                 .identity_file
                 .as_deref()
@@ -152,9 +160,10 @@ impl TestEnv {
         text.push_str("region_patience_seconds = 2\n");
         text.push_str(&settings.extra);
         text.push_str(&format!(
-            "\n[clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\n",
+            "\n[clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\npassword = {:?}\n",
             self.postgres.port(),
-            self.postgres.superuser()
+            self.postgres.superuser(),
+            self.postgres.superuser_password().expose_secret()
         ));
         text.push_str(&settings.cluster_extra);
         for (priority, (name, server)) in self.region_names.iter().zip(&self.regions).enumerate() {

@@ -16,6 +16,7 @@ mod demo;
 mod downloads;
 mod faults;
 mod harness;
+mod keys;
 mod listing;
 mod metrics;
 mod panel;

@@ -1,0 +1,96 @@
+//! `lifeboat keys status`: which backups need which age identity.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use comfy_table::Table;
+use lifeboat_controller::keys::{self, RecipientState};
+use lifeboat_core::keys::Identities;
+
+use super::catalog::open_catalog;
+use super::load_config;
+
+pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let identities = config
+        .identity_file
+        .as_deref()
+        .map(Identities::load)
+        .transpose()?;
+    let catalog = open_catalog(&config).await?;
+    let connection = catalog.connection().await?;
+    let status = keys::key_status(&**connection, &config, identities.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let describe = |recipient: &RecipientState| {
+        let mut words = vec![if recipient.current {
+            "current"
+        } else {
+            "retired"
+        }];
+        match recipient.identity_here {
+            Some(true) => words.push("identity here"),
+            Some(false) => words.push("no identity here"),
+            None => {}
+        }
+        format!("{} ({})", recipient.fingerprint, words.join(", "))
+    };
+    println!("new backups are encrypted to:");
+    for recipient in &status.current {
+        println!("  {}", describe(recipient));
+    }
+    let mut table = Table::new();
+    table.set_header([
+        "encrypted to (any one opens)",
+        "backups",
+        "tenants",
+        "trashed",
+        "oldest",
+        "newest",
+        "opens here",
+    ]);
+    for set in &status.sets {
+        table.add_row([
+            set.recipients
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            set.backups.to_string(),
+            set.tenants.to_string(),
+            set.trashed.to_string(),
+            set.oldest.format("%Y-%m-%d %H:%M").to_string(),
+            set.newest.format("%Y-%m-%d %H:%M").to_string(),
+            match set.readable_here {
+                Some(true) => "yes".to_owned(),
+                Some(false) => "NO".to_owned(),
+                None => "no identity file".to_owned(),
+            },
+        ]);
+    }
+    println!("{table}");
+    let needed = status.retired_but_needed();
+    if needed.is_empty() {
+        println!("every backup opens with a current recipient's identity");
+    } else {
+        println!(
+            "keep the identities of {}: some backups are encrypted to no current recipient",
+            needed.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let unreadable_here = status
+        .sets
+        .iter()
+        .filter(|set| set.readable_here == Some(false))
+        .map(|set| set.backups)
+        .sum::<i64>();
+    if unreadable_here > 0 {
+        eprintln!(
+            "warning: {unreadable_here} backups cannot be opened with this host's identity file"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
