@@ -479,3 +479,192 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     browser.close().await.expect("close the browser");
 }
 
+/// The text of the element `id`, waiting (without reloading) until `done` accepts it.
+async fn wait_for_text(browser: &Client, id: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = browser
+            .find(Locator::Id(id))
+            .await
+            .expect(id)
+            .text()
+            .await
+            .expect("text");
+        if done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "#{id} still says {text:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_manage_users_and_tokens_and_people_enrol_an_authenticator_in_the_panel() {
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_catalog().await;
+    let settings = Settings {
+        min_regions: Some(1),
+        extra: CATALOG.to_owned(),
+        ..Settings::default()
+    };
+    let config_path = env.config_file(&settings);
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    assert!(run(&["controller", "migrate"]).status.success());
+    let added = run(&["tenant", "add", "acme", "--cluster", "main"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let config = env.config(&settings);
+    let catalog = Catalog::open(&config).await.expect("catalog");
+    let accounts = Accounts::with_password_hashing(
+        catalog.clone(),
+        config.panel,
+        PasswordHashing::FOR_TESTS_ONLY,
+    )
+    .expect("accounts");
+    let owner = enrolled(&accounts, "olga", Role::Owner, Some("acme")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    tokio::spawn(server::serve(
+        catalog.clone(),
+        listener,
+        api_options(&config, QueuePolicy::default()),
+        None,
+        Controller {
+            work_ready: Arc::default(),
+        },
+        cancel.clone(),
+    ));
+    let driver = start_driver().await;
+    let downloads = tempfile::tempdir().expect("download directory");
+    let browser = browser(&driver, downloads.path()).await;
+
+    sign_in(&browser, &base, &owner, &owner.code(0)).await;
+    wait_for_page(&browser, "acme's page", |source| {
+        source.contains("Tenant acme")
+    })
+    .await;
+    browser
+        .goto(&format!("{base}/tenants/acme/users"))
+        .await
+        .expect("users page");
+    // The strength shows as the password is typed, in the policy's words.
+    fill(&browser, "new-login", "bob").await;
+    fill(&browser, "new-password", "password123").await;
+    wait_for_text(&browser, "password-strength", |text| {
+        text.contains("not accepted")
+    })
+    .await;
+    // Sent anyway (the browser's own checks pass): the form comes back with the reason.
+    click(&browser, "add-user").await;
+    let refused = wait_for_text(&browser, "user-error", |text| !text.is_empty()).await;
+    assert!(refused.to_lowercase().contains("password"), "{refused}");
+    assert!(
+        accounts.user("bob").await.is_err(),
+        "a refused user is not added"
+    );
+    fill(&browser, "new-password", "lantern-quiet-harbour-91").await;
+    wait_for_text(&browser, "password-strength", |text| {
+        text.contains("accepted") && !text.contains("not accepted")
+    })
+    .await;
+    click(&browser, "add-user").await;
+    let page = browser.source().await.expect("source");
+    assert!(page.contains("data-user=\"bob\""), "{page}");
+    let bob = accounts.user("bob").await.expect("bob was added");
+    assert_eq!(bob.role, Role::Viewer);
+    click(&browser, "disable-bob").await;
+    assert!(accounts.user("bob").await.expect("bob").disabled);
+
+    // A token, shown once, works against the API until it is revoked.
+    fill(&browser, "token-name", "ci").await;
+    click(&browser, "issue-token").await;
+    let token = browser
+        .find(Locator::Id("issued-token"))
+        .await
+        .expect("the token is shown")
+        .text()
+        .await
+        .expect("text");
+    assert!(token.starts_with("lbu_"), "{token}");
+    let http = reqwest::Client::new();
+    let list_backups = || {
+        http.get(format!("{base}/api/v1/tenants/acme/backups"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(list_backups().await.expect("GET").status(), 200);
+    browser
+        .goto(&format!("{base}/tenants/acme/users"))
+        .await
+        .expect("users page");
+    click(&browser, "revoke-ci").await;
+    assert_eq!(list_backups().await.expect("GET").status(), 401);
+    click(&browser, "sign-out").await;
+
+    // A customer without an authenticator enrols one from their account page.
+    let password = generate_password();
+    accounts
+        .add_user(
+            NewUser {
+                login: "vera".to_owned(),
+                role: Role::Viewer,
+                tenant: Some(TenantName::parse("acme").expect("tenant")),
+                password: password.clone(),
+            },
+            &admin(),
+        )
+        .await
+        .expect("add vera");
+    let mut vera = Person {
+        login: "vera".to_owned(),
+        password,
+        totp: SecretString::from(String::new()),
+    };
+    sign_in(&browser, &base, &vera, "").await;
+    wait_for_page(&browser, "acme's page", |source| {
+        source.contains("Tenant acme")
+    })
+    .await;
+    browser
+        .goto(&format!("{base}/account"))
+        .await
+        .expect("account page");
+    click(&browser, "begin-totp").await;
+    let qr = browser
+        .find(Locator::Id("totp-qr"))
+        .await
+        .expect("the QR code")
+        .html(true)
+        .await
+        .expect("html");
+    assert!(qr.contains("<svg"), "{qr}");
+    let secret = browser
+        .find(Locator::Id("totp-secret"))
+        .await
+        .expect("the key as text")
+        .text()
+        .await
+        .expect("text");
+    vera.totp = SecretString::from(secret);
+    fill(&browser, "totp-code", &vera.code(0)).await;
+    click(&browser, "confirm-totp").await;
+    let codes = browser
+        .find_all(Locator::Css("#recovery-codes li"))
+        .await
+        .expect("recovery codes");
+    assert!(!codes.is_empty(), "recovery codes are shown once");
+    click(&browser, "sign-out").await;
+    // From now on her sign-in needs a code.
+    sign_in(&browser, &base, &vera, "").await;
+    let source = browser.source().await.expect("source");
+    assert!(source.contains("id=\"login-error\""), "{source}");
+    sign_in(&browser, &base, &vera, &vera.code(1)).await;
+    wait_for_page(&browser, "acme's page", |source| {
+        source.contains("Tenant acme")
+    })
+    .await;
+    browser.close().await.expect("close the browser");
+}

@@ -52,6 +52,11 @@ pub fn page(title: &str, user: Option<&PanelUser>, body: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · lifeboat" }
                 link rel="stylesheet" href="/panel.css";
+                @if let Some(user) = user {
+                    // For /panel.js's calls to the API (the session's CSRF token).
+                    meta name="csrf-token" content=(user.csrf_token());
+                    script src="/panel.js" defer {}
+                }
             }
             body {
                 header {
@@ -61,7 +66,7 @@ pub fn page(title: &str, user: Option<&PanelUser>, body: Markup) -> Response {
                             a href="/tenants" { "Tenants" }
                         }
                         span class="who" {
-                            (user.user.login) " (" (user.user.role) ")"
+                            a href="/account" id="account-link" { (user.user.login) } " (" (user.user.role) ")"
                         }
                         form class="inline" method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(user.csrf_token());
@@ -76,13 +81,13 @@ pub fn page(title: &str, user: Option<&PanelUser>, body: Markup) -> Response {
     with_security_headers(markup.into_response())
 }
 
-/// No framing, no inline script, no referrer, no caching of pages that show tenants' data.
+/// No framing, no inline script (only `/panel.js`), no referrer, no caching of pages that show tenants' data.
 pub fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

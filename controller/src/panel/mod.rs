@@ -6,16 +6,18 @@
 //! - [`session`]: sign-in (with the TOTP code) and sign-out;
 //! - [`tenants`]: the tenant list (staff), a tenant's page (backups with their evidence,
 //!   manual backup, drills, restores), the audit log, freeze;
-//! - [`restores`]: the helpdesk restore form and its live progress page, rollback.
+//! - [`restores`]: the helpdesk restore form and its live progress page, rollback;
+//! - [`users`]: a tenant's users and API tokens, and each person's authenticator.
 //!
-//! No JavaScript is needed: a running restore's page refreshes itself with a
-//! `<meta http-equiv="refresh">`. Forms carry the session's CSRF token in a hidden field,
+//! No JavaScript is needed: a running restore's page refreshes itself (a `Refresh`
+//! header); `/panel.js` only shows a new password's strength as it is typed. Forms carry the session's CSRF token in a hidden field,
 //! checked by [`PanelUser::check_csrf`]; cookies are SameSite=Strict besides.
 
 mod layout;
 mod restores;
 mod session;
 mod tenants;
+mod users;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -32,6 +34,24 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(session::home))
         .route("/panel.css", get(layout::stylesheet))
+        .route("/panel.js", get(users::script))
+        .route("/account", get(users::account))
+        .route("/account/totp", post(users::begin_totp))
+        .route("/account/totp/confirm", post(users::confirm_totp))
+        .route("/tenants/{tenant}/users", get(users::show).post(users::add))
+        .route(
+            "/tenants/{tenant}/users/{login}/disable",
+            post(users::disable),
+        )
+        .route(
+            "/tenants/{tenant}/users/{login}/enable",
+            post(users::enable),
+        )
+        .route("/tenants/{tenant}/tokens", post(users::issue_token))
+        .route(
+            "/tenants/{tenant}/tokens/{name}/revoke",
+            post(users::revoke_token),
+        )
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/tenants", get(tenants::list))

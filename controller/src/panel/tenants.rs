@@ -110,6 +110,7 @@ pub async fn show(
             }
             " "
             a href=(format!("/tenants/{name}/audit")) { "Audit log" }
+            " · " (super::users::users_link(name.as_str()))
         }
         @if staff {
             " · " a href=(format!("/tenants/{name}/restore")) id="restore-link" { "Restore…" }

@@ -71,7 +71,7 @@ impl std::fmt::Debug for NewUserRequest {
 
 /// Owners and admins manage a tenant's users; signed in, not with a token (a stolen token
 /// must not be able to make itself a permanent account).
-fn manager_of(
+pub(crate) fn manager_of(
     user: &UserPrincipal,
     tenant: &str,
 ) -> Result<lifeboat_core::ids::TenantName, ApiError> {
@@ -96,11 +96,18 @@ pub async fn tenant_users(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = user
-        .existing_tenant(&state, &tenant, Access::Manage)
-        .await?;
-    let users = state.portal()?.accounts.list_users(Some(&tenant)).await?;
+    let users = users_of(&state, &user, &tenant).await?;
     Ok(Json(users.into_iter().map(Into::into).collect()))
+}
+
+/// `tenant`'s users, for its owners and staff (the API and the panel).
+pub(crate) async fn users_of(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+) -> Result<Vec<User>, ApiError> {
+    let tenant = user.existing_tenant(state, tenant, Access::Manage).await?;
+    Ok(state.portal()?.accounts.list_users(Some(&tenant)).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/users", tag = "users",
@@ -120,28 +127,53 @@ pub async fn add_tenant_user(
     JsonBody(request): JsonBody<NewUserRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let user = principal.require_user()?;
-    let tenant = manager_of(&user, &tenant)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
-    let role = Role::parse(&request.role)?;
-    if role.is_staff() || request.tenant.is_some() {
+    if request.tenant.is_some() {
         return Err(ApiError::unprocessable(
-            "a tenant's users are owners or viewers of that tenant: role owner or viewer, no tenant field",
+            "a tenant's users are owners or viewers of that tenant: no tenant field here",
         ));
     }
-    let added = state
+    let added = add_user_of(
+        &state,
+        &user,
+        &tenant,
+        request.login,
+        &request.role,
+        request.password,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(added.into())))
+}
+
+/// Add an owner or viewer of `tenant`, by its owner or an admin (the API and the panel).
+pub(crate) async fn add_user_of(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+    login: String,
+    role: &str,
+    password: SecretString,
+) -> Result<User, ApiError> {
+    let tenant = manager_of(user, tenant)?;
+    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let role = Role::parse(role)?;
+    if role.is_staff() {
+        return Err(ApiError::unprocessable(
+            "a tenant's users are owners or viewers of that tenant: role owner or viewer",
+        ));
+    }
+    Ok(state
         .portal()?
         .accounts
         .add_user(
             NewUser {
-                login: request.login,
+                login,
                 role,
                 tenant: Some(tenant),
-                password: request.password,
+                password,
             },
             &user.actor(),
         )
-        .await?;
-    Ok((StatusCode::CREATED, Json(added.into())))
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
@@ -195,16 +227,15 @@ pub async fn list_users(
     Ok(Json(users.into_iter().map(Into::into).collect()))
 }
 
-/// Enable or disable a user of `tenant` (owners) or anyone (admins, under their tenant).
-async fn set_disabled(
+/// Enable or disable a user of `tenant`, by its owner or an admin (the API and the panel).
+pub(crate) async fn set_disabled(
     state: &AppState,
-    principal: Principal,
+    user: &UserPrincipal,
     tenant: &str,
     login: &str,
     disabled: bool,
-) -> Result<Json<UserView>, ApiError> {
-    let user = principal.require_user()?;
-    let tenant = manager_of(&user, tenant)?;
+) -> Result<User, ApiError> {
+    let tenant = manager_of(user, tenant)?;
     let accounts = &state.portal()?.accounts;
     let target = accounts
         .user(login)
@@ -217,12 +248,9 @@ async fn set_disabled(
             "you cannot disable yourself; ask another owner or an admin",
         ));
     }
-    Ok(Json(
-        accounts
-            .set_user_disabled(&target.login, disabled, &user.actor())
-            .await?
-            .into(),
-    ))
+    Ok(accounts
+        .set_user_disabled(&target.login, disabled, &user.actor())
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/users/{login}/disable", tag = "users",
@@ -236,7 +264,12 @@ pub async fn disable_user(
     principal: Principal,
     Path((tenant, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_disabled(&state, principal, &tenant, &login, true).await
+    let user = principal.require_user()?;
+    Ok(Json(
+        set_disabled(&state, &user, &tenant, &login, true)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/users/{login}/enable", tag = "users",
@@ -250,7 +283,12 @@ pub async fn enable_user(
     principal: Principal,
     Path((tenant, login)): Path<(String, String)>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_disabled(&state, principal, &tenant, &login, false).await
+    let user = principal.require_user()?;
+    Ok(Json(
+        set_disabled(&state, &user, &tenant, &login, false)
+            .await?
+            .into(),
+    ))
 }
 
 /// An API token as listed (never its secret).
@@ -311,11 +349,18 @@ pub async fn list_tokens(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let user = principal.require_user()?;
-    let tenant = user
-        .existing_tenant(&state, &tenant, Access::Manage)
-        .await?;
-    let tokens = state.portal()?.accounts.list_api_tokens(&tenant).await?;
+    let tokens = tokens_of(&state, &user, &tenant).await?;
     Ok(Json(tokens.into_iter().map(Into::into).collect()))
+}
+
+/// `tenant`'s API tokens, for its owners and staff (the API and the panel).
+pub(crate) async fn tokens_of(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+) -> Result<Vec<ApiTokenInfo>, ApiError> {
+    let tenant = user.existing_tenant(state, tenant, Access::Manage).await?;
+    Ok(state.portal()?.accounts.list_api_tokens(&tenant).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/tokens", tag = "users",
@@ -334,21 +379,7 @@ pub async fn issue_token(
     JsonBody(request): JsonBody<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let user = principal.require_user()?;
-    let tenant = manager_of(&user, &tenant)?;
-    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
-    let days = request.days.unwrap_or(90);
-    let issued = state
-        .portal()?
-        .accounts
-        .issue_api_token(
-            &tenant,
-            Role::parse(&request.role)?,
-            &request.name,
-            std::time::Duration::from_secs(u64::from(days) * 24 * 3600),
-            Utc::now(),
-            &user.actor(),
-        )
-        .await?;
+    let issued = issue_token_of(&state, &user, &tenant, &request).await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedToken {
@@ -370,17 +401,51 @@ pub async fn revoke_token(
     Path((tenant, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let user = principal.require_user()?;
-    // A token may revoke (itself or another): that only takes power away.
-    let tenant = user.tenant(&tenant, Access::Manage)?;
+    revoke_token_of(&state, &user, &tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issue an API token of `tenant`, by its owner or an admin (the API and the panel).
+pub(crate) async fn issue_token_of(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+    request: &NewTokenRequest,
+) -> Result<crate::accounts::IssuedApiToken, ApiError> {
+    let tenant = manager_of(user, tenant)?;
+    crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+    let days = request.days.unwrap_or(90);
+    Ok(state
+        .portal()?
+        .accounts
+        .issue_api_token(
+            &tenant,
+            Role::parse(&request.role)?,
+            &request.name,
+            std::time::Duration::from_secs(u64::from(days) * 24 * 3600),
+            Utc::now(),
+            &user.actor(),
+        )
+        .await?)
+}
+
+/// Revoke `tenant`'s active token `name`: its owner, an admin, or a token (that only takes
+/// power away). The API and the panel.
+pub(crate) async fn revoke_token_of(
+    state: &AppState,
+    user: &UserPrincipal,
+    tenant: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let tenant = user.tenant(tenant, Access::Manage)?;
     if user.role == Role::Helpdesk {
         return Err(ApiError::forbidden("helpdesk staff do not manage tokens"));
     }
-    state
+    Ok(state
         .portal()?
         .accounts
-        .revoke_api_token(&tenant, &name, &user.actor())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .revoke_api_token(&tenant, name, &user.actor())
+        .await?)
 }
 
 /// A TOTP enrolment begun: the secret, shown this once, three ways.
