@@ -499,7 +499,7 @@ async fn wait_for_text(browser: &Client, id: &str, done: impl Fn(&str) -> bool) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owners_manage_users_and_tokens_and_people_enrol_an_authenticator_in_the_panel() {
+async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins_empty_the_trash() {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     env.create_catalog().await;
     let settings = Settings {
@@ -666,5 +666,63 @@ async fn owners_manage_users_and_tokens_and_people_enrol_an_authenticator_in_the
         source.contains("Tenant acme")
     })
     .await;
+    assert!(
+        !browser
+            .source()
+            .await
+            .expect("source")
+            .contains("trash-link"),
+        "the trash is for admins"
+    );
+    click(&browser, "sign-out").await;
+
+    // An admin brings a trashed backup back from the trash page.
+    env.create_tenant_database("acme", 10).await;
+    let backed_up = run(&["backup", "--tenant", "acme"]);
+    assert!(backed_up.status.success(), "{}", stderr(&backed_up));
+    let trashed_state = |trashed: bool| {
+        let catalog = catalog.clone();
+        async move {
+            let connection = catalog.connection().await.expect("catalog");
+            let count: i64 = connection
+                .query_one(
+                    "SELECT count(*) FROM backups WHERE (trashed_at IS NOT NULL) = $1",
+                    &[&trashed],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            count
+        }
+    };
+    catalog
+        .connection()
+        .await
+        .expect("catalog")
+        .batch_execute(
+            "UPDATE backups SET trashed_at = now(), trash_reason = 'retention',
+                    purge_after = now() + interval '14 days'",
+        )
+        .await
+        .expect("trash the backup");
+    assert_eq!(trashed_state(true).await, 1);
+    let admin_person = enrolled(&accounts, "ada", Role::Admin, None).await;
+    sign_in(&browser, &base, &admin_person, &admin_person.code(0)).await;
+    wait_for_page(&browser, "the tenant list", |source| {
+        source.contains("Find a tenant")
+    })
+    .await;
+    browser
+        .goto(&format!("{base}/trash"))
+        .await
+        .expect("trash page");
+    submit(&browser, Locator::Css("#trash button[type=submit]")).await;
+    let page = browser.source().await.expect("source");
+    assert!(page.contains("The trash is empty."), "{page}");
+    assert_eq!(
+        trashed_state(true).await,
+        0,
+        "the backup is out of the trash"
+    );
     browser.close().await.expect("close the browser");
 }

@@ -65,6 +65,9 @@ pub fn page(title: &str, user: Option<&PanelUser>, body: Markup) -> Response {
                         @if user.user.role.is_staff() {
                             a href="/tenants" { "Tenants" }
                         }
+                        @if user.user.role == crate::accounts::Role::Admin {
+                            a href="/trash" id="trash-link" { "Trash" }
+                        }
                         span class="who" {
                             a href="/account" id="account-link" { (user.user.login) } " (" (user.user.role) ")"
                         }

@@ -7,7 +7,8 @@
 //! - [`tenants`]: the tenant list (staff), a tenant's page (backups with their evidence,
 //!   manual backup, drills, restores), the audit log, freeze;
 //! - [`restores`]: the helpdesk restore form and its live progress page, rollback;
-//! - [`users`]: a tenant's users and API tokens, and each person's authenticator.
+//! - [`users`]: a tenant's users and API tokens, and each person's authenticator;
+//! - [`trash`]: trashed backups, brought back (admins).
 //!
 //! No JavaScript is needed: a running restore's page refreshes itself (a `Refresh`
 //! header); `/panel.js` only shows a new password's strength as it is typed. Forms carry the session's CSRF token in a hidden field,
@@ -17,6 +18,7 @@ mod layout;
 mod restores;
 mod session;
 mod tenants;
+mod trash;
 mod users;
 
 use axum::Router;
@@ -55,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/tenants", get(tenants::list))
+        .route("/trash", get(trash::list))
+        .route("/trash/{backup}/restore", post(trash::restore))
         .route("/tenants/{tenant}", get(tenants::show))
         .route("/tenants/{tenant}/backups", post(tenants::take_backup))
         .route(

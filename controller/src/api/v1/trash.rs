@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use lifeboat_core::ids::BackupId;
+use lifeboat_core::ids::{BackupId, TenantName};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::openapi::ErrorSchema;
-use crate::api::{ApiError, AppState, Principal};
+use crate::api::{ApiError, AppState, Principal, UserPrincipal};
 use crate::retention::{self, RetentionError, TrashedBackup};
 
 impl From<RetentionError> for ApiError {
@@ -64,13 +64,22 @@ pub async fn restore(
     Path(backup): Path<String>,
 ) -> Result<Json<Untrashed>, ApiError> {
     let user = principal.require_user()?;
+    let tenant = untrash(&state, &user, &backup).await?;
+    Ok(Json(Untrashed {
+        tenant: tenant.to_string(),
+    }))
+}
+
+/// Bring `backup` back from the trash: an admin, signed in (the API and the panel).
+pub(crate) async fn untrash(
+    state: &AppState,
+    user: &UserPrincipal,
+    backup: &str,
+) -> Result<TenantName, ApiError> {
     user.require_admin()?;
     user.require_session()?;
     let backup: BackupId = backup
         .parse()
         .map_err(|_| ApiError::not_found(format!("no backup {backup:?}")))?;
-    let tenant = retention::restore_from_trash(&state.catalog, backup, &user.actor()).await?;
-    Ok(Json(Untrashed {
-        tenant: tenant.to_string(),
-    }))
+    Ok(retention::restore_from_trash(&state.catalog, backup, &user.actor()).await?)
 }
