@@ -245,10 +245,11 @@ impl From<crate::restores::RestoreError> for ApiError {
         match error {
             E::Catalog(error) => error.into(),
             E::Tenant(error) => error.into(),
-            E::UnknownBackup(_) => ApiError::not_found(error.to_string()),
-            E::AlreadyUnderway { .. } | E::SameMinute(_) | E::KeptNameTaken { .. } => {
-                ApiError::new(StatusCode::CONFLICT, error.to_string())
-            }
+            E::UnknownBackup(_) | E::NoOpenAsk { .. } => ApiError::not_found(error.to_string()),
+            E::AlreadyUnderway { .. }
+            | E::SameMinute(_)
+            | E::KeptNameTaken { .. }
+            | E::AlreadyAsked { .. } => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             _ => ApiError::unprocessable(error.to_string()),
         }
     }

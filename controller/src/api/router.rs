@@ -22,6 +22,10 @@
 //! GET    /api/v1/tenants/{tenant}/restores/plan     v1::restores::plan         (staff)
 //! GET    /api/v1/tenants/{tenant}/restores/{job}    v1::restores::status
 //! POST   /api/v1/tenants/{tenant}/rollback          v1::restores::rollback     (staff + TOTP)
+//! GET    /api/v1/tenants/{tenant}/restore-asks      v1::asks::list             (owner, staff)
+//! POST   /api/v1/tenants/{tenant}/restore-asks      v1::asks::ask              (owner)
+//! POST   /api/v1/tenants/{tenant}/restore-asks/{ask}/close  v1::asks::close    (owner, staff)
+//! GET    /api/v1/restore-asks                       v1::asks::queue            (staff)
 //! GET    /api/v1/tenants/{tenant}/users             v1::users::tenant_users    (owner, staff)
 //! POST   /api/v1/tenants/{tenant}/users             v1::users::add_tenant_user (owner, admin; signed in)
 //! POST   /api/v1/tenants/{tenant}/users/{login}/disable|enable                  (owner, admin; signed in)
@@ -53,7 +57,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::openapi::ApiDoc;
-use super::v1::{restores, session, tenants, trash, users};
+use super::v1::{asks, restores, session, tenants, trash, users};
 use super::{ApiError, AppState, agent, health, jobs, metrics};
 
 /// The largest body of every route but the report: a claim, a heartbeat, a login or a
@@ -81,6 +85,9 @@ pub fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(restores::plan))
         .routes(routes!(restores::status))
         .routes(routes!(restores::rollback))
+        .routes(routes!(asks::list, asks::ask))
+        .routes(routes!(asks::close))
+        .routes(routes!(asks::queue))
         .routes(routes!(users::tenant_users, users::add_tenant_user))
         .routes(routes!(users::disable_user))
         .routes(routes!(users::enable_user))

@@ -18,6 +18,7 @@
 //! rollback in the same second as its restore), chosen here when the job is enqueued, so
 //! every attempt of the job and a later rollback agree on it.
 
+pub mod asks;
 pub mod estimate;
 pub mod kept;
 pub mod record;
@@ -137,6 +138,16 @@ pub enum RestoreError {
     CopyTarget { into: String, why: String },
     #[error("--expires-days: must be at least 1 (leave it out to keep the copy until dropped)")]
     InvalidExpiry,
+    #[error("note: say what happened and what to restore, in 1 to 2000 characters")]
+    AskNote,
+    #[error("target: ask for a restore onto live (live) or into a copy (copy)")]
+    AskTarget,
+    #[error(
+        "tenant {tenant} already has an open restore ask ({ask}); withdraw it or wait for staff"
+    )]
+    AlreadyAsked { tenant: TenantName, ask: i64 },
+    #[error("tenant {tenant} has no open restore ask {ask}")]
+    NoOpenAsk { tenant: TenantName, ask: i64 },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }

@@ -167,7 +167,7 @@ async fn refuse_if_underway<C: GenericClient>(
 }
 
 /// Order this request after any other of `tenant`'s, until the transaction ends.
-async fn lock_tenant_restores<C: GenericClient>(
+pub(super) async fn lock_tenant_restores<C: GenericClient>(
     client: &C,
     tenant: &TenantName,
 ) -> Result<(), RestoreError> {
@@ -293,6 +293,9 @@ async fn enqueue_restore<C: GenericClient>(
         }),
     )
     .await?;
+    if row.mode != RestoreMode::Rollback {
+        super::asks::serve_open_ask(transaction, tenant, job_id, row.actor).await?;
+    }
     Ok(job_id)
 }
 

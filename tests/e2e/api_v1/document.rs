@@ -29,6 +29,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/api/v1/tenants/{tenant}/restores/plan"),
     ("get", "/api/v1/tenants/{tenant}/restores/{job}"),
     ("post", "/api/v1/tenants/{tenant}/rollback"),
+    ("get", "/api/v1/tenants/{tenant}/restore-asks"),
+    ("post", "/api/v1/tenants/{tenant}/restore-asks"),
+    ("post", "/api/v1/tenants/{tenant}/restore-asks/{ask}/close"),
+    ("get", "/api/v1/restore-asks"),
     ("get", "/api/v1/tenants/{tenant}/users"),
     ("post", "/api/v1/tenants/{tenant}/users"),
     ("post", "/api/v1/tenants/{tenant}/users/{login}/disable"),
@@ -79,6 +83,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             .replace("{tenant}", "acme")
             .replace("{id}", "1")
             .replace("{job}", "1")
+            .replace("{ask}", "1")
             .replace("{login}", "someone")
             .replace("{name}", "ci")
             .replace("{backup}", "00000000-0000-0000-0000-000000000000")

@@ -277,6 +277,11 @@ impl Portal {
         let client = self.catalog.connection().await.expect("connection");
         client.query_one(sql, &[]).await.expect(sql).get(0)
     }
+
+    pub async fn scalar_text(&self, sql: &str) -> String {
+        let client = self.catalog.connection().await.expect("connection");
+        client.query_one(sql, &[]).await.expect(sql).get(0)
+    }
 }
 
 /// The session a successful sign-in response set.

@@ -3,6 +3,7 @@
 //! caller's access to the tenant it names, calls one library operation and returns its
 //! result as JSON.
 
+pub mod asks;
 pub mod restores;
 pub mod session;
 pub mod tenants;
