@@ -389,6 +389,30 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
         source.contains("<h1>Not Found</h1>"),
         "errors are pages: {source}"
     );
+    // The owner asks helpdesk for a restore onto live.
+    browser
+        .goto(&format!("{base}/tenants/acme"))
+        .await
+        .expect("acme's page");
+    browser
+        .find(Locator::Id("ask-target"))
+        .await
+        .expect("the ask form")
+        .select_by_value("live")
+        .await
+        .expect("choose live");
+    fill(
+        &browser,
+        "ask-note-field",
+        "we lost most orders this morning",
+    )
+    .await;
+    click(&browser, "ask-restore").await;
+    let page = browser.source().await.expect("source");
+    assert!(
+        page.contains("id=\"open-ask\"") && page.contains("we lost most orders this morning"),
+        "{page}"
+    );
     browser.goto(&format!("{base}/")).await.expect("home");
     click(&browser, "sign-out").await;
 
@@ -396,10 +420,14 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     execute_in_acme(&env, "DELETE FROM orders WHERE id > 100").await;
     assert_eq!(count_orders(&env).await, 100);
     sign_in(&browser, &base, &helpdesk, &helpdesk.code(0)).await;
-    wait_for_page(&browser, "the tenant list", |source| {
+    let list = wait_for_page(&browser, "the tenant list", |source| {
         source.contains("Find a tenant")
     })
     .await;
+    assert!(
+        list.contains("id=\"ask-queue\"") && list.contains("restore asked"),
+        "staff see the customer's ask: {list}"
+    );
     browser
         .goto(&format!("{base}/tenants/acme/restore"))
         .await
@@ -427,6 +455,15 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
         500,
         "the restore brought the orders back"
     );
+    let ask_state: String = catalog
+        .connection()
+        .await
+        .expect("catalog")
+        .query_one("SELECT state FROM restore_asks", &[])
+        .await
+        .expect("the ask")
+        .get(0);
+    assert_eq!(ask_state, "served", "the restore served the customer's ask");
 
     // Roll it back, with a code of a later step than the restore's.
     while helpdesk.code(1) == restore_code {

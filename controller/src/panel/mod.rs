@@ -8,12 +8,14 @@
 //!   manual backup, drills, restores), the audit log, freeze;
 //! - [`restores`]: the helpdesk restore form and its live progress page, rollback;
 //! - [`users`]: a tenant's users and API tokens, and each person's authenticator;
-//! - [`trash`]: trashed backups, brought back (admins).
+//! - [`trash`]: trashed backups, brought back (admins);
+//! - [`asks`]: owners ask staff for a restore; staff decline or serve it.
 //!
 //! No JavaScript is needed: a running restore's page refreshes itself (a `Refresh`
 //! header); `/panel.js` only shows a new password's strength as it is typed. Forms carry the session's CSRF token in a hidden field,
 //! checked by [`PanelUser::check_csrf`]; cookies are SameSite=Strict besides.
 
+mod asks;
 mod layout;
 mod restores;
 mod session;
@@ -73,6 +75,8 @@ pub fn routes() -> Router<AppState> {
             get(restores::form).post(restores::request),
         )
         .route("/tenants/{tenant}/rollback", post(restores::rollback))
+        .route("/tenants/{tenant}/asks", post(asks::ask))
+        .route("/tenants/{tenant}/asks/{ask}/close", post(asks::close))
         .route("/tenants/{tenant}/restores/{job}", get(restores::progress))
 }
 

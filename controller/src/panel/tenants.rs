@@ -30,6 +30,7 @@ pub async fn list(
     user.user.require_staff()?;
     let needle = search.q.clone().unwrap_or_default().to_lowercase();
     let all = tenants::list_tenants(&state.catalog).await?;
+    let asks = crate::api::v1::asks::open_asks(&state, &user.user).await?;
     let shown: Vec<_> = all
         .iter()
         .filter(|tenant| tenant.name.as_str().contains(&needle))
@@ -39,6 +40,18 @@ pub async fn list(
         Some(&user),
         html! {
             h1 { "Tenants" }
+            @if !asks.is_empty() {
+                div class="card" id="ask-queue" {
+                    h2 { "Restores asked by customers" }
+                    ul { @for ask in &asks {
+                        li {
+                            a href=(format!("/tenants/{}", ask.tenant)) { (ask.tenant) } ": "
+                            (ask.target) ", asked " (ask.asked_at.format("%Y-%m-%d %H:%M UTC"))
+                            " by " (ask.asked_by)
+                        }
+                    } }
+                }
+            }
             form method="get" action="/tenants" role="search" {
                 label for="q" { "Find a tenant" }
                 input id="q" name="q" value=(search.q.unwrap_or_default());
@@ -53,6 +66,7 @@ pub async fn list(
                                 td { a href=(format!("/tenants/{}", tenant.name)) { (tenant.name) } }
                                 td class="wide" { (tenant.cluster) }
                                 td {
+                                    @if asks.iter().any(|ask| ask.tenant == tenant.name.as_str()) { span class="bad" { "restore asked" } " " }
                                     @if tenant.frozen { span class="bad" { "frozen" } }
                                     @else if tenant.legal_hold { "legal hold" }
                                     @else { "active" }
@@ -77,6 +91,8 @@ fn notice_text(done: Option<&str>) -> Option<&'static str> {
         "backup" => Some("A backup was queued; it appears here when it is stored in every region."),
         "freeze" => Some("The tenant is frozen: its users are signed out and refused."),
         "unfreeze" => Some("The tenant is no longer frozen."),
+        "asked" => Some("Your ask is with our helpdesk; this page shows its progress."),
+        "ask-closed" => Some("The ask is closed."),
         _ => None,
     }
 }
@@ -94,6 +110,14 @@ pub async fn show(
     let drill_history = drills::list_drills(&**connection, Some(&name), 20).await?;
     drop(connection);
     let restore_history = restores::restore_status(&state.catalog, Some(&name), 10).await?;
+    let open_ask = if user.user.role == Role::Viewer {
+        None
+    } else {
+        crate::api::v1::asks::asks_of(&state, &user.user, name.as_str())
+            .await?
+            .into_iter()
+            .find(|ask| ask.state == "open")
+    };
     let manages = user.user.role.is_staff() || user.user.role == Role::Owner;
     let staff = user.user.role.is_staff();
     let csrf = user.csrf_token().to_owned();
@@ -115,6 +139,7 @@ pub async fn show(
         @if staff {
             " · " a href=(format!("/tenants/{name}/restore")) id="restore-link" { "Restore…" }
         }
+        (super::asks::section(&user, name.as_str(), open_ask.as_ref(), &backups))
         h2 { "Backups" }
         (backup_table(&backups, &name, manages.then_some(csrf.as_str())))
         h2 { "Restore tests (drills)" }
