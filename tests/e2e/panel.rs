@@ -199,6 +199,47 @@ async fn wait_for_page(browser: &Client, what: &str, done: impl Fn(&str) -> bool
     }
 }
 
+/// The controller's API and panel, in this process, on the catalog `config` names.
+struct Served {
+    catalog: Catalog,
+    accounts: Accounts,
+    base: String,
+    cancel: CancellationToken,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn serve(config: &lifeboat_core::config::Config) -> Served {
+    let catalog = Catalog::open(config).await.expect("catalog");
+    let accounts = Accounts::with_password_hashing(
+        catalog.clone(),
+        config.panel,
+        PasswordHashing::FOR_TESTS_ONLY,
+    )
+    .expect("accounts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let cancel = CancellationToken::new();
+    tokio::spawn(server::serve(
+        catalog.clone(),
+        listener,
+        api_options(config, QueuePolicy::default()),
+        None,
+        Controller {
+            work_ready: Arc::default(),
+        },
+        cancel.clone(),
+    ));
+    Served {
+        catalog,
+        accounts,
+        base,
+        _stop: cancel.clone().drop_guard(),
+        cancel,
+    }
+}
+
 async fn count_orders(env: &TestEnv) -> i64 {
     let client = env.postgres.connect("acme").await.expect("connect to acme");
     client
@@ -239,34 +280,16 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     assert!(backed_up.status.success(), "{}", stderr(&backed_up));
 
     let config = env.config(&settings);
-    let catalog = Catalog::open(&config).await.expect("catalog");
-    let accounts = Accounts::with_password_hashing(
-        catalog.clone(),
-        config.panel,
-        PasswordHashing::FOR_TESTS_ONLY,
-    )
-    .expect("accounts");
-    let owner = enrolled(&accounts, "alice", Role::Owner, Some("acme")).await;
-    let helpdesk = enrolled(&accounts, "hank", Role::Helpdesk, None).await;
-
     // The controller and an agent, in this process.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let controller = Controller {
-        work_ready: Arc::default(),
-    };
-    tokio::spawn(server::serve(
-        catalog.clone(),
-        listener,
-        api_options(&config, QueuePolicy::default()),
-        None,
-        controller,
-        cancel.clone(),
-    ));
+    let served = serve(&config).await;
+    let (catalog, accounts, base, cancel) = (
+        &served.catalog,
+        &served.accounts,
+        &served.base,
+        served.cancel.clone(),
+    );
+    let owner = enrolled(accounts, "alice", Role::Owner, Some("acme")).await;
+    let helpdesk = enrolled(accounts, "hank", Role::Helpdesk, None).await;
     let token = run(&[
         "agent",
         "token",
@@ -296,14 +319,14 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     let browser = browser(&driver, downloads.path()).await;
 
     // A wrong code: the sign-in page again, with the one generic message.
-    sign_in(&browser, &base, &owner, "000000").await;
+    sign_in(&browser, base, &owner, "000000").await;
     let source = browser.source().await.expect("source");
     assert!(
         source.contains("id=\"login-error\"") && source.contains("wrong login, password or code"),
         "{source}"
     );
     // A customer signs in with TOTP and lands on their tenant's page.
-    sign_in(&browser, &base, &owner, &owner.code(0)).await;
+    sign_in(&browser, base, &owner, &owner.code(0)).await;
     let page = wait_for_page(&browser, "acme's page", |source| {
         source.contains("Tenant acme")
     })
@@ -419,7 +442,7 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     // Helpdesk restores acme onto live after the customer lost most orders.
     execute_in_acme(&env, "DELETE FROM orders WHERE id > 100").await;
     assert_eq!(count_orders(&env).await, 100);
-    sign_in(&browser, &base, &helpdesk, &helpdesk.code(0)).await;
+    sign_in(&browser, base, &helpdesk, &helpdesk.code(0)).await;
     let list = wait_for_page(&browser, "the tenant list", |source| {
         source.contains("Find a tenant")
     })
@@ -493,7 +516,7 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
     click(&browser, "sign-out").await;
 
     // A frozen customer is turned away at once, signed in or not.
-    sign_in(&browser, &base, &owner, &owner.code(1)).await;
+    sign_in(&browser, base, &owner, &owner.code(1)).await;
     wait_for_page(&browser, "acme's page", |source| {
         source.contains("Tenant acme")
     })
@@ -550,35 +573,14 @@ async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins
     let added = run(&["tenant", "add", "acme", "--cluster", "main"]);
     assert!(added.status.success(), "{}", stderr(&added));
     let config = env.config(&settings);
-    let catalog = Catalog::open(&config).await.expect("catalog");
-    let accounts = Accounts::with_password_hashing(
-        catalog.clone(),
-        config.panel,
-        PasswordHashing::FOR_TESTS_ONLY,
-    )
-    .expect("accounts");
-    let owner = enrolled(&accounts, "olga", Role::Owner, Some("acme")).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    tokio::spawn(server::serve(
-        catalog.clone(),
-        listener,
-        api_options(&config, QueuePolicy::default()),
-        None,
-        Controller {
-            work_ready: Arc::default(),
-        },
-        cancel.clone(),
-    ));
+    let served = serve(&config).await;
+    let (catalog, accounts, base) = (&served.catalog, &served.accounts, &served.base);
+    let owner = enrolled(accounts, "olga", Role::Owner, Some("acme")).await;
     let driver = start_driver().await;
     let downloads = tempfile::tempdir().expect("download directory");
     let browser = browser(&driver, downloads.path()).await;
 
-    sign_in(&browser, &base, &owner, &owner.code(0)).await;
+    sign_in(&browser, base, &owner, &owner.code(0)).await;
     wait_for_page(&browser, "acme's page", |source| {
         source.contains("Tenant acme")
     })
@@ -660,7 +662,7 @@ async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins
         password,
         totp: SecretString::from(String::new()),
     };
-    sign_in(&browser, &base, &vera, "").await;
+    sign_in(&browser, base, &vera, "").await;
     wait_for_page(&browser, "acme's page", |source| {
         source.contains("Tenant acme")
     })
@@ -695,10 +697,10 @@ async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins
     assert!(!codes.is_empty(), "recovery codes are shown once");
     click(&browser, "sign-out").await;
     // From now on her sign-in needs a code.
-    sign_in(&browser, &base, &vera, "").await;
+    sign_in(&browser, base, &vera, "").await;
     let source = browser.source().await.expect("source");
     assert!(source.contains("id=\"login-error\""), "{source}");
-    sign_in(&browser, &base, &vera, &vera.code(1)).await;
+    sign_in(&browser, base, &vera, &vera.code(1)).await;
     wait_for_page(&browser, "acme's page", |source| {
         source.contains("Tenant acme")
     })
@@ -743,8 +745,8 @@ async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins
         .await
         .expect("trash the backup");
     assert_eq!(trashed_state(true).await, 1);
-    let admin_person = enrolled(&accounts, "ada", Role::Admin, None).await;
-    sign_in(&browser, &base, &admin_person, &admin_person.code(0)).await;
+    let admin_person = enrolled(accounts, "ada", Role::Admin, None).await;
+    sign_in(&browser, base, &admin_person, &admin_person.code(0)).await;
     wait_for_page(&browser, "the tenant list", |source| {
         source.contains("Find a tenant")
     })

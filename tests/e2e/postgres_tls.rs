@@ -125,6 +125,18 @@ async fn backups_restores_and_the_catalog_go_over_verified_tls_and_a_wrong_ca_is
     );
 }
 
+/// Whether `client`'s connection is encrypted, as the server sees it.
+async fn uses_tls(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
 fn cluster_config(server: &PostgresCluster, host: &str, tls: ClusterTls) -> ClusterConfig {
     ClusterConfig {
         name: ClusterName::parse("main").expect("name"),
@@ -171,14 +183,7 @@ async fn verify_full_checks_the_host_name_verify_ca_only_the_chain() {
         let client = lifeboat_core::postgres::connect(&with_mode(mode), "postgres")
             .await
             .unwrap_or_else(|error| panic!("{mode}: the chain holds: {error}"));
-        let encrypted: bool = client
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("pg_stat_ssl")
-            .get(0);
+        let encrypted = uses_tls(&client).await;
         assert!(encrypted, "{mode}");
     }
 }
@@ -211,14 +216,7 @@ async fn required_tls_is_refused_by_a_server_without_it_and_prefer_falls_back() 
         let client = lifeboat_core::postgres::connect(&with_mode(mode), "postgres")
             .await
             .unwrap_or_else(|error| panic!("{mode}: {error}"));
-        let encrypted: bool = client
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("pg_stat_ssl")
-            .get(0);
+        let encrypted = uses_tls(&client).await;
         assert!(!encrypted, "{mode}");
     }
 }
