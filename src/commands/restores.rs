@@ -83,7 +83,8 @@ pub async fn live(
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
     let selector = backup_selector(backup)?;
     let catalog = open_catalog(&config).await?;
-    let plan = restores::plan_live_restore(&catalog, &config, &tenant, selector, reason).await?;
+    restores::check_reason(reason)?;
+    let plan = restores::plan_live_restore(&catalog, &config, &tenant, selector).await?;
     if !follow.json {
         println!(
             "restore backup {} ({} backup of {}) onto tenant {}'s live database {:?} on cluster {}",

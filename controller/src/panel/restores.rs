@@ -31,7 +31,6 @@ pub async fn form(
         config,
         &name,
         lifeboat_core::restore::BackupSelector::Latest,
-        "plan",
     )
     .await?;
     let connection = state.catalog.connection().await.map_err(ApiError::from)?;

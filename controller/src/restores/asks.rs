@@ -201,10 +201,7 @@ pub async fn close_ask(
     reason: &str,
     actor: &Actor,
 ) -> Result<RestoreAsk, RestoreError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(RestoreError::EmptyReason);
-    }
+    let reason = super::request::check_reason(reason)?;
     let (state, action) = match closing {
         AskClosing::Declined => ("declined", "restore.ask.decline"),
         AskClosing::Withdrawn => ("withdrawn", "restore.ask.withdraw"),

@@ -35,8 +35,8 @@ use crate::tenants::TenantError;
 pub use estimate::RestoreEstimate;
 pub use kept::{DueDrop, plan_kept_database_drops};
 pub use request::{
-    CopyRequest, CopyRequested, LiveRestorePlan, RestoreRequested, plan_live_restore, request_copy,
-    request_live_restore, request_rollback,
+    CopyRequest, CopyRequested, LiveRestorePlan, RestoreRequested, check_reason, plan_live_restore,
+    request_copy, request_live_restore, request_rollback,
 };
 pub use status::{RestoreStatus, restore_job_status, restore_status};
 

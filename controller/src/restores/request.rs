@@ -303,18 +303,25 @@ fn keep_previous_seconds(config: &Config) -> i64 {
     i64::try_from(config.restore.keep_previous().as_secs()).unwrap_or(i64::MAX)
 }
 
+/// The reason a restore, rollback or closed ask needs for the audit log, trimmed; an
+/// empty one is refused.
+pub fn check_reason(reason: &str) -> Result<&str, RestoreError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(RestoreError::EmptyReason);
+    }
+    Ok(reason)
+}
+
 /// What a live restore of `tenant` from `selector` would do, checked as
-/// [`request_live_restore`] checks it; nothing is written.
+/// [`request_live_restore`] checks it (but for its reason: [`check_reason`]); nothing is
+/// written.
 pub async fn plan_live_restore(
     catalog: &Catalog,
     config: &Config,
     tenant: &TenantName,
     selector: BackupSelector,
-    reason: &str,
 ) -> Result<LiveRestorePlan, RestoreError> {
-    if reason.trim().is_empty() {
-        return Err(RestoreError::EmptyReason);
-    }
     let resolved = tenants::resolve_tenant(config, tenant).await?;
     let connection = catalog.connection().await?;
     refuse_if_underway(&**connection, tenant).await?;
@@ -340,9 +347,7 @@ pub async fn request_live_restore(
     reason: &str,
     actor: &Actor,
 ) -> Result<RestoreRequested, RestoreError> {
-    if reason.trim().is_empty() {
-        return Err(RestoreError::EmptyReason);
-    }
+    check_reason(reason)?;
     let resolved = tenants::resolve_tenant(config, tenant).await?;
     let mut connection = catalog.connection().await?;
     let transaction = connection

@@ -156,7 +156,6 @@ pub async fn plan(
         config,
         &tenant,
         selector(query.backup.as_deref())?,
-        "plan",
     )
     .await?;
     Ok(Json(plan))
