@@ -213,7 +213,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     // 2. One login from as many addresses as attempts: spreading over addresses does not
     // get past the per-login throttle.
     let attempts = (0..args.burst)
-        .map(|index| owner_attempt(loopback(1, index)?, &format!("wrong-password-{index}")))
+        .map(|index| {
+            Ok(owner_attempt(
+                loopback(1, index)?,
+                &format!("wrong-password-{index}"),
+            ))
+        })
         .collect::<anyhow::Result<_>>()?;
     let mut report = burst(
         &args.base,
