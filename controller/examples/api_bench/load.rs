@@ -56,6 +56,16 @@ pub struct LoadArgs {
     /// Wrong passwords per burst, all sent at once.
     #[arg(long)]
     pub burst: usize,
+    #[arg(long, value_enum)]
+    pub phase: Phase,
+}
+
+/// The load runs in two processes one after the other, so that the parent can tell the
+/// CPU each phase cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    Listing,
+    Bursts,
 }
 
 /// Latencies of one kind of request, and the failures among them.
@@ -123,6 +133,8 @@ pub struct BurstReport {
     pub throttled_429: Latencies,
     /// The owner's right password afterwards: what was tried and what it got.
     pub right_password: Vec<(String, u16)>,
+    /// When the first of those was answered, in seconds from the burst's start.
+    pub first_right_password_at: Option<f64>,
     /// Seconds from the burst's end until the right password was let in, if it was waited for.
     pub seconds_until_let_in: Option<f64>,
     /// The listing on a few other connections while the burst ran.
@@ -132,8 +144,10 @@ pub struct BurstReport {
 /// Everything the load saw.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadReport {
-    pub listing: Latencies,
+    pub listing: Option<Latencies>,
     pub bursts: Vec<BurstReport>,
+    /// User + system CPU seconds of the load process itself.
+    pub load_cpu_seconds: f64,
 }
 
 /// What a listing request must get back.
@@ -154,13 +168,34 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .with_context(|| format!("read {}", args.expected_body.display()))?,
     });
 
+    let report = match args.phase {
+        Phase::Listing => LoadReport {
+            listing: Some(listing_phase(&args, &listing).await?),
+            bursts: Vec::new(),
+            load_cpu_seconds: 0.0,
+        },
+        Phase::Bursts => LoadReport {
+            listing: None,
+            bursts: bursts_phase(&args, &listing, &password).await?,
+            load_cpu_seconds: 0.0,
+        },
+    };
+    let report = LoadReport {
+        load_cpu_seconds: crate::own_cpu_seconds()?,
+        ..report
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn listing_phase(args: &LoadArgs, listing: &Arc<Listing>) -> anyhow::Result<Latencies> {
     let clients = (0..args.connections)
         .map(|_| client(None))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Open every connection (and warm the server's pool) before anything is timed.
     let warm_up = run_listing(
         &clients,
-        &listing,
+        listing,
         clients.len() * 2,
         Duration::from_secs(60),
         None,
@@ -173,16 +208,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         "listing: {} connections, up to {} requests or {} s",
         args.connections, args.requests, args.max_seconds
     );
-    let listing_report = run_listing(
+    Ok(run_listing(
         &clients,
-        &listing,
+        listing,
         args.requests,
         Duration::from_secs(args.max_seconds),
         None,
     )
-    .await;
-    drop(clients);
+    .await)
+}
 
+async fn bursts_phase(
+    args: &LoadArgs,
+    listing: &Arc<Listing>,
+    password: &str,
+) -> anyhow::Result<Vec<BurstReport>> {
     let background = (0..BACKGROUND_CONNECTIONS)
         .map(|_| client(None))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -192,6 +232,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         login: login.to_owned(),
         password: password.to_owned(),
     };
+    let owner_from = |address: IpAddr| owner_attempt(address, password);
     let mut bursts = Vec::new();
 
     // 1. One login, one address: the per-login throttle alone.
@@ -202,12 +243,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         &args.base,
         "one login, one address",
         attempts,
+        owner_from(localhost()),
         &background,
-        &listing,
+        listing,
     )
     .await?;
     let home = client(Some(localhost()))?;
-    wait_until_let_in(&mut report, &home, &args.base, login, &password).await?;
+    wait_until_let_in(&mut report, &home, &args.base, login, password).await?;
     bursts.push(report);
 
     // 2. One login from as many addresses as attempts: spreading over addresses does not
@@ -224,12 +266,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         &args.base,
         "one login, many addresses",
         attempts,
+        owner_from(loopback(5, 0)?),
         &background,
-        &listing,
+        listing,
     )
     .await?;
     let elsewhere = client(Some(loopback(5, 0)?))?;
-    wait_until_let_in(&mut report, &elsewhere, &args.base, login, &password).await?;
+    wait_until_let_in(&mut report, &elsewhere, &args.base, login, password).await?;
     bursts.push(report);
 
     // 3. Many logins from one address: the per-address throttle; the owner is turned away
@@ -246,27 +289,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         &args.base,
         "many logins, one address",
         attempts,
+        owner_from(guessing_address),
         &background,
-        &listing,
+        listing,
     )
     .await?;
-    let status = sign_in(
-        &client(Some(guessing_address))?,
-        &args.base,
-        login,
-        &password,
-    )
-    .await?;
-    report
-        .right_password
-        .push(("owner, from the guessing address".to_owned(), status));
-    let status = sign_in(
-        &client(Some(loopback(5, 1)?))?,
-        &args.base,
-        login,
-        &password,
-    )
-    .await?;
+    let status = sign_in(&client(Some(loopback(5, 1)?))?, &args.base, login, password).await?;
     report
         .right_password
         .push(("owner, from another address".to_owned(), status));
@@ -284,32 +312,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut report = burst(
+    let report = burst(
         &args.base,
         "many logins, many addresses",
         attempts,
+        owner_from(loopback(5, 2)?),
         &background,
-        &listing,
+        listing,
     )
     .await?;
-    let status = sign_in(
-        &client(Some(loopback(5, 2)?))?,
-        &args.base,
-        login,
-        &password,
-    )
-    .await?;
-    report
-        .right_password
-        .push(("owner, from another address".to_owned(), status));
     bursts.push(report);
-
-    let report = LoadReport {
-        listing: listing_report,
-        bursts,
-    };
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+    Ok(bursts)
 }
 
 /// A client with one keep-alive HTTP/1.1 connection, from `address` if given.
@@ -429,6 +442,7 @@ async fn burst(
     base: &str,
     name: &str,
     attempts: Vec<Attempt>,
+    right_after: Attempt,
     background: &[reqwest::Client],
     listing: &Arc<Listing>,
 ) -> anyhow::Result<BurstReport> {
@@ -454,6 +468,11 @@ async fn burst(
         }
         connected.push((client, attempt));
     }
+    let right_after_client = client(Some(right_after.address))?;
+    right_after_client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let meanwhile = {
@@ -493,6 +512,15 @@ async fn burst(
         latencies.entry(status).or_default().push(latency);
     }
     let seconds = started.elapsed().as_secs_f64();
+    // The owner's right password at once: refused while the throttle holds.
+    let right_after_status = sign_in(
+        &right_after_client,
+        base,
+        &right_after.login,
+        &right_after.password,
+    )
+    .await?;
+    let first_right_password_at = started.elapsed().as_secs_f64();
     // Keep listing a little after the last answer: the server must have recovered.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -514,7 +542,11 @@ async fn burst(
         refused_401: latencies_of(401),
         throttled_429: latencies_of(429),
         statuses,
-        right_password: Vec::new(),
+        right_password: vec![(
+            format!("owner, right after the burst, from {}", right_after.address),
+            right_after_status,
+        )],
+        first_right_password_at: Some(first_right_password_at),
         seconds_until_let_in: None,
         listing_meanwhile,
     })
@@ -535,8 +567,7 @@ async fn sign_in(
     Ok(response.status().as_u16())
 }
 
-/// Right after a burst, the owner's right password (refused while the throttle holds),
-/// then again until it is let in.
+/// The owner's right password again and again after a burst, until it is let in.
 async fn wait_until_let_in(
     report: &mut BurstReport,
     client: &reqwest::Client,
@@ -545,10 +576,6 @@ async fn wait_until_let_in(
     password: &str,
 ) -> anyhow::Result<()> {
     let waiting_since = Instant::now();
-    let status = sign_in(client, base, login, password).await?;
-    report
-        .right_password
-        .push(("owner, right after the burst".to_owned(), status));
     let mut refused = 0;
     loop {
         let status = sign_in(client, base, login, password).await?;
