@@ -14,6 +14,7 @@ mod catalog;
 mod controller;
 mod demo;
 mod downloads;
+mod evidence;
 mod faults;
 mod harness;
 mod keys;
