@@ -55,9 +55,10 @@ async fn each_listed_backup_shows_its_own_newest_drill_and_nothing_of_other_tena
     let catalog = Catalog::open(&config).await.expect("open catalog");
     catalog.migrate().await.expect("migrate");
     let regions = Regions::from_config(&config);
+    env.create_tenant_database("acme", 10).await;
+    env.create_tenant_database("globex", 10).await;
     let mut ids = Vec::new();
     for name in ["acme", "acme", "acme", "globex"] {
-        env.create_tenant_database(name, 10).await;
         let report = backup(&config, name).await.expect("backup");
         record_checked_backup(&catalog, &regions, &report.manifest, &report.regions)
             .await

@@ -316,9 +316,10 @@ fn write_config(path: &Path, work: &Path, postgres: &PostgresCluster) -> anyhow:
     let mut config = format!(
         "recipients = [\"{recipient}\"]\nmin_regions = 1\n\
          [catalog]\ncluster = \"main\"\ndatabase = \"{CATALOG_DATABASE}\"\n\
-         [clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\n",
+         [clusters.main]\nhost = \"127.0.0.1\"\nport = {}\nuser = {:?}\npassword = {:?}\n",
         postgres.port(),
         postgres.superuser(),
+        postgres.superuser_password().expose_secret(),
     );
     for region in seed::REGIONS {
         config.push_str(&format!(
