@@ -171,6 +171,9 @@ impl Accounts {
             .await
             .map_err(query_error("find the user"))?;
         let stored_phc: Option<String> = row.as_ref().map(|row| row.get(0));
+        // No pooled connection is held while the password is checked (and while waiting for
+        // a turn to check it): a burst of sign-ins must not starve every other request.
+        drop(connection);
         // The same work whether or not the login exists.
         let password_matches = verify_password_blocking(
             attempt.password,
@@ -190,6 +193,7 @@ impl Accounts {
             return Err(LoginError::Refused(RefusalReason::TenantFrozen));
         }
 
+        let mut connection = self.catalog.connection().await?;
         let transaction = connection
             .transaction()
             .await
