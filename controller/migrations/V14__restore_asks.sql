@@ -3,8 +3,9 @@
 CREATE TABLE restore_asks (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant text NOT NULL REFERENCES tenants (name) ON DELETE CASCADE,
-    -- NULL: the newest restorable backup when staff restore.
-    backup_id uuid REFERENCES backups (id) ON DELETE SET NULL,
+    -- NULL: the newest restorable backup when staff restore. No foreign key: a backup
+    -- purged while the ask waits must not turn the ask into "the newest".
+    backup_id uuid,
     target text NOT NULL CHECK (target IN ('live', 'copy')),
     note text NOT NULL CHECK (length(btrim(note)) BETWEEN 1 AND 2000),
     asked_by text NOT NULL,

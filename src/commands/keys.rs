@@ -20,9 +20,21 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
     let catalog = open_catalog(&config).await?;
     let connection = catalog.connection().await?;
     let status = keys::key_status(&**connection, &config, identities.as_ref()).await?;
+    let unreadable_here = status
+        .sets
+        .iter()
+        .filter(|set| set.readable_here == Some(false))
+        .map(|set| set.backups)
+        .sum::<i64>();
+    // Exit 2 when this host cannot open some backups, with --json too (for monitoring).
+    let exit = if unreadable_here > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit);
     }
     let describe = |recipient: &RecipientState| {
         let mut words = vec![if recipient.current {
@@ -80,17 +92,10 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
             needed.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    let unreadable_here = status
-        .sets
-        .iter()
-        .filter(|set| set.readable_here == Some(false))
-        .map(|set| set.backups)
-        .sum::<i64>();
     if unreadable_here > 0 {
         eprintln!(
             "warning: {unreadable_here} backups cannot be opened with this host's identity file"
         );
-        return Ok(ExitCode::from(2));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }

@@ -98,7 +98,10 @@ async fn keys_status_says_which_backups_need_which_identity_through_a_rotation()
         "{}",
         stdout(&text)
     );
-    // A host with only the new identity is told it cannot open the oldest backup.
+    // A host with only the new identity is told it cannot open the oldest backup (exit 2,
+    // with --json too).
+    let short_json = run(&after_new_key_only, &["keys", "status", "--json"]);
+    assert_eq!(short_json.status.code(), Some(2), "{}", stdout(&short_json));
     let short = run(&after_new_key_only, &["keys", "status"]);
     assert_eq!(short.status.code(), Some(2), "{}", stdout(&short));
     assert!(

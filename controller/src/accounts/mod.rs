@@ -121,6 +121,10 @@ pub enum AccountError {
     WeakPassword(String),
     #[error("user {0:?} has no TOTP enrolment waiting for confirmation")]
     NoPendingTotp(String),
+    #[error(
+        "user {0:?} has an active authenticator; an admin resets it first (lifeboat user reset-totp)"
+    )]
+    TotpActive(String),
     #[error("the code does not match the authenticator (or was already used); try the next one")]
     WrongTotpCode,
     #[error(

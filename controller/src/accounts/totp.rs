@@ -17,7 +17,7 @@ use tokio_postgres::GenericClient;
 
 use super::passwords::random_code;
 use super::users::{audit_user_change, end_sessions_of, lock_user};
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, TotpState};
 use crate::audit::Actor;
 use crate::catalog::query_error;
 use crate::secret_tokens::{random_bytes, token_sha256};
@@ -181,7 +181,8 @@ pub(crate) async fn pending_secret<C: GenericClient>(
 
 impl Accounts {
     /// Begin (or begin again) `login`'s TOTP enrolment: a new secret, pending until a code
-    /// confirms it; an active one stays in force meanwhile. Returned once.
+    /// confirms it. Returned once. Refused while an authenticator is active: replacing it
+    /// goes through an admin's `reset_totp`, so a stolen session cannot enrol its own.
     pub async fn begin_totp_enrolment(
         &self,
         login: &str,
@@ -194,6 +195,9 @@ impl Accounts {
             .await
             .map_err(query_error("begin"))?;
         let user = lock_user(&*transaction, login).await?;
+        if user.totp == TotpState::Active {
+            return Err(AccountError::TotpActive(user.login));
+        }
         transaction
             .execute(
                 "UPDATE users SET totp_pending_secret = $2 WHERE id = $1",

@@ -195,6 +195,7 @@ impl From<crate::accounts::AccountError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
             E::WrongTotpCode => ApiError::unprocessable(error.to_string()).with_code("wrong_code"),
+            E::TotpActive(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             E::WeakPassword(_) => {
                 ApiError::unprocessable(error.to_string()).with_code("weak_password")
             }

@@ -240,11 +240,14 @@ pub async fn close_ask(
     Ok(from_row(&row))
 }
 
-/// A live restore or a copy of `tenant` was enqueued as `job`: its open ask is served.
-/// Called in the restore's own transaction (`request::enqueue_restore`).
+/// A restore of `tenant` (`mode`, from `backup`) was enqueued as `job`: the open ask it
+/// answers (same target; the same backup when the ask named one) is served. Called in the
+/// restore's own transaction (`request::enqueue_restore`).
 pub(super) async fn serve_open_ask<C: GenericClient>(
     transaction: &C,
     tenant: &TenantName,
+    mode: RestoreMode,
+    backup: Option<BackupId>,
     job: i64,
     actor: &Actor,
 ) -> Result<(), RestoreError> {
@@ -252,8 +255,15 @@ pub(super) async fn serve_open_ask<C: GenericClient>(
         .execute(
             "UPDATE restore_asks
                 SET state = 'served', closed_by = $3, closed_at = now(), restore_job = $2
-              WHERE tenant = $1 AND state = 'open'",
-            &[&tenant.as_str(), &job, &actor.to_string()],
+              WHERE tenant = $1 AND state = 'open' AND target = $4
+                AND (backup_id IS NULL OR backup_id = $5)",
+            &[
+                &tenant.as_str(),
+                &job,
+                &actor.to_string(),
+                &mode.as_str(),
+                &backup.map(|backup| backup.as_uuid()),
+            ],
         )
         .await
         .map_err(query_error("serve the open ask"))?;

@@ -293,9 +293,8 @@ async fn enqueue_restore<C: GenericClient>(
         }),
     )
     .await?;
-    if row.mode != RestoreMode::Rollback {
-        super::asks::serve_open_ask(transaction, tenant, job_id, row.actor).await?;
-    }
+    super::asks::serve_open_ask(transaction, tenant, row.mode, row.backup, job_id, row.actor)
+        .await?;
     Ok(job_id)
 }
 

@@ -189,6 +189,11 @@ async fn a_customer_enrols_their_own_second_factor() {
         .await;
     assert_eq!(status, StatusCode::OK, "{recovery}");
     assert_eq!(recovery.as_array().map(Vec::len), Some(10));
+    // A session (perhaps a stolen one) cannot enrol another authenticator over this one.
+    let (status, body) = portal
+        .call(&session, Method::POST, "/api/v1/session/totp", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // From now on their sign-in needs a code.
     let without = portal.sign_in_with(&owner, None, None).await;
     assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
