@@ -957,7 +957,9 @@ async fn an_unknown_login_costs_about_as_much_as_a_known_one() {
     let wrong = SecretString::from("not-erins-password-at-all".to_owned());
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    for round in 0..3 {
+    // Seven rounds, compared by their medians: one round slowed by other work on the
+    // machine must not decide.
+    for round in 0..7 {
         let now = t0() + chrono::Duration::minutes(round);
         let started = Instant::now();
         refused(login(&accounts, "erin", &wrong, None, now).await);
@@ -968,10 +970,10 @@ async fn an_unknown_login_costs_about_as_much_as_a_known_one() {
     }
     known.sort();
     unknown.sort();
-    let ratio = unknown[1].as_secs_f64() / known[1].as_secs_f64();
+    let ratio = unknown[3].as_secs_f64() / known[3].as_secs_f64();
     eprintln!(
         "median login refusal: known {:?}, unknown {:?}",
-        known[1], unknown[1]
+        known[3], unknown[3]
     );
     assert!(
         (0.5..2.0).contains(&ratio),
