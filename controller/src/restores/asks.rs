@@ -1,6 +1,6 @@
 //! A tenant's owner asks staff for a restore (onto live, or into a copy), with a note; the
-//! ask waits, one per tenant, until staff serve it (any live restore or copy of the tenant
-//! closes it, with the job) or decline it, or the owner withdraws it. Customers never
+//! ask waits, one per tenant, until staff serve it (a restore of the tenant with the asked
+//! target, and the asked backup if one was named, closes it with the job) or decline it, or the owner withdraws it. Customers never
 //! restore themselves: a restore replaces the live database and needs staff's second
 //! factor and name-typing (`api::v1::restores::confirm_intent`); asking needs neither.
 //! Every ask and close is audited.
