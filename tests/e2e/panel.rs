@@ -249,13 +249,9 @@ async fn count_orders(env: &TestEnv) -> i64 {
         .get(0)
 }
 
-async fn execute_in_acme(env: &TestEnv, sql: &str) {
-    let client = env.postgres.connect("acme").await.expect("connect to acme");
-    client.batch_execute(sql).await.expect(sql);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
+/// One embedded region, PostgreSQL and a migrated catalog; the settings and file of their
+/// configuration.
+async fn migrated_env() -> (TestEnv, Settings, std::path::PathBuf) {
     let env = TestEnv::start(Backend::Embedded, 1).await;
     env.create_catalog().await;
     let settings = Settings {
@@ -264,8 +260,20 @@ async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
         ..Settings::default()
     };
     let config_path = env.config_file(&settings);
+    let migrated = env.lifeboat(&config_path, &["controller", "migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    (env, settings, config_path)
+}
+
+async fn execute_in_acme(env: &TestEnv, sql: &str) {
+    let client = env.postgres.connect("acme").await.expect("connect to acme");
+    client.batch_execute(sql).await.expect(sql);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_and_helpdesk_use_the_panel_in_a_browser() {
+    let (env, settings, config_path) = migrated_env().await;
     let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
-    assert!(run(&["controller", "migrate"]).status.success());
     for name in ["acme", "globex"] {
         let provisioned = run(&["tenant", "provision", name, "--cluster", "main"]);
         assert!(provisioned.status.success(), "{}", stderr(&provisioned));
@@ -560,16 +568,8 @@ async fn wait_for_text(browser: &Client, id: &str, done: impl Fn(&str) -> bool) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_manage_users_and_tokens_people_enrol_an_authenticator_and_admins_empty_the_trash() {
-    let env = TestEnv::start(Backend::Embedded, 1).await;
-    env.create_catalog().await;
-    let settings = Settings {
-        min_regions: Some(1),
-        extra: CATALOG.to_owned(),
-        ..Settings::default()
-    };
-    let config_path = env.config_file(&settings);
+    let (env, settings, config_path) = migrated_env().await;
     let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
-    assert!(run(&["controller", "migrate"]).status.success());
     let added = run(&["tenant", "add", "acme", "--cluster", "main"]);
     assert!(added.status.success(), "{}", stderr(&added));
     let config = env.config(&settings);
