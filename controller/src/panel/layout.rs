@@ -106,6 +106,12 @@ pub fn with_security_headers(mut response: Response) -> Response {
     response
 }
 
+/// `?done=…`: which action a page was redirected back from, for its fixed notice.
+#[derive(Debug, serde::Deserialize)]
+pub struct Notice {
+    pub done: Option<String>,
+}
+
 /// An error, shown as a page (an expired session goes back to the sign-in page).
 #[derive(Debug)]
 pub struct PanelError(pub ApiError);

@@ -7,7 +7,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::PanelUser;
-use super::layout::{PanelError, human_bytes, page};
+use super::layout::{Notice, PanelError, human_bytes, page};
 use super::session::CsrfOnly;
 use crate::accounts::Role;
 use crate::api::v1::tenants::set_frozen;
@@ -78,11 +78,6 @@ pub async fn list(
             }
         },
     ))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Notice {
-    done: Option<String>,
 }
 
 /// A fixed message for each action that redirects back (never text from the request).

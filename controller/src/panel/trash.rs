@@ -4,19 +4,13 @@
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use serde::Deserialize;
 
 use super::PanelUser;
-use super::layout::{PanelError, human_bytes, page};
+use super::layout::{Notice, PanelError, human_bytes, page};
 use super::session::CsrfOnly;
 use crate::api::AppState;
 use crate::api::v1::trash::untrash;
 use crate::retention;
-
-#[derive(Debug, Deserialize)]
-pub struct Notice {
-    done: Option<String>,
-}
 
 pub async fn list(
     State(state): State<AppState>,

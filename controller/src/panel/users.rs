@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::PanelUser;
-use super::layout::{PanelError, page};
+use super::layout::{Notice, PanelError, page};
 use super::session::CsrfOnly;
 use crate::accounts::{ApiTokenInfo, Role, TotpState, User};
 use crate::api::AppState;
@@ -66,11 +66,6 @@ pub async fn script() -> Response {
         STRENGTH_SCRIPT,
     )
         .into_response()
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Notice {
-    done: Option<String>,
 }
 
 /// A fixed message for each action that redirects back (never text from the request).
