@@ -368,11 +368,13 @@ pub async fn list_tenants(catalog: &Catalog) -> Result<Vec<Tenant>, TenantError>
 
 pub async fn show_tenant(catalog: &Catalog, name: &TenantName) -> Result<Tenant, TenantError> {
     let connection = catalog.connection().await?;
+    // Every API request naming a tenant runs this: prepared once per pooled connection.
+    let statement = connection
+        .prepare_cached(&format!("{SELECT_TENANTS} WHERE name = $1"))
+        .await
+        .map_err(query_error("prepare: show tenant"))?;
     let row = connection
-        .query_opt(
-            &format!("{SELECT_TENANTS} WHERE name = $1"),
-            &[&name.as_str()],
-        )
+        .query_opt(&statement, &[&name.as_str()])
         .await
         .map_err(query_error("show tenant"))?
         .ok_or_else(|| TenantError::NotFound(name.clone()))?;

@@ -100,7 +100,7 @@ async fn each_listed_backup_shows_its_own_newest_drill_and_nothing_of_other_tena
     }
 
     let connection = catalog.connection().await.expect("connection");
-    let listed = tenant_backups(&**connection, &acme).await.expect("list");
+    let listed = tenant_backups(&connection, &acme).await.expect("list");
     let listed_ids: Vec<&str> = listed.iter().map(|backup| backup.id.as_str()).collect();
     let expected_ids: Vec<String> = ids[..3].iter().rev().map(ToString::to_string).collect();
     assert_eq!(listed_ids, expected_ids, "acme's backups, newest first");
@@ -121,7 +121,7 @@ async fn each_listed_backup_shows_its_own_newest_drill_and_nothing_of_other_tena
         "restored and verified in 1 m 12 s: 7 tables, row counts match"
     );
 
-    let listed = tenant_backups(&**connection, &globex).await.expect("list");
+    let listed = tenant_backups(&connection, &globex).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(
         listed[0]

@@ -158,7 +158,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<()> {
     // handler's `Json` does.
     let expected = {
         let connection = catalog.connection().await?;
-        evidence::tenant_backups(&**connection, &tenant).await?
+        evidence::tenant_backups(&connection, &tenant).await?
     };
     if expected.len()
         != cli
@@ -289,7 +289,11 @@ impl LoadProcess<'_> {
             .await
             .with_context(|| format!("run the load process ({phase_name})"))?;
         if !output.status.success() {
-            bail!("the load process ({phase_name}) failed ({})", output.status);
+            bail!(
+                "the load process ({phase_name}) failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout).trim()
+            );
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let report: LoadReport = serde_json::from_str(

@@ -169,6 +169,11 @@ impl UserPrincipal {
 impl UserPrincipal {
     /// [`UserPrincipal::tenant`], then the tenant must exist (404 otherwise): the one pair
     /// of checks every handler that names a tenant starts with.
+    ///
+    /// A customer's own tenant is not looked up again: their session or token was just
+    /// found through a user or token row, which cannot outlive its tenant (a foreign key
+    /// with `ON DELETE CASCADE`, and both lookups join the tenant row for its freeze).
+    /// Staff name any tenant, so theirs is looked up.
     pub async fn existing_tenant(
         &self,
         state: &AppState,
@@ -176,7 +181,9 @@ impl UserPrincipal {
         access: Access,
     ) -> Result<TenantName, ApiError> {
         let tenant = self.tenant(name, access)?;
-        crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+        if self.tenant.as_ref() != Some(&tenant) {
+            crate::tenants::show_tenant(&state.catalog, &tenant).await?;
+        }
         Ok(tenant)
     }
 }

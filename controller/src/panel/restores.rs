@@ -34,7 +34,7 @@ pub async fn form(
     )
     .await?;
     let connection = state.catalog.connection().await.map_err(ApiError::from)?;
-    let backups = evidence::tenant_backups(&**connection, &name).await?;
+    let backups = evidence::tenant_backups(&connection, &name).await?;
     drop(connection);
     let offline = match plan
         .estimate

@@ -101,7 +101,7 @@ pub async fn show(
     let name = user.user.tenant(&tenant, Access::View)?;
     let tenant = tenants::show_tenant(&state.catalog, &name).await?;
     let connection = state.catalog.connection().await?;
-    let backups = evidence::tenant_backups(&**connection, &name).await?;
+    let backups = evidence::tenant_backups(&connection, &name).await?;
     let drill_history = drills::list_drills(&**connection, Some(&name), 20).await?;
     drop(connection);
     let restore_history = restores::restore_status(&state.catalog, Some(&name), 10).await?;

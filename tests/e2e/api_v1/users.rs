@@ -109,6 +109,16 @@ async fn owners_manage_their_tenants_users_and_tokens_and_nobody_elses() {
         !listed.to_string().contains("lbu_"),
         "no secret is listed: {listed}"
     );
+    let used = |name: &str| {
+        listed
+            .as_array()
+            .and_then(|tokens| tokens.iter().find(|token| token["name"] == name))
+            .map(|token| token["last_used_at"].clone())
+    };
+    assert!(
+        used("ci").is_some_and(|at| at.is_string()),
+        "a token's use is recorded: {listed}"
+    );
     let (status, _) = portal
         .call(
             &session,

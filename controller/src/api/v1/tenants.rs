@@ -96,9 +96,7 @@ pub async fn backups(
     let user = principal.require_user()?;
     let tenant = user.existing_tenant(&state, &tenant, Access::View).await?;
     let connection = state.catalog.connection().await?;
-    Ok(Json(
-        evidence::tenant_backups(&**connection, &tenant).await?,
-    ))
+    Ok(Json(evidence::tenant_backups(&connection, &tenant).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/backups", tag = "backups",
