@@ -220,6 +220,9 @@ async fn upload_via_region(options: &Options, object: Bytes) -> ProbeResult<()> 
         s3_region: "us-east-1".to_owned(),
         access_key_id,
         secret_access_key: secret_access_key.into(),
+        manager: None,
+        object_lock: None,
+        require_lock: false,
         path_style: true,
         priority: 1,
     });

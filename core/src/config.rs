@@ -206,6 +206,12 @@ struct RawRegion {
     access_key_id: Option<String>,
     secret_access_key: Option<SecretString>,
     secret_access_key_file: Option<PathBuf>,
+    manager_access_key_id: Option<String>,
+    manager_secret_access_key: Option<SecretString>,
+    manager_secret_access_key_file: Option<PathBuf>,
+    object_lock: Option<String>,
+    #[serde(default)]
+    require_lock: bool,
     #[serde(default = "default_true")]
     path_style: bool,
     #[serde(default)]
@@ -377,6 +383,11 @@ fn check_root_certificate_file(path: &Path) -> Result<(), String> {
 }
 
 /// One S3-compatible region.
+///
+/// Two keys: the writer's (`access_key_id`, what agents use: put, multipart, read, list,
+/// set a retention; never delete) and the manager's (`manager_access_key_id`, the
+/// controller's maintenance only: purge, lock extension). Without a manager key the
+/// controller uses the writer's, and `regions check` says so.
 #[derive(Debug, Clone)]
 pub struct RegionConfig {
     pub name: RegionName,
@@ -385,8 +396,62 @@ pub struct RegionConfig {
     pub s3_region: String,
     pub access_key_id: String,
     pub secret_access_key: SecretString,
+    pub manager: Option<RegionKey>,
+    /// With `object_lock`, every dump and manifest is written with a retention in this
+    /// mode; the bucket must have versioning and object lock.
+    pub object_lock: Option<LockMode>,
+    /// Refuse to write backups unless `regions check` finds the lock and a writer key that
+    /// cannot delete.
+    pub require_lock: bool,
     pub path_style: bool,
     pub priority: i64,
+}
+
+/// An S3 key pair (its `Debug` hides the secret).
+#[derive(Debug, Clone)]
+pub struct RegionKey {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+impl RegionConfig {
+    /// The writer's key: what agents sign with.
+    pub fn writer_key(&self) -> RegionKey {
+        RegionKey {
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
+
+    /// The manager's key, or the writer's where none is configured.
+    pub fn manager_key(&self) -> RegionKey {
+        self.manager.clone().unwrap_or_else(|| self.writer_key())
+    }
+}
+
+/// S3 object lock modes. In `compliance` nobody, the bucket's owner included, can shorten
+/// or remove a retention; in `governance` a key allowed to bypass it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Compliance,
+    Governance,
+}
+
+impl LockMode {
+    pub fn parse(text: &str) -> Option<LockMode> {
+        match text {
+            "compliance" => Some(LockMode::Compliance),
+            "governance" => Some(LockMode::Governance),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "compliance",
+            LockMode::Governance => "governance",
+        }
+    }
 }
 
 /// Where a tenant's database lives.
@@ -718,6 +783,76 @@ impl RawConfig {
                     "missing: give secret_access_key or secret_access_key_file",
                 );
             }
+            let manager_secret = optional_secret(
+                &mut problems,
+                &key,
+                (
+                    "manager_secret_access_key",
+                    raw.manager_secret_access_key,
+                ),
+                (
+                    "manager_secret_access_key_file",
+                    raw.manager_secret_access_key_file,
+                ),
+            );
+            let manager = match (raw.manager_access_key_id, manager_secret) {
+                (None, None) => None,
+                (Some(access_key_id), Some(secret_access_key))
+                    if !access_key_id.trim().is_empty() =>
+                {
+                    Some(RegionKey {
+                        access_key_id,
+                        secret_access_key,
+                    })
+                }
+                (Some(_), Some(_)) => {
+                    problems.add(format!("{key}.manager_access_key_id"), "is empty");
+                    None
+                }
+                (Some(_), None) => {
+                    problems.add(
+                        format!("{key}.manager_secret_access_key"),
+                        "missing: manager_access_key_id needs manager_secret_access_key or manager_secret_access_key_file",
+                    );
+                    None
+                }
+                (None, Some(_)) => {
+                    problems.add(
+                        format!("{key}.manager_access_key_id"),
+                        "missing: a manager secret was given without its key id",
+                    );
+                    None
+                }
+            };
+            if manager
+                .as_ref()
+                .zip(access_key_id.as_ref())
+                .is_some_and(|(manager, writer)| manager.access_key_id == *writer)
+            {
+                problems.add(
+                    format!("{key}.manager_access_key_id"),
+                    "is the writer's key (access_key_id): the manager's key must be another, which agents never hold",
+                );
+            }
+            let object_lock = match raw.object_lock.as_deref() {
+                None => None,
+                Some(text) => {
+                    let mode = LockMode::parse(text);
+                    if mode.is_none() {
+                        problems.add(
+                            format!("{key}.object_lock"),
+                            format!("{text:?} is not \"compliance\" or \"governance\""),
+                        );
+                    }
+                    mode
+                }
+            };
+            if raw.require_lock && raw.object_lock.is_none() {
+                problems.add(
+                    format!("{key}.require_lock"),
+                    "needs object_lock (\"compliance\" or \"governance\")",
+                );
+            }
             if let (Some(endpoint), Some(bucket), Some(access_key_id), Some(secret_access_key)) =
                 (endpoint, bucket, access_key_id, secret_access_key)
             {
@@ -728,6 +863,9 @@ impl RawConfig {
                     s3_region: raw.s3_region,
                     access_key_id,
                     secret_access_key,
+                    manager,
+                    object_lock,
+                    require_lock: raw.require_lock,
                     path_style: raw.path_style,
                     priority: raw.priority,
                 });
@@ -898,7 +1036,7 @@ fn required(
 /// Keys whose values are secrets: never repeated in a message.
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key == "password" || key == "secret_access_key" || key.ends_with("_secret")
+    key == "password" || key.ends_with("secret_access_key") || key.ends_with("_secret")
 }
 
 /// A secret given inline or as a file, never both.

@@ -24,9 +24,11 @@
 
 mod faults;
 mod listing;
+mod lock;
 mod set;
 
 pub use faults::{Fault, FaultInjector, INJECTED_FAULT};
+pub use lock::{BucketLock, ObjectVersion, Retention};
 pub use set::Regions;
 
 use std::fmt;
@@ -43,7 +45,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 
-use crate::config::RegionConfig;
+use crate::config::{LockMode, RegionConfig, RegionKey};
 use crate::ids::RegionName;
 use crate::policy;
 
@@ -77,6 +79,11 @@ pub enum Operation {
     ListObjects,
     HeadBucket,
     DeleteObject,
+    GetBucketVersioning,
+    GetObjectLockConfiguration,
+    PutObjectRetention,
+    ListObjectVersions,
+    DeleteObjectVersion,
 }
 
 impl Operation {
@@ -94,6 +101,11 @@ impl Operation {
             Operation::ListObjects => "list objects",
             Operation::HeadBucket => "head bucket",
             Operation::DeleteObject => "delete object",
+            Operation::GetBucketVersioning => "get bucket versioning",
+            Operation::GetObjectLockConfiguration => "get object lock configuration",
+            Operation::PutObjectRetention => "put object retention",
+            Operation::ListObjectVersions => "list object versions",
+            Operation::DeleteObjectVersion => "delete object version",
         }
     }
 }
@@ -215,6 +227,11 @@ pub struct Region {
     endpoint_address: String,
     client: Client,
     faults: FaultInjector,
+    /// The configured lock mode (`[regions.X] object_lock`).
+    lock_mode: Option<LockMode>,
+    /// With a lock mode: the retention every object written through this handle gets
+    /// ([`Region::retaining_until`]).
+    retain_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl fmt::Debug for Region {
@@ -235,12 +252,13 @@ pub struct ObjectReader {
     pub body: ByteStream,
 }
 
-/// The S3 client's configuration for `config`: addressing, checksums, and the policy of
-/// every request (per-attempt timeouts, the SDK's standard retries), set here once.
-pub fn client_config(config: &RegionConfig) -> aws_sdk_s3::Config {
+/// The S3 client's configuration for `config` signing with `key`: addressing, checksums,
+/// and the policy of every request (per-attempt timeouts, the SDK's standard retries), set
+/// here once.
+pub fn client_config(config: &RegionConfig, key: &RegionKey) -> aws_sdk_s3::Config {
     let credentials = Credentials::new(
-        config.access_key_id.clone(),
-        config.secret_access_key.expose_secret().to_owned(),
+        key.access_key_id.clone(),
+        key.secret_access_key.expose_secret().to_owned(),
         None,
         None,
         "lifeboat-config",
@@ -264,16 +282,29 @@ pub fn client_config(config: &RegionConfig) -> aws_sdk_s3::Config {
 }
 
 impl Region {
-    /// Build a client; nothing is sent until the first request. A process builds its
-    /// regions once ([`Regions::from_config`]) and shares them.
+    /// Build a client signing with the writer's key (what agents hold); nothing is sent
+    /// until the first request. A process builds its regions once
+    /// ([`Regions::from_config`]) and shares them.
     pub fn new(config: &RegionConfig) -> Region {
+        Region::with_key(config, &config.writer_key())
+    }
+
+    /// Build a client signing with the manager's key (the writer's where none is
+    /// configured): the controller's maintenance only, never an agent.
+    pub fn manager(config: &RegionConfig) -> Region {
+        Region::with_key(config, &config.manager_key())
+    }
+
+    fn with_key(config: &RegionConfig, key: &RegionKey) -> Region {
         Region {
             name: config.name.clone(),
             bucket: config.bucket.clone(),
             endpoint: config.endpoint.clone(),
             endpoint_address: endpoint_address(&config.endpoint),
-            client: Client::from_conf(client_config(config)),
+            client: Client::from_conf(client_config(config, key)),
             faults: FaultInjector::default(),
+            lock_mode: config.object_lock,
+            retain_until: None,
         }
     }
 
@@ -369,6 +400,8 @@ impl Region {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/octet-stream")
+            .set_object_lock_mode(self.object_lock_mode())
+            .set_object_lock_retain_until_date(self.object_lock_retain_until())
             .send()
             .await
             .map_err(|error| self.error(Operation::CreateMultipartUpload, key, &error))?;
@@ -481,6 +514,8 @@ impl Region {
             .bucket(&self.bucket)
             .key(key)
             .content_length(body.len() as i64)
+            .set_object_lock_mode(self.object_lock_mode())
+            .set_object_lock_retain_until_date(self.object_lock_retain_until())
             .body(ByteStream::from(body))
             .send()
             .await
@@ -856,6 +891,9 @@ mod tests {
             s3_region: "us-east-1".to_owned(),
             access_key_id: "lifeboat-test".to_owned(),
             secret_access_key: secrecy::SecretString::from("do-not-show-Zq81kL0p"),
+            manager: None,
+            object_lock: None,
+            require_lock: false,
             path_style: true,
             priority: 0,
         })

@@ -20,4 +20,4 @@ mod server_process;
 pub use embedded_s3::EmbeddedRegion;
 pub use postgres::{PostgresCluster, PostgresOptions, postgres_bin_dir};
 pub use postgres_tls::{ServerTls, TestCertificateAuthority};
-pub use seaweed::{SeaweedRegion, weed_binary};
+pub use seaweed::{SeaweedRegion, WriterKey, weed_binary, writer_policy};

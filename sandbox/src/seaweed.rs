@@ -71,6 +71,8 @@ pub struct SeaweedRegion {
     bucket: String,
     /// The region's key pair, for the readiness probes (its `Debug` hides the secret).
     credentials: Credentials,
+    /// With object lock: the bucket is created versioned and locked, and the writer key.
+    locked: Option<WriterKey>,
     server_log: Option<ServerLog>,
     /// Declared last so that it is removed after the server was killed (see `Drop`).
     temporary_directory: TempDir,
@@ -106,6 +108,15 @@ impl StartFailure {
     }
 }
 
+/// The least-privilege key of a locked region ([`SeaweedRegion::start_locked`]): it may
+/// write, read, list and set a retention, and is refused every delete (by an IAM policy
+/// attached to its identity, [`writer_policy`]).
+#[derive(Debug, Clone)]
+pub struct WriterKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 impl SeaweedRegion {
     /// Starts `weed mini` in a fresh temporary directory with S3 auth for one identity allowed
     /// every action, creates `bucket`, and waits until a signed HeadBucket on it succeeds (60 s at
@@ -114,6 +125,36 @@ impl SeaweedRegion {
         access_key_id: &str,
         secret_access_key: &str,
         bucket: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(access_key_id, secret_access_key, bucket, None).await
+    }
+
+    /// [`SeaweedRegion::start`], with `bucket` created versioned and with object lock, and a
+    /// second identity, `writer`, that may write but never delete. The first key pair is the
+    /// manager's (every action, deletes of released versions included).
+    ///
+    /// SeaweedFS enforces the lock in its S3 gateway only: its filer's HTTP port deletes a
+    /// locked version without asking. Its other ports listen on loopback here.
+    pub async fn start_locked(
+        manager_access_key_id: &str,
+        manager_secret_access_key: &str,
+        writer: WriterKey,
+        bucket: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(
+            manager_access_key_id,
+            manager_secret_access_key,
+            bucket,
+            Some(writer),
+        )
+        .await
+    }
+
+    async fn start_with(
+        access_key_id: &str,
+        secret_access_key: &str,
+        bucket: &str,
+        locked: Option<WriterKey>,
     ) -> anyhow::Result<Self> {
         let started_at = Instant::now();
         let weed_binary = tokio::task::spawn_blocking(weed_binary)
@@ -127,6 +168,7 @@ impl SeaweedRegion {
             &temporary_directory.path().join("s3.json"),
             access_key_id,
             secret_access_key,
+            locked.as_ref().map(|writer| (writer, bucket)),
         )?;
         let (ports, port_reservation) = SeaweedPorts::pick()?;
         let mut region = Self {
@@ -142,6 +184,7 @@ impl SeaweedRegion {
                 None,
                 "lifeboat-sandbox",
             ),
+            locked,
             server_log: None,
             temporary_directory,
         };
@@ -342,7 +385,7 @@ impl SeaweedRegion {
 
     fn mini_arguments(&self, directory: &Path) -> Vec<String> {
         let ports = self.ports;
-        vec![
+        let mut arguments = vec![
             format!("-dir={}", self.data_directory().display()),
             "-ip=127.0.0.1".to_owned(),
             "-ip.bind=127.0.0.1".to_owned(),
@@ -364,13 +407,18 @@ impl SeaweedRegion {
             // No network beyond loopback: never phone home.
             "-master.telemetry=false".to_owned(),
             format!("-s3.config={}", directory.join("s3.json").display()),
-            format!("-bucket={}", self.bucket),
             format!(
                 "-filer.localSocket={}",
                 directory.join("filer.sock").display()
             ),
             format!("-s3.localSocket={}", directory.join("s3.sock").display()),
-        ]
+        ];
+        // A locked bucket is created by the readiness probe, which asks for the lock (the
+        // flag would create it without).
+        if self.locked.is_none() {
+            arguments.push(format!("-bucket={}", self.bucket));
+        }
+        arguments
     }
 
     /// Ready means: a HeadBucket signed with our key pair succeeds. That proves the S3 gateway
@@ -437,6 +485,7 @@ impl SeaweedRegion {
         match probe_client
             .create_bucket()
             .bucket(&self.bucket)
+            .object_lock_enabled_for_bucket(self.locked.is_some())
             .send()
             .await
         {
@@ -507,22 +556,44 @@ fn mentions_unavailable_port(log_tail: &str) -> bool {
         .any(|message| log_tail_lowercase.contains(message))
 }
 
-/// Writes the S3 identity file: one identity allowed every action, readable by us only.
+/// Writes the S3 identity file, readable by us only: one identity allowed every action, and
+/// with `writer` a second one bound by [`writer_policy`] on `bucket`.
 fn write_s3_identity_file(
     path: &Path,
     access_key_id: &str,
     secret_access_key: &str,
+    writer: Option<(&WriterKey, &str)>,
 ) -> anyhow::Result<()> {
-    let identity_json = format!(
-        r#"{{"identities":[{{"name":"lifeboat","credentials":[{{"accessKey":{},"secretKey":{}}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#,
+    let manager = format!(
+        r#"{{"name":"lifeboat","credentials":[{{"accessKey":{},"secretKey":{}}}],"actions":["Admin","Read","Write","List","Tagging","PutObjectRetention","GetObjectRetention","BypassGovernanceRetention","PutObjectLegalHold","GetObjectLegalHold"]}}"#,
         json_string(access_key_id),
         json_string(secret_access_key)
     );
+    let identity_json = match writer {
+        None => format!(r#"{{"identities":[{manager}]}}"#),
+        Some((writer, bucket)) => format!(
+            r#"{{"identities":[{manager},{{"name":"lifeboat-writer","credentials":[{{"accessKey":{},"secretKey":{}}}],"policyNames":["lifeboat-writer"]}}],"policies":[{{"name":"lifeboat-writer","content":{}}}]}}"#,
+            json_string(&writer.access_key_id),
+            json_string(&writer.secret_access_key),
+            json_string(&writer_policy(bucket)),
+        ),
+    };
     fs::write(path, identity_json)
         .with_context(|| format!("write seaweedfs identity file {}", path.display()))?;
     fs::set_permissions(path, Permissions::from_mode(0o600))
         .with_context(|| format!("restrict seaweedfs identity file {}", path.display()))?;
     Ok(())
+}
+
+/// The IAM policy of a writer key on `bucket`, as the README gives it for SeaweedFS: put
+/// (multipart included), read, list and set a retention; never delete, abort an upload,
+/// bypass a governance lock, or change versioning, the lock or the bucket's policy.
+/// SeaweedFS counts every multipart action as `s3:PutObject`, so the abort is denied
+/// explicitly.
+pub fn writer_policy(bucket: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"LifeboatWriter","Effect":"Allow","Action":["s3:PutObject","s3:PutObjectRetention","s3:GetObject","s3:GetObjectVersion","s3:GetObjectRetention","s3:ListBucket","s3:ListBucketVersions","s3:ListBucketMultipartUploads","s3:ListMultipartUploadParts","s3:GetBucketVersioning","s3:GetBucketObjectLockConfiguration"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}},{{"Sid":"LifeboatWriterNeverDeletes","Effect":"Deny","Action":["s3:DeleteObject","s3:DeleteObjectVersion","s3:AbortMultipartUpload","s3:BypassGovernanceRetention","s3:PutObjectLegalHold","s3:PutBucketVersioning","s3:PutBucketObjectLockConfiguration","s3:PutLifecycleConfiguration","s3:PutBucketPolicy","s3:DeleteBucket"],"Resource":["arn:aws:s3:::*"]}}]}}"#
+    )
 }
 
 /// A JSON string literal, escaped by hand to spare a serde_json dependency for two fields.
@@ -681,7 +752,7 @@ mod tests {
     fn identity_file_lists_the_key_pair() {
         let directory = tempfile::tempdir().expect("create a temporary directory");
         let path = directory.path().join("s3.json");
-        write_s3_identity_file(&path, "ACCESS", "se\"cret").expect("write identity file");
+        write_s3_identity_file(&path, "ACCESS", "se\"cret", None).expect("write identity file");
         let contents = fs::read_to_string(&path).expect("read identity file");
         assert!(contents.contains(r#""accessKey":"ACCESS""#), "{contents}");
         assert!(contents.contains(r#""secretKey":"se\"cret""#), "{contents}");

@@ -414,6 +414,9 @@ pub(crate) async fn queue_benchmark(
                         s3_region: "us-east-1".to_owned(),
                         access_key_id: "unused".to_owned(),
                         secret_access_key: SecretString::from("unused"),
+                        manager: None,
+                        object_lock: None,
+                        require_lock: false,
                         path_style: true,
                         priority: 0,
                     })

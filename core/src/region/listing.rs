@@ -133,6 +133,9 @@ mod tests {
                 s3_region: "us-east-1".to_owned(),
                 access_key_id: "lifeboat-test".to_owned(),
                 secret_access_key: secrecy::SecretString::from("test-secret"),
+                manager: None,
+                object_lock: None,
+                require_lock: false,
                 path_style: true,
                 priority: 0,
             })

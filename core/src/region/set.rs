@@ -26,6 +26,14 @@ impl Regions {
         }
     }
 
+    /// The configured regions signing with their manager keys ([`Region::manager`]): for
+    /// the controller's maintenance (purge, lock extension), never handed to an agent.
+    pub fn managers_from_config(config: &Config) -> Regions {
+        Regions {
+            regions: config.regions.iter().map(Region::manager).collect(),
+        }
+    }
+
     /// The region called `name`; the error names the configured ones.
     pub fn named(&self, name: &RegionName) -> Result<&Region, UnknownName> {
         self.regions
@@ -73,6 +81,9 @@ mod tests {
             s3_region: "us-east-1".to_owned(),
             access_key_id: "lifeboat-test".to_owned(),
             secret_access_key: secrecy::SecretString::from("test-secret"),
+            manager: None,
+            object_lock: None,
+            require_lock: false,
             path_style: true,
             priority: 0,
         })
