@@ -32,6 +32,17 @@ enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+enum RegionsCommand {
+    /// Versioning, object lock and its default retention, the configured lock mode, and
+    /// whether the writer key can delete (a probe object under `lifeboat-check/`, removed
+    /// with the manager key).
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// The recipients new backups are encrypted to, and the catalog's backups by the set of
     /// recipients they were written to: how many, whether a current recipient opens them,
@@ -155,6 +166,14 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
+    },
+    /// Regions: `regions check` reports each bucket's versioning and object lock and
+    /// probes that the writer key (the agents') is refused a delete. Exits 1 if a region
+    /// is unfit as configured (lock configured but missing, or `require_lock` with a
+    /// writer key that can delete).
+    Regions {
+        #[command(subcommand)]
+        command: RegionsCommand,
     },
     /// age keys: which backups need which identity (`keys status`).
     Keys {
@@ -761,6 +780,9 @@ fn main() -> ExitCode {
             } => commands::retention::hold_backup(config_path, &backup, false).await,
             Command::Catalog { command } => commands::rebuild::run(config_path, command).await,
             Command::Retention { command } => commands::retention::run(config_path, command).await,
+            Command::Regions {
+                command: RegionsCommand::Check { json },
+            } => commands::regions::check(config_path, json).await,
             Command::Keys {
                 command: KeysCommand::Status { json },
             } => commands::keys::status(config_path, json).await,

@@ -786,10 +786,7 @@ impl RawConfig {
             let manager_secret = optional_secret(
                 &mut problems,
                 &key,
-                (
-                    "manager_secret_access_key",
-                    raw.manager_secret_access_key,
-                ),
+                ("manager_secret_access_key", raw.manager_secret_access_key),
                 (
                     "manager_secret_access_key_file",
                     raw.manager_secret_access_key_file,

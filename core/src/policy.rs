@@ -64,3 +64,31 @@ pub const STAGING_HEADROOM_DIVISOR: u64 = 20;
 pub const STAGING_HEADROOM_BYTES: u64 = 256 * 1024 * 1024;
 /// The most jobs `[restore] jobs = "auto"` chooses.
 pub const MAX_AUTO_RESTORE_JOBS: u32 = 4;
+
+/// Manual backups are kept at least this many days, whatever the tenant's policy.
+pub const MANUAL_MIN_AGE_DAYS: i64 = 30;
+/// Pre-restore (safety) backups are kept at least this many days.
+pub const PRE_RESTORE_MIN_AGE_DAYS: i64 = 14;
+/// The fewest days any retention policy keeps a scheduled backup: the next day's backup
+/// may replace it (`keep_daily` of 0 or 1).
+pub const SCHEDULED_MIN_AGE_DAYS: i64 = 1;
+
+/// The earliest moment any retention policy could purge a backup of `kind` written at
+/// `written_at`: its minimum age, then the trash period. In a region with object lock,
+/// every object of the backup is written with a retention until then; the controller
+/// extends it while the tenant's policy keeps the backup longer.
+pub fn earliest_purge(
+    kind: crate::manifest::BackupKind,
+    written_at: chrono::DateTime<chrono::Utc>,
+    trash_period: Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    use crate::manifest::BackupKind;
+    let minimum_age_days = match kind {
+        BackupKind::Manual => MANUAL_MIN_AGE_DAYS,
+        BackupKind::PreRestore => PRE_RESTORE_MIN_AGE_DAYS,
+        _ => SCHEDULED_MIN_AGE_DAYS,
+    };
+    written_at
+        + chrono::TimeDelta::days(minimum_age_days)
+        + chrono::TimeDelta::from_std(trash_period).unwrap_or(chrono::TimeDelta::MAX)
+}

@@ -22,6 +22,7 @@
 //! chosen call in front of a real server (`region/faults.rs`). The configured regions
 //! are built once per process as a [`Regions`] set and shared (`region/set.rs`).
 
+pub mod check;
 mod faults;
 mod listing;
 mod lock;
@@ -293,6 +294,15 @@ impl Region {
     /// configured): the controller's maintenance only, never an agent.
     pub fn manager(config: &RegionConfig) -> Region {
         Region::with_key(config, &config.manager_key())
+    }
+
+    /// This region (its fault injector and retention included) signing with the manager's
+    /// key of `config`.
+    pub fn as_manager(&self, config: &RegionConfig) -> Region {
+        Region {
+            client: Client::from_conf(client_config(config, &config.manager_key())),
+            ..self.clone()
+        }
     }
 
     fn with_key(config: &RegionConfig, key: &RegionKey) -> Region {

@@ -258,6 +258,9 @@ pub fn controller_options(
     drill: bool,
 ) -> ControllerOptions {
     let window = config.backup_window;
+    // The controller signs with the manager keys; the embedded agent (`start`) keeps the
+    // writer keys of `regions`.
+    let regions = regions.managers(config);
     ControllerOptions {
         policy,
         schedule,
@@ -265,7 +268,7 @@ pub fn controller_options(
         tick_interval: Duration::from_secs(15),
         regions: regions.clone(),
         maintenance: scrub_full_sample.map(|scrub_full_sample| {
-            maintenance_options(config, regions, scrub_full_sample, drill)
+            maintenance_options(config, &regions, scrub_full_sample, drill)
         }),
         metrics_token: None,
         config: Some(Arc::new(config.clone())),
@@ -298,7 +301,7 @@ pub fn maintenance_options(
     drill: bool,
 ) -> MaintenanceOptions {
     MaintenanceOptions {
-        regions: regions.to_vec(),
+        regions: regions.managers(config).to_vec(),
         trash_period: config.trash_period,
         scrub_full_sample,
         minute_of_day: config.backup_window.end_minute_of_day(),

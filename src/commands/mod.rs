@@ -14,6 +14,7 @@ pub mod nightly;
 pub mod playbook;
 pub mod provision;
 pub mod rebuild;
+pub mod regions;
 pub mod restore;
 pub mod restores;
 pub mod retention;

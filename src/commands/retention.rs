@@ -203,7 +203,7 @@ pub async fn trash(config_path: Option<&Path>, command: TrashCommand) -> anyhow:
         }
         TrashCommand::Purge { json } => {
             let catalog = open_catalog(&config).await?;
-            let regions = Regions::from_config(&config);
+            let regions = Regions::from_config(&config).managers(&config);
             let report = retention::purge_due(
                 &catalog,
                 &regions,

@@ -12,19 +12,29 @@ use lifeboat_core::ids::TenantName;
 use lifeboat_core::manifest::BackupKind;
 use lifeboat_core::progress::{Progress, Silent};
 use lifeboat_core::region::{Region, Regions};
-use lifeboat_sandbox::{EmbeddedRegion, PostgresCluster, PostgresOptions, SeaweedRegion};
+use lifeboat_sandbox::{
+    EmbeddedRegion, PostgresCluster, PostgresOptions, SeaweedRegion, WriterKey,
+};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 pub const ACCESS_KEY_ID: &str = "lifeboat-test";
 pub const SECRET_ACCESS_KEY: &str = "test-secret-Zq81kL0p";
 pub const BUCKET: &str = "lifeboat-test";
+/// The manager's key of a [`Backend::SeaweedLocked`] region (the writer's is
+/// [`ACCESS_KEY_ID`]).
+pub const MANAGER_KEY_ID: &str = "lifeboat-test-manager";
+pub const MANAGER_SECRET: &str = "test-manager-secret-Hw27xQ";
 /// The `[catalog]` section of a test configuration; [`TestEnv::create_catalog`] creates it.
 pub const CATALOG: &str = "[catalog]\ncluster = \"main\"\ndatabase = \"lifeboat_catalog\"\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Seaweed,
+    /// SeaweedFS with a versioned, object-locked bucket, a writer key ([`ACCESS_KEY_ID`])
+    /// whose policy denies every delete and a manager key ([`MANAGER_KEY_ID`]); the
+    /// configuration says `object_lock = "compliance"`.
+    SeaweedLocked,
     Embedded,
 }
 
@@ -69,6 +79,8 @@ pub struct Settings {
     pub cluster_extra: String,
     /// `recipients`; default: the environment's one recipient.
     pub recipients: Vec<String>,
+    /// More settings of every `[regions.X]` (e.g. `require_lock`).
+    pub region_extra: String,
 }
 
 pub struct TestEnv {
@@ -78,6 +90,8 @@ pub struct TestEnv {
     pub recipient: String,
     pub identity_path: PathBuf,
     pub dir: TempDir,
+    /// The regions are [`Backend::SeaweedLocked`].
+    pub locked: bool,
 }
 
 impl TestEnv {
@@ -101,6 +115,19 @@ impl TestEnv {
                             SeaweedRegion::start(ACCESS_KEY_ID, SECRET_ACCESS_KEY, BUCKET)
                                 .await
                                 .expect("start SeaweedFS region"),
+                        ),
+                        Backend::SeaweedLocked => RegionServer::Seaweed(
+                            SeaweedRegion::start_locked(
+                                MANAGER_KEY_ID,
+                                MANAGER_SECRET,
+                                WriterKey {
+                                    access_key_id: ACCESS_KEY_ID.to_owned(),
+                                    secret_access_key: SECRET_ACCESS_KEY.to_owned(),
+                                },
+                                BUCKET,
+                            )
+                            .await
+                            .expect("start locked SeaweedFS region"),
                         ),
                         Backend::Embedded => RegionServer::Embedded(
                             EmbeddedRegion::start(
@@ -133,6 +160,7 @@ impl TestEnv {
             recipient,
             identity_path,
             dir,
+            locked: backend == Backend::SeaweedLocked,
         }
     }
 
@@ -171,6 +199,12 @@ impl TestEnv {
                 "\n[regions.{name}]\nendpoint = {:?}\nbucket = {BUCKET:?}\naccess_key_id = {ACCESS_KEY_ID:?}\nsecret_access_key = {SECRET_ACCESS_KEY:?}\npriority = {priority}\n",
                 server.endpoint()
             ));
+            text.push_str(&settings.region_extra);
+            if self.locked {
+                text.push_str(&format!(
+                    "manager_access_key_id = {MANAGER_KEY_ID:?}\nmanager_secret_access_key = {MANAGER_SECRET:?}\nobject_lock = \"compliance\"\n"
+                ));
+            }
         }
         let tenants = if settings.tenants.is_empty() {
             vec![("acme".to_owned(), "acme".to_owned())]

@@ -20,6 +20,7 @@ mod harness;
 mod keys;
 mod listing;
 mod metrics;
+mod object_lock;
 mod panel;
 mod playbooks;
 mod postgres_tls;

@@ -31,10 +31,7 @@ use serde::{Serialize, Serializer};
 
 use crate::tenants::Retention;
 
-/// Manual backups are kept at least this long.
-pub const MANUAL_MIN_AGE_DAYS: i64 = 30;
-/// Pre-restore backups are kept at least this long.
-pub const PRE_RESTORE_MIN_AGE_DAYS: i64 = 14;
+pub use lifeboat_core::policy::{MANUAL_MIN_AGE_DAYS, PRE_RESTORE_MIN_AGE_DAYS};
 
 /// What retention needs to know of one backup that is not in the trash.
 #[derive(Debug, Clone, PartialEq, Eq)]

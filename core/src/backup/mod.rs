@@ -237,6 +237,18 @@ async fn run_backup_as(
 ) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let started_at = Utc::now();
+    // In regions with object lock, the dump and manifest are written with a retention
+    // until the earliest moment any policy could purge them.
+    let retain_until =
+        policy::earliest_purge(request.kind, started_at, request.config.trash_period);
+    let request = BackupRequest {
+        regions: request
+            .regions
+            .iter()
+            .map(|region| region.retaining_until(retain_until))
+            .collect(),
+        ..request
+    };
     let preflight = preflight(&request, backup_id).await?;
     let snapshot = take_snapshot(&request, &preflight).await?;
     let mut failures: Vec<(RegionName, String)> = Vec::new();

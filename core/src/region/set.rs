@@ -26,11 +26,25 @@ impl Regions {
         }
     }
 
-    /// The configured regions signing with their manager keys ([`Region::manager`]): for
-    /// the controller's maintenance (purge, lock extension), never handed to an agent.
-    pub fn managers_from_config(config: &Config) -> Regions {
+    /// These regions signing with their manager keys ([`Region::manager`]), sharing their
+    /// fault injectors: for the controller (purge, lock extension), never handed to an
+    /// agent. A region `config` does not name keeps its key.
+    pub fn managers(&self, config: &Config) -> Regions {
         Regions {
-            regions: config.regions.iter().map(Region::manager).collect(),
+            regions: self
+                .regions
+                .iter()
+                .map(|region| {
+                    config
+                        .regions
+                        .iter()
+                        .find(|configured| configured.name == *region.name())
+                        .map_or_else(
+                            || region.clone(),
+                            |configured| region.as_manager(configured),
+                        )
+                })
+                .collect(),
         }
     }
 

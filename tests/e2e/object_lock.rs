@@ -1,0 +1,140 @@
+//! Object lock and least-privilege keys (issue 11): a region whose bucket is versioned and
+//! locked, an agents' writer key whose policy denies every delete, and a manager key for
+//! the controller. `regions check` reports what the bucket and the keys allow.
+
+use lifeboat_core::region::{Region, RegionErrorKind};
+
+use crate::harness::{Backend, Settings, TestEnv, stderr, stdout};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_region_keeps_a_backup_against_its_writer_key_and_a_versioned_delete() {
+    let env = TestEnv::start(Backend::SeaweedLocked, 1).await;
+    env.create_tenant_database("acme", 200).await;
+    let settings = Settings {
+        min_regions: Some(1),
+        ..Settings::default()
+    };
+    let config_path = env.config_file(&settings);
+
+    let checked = env.lifeboat(&config_path, &["regions", "check", "--json"]);
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        stdout(&checked),
+        stderr(&checked)
+    );
+    let checks: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("json");
+    let check = &checks[0];
+    assert_eq!(check["versioning"], "Enabled", "{check}");
+    assert_eq!(check["object_lock_enabled"], true, "{check}");
+    assert_eq!(check["configured_lock"], "compliance", "{check}");
+    assert_eq!(check["writer_delete_refused"], true, "{check}");
+    assert_eq!(check["separate_manager_key"], true, "{check}");
+    assert_eq!(check["problems"], serde_json::json!([]), "{check}");
+
+    let before = chrono::Utc::now();
+    let backed_up = env.lifeboat(&config_path, &["backup", "--tenant", "acme", "--json"]);
+    assert!(backed_up.status.success(), "{}", stderr(&backed_up));
+    let config = env.config(&settings);
+    let writer = Region::new(&config.regions[0]);
+    let manager = Region::manager(&config.regions[0]);
+    let keys = writer.list_keys("tenants/acme/").await.expect("list");
+    assert_eq!(keys.len(), 2, "a dump and its manifest: {keys:?}");
+
+    // Every object of the backup is locked in compliance mode until the earliest moment
+    // any policy could purge it: a manual backup's 30 days (`lifeboat backup` takes a
+    // manual one), then the 14 days of trash.
+    let earliest_purge = before + chrono::TimeDelta::days(30 + 14);
+    for key in &keys {
+        let retention = writer
+            .object_retention(key)
+            .await
+            .expect("head")
+            .unwrap_or_else(|| panic!("{key} has no retention"));
+        assert_eq!(retention.mode, "COMPLIANCE", "{key}");
+        let off_by = (retention.retain_until - earliest_purge)
+            .num_seconds()
+            .abs();
+        assert!(
+            off_by < 600,
+            "{key} is locked until {}",
+            retention.retain_until
+        );
+    }
+
+    // The writer key (the agents') is refused every delete.
+    for key in &keys {
+        let refused = writer.delete_object(key).await.expect_err("writer delete");
+        assert_eq!(refused.kind, RegionErrorKind::AccessDenied, "{refused}");
+    }
+    let dump = keys
+        .iter()
+        .find(|key| !key.ends_with(".json"))
+        .expect("the dump")
+        .clone();
+    let versions = manager.list_versions(&dump).await.expect("versions");
+    let [locked] = &versions[..] else {
+        panic!("one version of the dump: {versions:?}");
+    };
+
+    // A plain delete (the manager's key may) only hides it behind a delete marker, an
+    // overwrite only adds a version, and the locked version cannot be deleted by anyone.
+    manager.delete_object(&dump).await.expect("plain delete");
+    writer
+        .put_object(
+            &dump,
+            bytes::Bytes::from_static(b"overwritten by an attacker"),
+        )
+        .await
+        .expect("an overwrite is a new version");
+    let refused = manager
+        .delete_version(&dump, &locked.version_id)
+        .await
+        .expect_err("the locked version");
+    assert_eq!(refused.kind, RegionErrorKind::AccessDenied, "{refused}");
+    let versions = manager.list_versions(&dump).await.expect("versions");
+    assert_eq!(
+        versions.len(),
+        3,
+        "version, delete marker, overwrite: {versions:?}"
+    );
+    assert!(versions.iter().any(|version| version.delete_marker));
+    let kept = versions
+        .iter()
+        .find(|version| version.version_id == locked.version_id)
+        .expect("the locked version is still there");
+    assert_eq!(kept.size, locked.size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_check_warns_of_a_writer_key_that_can_delete_and_require_lock_refuses_it() {
+    let env = TestEnv::start(Backend::Seaweed, 1).await;
+    let plain = env.config_file(&Settings::default());
+    let checked = env.lifeboat(&plain, &["regions", "check"]);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let text = stdout(&checked);
+    assert!(
+        text.contains("the writer key (access_key_id) can delete objects"),
+        "{text}"
+    );
+    assert!(text.contains("no manager key"), "{text}");
+
+    let required = env.config_file(&Settings {
+        region_extra: "object_lock = \"compliance\"\nrequire_lock = true\n".to_owned(),
+        ..Settings::default()
+    });
+    let checked = env.lifeboat(&required, &["regions", "check", "--json"]);
+    assert_eq!(checked.status.code(), Some(1), "{}", stdout(&checked));
+    let checks: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("json");
+    let problems = checks[0]["problems"].to_string();
+    assert!(problems.contains("has no versioning"), "{problems}");
+    assert!(problems.contains("require_lock = true"), "{problems}");
+    assert_eq!(checks[0]["writer_delete_refused"], false);
+    // The probe left nothing behind.
+    let config = env.config(&Settings::default());
+    let left = Region::new(&config.regions[0])
+        .list_keys("lifeboat-check/")
+        .await
+        .expect("list");
+    assert_eq!(left, Vec::<String>::new());
+}
