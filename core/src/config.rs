@@ -1316,6 +1316,53 @@ mod tests {
     }
 
     #[test]
+    fn lock_and_key_settings_that_cannot_work_are_refused_by_name() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let region = |settings: &str| {
+            write_config(
+                directory.path(),
+                &format!(
+                    "recipients = [\"{RECIPIENT}\"]\n[regions.a]\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"bkt\"\naccess_key_id = \"writer\"\nsecret_access_key = \"s\"\n{settings}"
+                ),
+            )
+        };
+        for (settings, key, says) in [
+            ("require_lock = true\n", "regions.a.require_lock", "needs object_lock"),
+            ("object_lock = \"forever\"\n", "regions.a.object_lock", "\"forever\""),
+            (
+                "manager_access_key_id = \"writer\"\nmanager_secret_access_key = \"m-secret-1\"\n",
+                "regions.a.manager_access_key_id",
+                "is the writer's key",
+            ),
+            (
+                "manager_access_key_id = \"manager\"\n",
+                "regions.a.manager_secret_access_key",
+                "missing",
+            ),
+            (
+                "manager_secret_access_key = \"m-secret-2\"\n",
+                "regions.a.manager_access_key_id",
+                "missing",
+            ),
+        ] {
+            let error = Config::load(Some(&region(settings)))
+                .expect_err(settings)
+                .to_string();
+            assert!(error.contains(key) && error.contains(says), "{settings}: {error}");
+            assert!(!error.contains("m-secret"), "{error}");
+        }
+        let config = Config::load(Some(&region(
+            "manager_access_key_id = \"manager\"\nmanager_secret_access_key = \"m\"\nobject_lock = \"governance\"\nrequire_lock = true\n",
+        )))
+        .expect("valid");
+        let region = &config.regions[0];
+        assert_eq!(region.object_lock, Some(LockMode::Governance));
+        assert!(region.require_lock);
+        assert_eq!(region.manager_key().access_key_id, "manager");
+        assert_eq!(region.writer_key().access_key_id, "writer");
+    }
+
+    #[test]
     fn a_secret_of_the_wrong_type_or_in_the_wrong_place_is_not_repeated() {
         let directory = tempfile::tempdir().expect("tempdir");
         let numeric = write_config(
