@@ -96,6 +96,8 @@ pub struct MaintenanceReport {
     /// Copies checked by scrub, and those found missing or corrupt.
     pub copies_checked: u64,
     pub copies_bad: u64,
+    /// Copies in regions with object lock made current again from their locked version.
+    pub recovered_from_lock: usize,
     pub repair_jobs: usize,
     /// Copies made again from a healthy region.
     pub repaired: usize,
@@ -224,6 +226,13 @@ pub async fn run_maintenance(
             }
         }
         Err(error) => report.phase_failed("scrub plan", error),
+    }
+    match scrub::recover_locked_copies(catalog, &options.regions, &actor).await {
+        Ok(recovery) => {
+            report.recovered_from_lock = recovery.recovered.len();
+            report.problems.extend(recovery.problems);
+        }
+        Err(error) => report.phase_failed("recovery from locked versions", error),
     }
     let repaired = enqueue_repairs(catalog, options, run, attempts, wait).await;
     report.repair_jobs = repaired.repair_jobs;

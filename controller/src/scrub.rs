@@ -17,6 +17,10 @@
 //!   configured region, from the regions holding one.
 //! - [`apply_replicate_result`]: the copy is present again.
 //! - [`degraded_backups`]: which backups lack a good copy somewhere, for reports.
+//! - [`recover_locked_copies`]: in regions with object lock, a copy scrub found missing or
+//!   corrupt (a delete marker, an overwrite) is made current again from its locked
+//!   version (`lifeboat_core::recover`), by the controller with the manager's key, before
+//!   repair would copy it from another region. Each recovery is audited (`copy.recover`).
 
 use std::collections::BTreeMap;
 
@@ -548,4 +552,131 @@ mod tests {
         assert_eq!(report[0].lacking[0].state, Some(CopyState::Corrupt));
         assert_eq!(report[1].lacking[0].state, None);
     }
+}
+
+/// What [`recover_locked_copies`] did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LockedRecovery {
+    /// `(backup, region, what had hidden it)` of each copy made present again.
+    pub recovered: Vec<(BackupId, RegionName, String)>,
+    /// Copies that could not be recovered, and why.
+    pub problems: Vec<String>,
+}
+
+/// Bring back, from its locked version, every live copy in a region with object lock
+/// that scrub found missing or corrupt. `regions` sign with the manager's keys.
+pub async fn recover_locked_copies(
+    catalog: &Catalog,
+    regions: &[lifeboat_core::region::Region],
+    actor: &crate::audit::Actor,
+) -> Result<LockedRecovery, CatalogError> {
+    use lifeboat_core::recover::{ExpectedCopy, VersionFix, recover_copy};
+    let locked: Vec<&str> = regions
+        .iter()
+        .filter(|region| region.lock_mode().is_some())
+        .map(|region| region.name().as_str())
+        .collect();
+    let mut report = LockedRecovery::default();
+    if locked.is_empty() {
+        return Ok(report);
+    }
+    let connection = catalog.connection().await?;
+    let rows = connection
+        .query(
+            "SELECT b.id, b.tenant, c.region, b.stored_bytes, b.sha256, b.manifest
+             FROM backup_copies c JOIN backups b ON b.id = c.backup_id
+             WHERE c.state IN ('missing', 'corrupt') AND c.region = ANY($1)
+               AND coalesce(c.detail, '') <> 'purged' AND b.trashed_at IS NULL
+             ORDER BY b.started_at",
+            &[&locked],
+        )
+        .await
+        .map_err(query_error(
+            "find copies to recover from their locked versions",
+        ))?;
+    drop(connection);
+    for row in rows {
+        let Some(backup_id) = BackupId::from_uuid(row.get(0)) else {
+            continue;
+        };
+        let tenant_text: String = row.get(1);
+        let region_text: String = row.get(2);
+        let (Ok(tenant), Some(region)) = (
+            TenantName::parse(&tenant_text),
+            regions
+                .iter()
+                .find(|region| region.name().as_str() == region_text),
+        ) else {
+            continue;
+        };
+        let stored_bytes: i64 = row.get(3);
+        let sha256: String = row.get(4);
+        let manifest: serde_json::Value = row.get(5);
+        let expected = ExpectedCopy {
+            tenant: &tenant,
+            backup_id,
+            stored_bytes: u64::try_from(stored_bytes).unwrap_or(0),
+            sha256: &sha256,
+            manifest: &manifest,
+        };
+        let recovered = match recover_copy(region, &expected).await {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                report.problems.push(format!(
+                    "backup {backup_id} in region {region_text}: {error}"
+                ));
+                continue;
+            }
+        };
+        let hidden: Vec<String> = [
+            ("dump", &recovered.object),
+            ("manifest", &recovered.manifest),
+        ]
+        .into_iter()
+        .filter_map(|(what, fix)| match fix {
+            VersionFix::Restored { hidden_by } => Some(format!("{what}: {hidden_by}")),
+            VersionFix::AlreadyCurrent => None,
+        })
+        .collect();
+        let detail = if hidden.is_empty() {
+            "its current versions were right".to_owned()
+        } else {
+            hidden.join("; ")
+        };
+        let mut connection = catalog.connection().await?;
+        let transaction = connection
+            .transaction()
+            .await
+            .map_err(query_error("begin"))?;
+        transaction
+            .execute(
+                "UPDATE backup_copies SET state = 'present', detail = NULL, checked_at = now()
+                 WHERE backup_id = $1 AND region = $2",
+                &[&backup_id.as_uuid(), &region_text],
+            )
+            .await
+            .map_err(query_error("record a recovered copy"))?;
+        crate::audit::record(
+            &*transaction,
+            actor,
+            "copy.recover",
+            Some(tenant.as_str()),
+            None,
+            serde_json::json!({
+                "backup": backup_id.to_string(),
+                "region": region_text,
+                "hidden_by": detail,
+            }),
+        )
+        .await?;
+        transaction.commit().await.map_err(query_error("commit"))?;
+        tracing::warn!(
+            backup = %backup_id, region = %region_text, hidden_by = %detail,
+            "a copy hidden in a locked region was brought back from its locked version"
+        );
+        report
+            .recovered
+            .push((backup_id, region.name().clone(), detail));
+    }
+    Ok(report)
 }

@@ -1327,8 +1327,16 @@ mod tests {
             )
         };
         for (settings, key, says) in [
-            ("require_lock = true\n", "regions.a.require_lock", "needs object_lock"),
-            ("object_lock = \"forever\"\n", "regions.a.object_lock", "\"forever\""),
+            (
+                "require_lock = true\n",
+                "regions.a.require_lock",
+                "needs object_lock",
+            ),
+            (
+                "object_lock = \"forever\"\n",
+                "regions.a.object_lock",
+                "\"forever\"",
+            ),
             (
                 "manager_access_key_id = \"writer\"\nmanager_secret_access_key = \"m-secret-1\"\n",
                 "regions.a.manager_access_key_id",
@@ -1348,7 +1356,10 @@ mod tests {
             let error = Config::load(Some(&region(settings)))
                 .expect_err(settings)
                 .to_string();
-            assert!(error.contains(key) && error.contains(says), "{settings}: {error}");
+            assert!(
+                error.contains(key) && error.contains(says),
+                "{settings}: {error}"
+            );
             assert!(!error.contains("m-secret"), "{error}");
         }
         let config = Config::load(Some(&region(

@@ -34,6 +34,7 @@ pub mod manifest;
 pub mod policy;
 pub mod postgres;
 pub mod progress;
+pub mod recover;
 pub mod region;
 pub mod restore;
 pub mod service_config;

@@ -85,6 +85,7 @@ pub enum Operation {
     PutObjectRetention,
     ListObjectVersions,
     DeleteObjectVersion,
+    CopyObject,
 }
 
 impl Operation {
@@ -107,6 +108,7 @@ impl Operation {
             Operation::PutObjectRetention => "put object retention",
             Operation::ListObjectVersions => "list object versions",
             Operation::DeleteObjectVersion => "delete object version",
+            Operation::CopyObject => "copy object",
         }
     }
 }

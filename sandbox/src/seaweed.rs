@@ -71,8 +71,8 @@ pub struct SeaweedRegion {
     bucket: String,
     /// The region's key pair, for the readiness probes (its `Debug` hides the secret).
     credentials: Credentials,
-    /// With object lock: the bucket is created versioned and locked, and the writer key.
-    locked: Option<WriterKey>,
+    /// With object lock: the bucket is created versioned and locked.
+    locked: bool,
     server_log: Option<ServerLog>,
     /// Declared last so that it is removed after the server was killed (see `Drop`).
     temporary_directory: TempDir,
@@ -184,7 +184,7 @@ impl SeaweedRegion {
                 None,
                 "lifeboat-sandbox",
             ),
-            locked,
+            locked: locked.is_some(),
             server_log: None,
             temporary_directory,
         };
@@ -415,7 +415,7 @@ impl SeaweedRegion {
         ];
         // A locked bucket is created by the readiness probe, which asks for the lock (the
         // flag would create it without).
-        if self.locked.is_none() {
+        if !self.locked {
             arguments.push(format!("-bucket={}", self.bucket));
         }
         arguments
@@ -485,7 +485,7 @@ impl SeaweedRegion {
         match probe_client
             .create_bucket()
             .bucket(&self.bucket)
-            .object_lock_enabled_for_bucket(self.locked.is_some())
+            .object_lock_enabled_for_bucket(self.locked)
             .send()
             .await
         {

@@ -41,6 +41,7 @@ pub struct ObjectVersion {
     pub is_latest: bool,
     pub delete_marker: bool,
     pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 fn sdk_time(time: DateTime<Utc>) -> SdkDateTime {
@@ -217,6 +218,7 @@ impl Region {
                         .size()
                         .and_then(|size| u64::try_from(size).ok())
                         .unwrap_or(0),
+                    last_modified: version.last_modified().and_then(chrono_time),
                 })
             }));
             versions.extend(output.delete_markers().iter().filter_map(|marker| {
@@ -226,6 +228,7 @@ impl Region {
                     is_latest: marker.is_latest() == Some(true),
                     delete_marker: true,
                     size: 0,
+                    last_modified: marker.last_modified().and_then(chrono_time),
                 })
             }));
             if output.is_truncated() != Some(true) {
@@ -269,9 +272,108 @@ impl Region {
         Ok(())
     }
 
+    /// Read one version of `key`.
+    pub async fn get_object_version(
+        &self,
+        key: &str,
+        version_id: &str,
+    ) -> Result<super::ObjectReader, RegionError> {
+        self.injected_fault(Operation::GetObject, key, None)?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|error| self.error(Operation::GetObject, key, &error))?;
+        Ok(super::ObjectReader {
+            content_length: output
+                .content_length
+                .and_then(|length| u64::try_from(length).ok()),
+            body: output.body,
+        })
+    }
+
+    /// The retention of one version of `key`, if it has one.
+    pub async fn version_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<Retention>, RegionError> {
+        self.injected_fault(Operation::HeadObject, key, None)?;
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|error| self.error(Operation::HeadObject, key, &error))?;
+        Ok(output
+            .object_lock_mode()
+            .zip(output.object_lock_retain_until_date())
+            .and_then(|(mode, until)| {
+                Some(Retention {
+                    mode: mode.as_str().to_owned(),
+                    retain_until: chrono_time(until)?,
+                })
+            }))
+    }
+
+    /// Make `version_id` of `key` its current version again, by a server-side copy onto
+    /// the same key (a new version, the bytes unchanged), locked until `retain_until` in
+    /// the region's mode. What hid it (a delete marker, a newer version) stays, below.
+    pub async fn restore_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        retain_until: Option<DateTime<Utc>>,
+    ) -> Result<(), RegionError> {
+        self.injected_fault(Operation::CopyObject, key, None)?;
+        let source = format!(
+            "{}/{}?versionId={}",
+            self.bucket,
+            urlencoding_path(key),
+            version_id
+        );
+        let retaining = Region {
+            retain_until,
+            ..self.clone()
+        };
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(source)
+            .set_object_lock_mode(retaining.object_lock_mode())
+            .set_object_lock_retain_until_date(retaining.object_lock_retain_until())
+            .send()
+            .await
+            .map_err(|error| self.error(Operation::CopyObject, key, &error))?;
+        Ok(())
+    }
+
     /// Whether the bucket's versioning is `Enabled`.
     pub async fn is_versioned(&self) -> Result<bool, RegionError> {
         Ok(self.bucket_lock().await?.versioning.as_deref()
             == Some(BucketVersioningStatus::Enabled.as_str()))
     }
+}
+
+/// `key` for a `x-amz-copy-source` path: our keys are `[a-z0-9./-]`, which need no
+/// escaping; anything else is percent-encoded.
+fn urlencoding_path(key: &str) -> String {
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' | b'~' => {
+                encoded.push(char::from(byte));
+            }
+            other => encoded.push_str(&format!("%{other:02X}")),
+        }
+    }
+    encoded
 }

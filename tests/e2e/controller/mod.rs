@@ -36,7 +36,7 @@ use crate::harness::{Backend, Settings, TestEnv, api_options, stderr, stdout};
 
 const CATALOG_DATABASE: &str = "lifeboat_catalog";
 
-fn catalog_settings() -> Settings {
+pub(crate) fn catalog_settings() -> Settings {
     Settings {
         // A backup in one region is committed (and degraded); repair copies it later.
         min_regions: Some(1),
@@ -47,7 +47,7 @@ fn catalog_settings() -> Settings {
 
 /// Create the catalog database, migrate it and add `tenants` (each with its own database of
 /// `rows` sample rows). Returns the config file.
-async fn env_with_tenants(env: &TestEnv, tenants: &[&str], rows: u32) -> PathBuf {
+pub(crate) async fn env_with_tenants(env: &TestEnv, tenants: &[&str], rows: u32) -> PathBuf {
     let admin = env.postgres.connect("postgres").await.expect("connect");
     admin
         .batch_execute(&format!("CREATE DATABASE {CATALOG_DATABASE}"))
@@ -64,7 +64,7 @@ async fn env_with_tenants(env: &TestEnv, tenants: &[&str], rows: u32) -> PathBuf
     config
 }
 
-async fn open_catalog(config: &Config) -> Catalog {
+pub(crate) async fn open_catalog(config: &Config) -> Catalog {
     let catalog = config.catalog.as_ref().expect("catalog configured");
     Catalog::connect(
         config.cluster(&catalog.cluster).expect("cluster"),
@@ -74,7 +74,7 @@ async fn open_catalog(config: &Config) -> Catalog {
     .expect("connect catalog")
 }
 
-async fn scalar(catalog: &Catalog, sql: &str) -> i64 {
+pub(crate) async fn scalar(catalog: &Catalog, sql: &str) -> i64 {
     catalog
         .connection()
         .await
