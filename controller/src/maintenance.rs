@@ -92,6 +92,8 @@ pub struct MaintenanceReport {
     /// Backups moved to the trash by retention, and purged from the trash.
     pub trashed: usize,
     pub purged: usize,
+    /// Copies in regions with object lock whose lock was extended (kept backups).
+    pub locks_extended: usize,
     pub scrub_jobs: usize,
     /// Copies checked by scrub, and those found missing or corrupt.
     pub copies_checked: u64,
@@ -171,6 +173,13 @@ pub async fn run_maintenance(
             report.trashed = retained.tenants.iter().map(|plan| plan.trash.len()).sum();
         }
         Err(error) => report.phase_failed("retention", error),
+    }
+    match retention::extend_locks(catalog, &options.regions, now, options.trash_period).await {
+        Ok(extended) => {
+            report.locks_extended = extended.extended;
+            report.problems.extend(extended.problems);
+        }
+        Err(error) => report.phase_failed("lock extension", error),
     }
     match retention::purge_due(catalog, &options.regions, now, &actor).await {
         Ok(purged) => {

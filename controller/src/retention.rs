@@ -555,7 +555,7 @@ pub async fn purge_due(
                 ));
                 continue;
             }
-            match delete_backup_objects(region, &object_key, &manifest_key).await {
+            match delete_backup_objects(region, &object_key, &manifest_key, now).await {
                 Ok(()) => {
                     mark_copy_purged(&*transaction, id, region.name()).await?;
                 }
@@ -625,19 +625,66 @@ async fn last_restorable_reason<C: GenericClient>(
 
 /// Delete the dump, then the manifest. Deleting what is already gone succeeds. An error
 /// says whether the region did not answer at all.
+///
+/// In a region with object lock, a plain delete would only add a delete marker: every
+/// version (and marker) of both keys is deleted instead, and only once no version's
+/// retention lasts beyond `now`. Until then nothing is deleted there and the error says
+/// until when (the next purge tries again; the store would refuse anyway).
 async fn delete_backup_objects(
     region: &Region,
     object_key: &str,
     manifest_key: &str,
+    now: DateTime<Utc>,
 ) -> Result<(), (String, bool)> {
+    let failed = |error: lifeboat_core::region::RegionError| {
+        let dead = error.kind == RegionErrorKind::Unreachable;
+        (error.to_string(), dead)
+    };
+    if region.lock_mode().is_some() {
+        let mut versions = Vec::new();
+        for key in [object_key, manifest_key] {
+            let listed = region.list_versions(key).await.map_err(failed)?;
+            versions.extend(listed.into_iter().filter(|version| version.key == key));
+        }
+        let mut locked_until: Option<DateTime<Utc>> = None;
+        for version in versions.iter().filter(|version| !version.delete_marker) {
+            let retention = region
+                .version_retention(&version.key, &version.version_id)
+                .await
+                .map_err(failed)?;
+            if let Some(retention) = retention.filter(|retention| retention.retain_until > now) {
+                locked_until = locked_until.max(Some(retention.retain_until));
+            }
+        }
+        if let Some(until) = locked_until {
+            return Err((
+                format!(
+                    "region {}: locked until {} (object lock); purged after that",
+                    region.name(),
+                    until.format("%Y-%m-%d %H:%M UTC")
+                ),
+                false,
+            ));
+        }
+        // The dump's versions first, then the manifest's: interrupted, a region is left
+        // with a manifest without its object, never an orphan object.
+        for version in &versions {
+            match region
+                .delete_version(&version.key, &version.version_id)
+                .await
+            {
+                Ok(()) => {}
+                Err(error) if error.kind == RegionErrorKind::NotFound => {}
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        return Ok(());
+    }
     for key in [object_key, manifest_key] {
         match region.delete_object(key).await {
             Ok(()) => {}
             Err(error) if error.kind == RegionErrorKind::NotFound => {}
-            Err(error) => {
-                let dead = error.kind == RegionErrorKind::Unreachable;
-                return Err((error.to_string(), dead));
-            }
+            Err(error) => return Err(failed(error)),
         }
     }
     Ok(())
@@ -657,4 +704,106 @@ async fn mark_copy_purged<C: GenericClient>(
         .await
         .map_err(query_error("mark copy purged"))?;
     Ok(())
+}
+
+/// What [`extend_locks`] did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LockExtension {
+    /// Copies whose lock was extended (or found long enough and recorded).
+    pub extended: usize,
+    /// Copies whose lock could not be read or extended, and why.
+    pub problems: Vec<String>,
+}
+
+/// In regions with object lock, keep every live (kept) backup locked: a present copy
+/// whose lock would end before the trash period plus
+/// [`policy::LOCK_RENEW_MARGIN_DAYS`] from `now` is extended to the trash period plus
+/// [`policy::LOCK_EXTENSION_DAYS`] (weekly, monthly, legal hold: whatever the policy keeps
+/// stays locked). Trashed backups are not extended: their locks run out, then purge
+/// deletes them. `regions` sign with the manager's keys.
+pub async fn extend_locks(
+    catalog: &Catalog,
+    regions: &[Region],
+    now: DateTime<Utc>,
+    trash_period: Duration,
+) -> Result<LockExtension, RetentionError> {
+    use lifeboat_core::policy;
+    let mut report = LockExtension::default();
+    let locked: Vec<&str> = regions
+        .iter()
+        .filter(|region| region.lock_mode().is_some())
+        .map(|region| region.name().as_str())
+        .collect();
+    if locked.is_empty() {
+        return Ok(report);
+    }
+    let trash = TimeDelta::from_std(trash_period).unwrap_or(TimeDelta::MAX);
+    let renew_before = now + trash + TimeDelta::days(policy::LOCK_RENEW_MARGIN_DAYS);
+    let extend_to = now + trash + TimeDelta::days(policy::LOCK_EXTENSION_DAYS);
+    let connection = catalog.connection().await?;
+    let rows = connection
+        .query(
+            "SELECT b.id, b.tenant, c.region
+             FROM backup_copies c JOIN backups b ON b.id = c.backup_id
+             WHERE b.trashed_at IS NULL AND c.state = 'present' AND c.region = ANY($1)
+               AND (c.locked_until IS NULL OR c.locked_until < $2)",
+            &[&locked, &renew_before],
+        )
+        .await
+        .map_err(query_error("find copies whose lock ends soon"))?;
+    for row in rows {
+        let id: uuid::Uuid = row.get(0);
+        let tenant_text: String = row.get(1);
+        let region_text: String = row.get(2);
+        let (Some(backup_id), Ok(tenant), Some(region)) = (
+            BackupId::from_uuid(id),
+            TenantName::parse(&tenant_text),
+            regions
+                .iter()
+                .find(|region| region.name().as_str() == region_text),
+        ) else {
+            continue;
+        };
+        let mut locked_until = extend_to;
+        let mut failure = None;
+        for key in [
+            ObjectKey::Dump(&tenant, backup_id).to_key(),
+            ObjectKey::Manifest(&tenant, backup_id).to_key(),
+        ] {
+            let current = match region.object_retention(&key).await {
+                Ok(current) => current,
+                Err(error) => {
+                    failure = Some(error.to_string());
+                    break;
+                }
+            };
+            match current {
+                // Long enough already (a compliance lock cannot be shortened anyway).
+                Some(current) if current.retain_until >= renew_before => {
+                    locked_until = locked_until.min(current.retain_until);
+                }
+                _ => {
+                    if let Err(error) = region.extend_retention(&key, None, extend_to).await {
+                        failure = Some(error.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(failure) = failure {
+            report.problems.push(format!(
+                "lock of backup {backup_id} in region {region_text}: {failure}"
+            ));
+            continue;
+        }
+        connection
+            .execute(
+                "UPDATE backup_copies SET locked_until = $3 WHERE backup_id = $1 AND region = $2",
+                &[&id, &region_text, &locked_until],
+            )
+            .await
+            .map_err(query_error("record a copy's lock"))?;
+        report.extended += 1;
+    }
+    Ok(report)
 }

@@ -92,3 +92,10 @@ pub fn earliest_purge(
         + chrono::TimeDelta::days(minimum_age_days)
         + chrono::TimeDelta::from_std(trash_period).unwrap_or(chrono::TimeDelta::MAX)
 }
+
+/// A kept backup's lock is extended when it would end within the trash period plus this
+/// (a daily pass must not miss it)...
+pub const LOCK_RENEW_MARGIN_DAYS: i64 = 2;
+/// ...to the trash period plus this from now: extended about once a week, and a backup
+/// trashed meanwhile waits at most this long past its purge date for the lock to end.
+pub const LOCK_EXTENSION_DAYS: i64 = 7;

@@ -254,3 +254,125 @@ async fn a_stolen_writer_key_cannot_destroy_any_backup_and_scrub_brings_every_co
         );
     }
 }
+
+/// Retention keeps a kept backup locked (the controller extends its lock before it could
+/// end), and purge deletes nothing that is still locked: it says until when instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
+    use crate::controller::{catalog_settings, env_with_tenants, open_catalog, scalar};
+    use lifeboat_controller::audit::Actor;
+    use lifeboat_controller::retention::{extend_locks, purge_due};
+    use lifeboat_core::region::Regions;
+
+    let env = TestEnv::start(Backend::SeaweedLocked, 1).await;
+    let config_path = env_with_tenants(&env, &["acme"], 100).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    // Two nightlies the same day: retention keeps the newer and trashes the older.
+    for run in ["r1", "r2"] {
+        let ran = env.lifeboat(&config_path, &["nightly", "--json", "--run", run]);
+        assert!(ran.status.success(), "{}{}", stdout(&ran), stderr(&ran));
+    }
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backups WHERE trashed_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    let managers = Regions::from_config(&config).managers(&config);
+    let trash = config.trash_period;
+
+    // Twenty days on, the kept backup's first lock (1 + 14 days) would end within the
+    // trash period: it is extended to the trash period plus a week from then.
+    let later = chrono::Utc::now() + chrono::TimeDelta::days(20);
+    let extended = extend_locks(&catalog, &managers, later, trash)
+        .await
+        .expect("extend");
+    assert_eq!(extended.extended, 1, "{extended:?}");
+    assert_eq!(extended.problems, Vec::<String>::new());
+    let kept: String = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT tenant || '/' || id::text FROM backups WHERE trashed_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("kept")
+        .get(0);
+    let (_, kept_id) = kept.split_once('/').expect("tenant/id");
+    let writer = Region::new(&config.regions[0]);
+    let keys = writer.list_keys("tenants/acme/").await.expect("list");
+    let wanted = later + chrono::TimeDelta::days(14 + 7);
+    for key in keys.iter().filter(|key| key.contains(kept_id)) {
+        let retention = writer
+            .object_retention(key)
+            .await
+            .expect("head")
+            .expect("locked");
+        let off_by = (retention.retain_until - wanted).num_seconds().abs();
+        assert!(
+            off_by < 600,
+            "{key} locked until {}",
+            retention.retain_until
+        );
+    }
+    let recorded: chrono::DateTime<chrono::Utc> = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT c.locked_until FROM backup_copies c JOIN backups b ON b.id = c.backup_id
+             WHERE b.trashed_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("the kept copy's lock")
+        .get(0);
+    assert!((recorded - wanted).num_seconds().abs() < 600, "{recorded}");
+
+    // The trashed backup is due, but still locked: purge deletes nothing and says why.
+    catalog
+        .connection()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE backups SET purge_after = now() - interval '1 day' WHERE trashed_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("make it due");
+    let versions_before = writer.list_versions("tenants/").await.expect("versions");
+    let report = purge_due(
+        &catalog,
+        &managers,
+        chrono::Utc::now(),
+        &Actor::system("test"),
+    )
+    .await
+    .expect("purge");
+    assert!(report.purged.is_empty(), "{report:?}");
+    let errors = report.failed[0].errors.join("; ");
+    assert!(errors.contains("locked until"), "{errors}");
+    assert_eq!(
+        writer
+            .list_versions("tenants/")
+            .await
+            .expect("versions")
+            .len(),
+        versions_before.len(),
+        "nothing deleted, not even a delete marker added"
+    );
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backups WHERE trashed_at IS NOT NULL"
+        )
+        .await,
+        1,
+        "the backup stays in the trash for a later purge"
+    );
+}
