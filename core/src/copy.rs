@@ -365,6 +365,26 @@ enum AttemptError {
     Target(RegionError),
 }
 
+/// The retention a repaired copy is written with in a locked region: the source copy's,
+/// else (an unlocked source) the earliest purge of the backup counted from now with the
+/// default trash period. Maintenance extends it later as it does every kept backup's.
+async fn repair_lock(
+    source: &Region,
+    object_key: &str,
+    manifest_bytes: &[u8],
+) -> Result<DateTime<Utc>, RegionError> {
+    if let Some(retention) = source.object_retention(object_key).await? {
+        return Ok(retention.retain_until);
+    }
+    let kind = serde_json::from_slice::<Manifest>(manifest_bytes)
+        .map_or(manifest::BackupKind::Scheduled, |manifest| manifest.kind);
+    Ok(policy::earliest_purge(
+        kind,
+        Utc::now(),
+        policy::DEFAULT_TRASH_PERIOD,
+    ))
+}
+
 /// One attempt from one source; returns the number of parts written.
 async fn replicate_from(
     source: &Region,
@@ -394,6 +414,17 @@ async fn replicate_from(
     if let Some(problem) = manifest_problem(&manifest_key, &manifest_bytes, expected) {
         return Err(AttemptError::Source(problem));
     }
+    let locked_target;
+    let to = if to.lock_mode().is_some() {
+        locked_target = to.retaining_until(
+            repair_lock(source, object_key, &manifest_bytes)
+                .await
+                .map_err(source_failed)?,
+        );
+        &locked_target
+    } else {
+        to
+    };
     let object = source.get_object(object_key).await.map_err(source_failed)?;
     if let Some(length) = object.content_length
         && length != expected.stored_bytes

@@ -99,3 +99,6 @@ pub const LOCK_RENEW_MARGIN_DAYS: i64 = 2;
 /// ...to the trash period plus this from now: extended about once a week, and a backup
 /// trashed meanwhile waits at most this long past its purge date for the lock to end.
 pub const LOCK_EXTENSION_DAYS: i64 = 7;
+
+/// `[retention] trash_days` when not configured: 14 days.
+pub const DEFAULT_TRASH_PERIOD: Duration = Duration::from_secs(14 * 24 * 60 * 60);

@@ -376,3 +376,58 @@ async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
         "the backup stays in the trash for a later purge"
     );
 }
+
+/// A copy repaired into a locked region gets the lock of the copy it was made from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repaired_copy_keeps_the_lock_of_its_source() {
+    use crate::controller::{env_with_tenants, scalar, open_catalog, catalog_settings};
+
+    let mut env = TestEnv::start(Backend::SeaweedLocked, 2).await;
+    let config_path = env_with_tenants(&env, &["acme"], 100).await;
+    let config = env.config(&catalog_settings());
+    env.regions[1].kill();
+    let first = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r1", "--backups-only"]);
+    assert!(first.status.success(), "{}{}", stdout(&first), stderr(&first));
+    env.regions[1].restart().await;
+    let catalog = open_catalog(&config).await;
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM backup_copies WHERE state = 'present'").await,
+        1
+    );
+    let second = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r2"]);
+    assert!(second.status.success(), "{}{}", stdout(&second), stderr(&second));
+    let backup_id: String = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT b.id::text FROM backups b JOIN backup_copies c ON c.backup_id = b.id
+             GROUP BY b.id HAVING count(*) FILTER (WHERE c.state = 'present') = 2
+             ORDER BY min(b.started_at) LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the first backup, repaired")
+        .get(0);
+    let source = Region::new(&config.regions[0]);
+    let repaired = Region::new(&config.regions[1]);
+    let keys = source.list_keys("tenants/acme/").await.expect("list");
+    let mut checked = 0;
+    for key in keys.iter().filter(|key| key.contains(&backup_id)) {
+        let original = source.object_retention(key).await.expect("head").expect("locked");
+        let copy = repaired
+            .object_retention(key)
+            .await
+            .expect("head")
+            .unwrap_or_else(|| panic!("the repaired {key} is not locked"));
+        assert_eq!(copy.mode, "COMPLIANCE");
+        assert!(
+            copy.retain_until >= original.retain_until - chrono::TimeDelta::seconds(1),
+            "{key}: {} < {}",
+            copy.retain_until,
+            original.retain_until
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "{keys:?}");
+}
