@@ -16,6 +16,9 @@ pub async fn run(config_path: Option<&Path>, tenant: &str, json: bool) -> anyhow
     let tenant = parse_flag("tenant", tenant, TenantName::parse)?;
     let progress = progress_for(json, &format!("backup {tenant}"));
     let regions = Regions::from_config(&config);
+    lifeboat_core::region::check::check_required_locks(&config, &regions)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let report = lifeboat_agent::backup_job::backup_tenant(
         &config,
         &regions,

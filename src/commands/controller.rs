@@ -321,6 +321,9 @@ pub async fn serve(config_path: Option<&Path>, flags: ServeFlags) -> anyhow::Res
     let policy = flags.queue.policy(&config)?;
     let catalog = open_migrated_catalog(&config).await?;
     let regions = Regions::from_config(&config);
+    lifeboat_core::region::check::check_required_locks(&config, &regions)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut options = controller_options(
         &config,
         &regions,

@@ -72,6 +72,9 @@ pub async fn run(config_path: Option<&Path>, flags: NightlyFlags) -> anyhow::Res
     );
     let policy = flags.queue.policy(&config)?;
     let regions = Regions::from_config(&config);
+    lifeboat_core::region::check::check_required_locks(&config, &regions)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let options = NightlyOptions {
         run,
         drill: flags.drill,

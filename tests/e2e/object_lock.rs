@@ -130,6 +130,22 @@ async fn regions_check_warns_of_a_writer_key_that_can_delete_and_require_lock_re
     assert!(problems.contains("has no versioning"), "{problems}");
     assert!(problems.contains("require_lock = true"), "{problems}");
     assert_eq!(checks[0]["writer_delete_refused"], false);
+    // And nothing is backed up to such a region.
+    env.create_tenant_database("acme", 10).await;
+    let refused = env.lifeboat(&required, &["backup", "--tenant", "acme"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("require_lock is set"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        Region::new(&env.config(&Settings::default()).regions[0])
+            .list_keys("tenants/")
+            .await
+            .expect("list"),
+        Vec::<String>::new()
+    );
     // The probe left nothing behind.
     let config = env.config(&Settings::default());
     let left = Region::new(&config.regions[0])
@@ -380,22 +396,39 @@ async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
 /// A copy repaired into a locked region gets the lock of the copy it was made from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repaired_copy_keeps_the_lock_of_its_source() {
-    use crate::controller::{env_with_tenants, scalar, open_catalog, catalog_settings};
+    use crate::controller::{catalog_settings, env_with_tenants, open_catalog, scalar};
 
     let mut env = TestEnv::start(Backend::SeaweedLocked, 2).await;
     let config_path = env_with_tenants(&env, &["acme"], 100).await;
     let config = env.config(&catalog_settings());
     env.regions[1].kill();
-    let first = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r1", "--backups-only"]);
-    assert!(first.status.success(), "{}{}", stdout(&first), stderr(&first));
+    let first = env.lifeboat(
+        &config_path,
+        &["nightly", "--json", "--run", "r1", "--backups-only"],
+    );
+    assert!(
+        first.status.success(),
+        "{}{}",
+        stdout(&first),
+        stderr(&first)
+    );
     env.regions[1].restart().await;
     let catalog = open_catalog(&config).await;
     assert_eq!(
-        scalar(&catalog, "SELECT count(*) FROM backup_copies WHERE state = 'present'").await,
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE state = 'present'"
+        )
+        .await,
         1
     );
     let second = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r2"]);
-    assert!(second.status.success(), "{}{}", stdout(&second), stderr(&second));
+    assert!(
+        second.status.success(),
+        "{}{}",
+        stdout(&second),
+        stderr(&second)
+    );
     let backup_id: String = catalog
         .connection()
         .await
@@ -414,7 +447,11 @@ async fn a_repaired_copy_keeps_the_lock_of_its_source() {
     let keys = source.list_keys("tenants/acme/").await.expect("list");
     let mut checked = 0;
     for key in keys.iter().filter(|key| key.contains(&backup_id)) {
-        let original = source.object_retention(key).await.expect("head").expect("locked");
+        let original = source
+            .object_retention(key)
+            .await
+            .expect("head")
+            .expect("locked");
         let copy = repaired
             .object_retention(key)
             .await

@@ -162,3 +162,36 @@ async fn probe_writer_delete(
         ));
     }
 }
+
+/// For every region with `require_lock = true`, [`check_region`] must find nothing wrong;
+/// otherwise one line per problem, naming the region. Run before a process writes backups
+/// (controller, nightly, `lifeboat backup`).
+pub async fn check_required_locks(
+    config: &crate::config::Config,
+    writers: &super::Regions,
+) -> Result<(), String> {
+    let managers = writers.managers(config);
+    let mut problems = Vec::new();
+    for (region, (writer, manager)) in config
+        .regions
+        .iter()
+        .zip(writers.iter().zip(managers.iter()))
+        .filter(|(region, _)| region.require_lock)
+    {
+        let check = check_region(region, writer, manager).await;
+        problems.extend(
+            check
+                .problems
+                .iter()
+                .map(|problem| format!("region {}: {problem}", region.name)),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "require_lock is set, and {} (see `lifeboat regions check`)",
+            problems.join("; ")
+        ))
+    }
+}
