@@ -235,6 +235,19 @@ async fn run_demo(
     .with_context(|| format!("write {}", config_path.display()))?;
     let config = Config::load(Some(&config_path))?;
     let region_clients = Regions::from_config(&config);
+    // Object lock where the store has it; the embedded store (s3s-fs) has no versioning.
+    let lock_supported = match region_clients.first() {
+        Some(region) => region
+            .bucket_lock()
+            .await
+            .is_ok_and(|lock| lock.lock_enabled),
+        None => false,
+    };
+    if !lock_supported {
+        eprintln!(
+            "object lock: not supported by the demo's embedded S3 store (no versioning), so these backups are not immutable; give production regions object lock and a writer key that cannot delete (README, \"Keys that cannot destroy backups\"; `lifeboat regions check`)"
+        );
+    }
     let cluster_config = config
         .clusters
         .values()
