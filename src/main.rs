@@ -355,6 +355,27 @@ enum TenantCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Crypto-shred a removed tenant: delete its wrapped age identities from the catalog
+    /// and every version of tenants/NAME/identity.age from every region. Its backups that
+    /// remain can then be opened by no key lifeboat holds. Refused for a tenant still in
+    /// the catalog and under legal hold; audited. Run again to finish a region that did
+    /// not answer (exit 2 until every region is done).
+    Shred {
+        name: String,
+        /// The tenant's name again, to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a tenant a new age key: new backups are encrypted to it; its older keys are
+    /// kept (retired) and still open older backups. Needs identity_file (the old keys are
+    /// rewrapped with the new one into tenants/NAME/identity.age). Audited.
+    RotateKey {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -728,6 +749,16 @@ fn main() -> ExitCode {
                 }
                 TenantCommand::Unfreeze { name, reason } => {
                     commands::user::freeze(config_path, &name, &reason, false).await
+                }
+                TenantCommand::Shred {
+                    name,
+                    confirm,
+                    json,
+                } => {
+                    commands::tenant_keys::shred(config_path, &name, confirm.as_deref(), json).await
+                }
+                TenantCommand::RotateKey { name, json } => {
+                    commands::tenant_keys::rotate(config_path, &name, json).await
                 }
             },
             Command::User { command } => match command {

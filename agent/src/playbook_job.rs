@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use lifeboat_core::api::{ClaimedJob, JobOutcome, JobResult, JobWork, RestoreResult, SafetyBackup};
+use lifeboat_core::api::{
+    ClaimedJob, JobOutcome, JobResult, JobWork, RestoreResult, SafetyBackup, TenantKeyGrant,
+};
 use lifeboat_core::config::{ClusterConfig, Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, ClusterName, TenantName};
 use lifeboat_core::manifest::{BackupKind, Manifest};
@@ -45,6 +47,8 @@ pub struct AgentHooks<'a> {
     /// job's attempt (it accepts no other); `None` outside a job.
     pub new_backup_id: Option<BackupId>,
     pub cancel: CancellationToken,
+    /// The tenant's keys the job carries (per-tenant keys), if any.
+    pub tenant_keys: Option<&'a TenantKeyGrant>,
 }
 
 impl<'a> AgentHooks<'a> {
@@ -67,7 +71,15 @@ impl<'a> AgentHooks<'a> {
             backup: None,
             new_backup_id: None,
             cancel: cancel.clone(),
+            tenant_keys: None,
         }
+    }
+
+    /// A `take_backup` step encrypts to the tenant's recipient, and `restore_backup`
+    /// unwraps the tenant's identities, as `tenant_keys` (the job's) say.
+    pub fn with_tenant_keys(mut self, tenant_keys: Option<&'a TenantKeyGrant>) -> Self {
+        self.tenant_keys = tenant_keys;
+        self
     }
 
     /// The run restores `backup_id` (whose SHA-256 the catalog recorded, if known).
@@ -102,12 +114,15 @@ impl BackupHooks for AgentHooks<'_> {
             cluster: self.tenant_cluster.clone(),
             database: database.to_owned(),
         };
-        let report = backup_job::backup_tenant(
+        let tenant_recipient = backup_job::granted_recipient(self.tenant_keys)
+            .map_err(|error| StepFailure::permanent(error.to_string()))?;
+        let report = backup_job::backup_tenant_to(
             self.config,
             self.regions,
             &tenant,
             kind,
             self.new_backup_id,
+            tenant_recipient,
             Arc::new(Silent),
             self.cancel.clone(),
         )
@@ -159,8 +174,14 @@ impl BackupHooks for AgentHooks<'_> {
         let (backup_id, catalog_sha256) = self
             .backup
             .ok_or_else(|| StepFailure::permanent("this run restores no backup"))?;
-        let identities =
-            restore_job::load_identities(self.config).map_err(|error| restore_failure(&error))?;
+        let identities = restore_job::load_identities_for(
+            self.config,
+            self.regions,
+            self.tenant,
+            self.tenant_keys,
+        )
+        .await
+        .map_err(|error| restore_failure(&error))?;
         let target = RestoreTarget {
             tools: PgTools::locate(self.config.pg_bin_dir.as_deref()).await,
             cluster: self.target_cluster.clone(),
@@ -200,6 +221,9 @@ pub struct RunContext<'a> {
     pub resume: bool,
     pub observer: &'a dyn StepObserver,
     pub cancel: &'a CancellationToken,
+    /// The tenant's keys the job carries (per-tenant keys): the recipient a safety backup
+    /// is encrypted to, the wrapped identities a restore unwraps. `None` outside a job.
+    pub tenant_keys: Option<&'a TenantKeyGrant>,
 }
 
 impl std::fmt::Debug for RunContext<'_> {
@@ -376,7 +400,8 @@ pub async fn run_for_tenant(
         &tenant.cluster,
         cluster,
         context.cancel,
-    );
+    )
+    .with_tenant_keys(context.tenant_keys);
     if let Some(backup_id) = backup {
         hooks = hooks.restoring(backup_id, None);
     }
@@ -426,6 +451,7 @@ pub async fn run_playbook_job(
         resume: job.attempt > 1,
         observer,
         cancel,
+        tenant_keys: job.tenant_keys.as_ref(),
     };
     match run_job_work(config, regions, &job.work, job.backup_id, context).await {
         Ok(outcome) => outcome,
@@ -503,6 +529,7 @@ async fn run_job_work(
                 cluster_config,
                 context.cancel,
             )
+            .with_tenant_keys(context.tenant_keys)
             .restoring(*backup_id, sha256.as_deref())
             .backing_up_as(new_backup_id);
             let outcome = run_named_playbook(
@@ -582,6 +609,7 @@ async fn swap_into_live(
         cluster_config,
         context.cancel,
     )
+    .with_tenant_keys(context.tenant_keys)
     .backing_up_as(new_backup_id);
     if let Some((backup_id, catalog_sha256)) = swap.backup {
         hooks = hooks.restoring(backup_id, catalog_sha256);
@@ -779,6 +807,7 @@ pub async fn drill(
         cluster_config,
         context.cancel,
     )
+    .with_tenant_keys(context.tenant_keys)
     .restoring(backup_id, catalog_sha256);
     let outcome = run_named_playbook(
         config,
@@ -855,7 +884,8 @@ pub async fn provision_tenant(
         cluster,
         cluster_config,
         context.cancel,
-    );
+    )
+    .with_tenant_keys(context.tenant_keys);
     let outcome = run_named_playbook(
         config,
         names::PROVISION_TENANT,
@@ -935,7 +965,8 @@ async fn deprovision_run(
         cluster,
         cluster_config,
         context.cancel,
-    );
+    )
+    .with_tenant_keys(context.tenant_keys);
     run_named_playbook(
         config,
         names::DEPROVISION_TENANT,

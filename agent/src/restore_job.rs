@@ -10,16 +10,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lifeboat_core::api::TenantKeyGrant;
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
 use lifeboat_core::manifest::Manifest;
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
-use lifeboat_core::region::{Region, Regions};
+use lifeboat_core::region::{Region, RegionErrorKind, Regions};
 use lifeboat_core::restore::{
     self, BackupSelector, RestoreError, RestoreMethod, RestoreTarget, Staging, StreamedRestore,
 };
+use lifeboat_core::tenant_keys::{self, TenantKeyError};
 use lifeboat_provisioner::{self as provisioner, ProvisionError, VerifiedCounts};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +35,10 @@ pub enum RestoreJobError {
     NoIdentity,
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    TenantKeys(#[from] TenantKeyError),
+    #[error("the job's wrapped tenant identities are not hex")]
+    GrantNotHex,
     #[error(transparent)]
     Restore(#[from] RestoreError),
     #[error(transparent)]
@@ -64,6 +70,8 @@ impl RestoreJobError {
             RestoreJobError::UnknownName(_)
             | RestoreJobError::NoIdentity
             | RestoreJobError::Key(_)
+            | RestoreJobError::TenantKeys(_)
+            | RestoreJobError::GrantNotHex
             | RestoreJobError::Provision(_)
             | RestoreJobError::Cancelled
             | RestoreJobError::Restore(RestoreError::Region(_)) => false,
@@ -136,7 +144,7 @@ async fn restore_instrumented(
     let started = Instant::now();
     let tenant = request.tenant;
     let cluster = config.cluster(&tenant.cluster)?;
-    let identities = load_identities(config)?;
+    let identities = load_identities_for(config, regions, &tenant.name, None).await?;
     progress.stage(Stage::Connecting);
 
     if provisioner::database_exists(cluster, request.into_database).await? {
@@ -221,6 +229,52 @@ pub fn load_identities(config: &Config) -> Result<Arc<Identities>, RestoreJobErr
         .as_deref()
         .ok_or(RestoreJobError::NoIdentity)?;
     Ok(Arc::new(Identities::load(identity_file)?))
+}
+
+/// The identities a restore of `tenant`'s backups decrypts with: the organisation's
+/// identity file and, unwrapped with it in memory, the tenant's own identities (per-tenant
+/// keys). Those come from the job (`tenant_keys`, the catalog's, trusted) or, without a
+/// job, from the first region holding `tenants/<tenant>/identity.age`. A job's wrapped
+/// identities that the identity file does not open are an error; a region's are only
+/// warned about, since backups made before per-tenant keys need the identity file alone.
+pub async fn load_identities_for(
+    config: &Config,
+    regions: &Regions,
+    tenant: &TenantName,
+    tenant_keys: Option<&TenantKeyGrant>,
+) -> Result<Arc<Identities>, RestoreJobError> {
+    let org_identities = load_identities(config)?;
+    let granted = tenant_keys
+        .map(TenantKeyGrant::wrapped_identities)
+        .transpose()
+        .map_err(|_| RestoreJobError::GrantNotHex)?
+        .flatten();
+    if let Some(wrapped) = granted {
+        return Ok(Arc::new(
+            org_identities.with_tenant_identities(tenant, &wrapped)?,
+        ));
+    }
+    let key = tenant_keys::identity_object_key(tenant);
+    for region in regions.iter() {
+        let wrapped = match region
+            .get_small_object(&key, tenant_keys::MAX_WRAPPED_BYTES as u64)
+            .await
+        {
+            Ok(wrapped) => wrapped,
+            Err(error) if error.kind == RegionErrorKind::NotFound => continue,
+            Err(error) => {
+                tracing::warn!(region = %region.name(), %error, "the tenant's wrapped identities could not be read here");
+                continue;
+            }
+        };
+        match org_identities.with_tenant_identities(tenant, &wrapped) {
+            Ok(identities) => return Ok(Arc::new(identities)),
+            Err(error) => {
+                tracing::warn!(region = %region.name(), %error, "the tenant's wrapped identities in this region cannot be used");
+            }
+        }
+    }
+    Ok(org_identities)
 }
 
 /// A backup streamed into a database, not yet verified.

@@ -818,12 +818,22 @@ async fn execute(
                 cluster: cluster.clone(),
                 database: database.clone(),
             };
-            match backup_job::backup_tenant(
+            let tenant_recipient = match backup_job::granted_recipient(job.tenant_keys.as_ref()) {
+                Ok(recipient) => recipient,
+                Err(error) => {
+                    return JobOutcome::Failed {
+                        error: format!("the job's tenant recipient: {error}"),
+                        retryable: false,
+                    };
+                }
+            };
+            match backup_job::backup_tenant_to(
                 config,
                 regions,
                 &tenant_config,
                 *backup_kind,
                 job.backup_id,
+                tenant_recipient,
                 Arc::new(Silent),
                 cancel,
             )
@@ -894,6 +904,7 @@ async fn execute(
                     resume: job.attempt > 1,
                     observer: steps,
                     cancel: &cancel,
+                    tenant_keys: job.tenant_keys.as_ref(),
                 },
             )
             .await

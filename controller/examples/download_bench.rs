@@ -193,6 +193,7 @@ async fn benchmark(size_mb: u64, runs: usize) -> anyhow::Result<()> {
         regions: regions.to_vec(),
         progress: Arc::new(Silent),
         cancel: CancellationToken::new(),
+        tenant_recipient: None,
     })
     .await?;
     backups::record_checked_backup(&catalog, &regions, &report.manifest, &report.regions).await?;

@@ -19,7 +19,10 @@
 //! - [`restores`]: helpdesk restores onto the live database, rollbacks and copies, and the
 //!   databases they keep for a while;
 //! - [`downloads`]: single-use download links for a backup, issued and redeemed (the bytes
-//!   come from `lifeboat_core::download`).
+//!   come from `lifeboat_core::download`);
+//! - [`tenant_keys`]: per-tenant age keys, wrapped to the organisation's recipients:
+//!   generation, the `identity.age` object in every region, what jobs carry, rotation and
+//!   crypto-shredding.
 //!
 //! The controller depends on core only; agents reach it over HTTP (`lifeboat_core::api`).
 
@@ -51,5 +54,6 @@ pub mod scheduler;
 pub mod scrub;
 pub mod secret_tokens;
 pub mod server;
+pub mod tenant_keys;
 pub mod tenants;
 pub mod tls;

@@ -404,6 +404,7 @@ pub async fn claim_for(
             work,
             backup_id: takes_a_backup.then_some(backup_id),
             earlier_backup_ids,
+            tenant_keys: None,
         }));
     }
     transaction

@@ -13,7 +13,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::drills;
 use crate::job_summary::{self, BackupSummary, DrillSummary, ReplicateSummary, ScrubSummary};
 use crate::queue::{self, QueueError, QueuePolicy};
-use crate::{restores, scrub};
+use crate::{restores, scrub, tenant_keys};
 
 fn invalid(id: i64, message: impl Into<String>) -> QueueError {
     QueueError::InvalidReport {
@@ -58,6 +58,12 @@ pub async fn apply_report(
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
     let running = queue::lock_running(&*transaction, id, report.lease_token, agent).await?;
+    if let Some((manifest, _)) = reported_backup(&report.outcome)
+        && let Err(message) =
+            tenant_keys::check_reported_recipient(&*transaction, id, manifest).await?
+    {
+        return Err(invalid(id, message));
+    }
     let kind = running.kind;
     match &report.outcome {
         JobOutcome::Failed { error, retryable } => {

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{ClusterName, TenantName};
+use lifeboat_core::keys::Recipient;
 use lifeboat_core::region::Region;
 use lifeboat_core::restore;
 use serde::Serialize;
@@ -15,6 +16,7 @@ use tokio_postgres::error::SqlState;
 use crate::audit::{self, Actor};
 use crate::catalog::{Catalog, CatalogError};
 use crate::schedule::{self, BackupWindow, InvalidSchedule};
+use crate::tenant_keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -66,6 +68,9 @@ pub enum TenantError {
     Catalog(#[from] CatalogError),
     #[error("the catalog holds a tenant named {0:?}, which is not a slug")]
     InvalidStoredName(String),
+    /// The tenant's key could not be made (per-tenant keys).
+    #[error(transparent)]
+    Keys(Box<tenant_keys::TenantKeysError>),
     #[error("catalog query failed: {action}: {source}")]
     Query {
         action: &'static str,
@@ -256,11 +261,18 @@ pub async fn add_tenant(
     new: NewTenant,
     known_clusters: &[ClusterName],
     regions: &[Region],
+    org_recipients: &[Recipient],
     actor: &Actor,
 ) -> Result<Tenant, TenantError> {
-    let (tenant, ()) = add_tenant_with(catalog, new, known_clusters, regions, actor, |_| async {
-        Ok(())
-    })
+    let (tenant, ()) = add_tenant_with(
+        catalog,
+        new,
+        known_clusters,
+        regions,
+        org_recipients,
+        actor,
+        |_| async { Ok(()) },
+    )
     .await?;
     Ok(tenant)
 }
@@ -274,6 +286,7 @@ pub async fn add_tenant_with<T, F, Fut>(
     new: NewTenant,
     known_clusters: &[ClusterName],
     regions: &[Region],
+    org_recipients: &[Recipient],
     actor: &Actor,
     provision: F,
 ) -> Result<(Tenant, T), TenantError>
@@ -344,6 +357,12 @@ where
         serde_json::json!({ "cluster": new.cluster, "database": tenant.database }),
     )
     .await?;
+    // The tenant's own age key, wrapped to the organisation's recipients, committed with
+    // the tenant; its identity file goes to the regions once committed.
+    let (key, key_generated) =
+        tenant_keys::ensure_current_key_in(&*transaction, &new.name, org_recipients)
+            .await
+            .map_err(|error| TenantError::Keys(Box::new(error)))?;
     // The row stays locked (uncommitted) while the database is made: a second `tenant
     // add` of the same name waits, then fails on the unique name.
     let provisioned =
@@ -354,6 +373,11 @@ where
                 reason,
             })?;
     transaction.commit().await.map_err(query_error("commit"))?;
+    if key_generated {
+        // A region that does not take it now is written at the tenant's next backup.
+        tenant_keys::publish(catalog, regions, &new.name).await?;
+    }
+    tracing::info!(tenant = %new.name, fingerprint = key.fingerprint, "tenant added with its own key");
     Ok((tenant, provisioned))
 }
 

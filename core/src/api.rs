@@ -236,6 +236,37 @@ pub struct ClaimedJob {
     /// the backup again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_backup_ids: Vec<BackupId>,
+    /// The tenant's own keys (per-tenant keys), from a controller that has them; `None`
+    /// from older controllers: back up to the configured recipients, restore with the
+    /// identity file alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_keys: Option<TenantKeyGrant>,
+}
+
+/// A tenant's keys as a job carries them: never a plaintext identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKeyGrant {
+    /// For a backup, and a live restore's safety backup: the tenant's current recipient
+    /// (`age1…`, public). The backup is encrypted to it alone, and the controller refuses
+    /// a report whose manifest names another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// For drills, live restores and copies: the tenant's identities not shredded, as one
+    /// age file encrypted to the organisation's recipients (hex). The agent unwraps them in
+    /// memory with its identity file (`lifeboat_core::tenant_keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_identities_hex: Option<String>,
+}
+
+impl TenantKeyGrant {
+    /// The wrapped identities' bytes, if the grant carries them; `Err` when not hex.
+    pub fn wrapped_identities(&self) -> Result<Option<Vec<u8>>, hex::FromHexError> {
+        self.wrapped_identities_hex
+            .as_deref()
+            .map(hex::decode)
+            .transpose()
+    }
 }
 
 /// Renew the lease of a running job.

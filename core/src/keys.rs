@@ -10,6 +10,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use age::secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -99,7 +100,7 @@ impl fmt::Debug for Recipient {
 
 /// Private keys loaded from an identity file, for decrypting backups.
 pub struct Identities {
-    identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+    identities: Vec<Arc<dyn age::Identity + Send + Sync>>,
     /// The fingerprints of the recipients these identities open (X25519 ones).
     recipient_fingerprints: Vec<String>,
 }
@@ -142,9 +143,27 @@ impl Identities {
             .map(|identity| fingerprint_of(&identity.to_public().to_string()))
             .collect();
         Ok(Self {
-            identities,
+            identities: identities.into_iter().map(Arc::from).collect(),
             recipient_fingerprints,
         })
+    }
+
+    /// These identities and `more` (tenant identities unwrapped in memory,
+    /// `tenant_keys`), as one set to decrypt with.
+    pub fn extended_with(
+        &self,
+        more: impl IntoIterator<Item = age::x25519::Identity>,
+    ) -> Identities {
+        let mut identities = self.identities.clone();
+        let mut recipient_fingerprints = self.recipient_fingerprints.clone();
+        for identity in more {
+            recipient_fingerprints.push(fingerprint_of(&identity.to_public().to_string()));
+            identities.push(Arc::new(identity));
+        }
+        Identities {
+            identities,
+            recipient_fingerprints,
+        }
     }
 
     /// The fingerprints ([`Recipient::fingerprint`]) of the recipients whose backups these

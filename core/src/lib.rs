@@ -7,6 +7,8 @@
 //! - [`backup_window`]: where default backup schedules fall in the day;
 //! - [`config`]: the one typed configuration, from a TOML file and `LIFEBOAT_*` variables;
 //! - [`keys`]: age recipients (public) and identities (private, restore side only);
+//! - [`tenant_keys`]: per-tenant identities, wrapped to the organisation's recipients
+//!   (crypto-shredding, break-glass with stock `age`);
 //! - [`manifest`]: the versioned JSON that commits a backup, and the object keys;
 //! - [`database_facts`]: owners, grants, extensions and large objects of a database, in
 //!   the manifest, compared after a restore;
@@ -39,3 +41,4 @@ pub mod region;
 pub mod restore;
 pub mod service_config;
 pub(crate) mod stragglers;
+pub mod tenant_keys;

@@ -70,6 +70,7 @@ pub async fn add(
         },
         &known_clusters,
         &Regions::from_config(&config),
+        &config.recipients,
         &operator(&catalog).await?,
     )
     .await?;

@@ -53,6 +53,7 @@ pub async fn run(
             resume: false,
             observer: &observer,
             cancel: &cancel,
+            tenant_keys: None,
         },
     )
     .await

@@ -23,7 +23,7 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
     let unreadable_here = status
         .sets
         .iter()
-        .filter(|set| set.readable_here == Some(false))
+        .filter(|set| set.readable_here == Some(false) && !set.shredded)
         .map(|set| set.backups)
         .sum::<i64>();
     // Exit 2 when this host cannot open some backups, with --json too (for monitoring).
@@ -37,6 +37,33 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
         return Ok(exit);
     }
     let describe = |recipient: &RecipientState| {
+        if let Some(tenant_key) = &recipient.tenant_key {
+            let state = if tenant_key.shredded {
+                "shredded"
+            } else if tenant_key.retired {
+                "retired"
+            } else {
+                "current"
+            };
+            let mut words = vec![state.to_owned()];
+            if !tenant_key.shredded {
+                words.push(format!(
+                    "wrapped to org recipients {}",
+                    tenant_key.wrapped_to.join(", ")
+                ));
+            }
+            match recipient.identity_here {
+                Some(true) => words.push("unwraps here".to_owned()),
+                Some(false) => words.push("does not unwrap here".to_owned()),
+                None => {}
+            }
+            return format!(
+                "{} (tenant key of {}, {})",
+                recipient.fingerprint,
+                tenant_key.tenant,
+                words.join(", ")
+            );
+        }
         let mut words = vec![if recipient.current {
             "current"
         } else {
@@ -49,7 +76,7 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
         }
         format!("{} ({})", recipient.fingerprint, words.join(", "))
     };
-    println!("new backups are encrypted to:");
+    println!("new backups are encrypted to (tenants with their own key: that key):");
     for recipient in &status.current {
         println!("  {}", describe(recipient));
     }
@@ -76,6 +103,7 @@ pub async fn status(config_path: Option<&Path>, json: bool) -> anyhow::Result<Ex
             set.oldest.format("%Y-%m-%d %H:%M").to_string(),
             set.newest.format("%Y-%m-%d %H:%M").to_string(),
             match set.readable_here {
+                _ if set.shredded => "no (shredded)".to_owned(),
                 Some(true) => "yes".to_owned(),
                 Some(false) => "NO".to_owned(),
                 None => "no identity file".to_owned(),

@@ -18,6 +18,7 @@ pub mod regions;
 pub mod restore;
 pub mod restores;
 pub mod retention;
+pub mod tenant_keys;
 pub mod user;
 
 use std::path::Path;

@@ -129,6 +129,7 @@ pub async fn run(
             resume: false,
             observer: &NoObserver,
             cancel: &cancel,
+            tenant_keys: None,
         },
     )
     .await;

@@ -11,7 +11,9 @@ use anyhow::Context;
 use lifeboat_agent::playbook_job::{self, Provisioned, RunContext};
 use lifeboat_controller::audit::Actor;
 use lifeboat_controller::catalog::Catalog;
+use lifeboat_controller::tenant_keys;
 use lifeboat_controller::tenants::{self, NewTenant, Retention, Tenant};
+use lifeboat_core::api::TenantKeyGrant;
 use lifeboat_core::config::Config;
 use lifeboat_core::ids::{ClusterName, TenantName};
 use lifeboat_core::region::Regions;
@@ -50,8 +52,14 @@ pub(crate) async fn provision_and_register(
 ) -> anyhow::Result<(Tenant, Provisioned)> {
     let known_clusters: Vec<ClusterName> = config.clusters.keys().cloned().collect();
     let run_tag = run_tag();
-    Ok(
-        tenants::add_tenant_with(catalog, new, &known_clusters, regions, actor, |tenant| {
+    Ok(tenants::add_tenant_with(
+        catalog,
+        new,
+        &known_clusters,
+        regions,
+        &config.recipients,
+        actor,
+        |tenant| {
             let run_tag = &run_tag;
             async move {
                 let cluster =
@@ -67,13 +75,14 @@ pub(crate) async fn provision_and_register(
                         resume: false,
                         observer: &NoObserver,
                         cancel,
+                        tenant_keys: None,
                     },
                 )
                 .await
             }
-        })
-        .await?,
+        },
     )
+    .await?)
 }
 
 pub async fn provision(
@@ -162,6 +171,14 @@ pub async fn deprovision(
     let cancel = cancel_on_signal();
     let run_tag = run_tag();
     let trash = super::catalog::trash_from_flag(trash_backups, &config)?;
+    // The final backup is encrypted to the tenant's own key, like every job's, so that a
+    // later `tenant shred` covers it too.
+    let current_key =
+        tenant_keys::ensure_current_key(&catalog, &regions, &name, &config.recipients).await?;
+    let grant = TenantKeyGrant {
+        recipient: Some(current_key.recipient),
+        wrapped_identities_hex: None,
+    };
     let deprovisioned = tenants::deprovision_tenant(
         &catalog,
         &regions,
@@ -169,7 +186,8 @@ pub async fn deprovision(
         trash,
         &operator(&catalog).await?,
         |tenant| {
-            let (config, regions, run_tag, cancel) = (&config, &regions, &run_tag, &cancel);
+            let (config, regions, run_tag, cancel, grant) =
+                (&config, &regions, &run_tag, &cancel, &grant);
             async move {
                 let cluster = match ClusterName::parse(&tenant.cluster) {
                     Ok(cluster) => cluster,
@@ -186,6 +204,7 @@ pub async fn deprovision(
                         resume: false,
                         observer: &NoObserver,
                         cancel,
+                        tenant_keys: Some(grant),
                     },
                 )
                 .await

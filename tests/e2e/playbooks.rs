@@ -174,6 +174,7 @@ fn live_restore_job(id: i64, attempt: u32, backup_id: BackupId, previous: &str) 
         },
         backup_id: None,
         earlier_backup_ids: Vec::new(),
+        tenant_keys: None,
     }
 }
 
@@ -261,6 +262,7 @@ async fn a_live_restore_brings_the_backup_back_keeps_the_changed_state_and_rolls
         },
         backup_id: None,
         earlier_backup_ids: Vec::new(),
+        tenant_keys: None,
     };
     restore_result(run_job(&config, &regions, &rollback(8, previous, "lifeboat_prev_2")).await);
     assert_eq!(env.table_fingerprints(ODD_DATABASE).await, changed);
@@ -521,6 +523,7 @@ async fn a_dump_from_a_newer_postgresql_is_refused_before_anything_is_made() {
             resume: false,
             observer: &NoObserver,
             cancel: &cancel,
+            tenant_keys: None,
         },
     )
     .await;
@@ -562,6 +565,7 @@ async fn a_drill_runs_the_drill_playbook_and_times_each_step() {
             resume: false,
             observer: &NoObserver,
             cancel: &cancel,
+            tenant_keys: None,
         },
     )
     .await
@@ -646,6 +650,7 @@ async fn a_copy_gets_its_own_role_and_is_neutralised() {
         },
         backup_id: None,
         earlier_backup_ids: Vec::new(),
+        tenant_keys: None,
     };
     let result = restore_result(run_job(&config, &regions, &job).await);
     assert_eq!(result.database, "staging copy é");

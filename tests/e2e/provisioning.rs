@@ -183,6 +183,7 @@ async fn provisioned_tenants_are_isolated_and_work_with_their_own_credentials_af
         },
         backup_id: None,
         earlier_backup_ids: Vec::new(),
+        tenant_keys: None,
     };
     let outcome = playbook_job::run_playbook_job(
         &config,

@@ -347,6 +347,7 @@ async fn timed_drill(
             resume: false,
             observer: &NoObserver,
             cancel: &cancel,
+            tenant_keys: None,
         },
     )
     .await
@@ -396,6 +397,7 @@ fn job(id: i64, work: JobWork) -> ClaimedJob {
         work,
         backup_id: None,
         earlier_backup_ids: Vec::new(),
+        tenant_keys: None,
     }
 }
 

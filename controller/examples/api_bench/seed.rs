@@ -41,6 +41,8 @@ pub async fn seed_tenant(
         },
         std::slice::from_ref(cluster),
         &[],
+        // A throwaway organisation recipient: the bench never restores.
+        &[lifeboat_core::tenant_keys::TenantIdentity::generate().recipient()],
         actor,
     )
     .await

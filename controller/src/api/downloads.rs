@@ -23,6 +23,7 @@ use secrecy::SecretString;
 
 use super::{ApiError, AppState};
 use crate::downloads::{self, DownloadLinkError};
+use crate::tenant_keys;
 
 /// Where download links live; the rest of such a path is a token.
 pub const DOWNLOADS_PATH: &str = "/api/v1/downloads/";
@@ -80,6 +81,16 @@ pub async fn download(
         .as_ref()
         .and_then(|config| config.pg_bin_dir.clone());
     let tools = PgTools::locate(pg_bin_dir.as_deref()).await;
+    // The tenant's own identities, unwrapped in memory with the organisation's.
+    let identities = tenant_keys::identities_for_tenant(&state.catalog, identities, &redeemed.tenant)
+        .await
+        .map_err(|error| {
+            tracing::error!(tenant = %redeemed.tenant, backup = %redeemed.backup, %error, "the tenant's keys could not be unwrapped for a download");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the backup could not be prepared for download",
+            )
+        })?;
     let download = open_download(&state.options.regions, identities, &tools, redeemed.request)
         .await
         .map_err(|error| {

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::config::{ClusterConfig, Config, TenantConfig};
 use crate::database_facts::DatabaseFacts;
 use crate::ids::{BackupId, RegionName};
+use crate::keys::Recipient;
 use crate::manifest::{
     BackupKind, Manifest, ObjectKey, Pipeline, Source, StoredObject, TableRowCount,
 };
@@ -120,6 +121,20 @@ pub struct BackupRequest<'a> {
     pub regions: Vec<Region>,
     pub progress: Arc<dyn Progress>,
     pub cancel: CancellationToken,
+    /// The tenant's own recipient (per-tenant keys, `tenant_keys`), which the controller
+    /// hands out with a backup job: encrypted to it alone instead of the configured
+    /// `recipients`. `None`: the configured recipients, as before per-tenant keys.
+    pub tenant_recipient: Option<Recipient>,
+}
+
+impl BackupRequest<'_> {
+    /// The recipients this backup is encrypted to.
+    fn recipients(&self) -> Vec<Recipient> {
+        match &self.tenant_recipient {
+            Some(recipient) => vec![recipient.clone()],
+            None => self.config.recipients.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for BackupRequest<'_> {
@@ -407,7 +422,7 @@ async fn encode_and_send(
         pg_dump,
         pg_dump_stderr,
         pg_dump_killer,
-        recipients: config.recipients.clone(),
+        recipients: request.recipients(),
         compression_level: config.compression_level,
         part_size_bytes: config.part_size_bytes,
         parts: parts_sender,
@@ -642,7 +657,11 @@ fn build_manifest(
             compression: "zstd".to_owned(),
             compression_level: config.compression_level,
             encryption: "age X25519".to_owned(),
-            recipient_fingerprints: config.recipients.iter().map(|r| r.fingerprint()).collect(),
+            recipient_fingerprints: request
+                .recipients()
+                .iter()
+                .map(Recipient::fingerprint)
+                .collect(),
         },
         object: StoredObject {
             key: preflight.object_key.clone(),

@@ -4,7 +4,8 @@
 //! The agent is offered jobs on the clusters its token allows, narrowed to those it asks
 //! for, and drills only if both its token and its request say it can decrypt. The token is
 //! checked again in the transaction that hands out a job, so a claim that waited through a
-//! revocation gets 401, not a job.
+//! revocation gets 401, not a job. A job about a tenant carries the tenant's keys
+//! (`tenant_keys::grant_for_claim`).
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use lifeboat_core::ids::ClusterName;
 use crate::api::body::JsonBody;
 use crate::api::{AgentPrincipal, ApiError, AppState, Principal};
 use crate::queue::{self, Claimer};
+use crate::tenant_keys;
 
 /// How often a waiting claim looks again for work that no wakeup announced (another
 /// controller's, or a passing `run_after`).
@@ -53,8 +55,22 @@ pub async fn claim(
     loop {
         // Register for a wakeup before looking, so work enqueued in between is not missed.
         let notified = state.work_ready.notified();
-        if let Some(job) = queue::claim_for(&state.catalog, &claimer, &state.options.policy).await?
+        if let Some(mut job) =
+            queue::claim_for(&state.catalog, &claimer, &state.options.policy).await?
         {
+            // The tenant's keys, from the catalog: its recipient for a backup, its wrapped
+            // identities for a restore. A controller serving agents only (no
+            // configuration, so no organisation recipients) hands out none.
+            if let Some(config) = &state.options.config {
+                job.tenant_keys = tenant_keys::grant_for_claim(
+                    &state.catalog,
+                    &state.options.regions,
+                    &config.recipients,
+                    &job,
+                )
+                .await
+                .map_err(keys_not_prepared)?;
+            }
             tracing::info!(job = job.id, kind = %job.work.kind(), agent = agent.name, attempt = job.attempt, "job claimed");
             return Ok(Json(job).into_response());
         }
@@ -66,6 +82,21 @@ pub async fn claim(
             notified,
         )
         .await;
+    }
+}
+
+/// The claimed job stays running without an agent and is handed out again when its lease
+/// ends; the error is logged here, once, and the agent told only that.
+fn keys_not_prepared(error: tenant_keys::TenantKeysError) -> ApiError {
+    match error {
+        tenant_keys::TenantKeysError::Catalog(error) => error.into(),
+        other => {
+            tracing::error!(error = %other, "the tenant's keys for a claimed job could not be prepared");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the tenant's keys could not be prepared",
+            )
+        }
     }
 }
 
