@@ -58,12 +58,6 @@ pub async fn apply_report(
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
     let running = queue::lock_running(&*transaction, id, report.lease_token, agent).await?;
-    if let Some((manifest, _)) = reported_backup(&report.outcome)
-        && let Err(message) =
-            tenant_keys::check_reported_recipient(&*transaction, id, manifest).await?
-    {
-        return Err(invalid(id, message));
-    }
     let kind = running.kind;
     match &report.outcome {
         JobOutcome::Failed { error, retryable } => {
@@ -94,6 +88,15 @@ pub async fn apply_report(
                 verified_copies,
             )
             .await?;
+            // Last, after the report's own checks: a backup encrypted to another key than
+            // the tenant key the job was handed is refused (nothing recorded: the
+            // transaction is dropped).
+            if let Some((manifest, _)) = reported_backup(&report.outcome)
+                && let Err(message) =
+                    tenant_keys::check_reported_recipient(&*transaction, id, manifest).await?
+            {
+                return Err(invalid(id, message));
+            }
             queue::mark_succeeded(&*transaction, id, &summary).await?;
         }
     }

@@ -424,12 +424,13 @@ async fn claimed_backup(
         .config
         .tenant(&TenantName::parse("acme").expect("tenant"))
         .expect("configured tenant");
-    let backup = lifeboat_agent::backup_job::backup_tenant(
+    let backup = lifeboat_agent::backup_job::backup_tenant_to(
         &api.config,
         &lifeboat_core::region::Regions::from_config(&api.config),
         tenant,
         BackupKind::Manual,
         job.backup_id,
+        lifeboat_agent::backup_job::granted_recipient(job.tenant_keys.as_ref()).expect("recipient"),
         Arc::new(lifeboat_core::progress::Silent),
         CancellationToken::new(),
     )

@@ -34,5 +34,6 @@ mod scrub;
 mod staged_restore;
 mod stall_proxy;
 mod storage_faults;
+mod tenant_keys;
 mod tls;
 mod trust;

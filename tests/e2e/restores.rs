@@ -388,12 +388,13 @@ async fn a_live_restore_is_recorded_only_once_its_safety_backup_is_in_the_region
     );
 
     // The safety backup, really taken, under the id the claim handed out.
-    let safety = lifeboat_agent::backup_job::backup_tenant(
+    let safety = lifeboat_agent::backup_job::backup_tenant_to(
         &desk.config,
         &Regions::from_config(&desk.config),
         desk.config.tenant(&acme).expect("configured"),
         BackupKind::PreRestore,
         Some(safety_id),
+        lifeboat_agent::backup_job::granted_recipient(job.tenant_keys.as_ref()).expect("recipient"),
         Arc::new(lifeboat_core::progress::Silent),
         CancellationToken::new(),
     )

@@ -389,7 +389,7 @@ async fn committed_but_never_reported(
         .json()
         .await
         .expect("claimed job");
-    let committed = lifeboat_agent::backup_job::backup_tenant(
+    let committed = lifeboat_agent::backup_job::backup_tenant_to(
         &config,
         &lifeboat_core::region::Regions::from_config(&config),
         config
@@ -397,6 +397,7 @@ async fn committed_but_never_reported(
             .expect("tenant"),
         BackupKind::Scheduled,
         job.backup_id,
+        lifeboat_agent::backup_job::granted_recipient(job.tenant_keys.as_ref()).expect("recipient"),
         Arc::new(lifeboat_core::progress::Silent),
         CancellationToken::new(),
     )
