@@ -440,6 +440,75 @@ async fn claimed_backup(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_encrypted_to_another_key_than_the_tenant_key_handed_out_is_refused() {
+    let api = Api::start().await;
+    api.env.create_tenant_database("acme", 50).await;
+    let token = api.create_token("stolen", &["--all-clusters"]);
+    let id = api
+        .enqueue(backup_work("acme", "main", BackupKind::Manual))
+        .await;
+    let job = claimed(api.claim(&token, &claim_request(&["main"], false)).await).await;
+    assert_eq!(job.id, id);
+    let handed = job
+        .tenant_keys
+        .as_ref()
+        .and_then(|keys| keys.recipient.clone())
+        .expect("the claim hands out the tenant's recipient");
+    // An agent holding a stolen token encrypts to a key of its own: a backup only it opens.
+    let own_key = lifeboat_core::tenant_keys::TenantIdentity::generate().recipient();
+    assert_ne!(own_key.to_string(), handed);
+    let backup = lifeboat_agent::backup_job::backup_tenant_to(
+        &api.config,
+        &lifeboat_core::region::Regions::from_config(&api.config),
+        api.config
+            .tenant(&TenantName::parse("acme").expect("tenant"))
+            .expect("configured tenant"),
+        BackupKind::Manual,
+        job.backup_id,
+        Some(own_key),
+        Arc::new(lifeboat_core::progress::Silent),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+    let refused = api
+        .http
+        .post(api.url(&format!("/api/v1/jobs/{id}/report")))
+        .bearer_auth(&token)
+        .json(&JobReport {
+            lease_token: job.lease_token,
+            outcome: JobOutcome::Succeeded {
+                result: JobResult::Backup {
+                    manifest: Box::new(backup.manifest.clone()),
+                    regions: backup.regions.clone(),
+                    duration_ms: 1,
+                },
+            },
+        })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 422);
+    let body: ErrorBody = refused.json().await.expect("error body");
+    assert!(
+        body.error.contains("not to the tenant key"),
+        "{}",
+        body.error
+    );
+    assert_eq!(api.job_row(id).await.0, "running", "nothing changed");
+    let recorded: i64 = api
+        .catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one("SELECT count(*) FROM backups", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(recorded, 0, "the backup is not recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_breaking_a_catalog_check_is_refused_as_unprocessable() {
     let api = Api::start().await;
     // A real backup under the id the claim handed out, reported with a SHA-256 that is not
