@@ -28,7 +28,7 @@ use lifeboat_core::api::{ClaimedJob, JobWork, TenantKeyGrant};
 use lifeboat_core::ids::{RegionName, TenantName};
 use lifeboat_core::keys::{Identities, Recipient};
 use lifeboat_core::manifest::Manifest;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::{Region, RegionError};
 use lifeboat_core::tenant_keys::{
     self as core_keys, TenantIdentity, TenantKeyError, identity_object_key,
 };
@@ -748,17 +748,23 @@ pub async fn shred_tenant(
     })
 }
 
-/// Delete every version and delete marker of `key` in `region`, then check none is left.
-/// Returns how many were deleted, or, with an error, how many were before it.
+/// Delete every version and delete marker of `key` in `region`
+/// (`Region::list_versions`, `Region::delete_version`), then check none is left. A store
+/// without versions (it does not implement ListObjectVersions, as the embedded s3s-fs)
+/// gets a plain delete, checked by a HEAD. Returns how many were deleted, or, with an
+/// error, how many were before it.
 async fn delete_every_version(region: &Region, key: &str) -> Result<usize, (usize, String)> {
     let mut deleted = 0;
     // Twice at most: a write racing the first pass (it cannot be ours: the catalog holds
     // nothing to write any more) is caught by the second.
     for _ in 0..2 {
-        let versions = region
-            .list_object_versions(key)
-            .await
-            .map_err(|error| (deleted, error.to_string()))?;
+        let versions = match region.list_versions(key).await {
+            Ok(versions) => versions,
+            Err(error) if does_not_list_versions(&error) => {
+                return delete_unversioned(region, key).await;
+            }
+            Err(error) => return Err((deleted, error.to_string())),
+        };
         let exact: Vec<_> = versions
             .into_iter()
             .filter(|version| version.key == key)
@@ -768,14 +774,14 @@ async fn delete_every_version(region: &Region, key: &str) -> Result<usize, (usiz
         }
         for version in exact {
             region
-                .delete_object_version(key, version.version_id.as_deref())
+                .delete_version(key, &version.version_id)
                 .await
                 .map_err(|error| (deleted, error.to_string()))?;
             deleted += 1;
         }
     }
     let left = region
-        .list_object_versions(key)
+        .list_versions(key)
         .await
         .map_err(|error| (deleted, error.to_string()))?
         .into_iter()
@@ -788,5 +794,28 @@ async fn delete_every_version(region: &Region, key: &str) -> Result<usize, (usiz
             deleted,
             format!("{left} version(s) of {key} still listed after deleting"),
         ))
+    }
+}
+
+/// The store answered that it does not implement ListObjectVersions (HTTP 501).
+fn does_not_list_versions(error: &RegionError) -> bool {
+    error.message.starts_with("NotImplemented") || error.message.contains("HTTP status 501")
+}
+
+/// `key` deleted from a store without versions, and checked gone.
+async fn delete_unversioned(region: &Region, key: &str) -> Result<usize, (usize, String)> {
+    let existed = region
+        .object_size(key)
+        .await
+        .map_err(|error| (0, error.to_string()))?
+        .is_some();
+    region
+        .delete_object(key)
+        .await
+        .map_err(|error| (0, error.to_string()))?;
+    match region.object_size(key).await {
+        Ok(None) => Ok(usize::from(existed)),
+        Ok(Some(_)) => Err((0, format!("{key} is still there after deleting it"))),
+        Err(error) => Err((0, error.to_string())),
     }
 }

@@ -27,12 +27,10 @@ mod faults;
 mod listing;
 mod lock;
 mod set;
-mod versions;
 
 pub use faults::{Fault, FaultInjector, INJECTED_FAULT};
 pub use lock::{BucketLock, ObjectVersion, Retention};
 pub use set::Regions;
-pub use versions::{NULL_VERSION_ID, ObjectVersion};
 
 use std::fmt;
 

@@ -26,9 +26,10 @@ pub async fn shred(
         );
     };
     let catalog = open_catalog(&config).await?;
+    // Deleting versions takes the regions' manager keys: writer keys may not delete.
     let report = tenant_keys::shred_tenant(
         &catalog,
-        &Regions::from_config(&config),
+        &Regions::from_config(&config).managers(&config),
         &tenant,
         confirmation,
         &operator(&catalog).await?,

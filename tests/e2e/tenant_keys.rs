@@ -1,5 +1,5 @@
 //! Per-tenant keys and crypto-shredding (issue 11, part 3), through the `lifeboat` binary
-//! against a real catalog, PostgreSQL and SeaweedFS regions: backups through the queue are
+//! against a real catalog, PostgreSQL and versioned, object-locked SeaweedFS regions: backups through the queue are
 //! encrypted to the tenant's own key, which only the organisation's identity unwraps;
 //! drills, restores, downloads and the stock-tool break-glass open them; a rotation keeps
 //! old backups readable; a shred of a removed tenant leaves its backups unreadable, every
@@ -18,7 +18,7 @@ use lifeboat_core::config::Config;
 use lifeboat_core::download::DownloadFormat;
 use lifeboat_core::ids::{BackupId, TenantName};
 use lifeboat_core::keys::Recipient;
-use lifeboat_core::region::Region;
+use lifeboat_core::region::{Region, Regions};
 use lifeboat_core::tenant_keys::identity_object_key;
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
@@ -50,25 +50,12 @@ struct Keyed {
 
 impl Keyed {
     async fn start() -> Keyed {
-        let env = TestEnv::start(Backend::Seaweed, 2).await;
+        // Versioned and object-locked buckets, writer keys that may not delete, manager
+        // keys for the controller: the shred must destroy every version with the latter.
+        let env = TestEnv::start(Backend::SeaweedLocked, 2).await;
         env.create_catalog().await;
         let config_path = env.config_file(&settings());
         let config = env.config(&settings());
-        for region in &config.regions {
-            let client =
-                aws_sdk_s3::Client::from_conf(lifeboat_core::region::client_config(region));
-            client
-                .put_bucket_versioning()
-                .bucket(&region.bucket)
-                .versioning_configuration(
-                    aws_sdk_s3::types::VersioningConfiguration::builder()
-                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("enable versioning");
-        }
         let keyed = Keyed {
             config_path,
             catalog: Catalog::open(&config).await.expect("open catalog"),
@@ -131,8 +118,9 @@ impl Keyed {
         .await
     }
 
+    /// Region `index` with its manager key (listing versions).
     fn region(&self, index: usize) -> Region {
-        self.env.region(&self.config, index)
+        Regions::from_config(&self.config).managers(&self.config)[index].clone()
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -470,7 +458,7 @@ async fn shredding_a_removed_tenant_leaves_its_backups_unreadable_while_others_r
     let (globex_backup, _) = keyed.newest_backup("globex").await;
     let versions = keyed
         .region(0)
-        .list_object_versions(&identity_object_key(&acme))
+        .list_versions(&identity_object_key(&acme))
         .await
         .expect("list versions");
     assert!(versions.len() >= 2, "{versions:?}");
@@ -514,7 +502,7 @@ async fn shredding_a_removed_tenant_leaves_its_backups_unreadable_while_others_r
     assert!(
         !keyed
             .region(0)
-            .list_object_versions(&identity_object_key(&acme))
+            .list_versions(&identity_object_key(&acme))
             .await
             .expect("list")
             .is_empty()
@@ -540,7 +528,7 @@ async fn shredding_a_removed_tenant_leaves_its_backups_unreadable_while_others_r
     for index in 0..2 {
         let left = keyed
             .region(index)
-            .list_object_versions(&format!("tenants/acme/"))
+            .list_versions(&format!("tenants/acme/"))
             .await
             .expect("list versions")
             .into_iter()
@@ -583,4 +571,38 @@ async fn shredding_a_removed_tenant_leaves_its_backups_unreadable_while_others_r
     .expect("json");
     assert_eq!(again["complete"], true);
     assert_eq!(again["keys_shredded"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shred_on_a_store_without_versions_deletes_the_identity_object() {
+    // The embedded s3s-fs store (the demo's) has no ListObjectVersions: a plain delete.
+    let env = TestEnv::start(Backend::Embedded, 1).await;
+    env.create_catalog().await;
+    let one_region = Settings {
+        min_regions: Some(1),
+        ..settings()
+    };
+    let config_path = env.config_file(&one_region);
+    let config = env.config(&one_region);
+    let run = |arguments: &[&str]| env.lifeboat(&config_path, arguments);
+    assert!(run(&["controller", "migrate"]).status.success());
+    env.create_tenant_database("acme", 10).await;
+    let added = run(&["tenant", "add", "acme", "--cluster", "main"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let acme = TenantName::parse("acme").expect("name");
+    let region = env.region(&config, 0);
+    read_object(&region, &identity_object_key(&acme)).await;
+    assert!(run(&["tenant", "remove", "acme"]).status.success());
+    let shredded = run(&["tenant", "shred", "acme", "--confirm", "acme", "--json"]);
+    assert!(shredded.status.success(), "{}", stderr(&shredded));
+    let report: serde_json::Value = serde_json::from_slice(&shredded.stdout).expect("json");
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["regions"][0]["versions_deleted"], 1, "{report}");
+    assert_eq!(
+        region
+            .object_size(&identity_object_key(&acme))
+            .await
+            .expect("head"),
+        None
+    );
 }
