@@ -207,7 +207,10 @@ async fn per_tenant_backups_open_only_through_the_tenant_key_the_org_identity_un
     keyed.nightly("r1");
     // The backup names acme's key alone, not the organisation's recipient.
     let (backup_id, manifest) = keyed.newest_backup("acme").await;
-    assert_eq!(manifest_fingerprints(&manifest), [acme_key.clone()]);
+    assert_eq!(
+        manifest_fingerprints(&manifest),
+        std::slice::from_ref(&acme_key)
+    );
     let org_fingerprint = Recipient::from_str(&keyed.env.recipient)
         .expect("recipient")
         .fingerprint();
@@ -378,7 +381,10 @@ async fn rotated_keys_and_the_org_key_all_still_open_their_backups() {
     keyed.nightly("r1");
     let (first_backup, first_manifest) = keyed.newest_backup("acme").await;
     let first_key = keyed.current_fingerprint("acme").await;
-    assert_eq!(manifest_fingerprints(&first_manifest), [first_key.clone()]);
+    assert_eq!(
+        manifest_fingerprints(&first_manifest),
+        std::slice::from_ref(&first_key)
+    );
     let identity_before = read_object(&keyed.region(0), &identity_object_key(&acme)).await;
 
     // Rotation with a wrong organisation identity changes nothing.
@@ -402,7 +408,10 @@ async fn rotated_keys_and_the_org_key_all_still_open_their_backups() {
     let rotated: serde_json::Value = serde_json::from_str(&rotated).expect("json");
     let second_key = keyed.current_fingerprint("acme").await;
     assert_ne!(second_key, first_key);
-    assert_eq!(rotated["retired"], serde_json::json!([first_key.clone()]));
+    assert_eq!(
+        rotated["retired"],
+        serde_json::json!(std::slice::from_ref(&first_key))
+    );
     assert_eq!(
         rotated["publish"]["failed"].as_array().map(Vec::len),
         Some(0),
@@ -421,7 +430,7 @@ async fn rotated_keys_and_the_org_key_all_still_open_their_backups() {
     let (second_backup, second_manifest) = keyed.newest_backup("acme").await;
     assert_eq!(
         manifest_fingerprints(&second_manifest),
-        [second_key.clone()]
+        std::slice::from_ref(&second_key)
     );
 
     // All three restore: the org key's, the retired key's and the current key's.
@@ -528,7 +537,7 @@ async fn shredding_a_removed_tenant_leaves_its_backups_unreadable_while_others_r
     for index in 0..2 {
         let left = keyed
             .region(index)
-            .list_versions(&format!("tenants/acme/"))
+            .list_versions("tenants/acme/")
             .await
             .expect("list versions")
             .into_iter()
