@@ -117,6 +117,9 @@ pub struct RestoreRequest<'a> {
     /// The object's SHA-256 as the catalog recorded it, when there is a catalog: a
     /// manifest that disagrees is not believed, and the next region is tried.
     pub catalog_sha256: Option<&'a str>,
+    /// The tenant's wrapped identities (per-tenant keys) from the catalog, if any;
+    /// without them the regions' `identity.age` is tried.
+    pub tenant_keys: Option<&'a TenantKeyGrant>,
 }
 
 /// Restore `request.selector` of `request.tenant` into the new database `into_database`
@@ -144,7 +147,8 @@ async fn restore_instrumented(
     let started = Instant::now();
     let tenant = request.tenant;
     let cluster = config.cluster(&tenant.cluster)?;
-    let identities = load_identities_for(config, regions, &tenant.name, None).await?;
+    let identities =
+        load_identities_for(config, regions, &tenant.name, request.tenant_keys).await?;
     progress.stage(Stage::Connecting);
 
     if provisioner::database_exists(cluster, request.into_database).await? {

@@ -28,7 +28,7 @@ use lifeboat_core::api::{ClaimedJob, JobWork, TenantKeyGrant};
 use lifeboat_core::ids::{RegionName, TenantName};
 use lifeboat_core::keys::{Identities, Recipient};
 use lifeboat_core::manifest::Manifest;
-use lifeboat_core::region::{Region, RegionError};
+use lifeboat_core::region::{Region, RegionError, RegionErrorKind};
 use lifeboat_core::tenant_keys::{
     self as core_keys, TenantIdentity, TenantKeyError, identity_object_key,
 };
@@ -380,47 +380,71 @@ pub async fn identities_for_tenant(
     }
 }
 
-/// Write the identity file, in the background, to the regions that do not hold its
-/// current contents (one that did not answer before): the claim does not wait on a region
-/// that may be down.
-async fn republish_in_background(
+/// Check, in the background, that every region holds the tenant's current identity file,
+/// and write it where it is missing or different: a region that did not answer before,
+/// or an object that someone with a writer key deleted or overwrote (it is not locked).
+/// The claim does not wait on a region that may be down.
+fn refresh_in_background(catalog: &Catalog, regions: &[Region], tenant: &TenantName) {
+    let (catalog, regions, tenant) = (catalog.clone(), regions.to_vec(), tenant.clone());
+    tokio::spawn(async move {
+        if let Err(error) = refresh(&catalog, &regions, &tenant).await {
+            tracing::warn!(tenant = %tenant, %error, "the tenant's identity file was not checked in the regions");
+        }
+    });
+}
+
+/// What [`refresh_in_background`] does: read each region's object, mark the regions whose
+/// copy is not the catalog's stale, and write those again ([`publish`]).
+pub async fn refresh(
     catalog: &Catalog,
     regions: &[Region],
     tenant: &TenantName,
-) -> Result<(), CatalogError> {
-    let written: i64 = catalog
-        .connection()
-        .await?
-        .query_one(
-            "SELECT count(*) FROM tenant_identity_objects
-             WHERE tenant = $1 AND written_at IS NOT NULL AND region = ANY($2::text[])",
-            &[
-                &tenant.as_str(),
-                &regions
-                    .iter()
-                    .map(|region| region.name().to_string())
-                    .collect::<Vec<_>>(),
-            ],
-        )
-        .await
-        .map_err(query_error("count where the identity file is written"))?
-        .get(0);
-    if usize::try_from(written).unwrap_or(0) >= regions.len() {
-        return Ok(());
-    }
-    let (catalog, regions, tenant) = (catalog.clone(), regions.to_vec(), tenant.clone());
-    tokio::spawn(async move {
-        if let Err(error) = publish(&catalog, &regions, &tenant).await {
-            tracing::warn!(tenant = %tenant, %error, "the tenant's identity file was not written again");
+) -> Result<PublishReport, CatalogError> {
+    let connection = catalog.connection().await?;
+    let Some(contents) = wrapped_identities(&**connection, tenant).await? else {
+        return Ok(PublishReport::default());
+    };
+    let key = identity_object_key(tenant);
+    let copies = futures::future::join_all(
+        regions
+            .iter()
+            .map(|region| region.get_small_object(&key, core_keys::MAX_WRAPPED_BYTES as u64)),
+    )
+    .await;
+    let mut stale = Vec::new();
+    for (region, copy) in regions.iter().zip(copies) {
+        match copy {
+            Ok(bytes) if bytes.as_ref() == contents.as_slice() => {}
+            Ok(_) => {
+                tracing::warn!(tenant = %tenant, region = %region.name(), "the tenant's identity file in this region is not the catalog's; writing it again");
+                stale.push(region.name().to_string());
+            }
+            Err(error) if error.kind == RegionErrorKind::NotFound => {
+                stale.push(region.name().to_string());
+            }
+            // Not answering: left as recorded; tried again at the next backup.
+            Err(_) => {}
         }
-    });
-    Ok(())
+    }
+    if !stale.is_empty() {
+        connection
+            .execute(
+                "UPDATE tenant_identity_objects SET written_at = NULL
+                 WHERE tenant = $1 AND region = ANY($2::text[])",
+                &[&tenant.as_str(), &stale],
+            )
+            .await
+            .map_err(query_error("mark the tenant's identity objects stale"))?;
+    }
+    drop(connection);
+    publish(catalog, regions, tenant).await
 }
 
 /// The tenant's keys a claimed job carries, from the catalog: a backup (and a live
 /// restore's safety backup) the tenant's current recipient, generated now if it has none
-/// and recorded with the job for the report check; a drill, live restore or copy the
-/// wrapped identity file. `None` for other jobs.
+/// and recorded with the job for the report check (and the regions' identity files are
+/// checked in the background); a drill, live restore or copy the wrapped identity file.
+/// `None` for other jobs.
 pub async fn grant_for_claim(
     catalog: &Catalog,
     regions: &[Region],
@@ -438,7 +462,7 @@ pub async fn grant_for_claim(
     let mut grant = TenantKeyGrant::default();
     if backs_up {
         let current = ensure_current_key(catalog, regions, tenant, org_recipients).await?;
-        republish_in_background(catalog, regions, tenant).await?;
+        refresh_in_background(catalog, regions, tenant);
         catalog
             .connection()
             .await?
@@ -454,7 +478,7 @@ pub async fn grant_for_claim(
         let connection = catalog.connection().await?;
         grant.wrapped_identities_hex = wrapped_identities(&**connection, tenant)
             .await?
-            .map(hex::encode);
+            .map(|wrapped| hex::encode(&wrapped));
     }
     Ok(Some(grant))
 }

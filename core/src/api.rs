@@ -260,6 +260,14 @@ pub struct TenantKeyGrant {
 }
 
 impl TenantKeyGrant {
+    /// A grant of `wrapped` identities only (a restore's).
+    pub fn wrapping(wrapped: &[u8]) -> TenantKeyGrant {
+        TenantKeyGrant {
+            recipient: None,
+            wrapped_identities_hex: Some(hex::encode(wrapped)),
+        }
+    }
+
     /// The wrapped identities' bytes, if the grant carries them; `Err` when not hex.
     pub fn wrapped_identities(&self) -> Result<Option<Vec<u8>>, hex::FromHexError> {
         self.wrapped_identities_hex

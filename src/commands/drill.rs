@@ -38,6 +38,7 @@ pub async fn run(
         Some(_) => Some(super::catalog::open_catalog(&config).await?),
     };
     let catalog_sha256 = super::catalog_sha256(catalog.as_ref(), &tenant, backup_id).await?;
+    let tenant_keys = super::catalog_tenant_keys(catalog.as_ref(), &tenant).await?;
     let run_tag = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let cancel = cancel_on_signal();
     let observer = StepPrinter { quiet: json };
@@ -53,7 +54,7 @@ pub async fn run(
             resume: false,
             observer: &observer,
             cancel: &cancel,
-            tenant_keys: None,
+            tenant_keys: tenant_keys.as_ref(),
         },
     )
     .await

@@ -53,6 +53,22 @@ pub async fn catalog_sha256(
     Ok(lifeboat_controller::backups::recorded_sha256(&**connection, tenant, backup_id).await?)
 }
 
+/// The tenant's wrapped identities from the catalog, if there is one and it holds them: a
+/// restore unwraps them with the identity file instead of trusting the regions'
+/// `identity.age`, which a writer key can overwrite (it is not locked).
+pub async fn catalog_tenant_keys(
+    catalog: Option<&lifeboat_controller::catalog::Catalog>,
+    tenant: &TenantName,
+) -> anyhow::Result<Option<lifeboat_core::api::TenantKeyGrant>> {
+    let Some(catalog) = catalog else {
+        return Ok(None);
+    };
+    let connection = catalog.connection().await?;
+    let wrapped =
+        lifeboat_controller::tenant_keys::wrapped_identities(&**connection, tenant).await?;
+    Ok(wrapped.map(|wrapped| lifeboat_core::api::TenantKeyGrant::wrapping(&wrapped)))
+}
+
 /// A token cancelled by the first Ctrl-C (SIGINT) or SIGTERM.
 pub fn cancel_on_signal() -> CancellationToken {
     let cancel = CancellationToken::new();

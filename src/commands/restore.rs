@@ -25,13 +25,17 @@ pub async fn run(
         anyhow::bail!("--into: a database name must be 1 to 63 bytes without NUL characters");
     }
     let tenant_config = resolve_tenant(&config, &tenant).await?;
-    let catalog_sha256 = match (&config.catalog, selector) {
-        (Some(_), BackupSelector::Id(backup_id)) => {
-            let catalog = super::catalog::open_catalog(&config).await?;
-            super::catalog_sha256(Some(&catalog), &tenant, backup_id).await?
-        }
-        _ => None,
+    let catalog = match &config.catalog {
+        Some(_) => Some(super::catalog::open_catalog(&config).await?),
+        None => None,
     };
+    let catalog_sha256 = match selector {
+        BackupSelector::Id(backup_id) => {
+            super::catalog_sha256(catalog.as_ref(), &tenant, backup_id).await?
+        }
+        BackupSelector::Latest => None,
+    };
+    let tenant_keys = super::catalog_tenant_keys(catalog.as_ref(), &tenant).await?;
     let progress = progress_for(json, &format!("restore {tenant}"));
     let report = restore_job::restore_into_new_database(
         &config,
@@ -41,6 +45,7 @@ pub async fn run(
             selector,
             into_database: into,
             catalog_sha256: catalog_sha256.as_deref(),
+            tenant_keys: tenant_keys.as_ref(),
         },
         progress,
         cancel_on_signal(),

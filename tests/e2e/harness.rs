@@ -382,6 +382,7 @@ pub async fn restore_through(
             selector,
             into_database: into,
             catalog_sha256: None,
+            tenant_keys: None,
         },
         Arc::new(Silent),
         CancellationToken::new(),

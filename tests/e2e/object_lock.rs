@@ -209,7 +209,11 @@ async fn a_stolen_writer_key_cannot_destroy_any_backup_and_scrub_brings_every_co
         let writer = Region::new(region_config);
         let manager = Region::manager(region_config);
         let keys = writer.list_keys("tenants/").await.expect("list");
-        assert_eq!(keys.len(), 4, "two dumps and two manifests: {keys:?}");
+        assert_eq!(
+            keys.len(),
+            6,
+            "two dumps, two manifests and the two tenants' identity files: {keys:?}"
+        );
         for key in &keys {
             let refused = writer.delete_object(key).await.expect_err("writer delete");
             assert_eq!(refused.kind, RegionErrorKind::AccessDenied, "{refused}");
@@ -223,7 +227,7 @@ async fn a_stolen_writer_key_cannot_destroy_any_backup_and_scrub_brings_every_co
             attempted += 1;
         }
     }
-    assert_eq!(attempted, 8);
+    assert_eq!(attempted, 12);
 
     let second = env.lifeboat(&config_path, &["nightly", "--json", "--run", "r2"]);
     assert!(

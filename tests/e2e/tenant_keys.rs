@@ -426,6 +426,29 @@ async fn rotated_keys_and_the_org_key_all_still_open_their_backups() {
         .await;
     assert_eq!(audited, 1);
 
+    // identity.age is not locked: a writer key may overwrite it. The check each backup's
+    // claim starts in the background writes the catalog's copy back.
+    let writer = keyed.env.region(&keyed.config, 0);
+    writer
+        .put_object(
+            &identity_object_key(&acme),
+            bytes::Bytes::from_static(b"ransom note"),
+        )
+        .await
+        .expect("overwrite");
+    let refreshed = lifeboat_controller::tenant_keys::refresh(
+        &keyed.catalog,
+        &Regions::from_config(&keyed.config),
+        &acme,
+    )
+    .await
+    .expect("refresh");
+    assert_eq!(refreshed.written.len(), 1, "{refreshed:?}");
+    assert_eq!(
+        read_object(&writer, &identity_object_key(&acme)).await,
+        identity_after
+    );
+
     keyed.nightly("r2");
     let (second_backup, second_manifest) = keyed.newest_backup("acme").await;
     assert_eq!(
