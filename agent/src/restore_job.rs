@@ -10,11 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use lifeboat_core::api::TenantKeyGrant;
 use lifeboat_core::config::{Config, TenantConfig};
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
 use lifeboat_core::keys::{Identities, KeyError};
 use lifeboat_core::manifest::Manifest;
+use lifeboat_core::policy;
 use lifeboat_core::postgres::PgTools;
 use lifeboat_core::progress::{Progress, Stage};
 use lifeboat_core::region::{Region, RegionErrorKind, Regions};
@@ -258,25 +260,40 @@ pub async fn load_identities_for(
             org_identities.with_tenant_identities(tenant, &wrapped)?,
         ));
     }
+    // Every region at once; the first that holds a copy the identity file opens wins. A
+    // region that does not answer is given up after the listing's grace, as a restore's
+    // listing does (a tenant without its own key has no copy anywhere).
     let key = tenant_keys::identity_object_key(tenant);
-    for region in regions.iter() {
-        let wrapped = match region
-            .get_small_object(&key, tenant_keys::MAX_WRAPPED_BYTES as u64)
-            .await
-        {
-            Ok(wrapped) => wrapped,
-            Err(error) if error.kind == RegionErrorKind::NotFound => continue,
-            Err(error) => {
-                tracing::warn!(region = %region.name(), %error, "the tenant's wrapped identities could not be read here");
-                continue;
-            }
-        };
-        match org_identities.with_tenant_identities(tenant, &wrapped) {
-            Ok(identities) => return Ok(Arc::new(identities)),
-            Err(error) => {
-                tracing::warn!(region = %region.name(), %error, "the tenant's wrapped identities in this region cannot be used");
+    let mut lookups: FuturesUnordered<_> = regions
+        .iter()
+        .map(|region| async {
+            let copy = region
+                .get_small_object(&key, tenant_keys::MAX_WRAPPED_BYTES as u64)
+                .await;
+            (region.name().clone(), copy)
+        })
+        .collect();
+    let first_usable = async {
+        while let Some((region, copy)) = lookups.next().await {
+            let wrapped = match copy {
+                Ok(wrapped) => wrapped,
+                Err(error) if error.kind == RegionErrorKind::NotFound => continue,
+                Err(error) => {
+                    tracing::warn!(%region, %error, "the tenant's wrapped identities could not be read here");
+                    continue;
+                }
+            };
+            match org_identities.with_tenant_identities(tenant, &wrapped) {
+                Ok(identities) => return Some(identities),
+                Err(error) => {
+                    tracing::warn!(%region, %error, "the tenant's wrapped identities in this region cannot be used");
+                }
             }
         }
+        None
+    };
+    if let Ok(Some(identities)) = tokio::time::timeout(policy::LISTING_GRACE, first_usable).await {
+        return Ok(Arc::new(identities));
     }
     Ok(org_identities)
 }
