@@ -649,7 +649,7 @@ async fn delete_backup_objects(
         let mut locked_until: Option<DateTime<Utc>> = None;
         for version in versions.iter().filter(|version| !version.delete_marker) {
             let retention = region
-                .version_retention(&version.key, &version.version_id)
+                .object_retention(&version.key, Some(&version.version_id))
                 .await
                 .map_err(failed)?;
             if let Some(retention) = retention.filter(|retention| retention.retain_until > now) {
@@ -770,7 +770,7 @@ pub async fn extend_locks(
             ObjectKey::Dump(&tenant, backup_id).to_key(),
             ObjectKey::Manifest(&tenant, backup_id).to_key(),
         ] {
-            let current = match region.object_retention(&key).await {
+            let current = match region.object_retention(&key, None).await {
                 Ok(current) => current,
                 Err(error) => {
                     failure = Some(error.to_string());

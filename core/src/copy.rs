@@ -373,7 +373,7 @@ async fn repair_lock(
     object_key: &str,
     manifest_bytes: &[u8],
 ) -> Result<DateTime<Utc>, RegionError> {
-    if let Some(retention) = source.object_retention(object_key).await? {
+    if let Some(retention) = source.object_retention(object_key, None).await? {
         return Ok(retention.retain_until);
     }
     let kind = serde_json::from_slice::<Manifest>(manifest_bytes)

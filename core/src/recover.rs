@@ -136,7 +136,9 @@ where
         if version.is_latest {
             return Ok(VersionFix::AlreadyCurrent);
         }
-        let retention = region.version_retention(key, &version.version_id).await?;
+        let retention = region
+            .object_retention(key, Some(&version.version_id))
+            .await?;
         region
             .restore_version(
                 key,

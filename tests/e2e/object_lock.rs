@@ -47,7 +47,7 @@ async fn a_locked_region_keeps_a_backup_against_its_writer_key_and_a_versioned_d
     let earliest_purge = before + chrono::TimeDelta::days(30 + 14);
     for key in &keys {
         let retention = writer
-            .object_retention(key)
+            .object_retention(key, None)
             .await
             .expect("head")
             .unwrap_or_else(|| panic!("{key} has no retention"));
@@ -329,7 +329,7 @@ async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
     let wanted = later + chrono::TimeDelta::days(14 + 7);
     for key in keys.iter().filter(|key| key.contains(kept_id)) {
         let retention = writer
-            .object_retention(key)
+            .object_retention(key, None)
             .await
             .expect("head")
             .expect("locked");
@@ -452,12 +452,12 @@ async fn a_repaired_copy_keeps_the_lock_of_its_source() {
     let mut checked = 0;
     for key in keys.iter().filter(|key| key.contains(&backup_id)) {
         let original = source
-            .object_retention(key)
+            .object_retention(key, None)
             .await
             .expect("head")
             .expect("locked");
         let copy = repaired
-            .object_retention(key)
+            .object_retention(key, None)
             .await
             .expect("head")
             .unwrap_or_else(|| panic!("the repaired {key} is not locked"));

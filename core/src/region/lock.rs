@@ -137,14 +137,20 @@ impl Region {
         })
     }
 
-    /// The retention of the current version of `key` (`None` if it has none), from a HEAD.
-    pub async fn object_retention(&self, key: &str) -> Result<Option<Retention>, RegionError> {
+    /// The retention of `version_id` of `key`, or of its current version (`None` if it
+    /// has none), from a HEAD.
+    pub async fn object_retention(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<Retention>, RegionError> {
         self.injected_fault(Operation::HeadObject, key, None)?;
         let output = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_owned))
             .send()
             .await
             .map_err(|error| self.error(Operation::HeadObject, key, &error))?;
@@ -294,33 +300,6 @@ impl Region {
                 .and_then(|length| u64::try_from(length).ok()),
             body: output.body,
         })
-    }
-
-    /// The retention of one version of `key`, if it has one.
-    pub async fn version_retention(
-        &self,
-        key: &str,
-        version_id: &str,
-    ) -> Result<Option<Retention>, RegionError> {
-        self.injected_fault(Operation::HeadObject, key, None)?;
-        let output = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .version_id(version_id)
-            .send()
-            .await
-            .map_err(|error| self.error(Operation::HeadObject, key, &error))?;
-        Ok(output
-            .object_lock_mode()
-            .zip(output.object_lock_retain_until_date())
-            .and_then(|(mode, until)| {
-                Some(Retention {
-                    mode: mode.as_str().to_owned(),
-                    retain_until: chrono_time(until)?,
-                })
-            }))
     }
 
     /// Make `version_id` of `key` its current version again, by a server-side copy onto
