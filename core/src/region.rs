@@ -220,6 +220,11 @@ fn endpoint_address(endpoint: &str) -> String {
     host_and_port.to_owned()
 }
 
+/// An S3 timestamp as a chrono one (`None` if out of chrono's range).
+fn chrono_time(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
 /// A connected region.
 #[derive(Clone)]
 pub struct Region {
@@ -565,12 +570,22 @@ impl Region {
     }
 
     pub async fn get_object(&self, key: &str) -> Result<ObjectReader, RegionError> {
+        self.read_object(key, None).await
+    }
+
+    /// Read `version_id` of `key`, or its current version.
+    async fn read_object(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectReader, RegionError> {
         self.injected_fault(Operation::GetObject, key, None)?;
         let output = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_owned))
             .send()
             .await
             .map_err(|error| self.error(Operation::GetObject, key, &error))?;
@@ -639,9 +654,7 @@ impl Region {
             objects.extend(output.contents().iter().filter_map(|object| {
                 Some(ListedObject {
                     key: object.key()?.to_owned(),
-                    last_modified: object.last_modified().and_then(|modified| {
-                        chrono::DateTime::from_timestamp(modified.secs(), modified.subsec_nanos())
-                    }),
+                    last_modified: object.last_modified().and_then(chrono_time),
                 })
             }));
             if output.is_truncated() != Some(true) {
@@ -762,9 +775,7 @@ impl Region {
                 }
             };
             for upload in output.uploads() {
-                let initiated = upload.initiated().and_then(|initiated| {
-                    chrono::DateTime::from_timestamp(initiated.secs(), initiated.subsec_nanos())
-                });
+                let initiated = upload.initiated().and_then(chrono_time);
                 uploads.push(OpenMultipartUpload {
                     key: upload.key().unwrap_or_default().to_owned(),
                     upload_id: upload.upload_id().unwrap_or_default().to_owned(),

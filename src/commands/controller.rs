@@ -258,17 +258,16 @@ pub fn controller_options(
     drill: bool,
 ) -> ControllerOptions {
     let window = config.backup_window;
-    // The controller signs with the manager keys; the embedded agent (`start`) keeps the
-    // writer keys of `regions`.
-    let regions = regions.managers(config);
+    // The controller (and its maintenance, `maintenance_options`) signs with the manager
+    // keys; the embedded agent (`start`) keeps the writer keys of `regions`.
     ControllerOptions {
         policy,
         schedule,
         window,
         tick_interval: Duration::from_secs(15),
-        regions: regions.clone(),
+        regions: regions.managers(config),
         maintenance: scrub_full_sample.map(|scrub_full_sample| {
-            maintenance_options(config, &regions, scrub_full_sample, drill)
+            maintenance_options(config, regions, scrub_full_sample, drill)
         }),
         metrics_token: None,
         config: Some(Arc::new(config.clone())),

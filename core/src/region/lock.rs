@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::{Operation, Region, RegionError, RegionErrorKind, listing};
+use super::{Operation, Region, RegionError, RegionErrorKind, chrono_time, listing};
 use crate::config::LockMode;
 
 /// What a bucket says of its versioning and object lock.
@@ -46,10 +46,6 @@ pub struct ObjectVersion {
 
 fn sdk_time(time: DateTime<Utc>) -> SdkDateTime {
     SdkDateTime::from_millis(time.timestamp_millis())
-}
-
-fn chrono_time(time: &SdkDateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
 impl Region {
@@ -284,22 +280,7 @@ impl Region {
         key: &str,
         version_id: &str,
     ) -> Result<super::ObjectReader, RegionError> {
-        self.injected_fault(Operation::GetObject, key, None)?;
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .version_id(version_id)
-            .send()
-            .await
-            .map_err(|error| self.error(Operation::GetObject, key, &error))?;
-        Ok(super::ObjectReader {
-            content_length: output
-                .content_length
-                .and_then(|length| u64::try_from(length).ok()),
-            body: output.body,
-        })
+        self.read_object(key, Some(version_id)).await
     }
 
     /// Make `version_id` of `key` its current version again, by a server-side copy onto
