@@ -298,12 +298,15 @@ impl PostgresCluster {
     /// Gives the superuser this start's password (through the socket).
     async fn set_superuser_password(&self) -> anyhow::Result<()> {
         let client = self.connect("postgres").await?;
-        // The password is hex: nothing in it needs quoting.
+        // Only the SCRAM verifier reaches the server (never the password, which a
+        // statement log would keep); it is base64 and `$`/`:`: nothing needs quoting.
+        let verifier = postgres_protocol::password::scram_sha_256(
+            self.superuser_password.expose_secret().as_bytes(),
+        );
         client
             .batch_execute(&format!(
-                "ALTER ROLE \"{}\" PASSWORD '{}'",
-                self.superuser(),
-                self.superuser_password.expose_secret()
+                "ALTER ROLE \"{}\" PASSWORD '{verifier}'",
+                self.superuser()
             ))
             .await
             .context("set the superuser's password")

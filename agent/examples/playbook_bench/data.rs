@@ -148,7 +148,9 @@ pub(crate) fn dump_uncompressed(
         .args(["-Fc", "-Z0", "-f"])
         .arg(file)
         .arg("-d")
-        .arg(postgres.connection_string(database))
+        .arg(database)
+        // The password in the environment, not in the arguments `ps` shows.
+        .envs(postgres.libpq_environment())
         .output()
         .context("run pg_dump")?;
     ensure!(

@@ -303,7 +303,9 @@ async fn timed_pg_restore(
     }
     command
         .arg("-d")
-        .arg(bench.postgres.connection_string(database))
+        .arg(database)
+        // The password in the environment, not in the arguments `ps` shows.
+        .envs(bench.postgres.libpq_environment())
         .arg(bench.reference_dump());
     let timer = bench.timer();
     let output = tokio::task::spawn_blocking(move || command.output())

@@ -28,6 +28,10 @@ use super::{AccountError, Accounts, Role};
 use crate::audit::{self, Actor};
 use crate::catalog::{CatalogError, query_error};
 
+/// When a sign-in that found no turn to check its password (see
+/// [`super::passwords::VERIFICATION_WAIT`]) may try again.
+const BUSY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 /// What someone typed at the login door.
 #[derive(Debug)]
 pub struct LoginAttempt<'a> {
@@ -175,11 +179,15 @@ impl Accounts {
         // a turn to check it): a burst of sign-ins must not starve every other request.
         drop(connection);
         // The same work whether or not the login exists.
-        let password_matches = verify_password_blocking(
+        let Some(password_matches) = verify_password_blocking(
             attempt.password,
             stored_phc.as_deref().unwrap_or(&self.dummy_password_phc),
         )
-        .await;
+        .await
+        else {
+            // Too many sign-ins at once: come back in a moment (429 with Retry-After).
+            return Err(LoginError::Delayed(attempt.now + BUSY_RETRY));
+        };
         let Some(row) = row else {
             return Err(LoginError::Refused(RefusalReason::UnknownLogin));
         };

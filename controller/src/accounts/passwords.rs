@@ -97,16 +97,32 @@ pub const CONCURRENT_VERIFICATIONS: usize = 4;
 static VERIFICATIONS: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(CONCURRENT_VERIFICATIONS);
 
-/// [`verify_password`] on a blocking thread, at most [`CONCURRENT_VERIFICATIONS`] at once.
-pub(crate) async fn verify_password_blocking(password: &SecretString, phc: &str) -> bool {
-    let Ok(_permit) = VERIFICATIONS.acquire().await else {
-        return false;
-    };
+/// How long a sign-in waits for its turn to check a password before it is told to come
+/// back later: a flood of sign-ins is answered (429), not queued without end.
+pub const VERIFICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`verify_password`] on a blocking thread, at most [`CONCURRENT_VERIFICATIONS`] at once;
+/// `None` when no turn came within [`VERIFICATION_WAIT`] (nothing was checked).
+pub(crate) async fn verify_password_blocking(password: &SecretString, phc: &str) -> Option<bool> {
+    verify_password_waiting(password, phc, VERIFICATION_WAIT).await
+}
+
+async fn verify_password_waiting(
+    password: &SecretString,
+    phc: &str,
+    wait: std::time::Duration,
+) -> Option<bool> {
+    let _permit = tokio::time::timeout(wait, VERIFICATIONS.acquire())
+        .await
+        .ok()?
+        .ok()?;
     let password = password.clone();
     let phc = phc.to_owned();
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false)
+    Some(
+        tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+            .await
+            .unwrap_or(false),
+    )
 }
 
 /// How guessable a password is, for the panel's meter and for the policy.
@@ -202,6 +218,29 @@ pub fn generate_password() -> SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With every turn taken for longer than it may wait, a check gives up (`None`)
+    /// instead of waiting for ever; once a turn is free it checks.
+    #[tokio::test]
+    async fn a_password_check_waits_for_its_turn_a_bounded_time() {
+        let wait = std::time::Duration::from_millis(200);
+        let phc = PasswordHashing::FOR_TESTS_ONLY
+            .hash(&SecretString::from("a right horse battery"))
+            .expect("hash");
+        let all = VERIFICATIONS
+            .acquire_many(CONCURRENT_VERIFICATIONS as u32)
+            .await
+            .expect("every turn");
+        let password = SecretString::from("a right horse battery");
+        let started = std::time::Instant::now();
+        assert_eq!(verify_password_waiting(&password, &phc, wait).await, None);
+        assert!(started.elapsed() >= wait);
+        drop(all);
+        assert_eq!(
+            verify_password_waiting(&password, &phc, wait).await,
+            Some(true)
+        );
+    }
 
     #[test]
     fn weak_passwords_are_refused_with_zxcvbn_reason_and_strong_ones_pass() {

@@ -107,19 +107,22 @@ pub(crate) async fn asks_of(
 }
 
 /// Every tenant's open asks, oldest first: staff's queue. The API and the panel.
+///
+/// Not capped: a tenant has at most one open ask (`restore_asks_one_open_per_tenant`), so
+/// the queue is bounded by the tenants, and a capped queue would hide the newest asks.
 pub(crate) async fn open_asks(
     state: &AppState,
     user: &UserPrincipal,
 ) -> Result<Vec<RestoreAsk>, ApiError> {
     user.require_staff()?;
     let connection = state.catalog.connection().await?;
-    Ok(asks::list_asks(&**connection, None, LISTED_ASKS).await?)
+    Ok(asks::list_asks(&**connection, None, i64::MAX).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/restore-asks", tag = "restores",
     params(("tenant" = String, Path, description = "The tenant's name")),
     responses(
-        (status = 200, description = "The tenant's newest restore asks", body = Vec<RestoreAsk>),
+        (status = 200, description = "The tenant's newest restore asks, at most 50", body = Vec<RestoreAsk>),
         (status = 403, description = "A viewer", body = ErrorSchema),
         (status = 404, description = "No such tenant (or not yours)", body = ErrorSchema),
     ))]
