@@ -9,6 +9,7 @@
 //! place a reported backup is checked, for every door, before [`record_backup`] writes it.
 //! A fake success would otherwise fill retention's periods and let it trash real backups.
 
+use chrono::{DateTime, Utc};
 use lifeboat_core::api::CopyState;
 use lifeboat_core::backup::RegionResult;
 use lifeboat_core::ids::{BackupId, RegionName, TenantName};
@@ -82,7 +83,9 @@ pub fn check_reported_copies(
 
 /// What a region said of a copy a report claims it holds.
 enum CopyVerdict {
-    Confirmed,
+    /// With the end of the copy's lock (the earlier of the dump's and the manifest's), if
+    /// the region locks it.
+    Confirmed(Option<DateTime<Utc>>),
     /// It does not hold it, or not as reported.
     False(String),
     Unanswered(RegionError),
@@ -92,12 +95,13 @@ enum CopyVerdict {
 /// manifest's size, and the manifest (HEAD only: cheap, and scrub hashes later). A region
 /// that answers "no" or with another size makes the whole report false: refused. A region
 /// that does not answer is recorded `missing` (scrub and repair will settle it), as long
-/// as one region confirms; otherwise the report is to be sent again.
+/// as one region confirms; otherwise the report is to be sent again. Returns the locks the
+/// same HEADs showed: until when each locked region keeps the copy.
 pub async fn verify_copies_exist(
     regions: &[Region],
     manifest: &Manifest,
     copies: &mut [(RegionName, CopyState)],
-) -> Result<(), ReportedBackupError> {
+) -> Result<Vec<(RegionName, DateTime<Utc>)>, ReportedBackupError> {
     let object_key = ObjectKey::Dump(&manifest.tenant, manifest.backup_id).to_key();
     let manifest_key = ObjectKey::Manifest(&manifest.tenant, manifest.backup_id).to_key();
     let checks = copies
@@ -111,19 +115,22 @@ pub async fn verify_copies_exist(
                     let falsehood = format!("region {name} is not configured");
                     return (name.clone(), CopyVerdict::False(falsehood));
                 };
-                let sizes = futures::future::try_join(
-                    region.object_size(object_key),
-                    region.object_size(manifest_key),
+                let heads = futures::future::try_join(
+                    region.object_head(object_key),
+                    region.object_head(manifest_key),
                 )
                 .await;
-                let verdict = match sizes {
+                let verdict = match heads {
                     Err(error) => CopyVerdict::Unanswered(error),
-                    Ok((Some(size), Some(_))) if size == manifest.object.stored_bytes => {
-                        CopyVerdict::Confirmed
+                    Ok((Some(dump), Some(manifest_head)))
+                        if dump.size == manifest.object.stored_bytes =>
+                    {
+                        let locked = dump.retain_until.zip(manifest_head.retain_until);
+                        CopyVerdict::Confirmed(locked.map(|(dump, manifest)| dump.min(manifest)))
                     }
-                    Ok((Some(size), Some(_))) => CopyVerdict::False(format!(
-                        "region {name} holds {object_key} with {size} bytes, not the reported {}",
-                        manifest.object.stored_bytes
+                    Ok((Some(dump), Some(_))) => CopyVerdict::False(format!(
+                        "region {name} holds {object_key} with {} bytes, not the reported {}",
+                        dump.size, manifest.object.stored_bytes
                     )),
                     Ok((None, _)) => {
                         CopyVerdict::False(format!("region {name} does not hold {object_key}"))
@@ -137,9 +144,14 @@ pub async fn verify_copies_exist(
         });
     let verdicts = futures::future::join_all(checks).await;
     let mut unanswered = Vec::new();
+    let mut locks = Vec::new();
     for (name, verdict) in verdicts {
         match verdict {
-            CopyVerdict::Confirmed => {}
+            CopyVerdict::Confirmed(locked) => {
+                if let Some(until) = locked {
+                    locks.push((name, until));
+                }
+            }
             CopyVerdict::False(falsehood) => return Err(ReportedBackupError::Invalid(falsehood)),
             CopyVerdict::Unanswered(error) => {
                 tracing::warn!(region = %name, %error, "cannot confirm a reported copy; recorded as missing until scrub finds it");
@@ -153,7 +165,35 @@ pub async fn verify_copies_exist(
     if !copies.iter().any(|(_, state)| *state == CopyState::Present) {
         return Err(ReportedBackupError::Unconfirmed(unanswered.join("; ")));
     }
-    Ok(())
+    Ok(locks)
+}
+
+/// The copies a report was confirmed with, and the locks their HEADs showed.
+#[derive(Debug)]
+pub struct ConfirmedCopies {
+    pub copies: Vec<(RegionName, CopyState)>,
+    pub locks: Vec<(RegionName, DateTime<Utc>)>,
+}
+
+/// Record until when the regions lock a just recorded backup's copies (`locked_until`),
+/// so that maintenance's [`crate::retention::extend_locks`] does not HEAD them again.
+/// Best effort, after the backup's own transaction: a copy left without is asked later.
+pub async fn record_copy_locks<C: GenericClient>(
+    client: &C,
+    backup_id: BackupId,
+    locks: &[(RegionName, DateTime<Utc>)],
+) {
+    for (region, until) in locks {
+        if let Err(error) = client
+            .execute(
+                "UPDATE backup_copies SET locked_until = $3 WHERE backup_id = $1 AND region = $2",
+                &[&backup_id.as_uuid(), &region.as_str(), until],
+            )
+            .await
+        {
+            tracing::warn!(backup = %backup_id, region = %region, %error, "a copy's lock was not recorded; maintenance will ask the region");
+        }
+    }
 }
 
 /// Why a backup taken outside the queue (`lifeboat backup`) is not recorded.
@@ -172,11 +212,11 @@ pub async fn confirm_reported_copies(
     regions: &[Region],
     manifest: &Manifest,
     results: &[RegionResult],
-) -> Result<Vec<(RegionName, CopyState)>, ReportedBackupError> {
+) -> Result<ConfirmedCopies, ReportedBackupError> {
     let configured: Vec<RegionName> = regions.iter().map(|region| region.name().clone()).collect();
     let mut copies = check_reported_copies(manifest, results, &configured)?;
-    verify_copies_exist(regions, manifest, &mut copies).await?;
-    Ok(copies)
+    let locks = verify_copies_exist(regions, manifest, &mut copies).await?;
+    Ok(ConfirmedCopies { copies, locks })
 }
 
 /// Record a backup that was taken outside the queue, through the same checks as an agent's
@@ -187,9 +227,10 @@ pub async fn record_checked_backup(
     manifest: &Manifest,
     results: &[RegionResult],
 ) -> Result<(), RecordError> {
-    let copies = confirm_reported_copies(regions, manifest, results).await?;
+    let confirmed = confirm_reported_copies(regions, manifest, results).await?;
     let connection = catalog.connection().await?;
-    record_backup(&**connection, manifest, &copies).await?;
+    record_backup(&**connection, manifest, &confirmed.copies).await?;
+    record_copy_locks(&**connection, manifest.backup_id, &confirmed.locks).await;
     Ok(())
 }
 

@@ -44,7 +44,7 @@ pub async fn apply_report(
     let region_names: Vec<RegionName> =
         regions.iter().map(|region| region.name().clone()).collect();
     // Outside the transaction: no row is locked while regions answer.
-    let verified_copies = match reported_backup(&report.outcome) {
+    let confirmed = match reported_backup(&report.outcome) {
         Some((manifest, region_results)) => Some(
             backups::confirm_reported_copies(regions, manifest, region_results)
                 .await
@@ -54,6 +54,10 @@ pub async fn apply_report(
                 })?,
         ),
         None => None,
+    };
+    let (verified_copies, locks) = match confirmed {
+        Some(confirmed) => (Some(confirmed.copies), confirmed.locks),
+        None => (None, Vec::new()),
     };
     let mut connection = catalog.connection().await?;
     let transaction = connection.transaction().await.map_err(begin_error)?;
@@ -101,6 +105,9 @@ pub async fn apply_report(
         }
     }
     transaction.commit().await.map_err(begin_error)?;
+    if let Some((manifest, _)) = reported_backup(&report.outcome) {
+        backups::record_copy_locks(&**connection, manifest.backup_id, &locks).await;
+    }
     Ok(())
 }
 

@@ -279,6 +279,11 @@ pub async fn ensure_current_key(
     org_recipients: &[Recipient],
 ) -> Result<CurrentKey, TenantKeysError> {
     let mut connection = catalog.connection().await?;
+    // Every backup's claim asks: a tenant that has its key is answered by one read,
+    // without a transaction or the tenant's lock.
+    if let Some(current) = current_key(&**connection, tenant).await? {
+        return Ok(current);
+    }
     let transaction = connection
         .transaction()
         .await
@@ -343,11 +348,13 @@ pub async fn publish(
         // rows stale again and writes the new file itself).
         connection
             .execute(
-                "INSERT INTO tenant_identity_objects (tenant, region, written_at, last_error)
-                 SELECT $1, $2, CASE WHEN $3::text IS NULL THEN now() END, $3
+                "INSERT INTO tenant_identity_objects (tenant, region, written_at, checked_at, last_error)
+                 SELECT $1, $2, CASE WHEN $3::text IS NULL THEN now() END,
+                        CASE WHEN $3::text IS NULL THEN now() END, $3
                  WHERE EXISTS (SELECT 1 FROM tenant_identity_files WHERE tenant = $1 AND updated_at = $4)
                  ON CONFLICT (tenant, region) DO UPDATE
-                    SET written_at = EXCLUDED.written_at, last_error = EXCLUDED.last_error, shredded_at = NULL",
+                    SET written_at = EXCLUDED.written_at, checked_at = EXCLUDED.checked_at,
+                        last_error = EXCLUDED.last_error, shredded_at = NULL",
                 &[&tenant.as_str(), &region.name().as_str(), &error, &updated_at],
             )
             .await
@@ -380,41 +387,86 @@ pub async fn identities_for_tenant(
     }
 }
 
-/// Check, in the background, that every region holds the tenant's current identity file,
-/// and write it where it is missing or different: a region that did not answer before,
-/// or an object that someone with a writer key deleted or overwrote (it is not locked).
-/// The claim does not wait on a region that may be down.
+/// How often a backup's claim reads a region's `identity.age` back: a region whose copy was
+/// written or found right within this time is not read again. The catalog holds the
+/// wrapped identities; the regions' copies are for a lost catalog, so a week is soon
+/// enough, and spares three requests per backup (a nightly's tenants are checked a
+/// seventh at a time).
+pub const IDENTITY_CHECK_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Check, in the background, that every region not checked within
+/// [`IDENTITY_CHECK_INTERVAL`] holds the tenant's current identity file, and write it where
+/// it is missing or different: a region that did not answer before, or an object that
+/// someone with a writer key deleted or overwrote (it is not locked). The claim does not
+/// wait on a region that may be down.
 fn refresh_in_background(catalog: &Catalog, regions: &[Region], tenant: &TenantName) {
     let (catalog, regions, tenant) = (catalog.clone(), regions.to_vec(), tenant.clone());
     tokio::spawn(async move {
-        if let Err(error) = refresh(&catalog, &regions, &tenant).await {
+        let checked_since = Utc::now() - IDENTITY_CHECK_INTERVAL;
+        if let Err(error) = refresh_regions(&catalog, &regions, &tenant, Some(checked_since)).await
+        {
             tracing::warn!(tenant = %tenant, %error, "the tenant's identity file was not checked in the regions");
         }
     });
 }
 
-/// What [`refresh_in_background`] does: read each region's object, mark the regions whose
-/// copy is not the catalog's stale, and write those again ([`publish`]).
+/// What [`refresh_in_background`] does, in every region now: read each region's object,
+/// mark the regions whose copy is not the catalog's stale, and write those again
+/// ([`publish`]).
 pub async fn refresh(
     catalog: &Catalog,
     regions: &[Region],
     tenant: &TenantName,
 ) -> Result<PublishReport, CatalogError> {
+    refresh_regions(catalog, regions, tenant, None).await
+}
+
+/// [`refresh`] in the regions whose copy was not written or found right since
+/// `checked_since` (every region with `None`).
+async fn refresh_regions(
+    catalog: &Catalog,
+    regions: &[Region],
+    tenant: &TenantName,
+    checked_since: Option<DateTime<Utc>>,
+) -> Result<PublishReport, CatalogError> {
     let connection = catalog.connection().await?;
     let Some(contents) = wrapped_identities(&**connection, tenant).await? else {
         return Ok(PublishReport::default());
     };
+    let recent: Vec<String> = match checked_since {
+        None => Vec::new(),
+        Some(since) => connection
+            .query(
+                "SELECT region FROM tenant_identity_objects
+                 WHERE tenant = $1 AND written_at IS NOT NULL AND checked_at >= $2",
+                &[&tenant.as_str(), &since],
+            )
+            .await
+            .map_err(query_error("read when the identity objects were checked"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect(),
+    };
+    let due: Vec<&Region> = regions
+        .iter()
+        .filter(|region| !recent.iter().any(|name| name == region.name().as_str()))
+        .collect();
+    if due.is_empty() {
+        return Ok(PublishReport::default());
+    }
     let key = identity_object_key(tenant);
     let copies = futures::future::join_all(
-        regions
-            .iter()
+        due.iter()
             .map(|region| region.get_small_object(&key, core_keys::MAX_WRAPPED_BYTES as u64)),
     )
     .await;
     let mut stale = Vec::new();
-    for (region, copy) in regions.iter().zip(copies) {
+    let mut found_right = Vec::new();
+    for (region, copy) in due.iter().zip(copies) {
         match copy {
-            Ok(bytes) if bytes.as_ref() == contents.as_slice() => {}
+            Ok(bytes) if bytes.as_ref() == contents.as_slice() => {
+                found_right.push(region.name().to_string());
+            }
             Ok(_) => {
                 tracing::warn!(tenant = %tenant, region = %region.name(), "the tenant's identity file in this region is not the catalog's; writing it again");
                 stale.push(region.name().to_string());
@@ -426,16 +478,28 @@ pub async fn refresh(
             Err(_) => {}
         }
     }
-    if !stale.is_empty() {
+    if !found_right.is_empty() {
         connection
             .execute(
-                "UPDATE tenant_identity_objects SET written_at = NULL
-                 WHERE tenant = $1 AND region = ANY($2::text[])",
-                &[&tenant.as_str(), &stale],
+                "UPDATE tenant_identity_objects SET checked_at = now()
+                 WHERE tenant = $1 AND region = ANY($2::text[]) AND written_at IS NOT NULL",
+                &[&tenant.as_str(), &found_right],
             )
             .await
-            .map_err(query_error("mark the tenant's identity objects stale"))?;
+            .map_err(query_error("record the identity objects found right"))?;
     }
+    if stale.is_empty() {
+        // Every region that answered holds the catalog's file: nothing to write.
+        return Ok(PublishReport::default());
+    }
+    connection
+        .execute(
+            "UPDATE tenant_identity_objects SET written_at = NULL
+             WHERE tenant = $1 AND region = ANY($2::text[])",
+            &[&tenant.as_str(), &stale],
+        )
+        .await
+        .map_err(query_error("mark the tenant's identity objects stale"))?;
     drop(connection);
     publish(catalog, regions, tenant).await
 }

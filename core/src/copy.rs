@@ -366,8 +366,8 @@ enum AttemptError {
 }
 
 /// The retention a repaired copy is written with in a locked region: the source copy's,
-/// else (an unlocked source) the earliest purge of the backup counted from now with the
-/// default trash period. Maintenance extends it later as it does every kept backup's.
+/// else (an unlocked source) the lock of a backup written now with the default trash
+/// period. Maintenance extends it later as it does every kept backup's.
 async fn repair_lock(
     source: &Region,
     object_key: &str,
@@ -378,7 +378,7 @@ async fn repair_lock(
     }
     let kind = serde_json::from_slice::<Manifest>(manifest_bytes)
         .map_or(manifest::BackupKind::Scheduled, |manifest| manifest.kind);
-    Ok(policy::earliest_purge(
+    Ok(policy::lock_at_write(
         kind,
         Utc::now(),
         policy::DEFAULT_TRASH_PERIOD,

@@ -100,5 +100,58 @@ pub const LOCK_RENEW_MARGIN_DAYS: i64 = 2;
 /// trashed meanwhile waits at most this long past its purge date for the lock to end.
 pub const LOCK_EXTENSION_DAYS: i64 = 7;
 
+/// Until when the objects of a backup of `kind` written at `written_at` are locked in a
+/// region with object lock: its [`earliest_purge`], and at least the horizon maintenance
+/// extends a kept backup's lock to (`trash_period` + [`LOCK_EXTENSION_DAYS`]). A scheduled
+/// backup's earliest purge (a day plus the trash period) is within the renewal margin the
+/// moment it is written, so without this floor the first maintenance would extend every
+/// new backup's objects at once: one PutObjectRetention per object and region, each night.
+pub fn lock_at_write(
+    kind: crate::manifest::BackupKind,
+    written_at: chrono::DateTime<chrono::Utc>,
+    trash_period: Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    let horizon = written_at
+        + chrono::TimeDelta::days(LOCK_EXTENSION_DAYS)
+        + chrono::TimeDelta::from_std(trash_period).unwrap_or(chrono::TimeDelta::MAX);
+    earliest_purge(kind, written_at, trash_period).max(horizon)
+}
+
 /// `[retention] trash_days` when not configured: 14 days.
 pub const DEFAULT_TRASH_PERIOD: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::BackupKind;
+
+    /// A scheduled backup is locked to the extension horizon (it would be extended on its
+    /// first night anyway), a manual one until its own earliest purge, which is later.
+    #[test]
+    fn a_backup_is_locked_until_its_earliest_purge_or_the_extension_horizon() {
+        let written = chrono::Utc::now();
+        let days = |count: i64| written + chrono::TimeDelta::days(count);
+        let trash = DEFAULT_TRASH_PERIOD;
+        assert_eq!(
+            earliest_purge(BackupKind::Scheduled, written, trash),
+            days(1 + 14)
+        );
+        assert_eq!(
+            lock_at_write(BackupKind::Scheduled, written, trash),
+            days(14 + LOCK_EXTENSION_DAYS)
+        );
+        assert_eq!(
+            lock_at_write(BackupKind::Manual, written, trash),
+            days(30 + 14)
+        );
+        assert_eq!(
+            lock_at_write(BackupKind::PreRestore, written, trash),
+            days(14 + 14)
+        );
+        // Past the renewal margin of the first pass: nothing to extend the night it is made.
+        assert!(
+            lock_at_write(BackupKind::Scheduled, written, trash)
+                > days(LOCK_RENEW_MARGIN_DAYS) + chrono::TimeDelta::days(14)
+        );
+    }
+}

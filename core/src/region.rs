@@ -225,6 +225,14 @@ fn chrono_time(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTi
     chrono::DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
+/// What a HEAD tells of an object ([`Region::object_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// Until when it is locked (object lock retention), if it is.
+    pub retain_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A connected region.
 #[derive(Clone)]
 pub struct Region {
@@ -599,6 +607,12 @@ impl Region {
 
     /// The object's size, or `None` if it does not exist.
     pub async fn object_size(&self, key: &str) -> Result<Option<u64>, RegionError> {
+        Ok(self.object_head(key).await?.map(|head| head.size))
+    }
+
+    /// The object's size and the end of its retention (object lock), from one HEAD; `None`
+    /// if it does not exist.
+    pub async fn object_head(&self, key: &str) -> Result<Option<ObjectHead>, RegionError> {
         self.injected_fault(Operation::HeadObject, key, None)?;
         match self
             .client
@@ -608,12 +622,13 @@ impl Region {
             .send()
             .await
         {
-            Ok(output) => Ok(Some(
-                output
+            Ok(output) => Ok(Some(ObjectHead {
+                size: output
                     .content_length
                     .and_then(|length| u64::try_from(length).ok())
                     .unwrap_or(0),
-            )),
+                retain_until: output.object_lock_retain_until_date().and_then(chrono_time),
+            })),
             Err(error) => {
                 let error = self.error(Operation::HeadObject, key, &error);
                 if error.kind == RegionErrorKind::NotFound {

@@ -33,7 +33,7 @@ pub enum Backend {
     Seaweed,
     /// SeaweedFS with a versioned, object-locked bucket, a writer key ([`ACCESS_KEY_ID`])
     /// whose policy denies every delete and a manager key ([`MANAGER_KEY_ID`]); the
-    /// configuration says `object_lock = "compliance"`.
+    /// configuration says `object_lock = "compliance"` (or [`TestEnv::lock_mode`]).
     SeaweedLocked,
     Embedded,
 }
@@ -92,6 +92,9 @@ pub struct TestEnv {
     pub dir: TempDir,
     /// The regions are [`Backend::SeaweedLocked`].
     pub locked: bool,
+    /// The `object_lock` mode the configuration asks of locked regions (default
+    /// `compliance`; the bucket takes either).
+    pub lock_mode: &'static str,
 }
 
 impl TestEnv {
@@ -161,6 +164,7 @@ impl TestEnv {
             identity_path,
             dir,
             locked: backend == Backend::SeaweedLocked,
+            lock_mode: "compliance",
         }
     }
 
@@ -202,7 +206,8 @@ impl TestEnv {
             text.push_str(&settings.region_extra);
             if self.locked {
                 text.push_str(&format!(
-                    "manager_access_key_id = {MANAGER_KEY_ID:?}\nmanager_secret_access_key = {MANAGER_SECRET:?}\nobject_lock = \"compliance\"\n"
+                    "manager_access_key_id = {MANAGER_KEY_ID:?}\nmanager_secret_access_key = {MANAGER_SECRET:?}\nobject_lock = {:?}\n",
+                    self.lock_mode
                 ));
             }
         }

@@ -301,10 +301,26 @@ async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
         .await,
         1
     );
+    // The report's HEAD recorded each copy's lock: maintenance need not ask the region,
+    // and has nothing to extend the night a backup is made.
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM backup_copies WHERE locked_until IS NULL
+                OR locked_until < now() + interval '20 days'"
+        )
+        .await,
+        0,
+        "every copy's lock recorded, at least trash + 7 days"
+    );
     let managers = Regions::from_config(&config).managers(&config);
     let trash = config.trash_period;
+    let tonight = extend_locks(&catalog, &managers, chrono::Utc::now(), trash)
+        .await
+        .expect("extend");
+    assert_eq!(tonight.extended, 0, "{tonight:?}");
 
-    // Twenty days on, the kept backup's first lock (1 + 14 days) would end within the
+    // Twenty days on, the kept backup's first lock (14 + 7 days) would end within the
     // trash period: it is extended to the trash period plus a week from then.
     let later = chrono::Utc::now() + chrono::TimeDelta::days(20);
     let extended = extend_locks(&catalog, &managers, later, trash)
@@ -471,4 +487,147 @@ async fn a_repaired_copy_keeps_the_lock_of_its_source() {
         checked += 1;
     }
     assert_eq!(checked, 2, "{keys:?}");
+}
+
+/// In governance mode the manager key may bypass a lock; lifeboat's purge never does. Once
+/// the lock has ended, purge deletes every version of the trashed backup (and adds no
+/// delete marker), and leaves the kept backup alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_never_bypasses_a_governance_lock_and_deletes_every_version_once_it_ends() {
+    use crate::controller::{catalog_settings, env_with_tenants, open_catalog, scalar};
+    use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+    use lifeboat_controller::audit::Actor;
+    use lifeboat_controller::retention::purge_due;
+    use lifeboat_core::region::{Regions, client_config};
+
+    let mut env = TestEnv::start(Backend::SeaweedLocked, 1).await;
+    env.lock_mode = "governance";
+    let config_path = env_with_tenants(&env, &["acme"], 100).await;
+    let config = env.config(&catalog_settings());
+    let catalog = open_catalog(&config).await;
+    for run in ["r1", "r2"] {
+        let ran = env.lifeboat(&config_path, &["nightly", "--json", "--run", run]);
+        assert!(ran.status.success(), "{}{}", stdout(&ran), stderr(&ran));
+    }
+    let connection = catalog.connection().await.expect("connection");
+    let ids = |trashed: bool| {
+        let connection = &connection;
+        async move {
+            connection
+                .query(
+                    "SELECT id::text FROM backups WHERE (trashed_at IS NOT NULL) = $1",
+                    &[&trashed],
+                )
+                .await
+                .expect("backups")
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (trashed, kept) = (ids(true).await, ids(false).await);
+    assert_eq!((trashed.len(), kept.len()), (1, 1));
+    let (trashed, kept) = (trashed[0].clone(), kept[0].clone());
+    connection
+        .execute(
+            "UPDATE backups SET purge_after = now() - interval '1 day' WHERE trashed_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("make it due");
+    let managers = Regions::from_config(&config).managers(&config);
+    let manager = Region::manager(&config.regions[0]);
+    let versions_of = |id: String| {
+        let manager = &manager;
+        async move {
+            manager
+                .list_versions("tenants/acme/")
+                .await
+                .expect("versions")
+                .into_iter()
+                .filter(|version| version.key.contains(&id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let locked = versions_of(trashed.clone()).await;
+    assert_eq!(
+        locked.len(),
+        2,
+        "dump and manifest, one version each: {locked:?}"
+    );
+    for version in &locked {
+        let retention = manager
+            .object_retention(&version.key, Some(&version.version_id))
+            .await
+            .expect("head")
+            .expect("locked");
+        assert_eq!(retention.mode, "GOVERNANCE", "{}", version.key);
+    }
+
+    // Locked: the manager key could bypass the lock, but purge does not.
+    let report = purge_due(
+        &catalog,
+        &managers,
+        chrono::Utc::now(),
+        &Actor::system("test"),
+    )
+    .await
+    .expect("purge");
+    assert!(report.purged.is_empty(), "{report:?}");
+    assert!(
+        report.failed[0].errors.join("; ").contains("locked until"),
+        "{report:?}"
+    );
+    assert_eq!(
+        versions_of(trashed.clone()).await.len(),
+        2,
+        "nothing deleted"
+    );
+
+    // The lock ends: an operator with the bypass right shortens it to a moment from now.
+    let region_config = &config.regions[0];
+    let s3 =
+        aws_sdk_s3::Client::from_conf(client_config(region_config, &region_config.manager_key()));
+    let ends = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+    for version in &locked {
+        s3.put_object_retention()
+            .bucket(&region_config.bucket)
+            .key(&version.key)
+            .version_id(&version.version_id)
+            .bypass_governance_retention(true)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::Governance)
+                    .retain_until_date(aws_sdk_s3::primitives::DateTime::from_millis(
+                        ends.timestamp_millis(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("shorten the governance lock with the bypass right");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let report = purge_due(
+        &catalog,
+        &managers,
+        chrono::Utc::now(),
+        &Actor::system("test"),
+    )
+    .await
+    .expect("purge");
+    assert_eq!(report.purged.len(), 1, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(
+        versions_of(trashed).await,
+        Vec::new(),
+        "every version of the purged backup is gone, and no delete marker was left"
+    );
+    assert_eq!(
+        versions_of(kept).await.len(),
+        2,
+        "the kept backup is untouched"
+    );
+    assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
 }

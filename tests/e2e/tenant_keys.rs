@@ -448,6 +448,16 @@ async fn rotated_keys_and_the_org_key_all_still_open_their_backups() {
         read_object(&writer, &identity_object_key(&acme)).await,
         identity_after
     );
+    // Each region's copy is recorded as written or found right just now, so the claims of
+    // the coming week do not read it again (`IDENTITY_CHECK_INTERVAL`).
+    let checked: i64 = keyed
+        .scalar(
+            "SELECT count(*) FROM tenant_identity_objects
+             WHERE tenant = 'acme' AND written_at IS NOT NULL
+               AND checked_at > now() - interval '1 minute'",
+        )
+        .await;
+    assert_eq!(checked, keyed.config.regions.len() as i64);
 
     keyed.nightly("r2");
     let (second_backup, second_manifest) = keyed.newest_backup("acme").await;

@@ -253,9 +253,8 @@ async fn run_backup_as(
     let started = Instant::now();
     let started_at = Utc::now();
     // In regions with object lock, the dump and manifest are written with a retention
-    // until the earliest moment any policy could purge them.
-    let retain_until =
-        policy::earliest_purge(request.kind, started_at, request.config.trash_period);
+    // until the earliest moment any policy could purge them, or the extension horizon.
+    let retain_until = policy::lock_at_write(request.kind, started_at, request.config.trash_period);
     let request = BackupRequest {
         regions: request
             .regions
