@@ -726,9 +726,12 @@ make_shims() {
     mkdir -p "$SHIM_DIR"
     local tool
     for tool in pg_dump pg_restore psql; do
+        # Where to write is read from a file, not the environment: lifeboat starts the
+        # PostgreSQL tools with an empty environment.
         cat >"$SHIM_DIR/$tool" <<EOF
-#!/bin/sh
-exec /usr/bin/time -a -o "\${LB_SHIM_LOG:-/dev/null}.$tool" -f '$TFMT' "$PG_BIN/$tool" "\$@"
+#!/bin/bash
+read -r target 2>/dev/null <"$W/shim-target" || exec "$PG_BIN/$tool" "\$@"
+exec /usr/bin/time -a -o "\$target.$tool" -f '$TFMT' "$PG_BIN/$tool" "\$@"
 EOF
         chmod +x "$SHIM_DIR/$tool"
     done
@@ -768,7 +771,7 @@ run_lifeboat() { # tag stdout-file lifeboat-args...
     local tag=$1 out=$2
     shift 2
     rm -f "$TD/$tag".*
-    export LB_SHIM_LOG="$TD/$tag.child"
+    printf '%s\n' "$TD/$tag.child" >"$W/shim-target"
     PATH="$SHIM_DIR:$PG_BIN:$PATH" /usr/bin/time -o "$TD/$tag.lifeboat" -f "$TFMT" \
         "$LIFEBOAT_BIN" --config "$LB_CONF" "$@" >"$out" 2>"$W/log/$tag.stderr" &
     local tpid=$! spid rc=0 s0 s1
@@ -781,7 +784,7 @@ run_lifeboat() { # tag stdout-file lifeboat-args...
     s1=$(server_ticks)
     server_cpu "$s0" "$s1" >"$TD/$tag.server"
     weed_seconds "$s0" "$s1" >"$TD/$tag.weed_seconds"
-    unset LB_SHIM_LOG
+    rm -f "$W/shim-target"
     if ((rc != 0)); then
         log "lifeboat $* failed (exit $rc); last stderr lines:"
         tail -n 30 "$W/log/$tag.stderr" >&2

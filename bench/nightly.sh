@@ -48,10 +48,23 @@ Options:
   --out FILE           results file (default bench/results/nightly-<date>.txt,
                        -<HHMM> appended if that exists)
   --no-install         do not apt-get / pip install missing tools
+  --lock-compare       instead of the above: issue 11's cost. Today's nightly (a binary
+                       built from --baseline-rev: one organisation key, plain buckets, one
+                       S3 key) against this tree's (per-tenant keys, versioned buckets with
+                       object lock in compliance mode, a writer key that cannot delete and a
+                       manager key), on the same servers and tenants, alternating
+                       --rounds times (ABBA order), --backups-only with the first
+                       --concurrency and 3 regions; then one full nightly of each
+                       (target: within 5%). A third variant, "keys" (this tree, plain
+                       buckets, one key), tells the two costs apart
+  --baseline-rev REV   the commit "today's nightly" is built from (default $BASELINE_REV,
+                       the last commit before issue 11), into target/bench-baseline
+  --rounds N           --lock-compare rounds (default 3)
   -h, --help           this text
 
 Environment:
   LIFEBOAT_BIN   lifeboat binary; if unset: 'cargo build --release', target/release/lifeboat
+  LIFEBOAT_BASELINE_BIN  --lock-compare's baseline binary; if unset: built from --baseline-rev
   PG_BIN         PostgreSQL bin dir (default /usr/lib/postgresql/15/bin)
   WEED_BIN       SeaweedFS 'weed' binary (default: found on PATH / pyenv)
 
@@ -73,6 +86,9 @@ WORKDIR_PARENT=${TMPDIR:-/tmp}
 PORT_BASE=0
 OUT_FILE=""
 INSTALL=1
+LOCK_COMPARE=0
+BASELINE_REV=7a0df05
+ROUNDS=3
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ARGS_TEXT="$*"
 
@@ -92,15 +108,21 @@ while (($# > 0)); do
         --port-base) num "$1" "${2:-}"; PORT_BASE=$2; shift 2 ;;
         --out) [[ -n ${2:-} ]] || die "--out needs a file"; OUT_FILE=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
+        --lock-compare) LOCK_COMPARE=1; shift ;;
+        --baseline-rev) [[ -n ${2:-} ]] || die "--baseline-rev needs a commit"; BASELINE_REV=$2; shift 2 ;;
+        --rounds) num "$1" "${2:-}"; ROUNDS=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 ((TENANTS >= 1 && TENANTS <= 999)) || die "--tenants must be 1..999"
 ((TENANT_MB >= 1)) || die "--tenant-mb must be at least 1"
+((ROUNDS >= 1)) || die "--rounds must be at least 1"
 if [[ -z $OUT_FILE ]]; then
-    OUT_FILE="$SCRIPT_DIR/results/nightly-$(date +%Y-%m-%d).txt"
-    [[ -e $OUT_FILE ]] && OUT_FILE="$SCRIPT_DIR/results/nightly-$(date +%Y-%m-%d-%H%M).txt"
+    OUT_NAME=nightly
+    ((LOCK_COMPARE)) && OUT_NAME=nightly-lock
+    OUT_FILE="$SCRIPT_DIR/results/$OUT_NAME-$(date +%Y-%m-%d).txt"
+    [[ -e $OUT_FILE ]] && OUT_FILE="$SCRIPT_DIR/results/$OUT_NAME-$(date +%Y-%m-%d-%H%M).txt"
 fi
 mkdir -p "$(dirname "$OUT_FILE")"
 
@@ -297,10 +319,36 @@ server_cpu() {
 # --------------------------------------------------------------- SeaweedFS --
 S3_KEY=benchaccesskey
 S3_SECRET=benchsecretkey0123456789
+# --lock-compare: the writer key of the locked buckets, bound by the README's SeaweedFS
+# writer policy (no delete, abort, bypass or lock change); S3_KEY is their manager key.
+WRITER_KEY=benchwriterkey
+WRITER_SECRET=benchwritersecret0123456789
+LOCKED_BUCKET=lifeboat-locked
+writer_policy() {
+    jq -cn --arg b "$LOCKED_BUCKET" '{Version: "2012-10-17", Statement: [
+        {Sid: "LifeboatWriter", Effect: "Allow",
+         Action: ["s3:PutObject", "s3:PutObjectRetention", "s3:GetObject", "s3:GetObjectVersion",
+                  "s3:GetObjectRetention", "s3:ListBucket", "s3:ListBucketVersions",
+                  "s3:ListBucketMultipartUploads", "s3:ListMultipartUploadParts",
+                  "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
+         Resource: ["arn:aws:s3:::\($b)", "arn:aws:s3:::\($b)/*"]},
+        {Sid: "LifeboatWriterNeverDeletes", Effect: "Deny",
+         Action: ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
+                  "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold", "s3:PutBucketVersioning",
+                  "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration",
+                  "s3:PutBucketPolicy", "s3:DeleteBucket"],
+         Resource: ["arn:aws:s3:::*"]}]}'
+}
 start_regions() {
-    cat >"$W/s3.json" <<EOF
-{"identities":[{"name":"bench","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-EOF
+    jq -n --arg k "$S3_KEY" --arg s "$S3_SECRET" --arg wk "$WRITER_KEY" --arg ws "$WRITER_SECRET" \
+        --arg policy "$(writer_policy)" '{
+        identities: [
+          {name: "bench", credentials: [{accessKey: $k, secretKey: $s}],
+           actions: ["Admin", "Read", "Write", "List", "Tagging", "PutObjectRetention",
+                     "GetObjectRetention", "BypassGovernanceRetention"]},
+          {name: "bench-writer", credentials: [{accessKey: $wk, secretKey: $ws}],
+           policyNames: ["lifeboat-writer"]}],
+        policies: [{name: "lifeboat-writer", content: $policy}]}' >"$W/s3.json"
     local i
     for i in 1 2 3; do
         local s3 m f v a
@@ -331,6 +379,24 @@ EOF
         done
     done
     log "3 regions up"
+}
+# --lock-compare: a bucket in every region (manager key), with object lock if asked.
+make_buckets() { # bucket locked
+    local bucket=$1 locked=$2 i tries code lock_header=()
+    ((locked)) && lock_header=(-H 'x-amz-bucket-object-lock-enabled: true')
+    for i in 1 2 3; do
+        tries=0
+        while :; do
+            code=$(curl -s -o "$W/log/bucket-$bucket-r$i.txt" -w '%{http_code}' -X PUT \
+                --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_KEY:$S3_SECRET" "${lock_header[@]}" \
+                "http://127.0.0.1:$(rport "$i" 0)/$bucket") || code=000
+            [[ $code == 200 || $code == 409 ]] && break
+            tries=$((tries + 1))
+            ((tries < 20)) || { cat "$W/log/bucket-$bucket-r$i.txt" >&2; die "creating $bucket in r$i answered $code"; }
+            sleep 1
+        done
+    done
+    log "bucket $bucket in 3 regions$( ((locked)) && echo ' (versioning + object lock)')"
 }
 
 # ------------------------------------------------------------------- data --
@@ -450,12 +516,16 @@ make_shims() {
         # bash's `times` (getrusage, µs) rather than GNU time, whose %U/%S truncate to
         # 10 ms: hundreds of 10 ms dumps would otherwise lose a second or more. It prints
         # the wrapper shell's own CPU and its child's; both are counted as the tool's.
+        # Where to write is read from a file, not the environment: lifeboat starts the
+        # PostgreSQL tools with an empty environment.
         cat >"$SHIM_DIR/$tool" <<EOF
 #!/bin/bash
 "$PG_BIN/$tool" "\$@"
 rc=\$?
-if [[ \$1 == --version ]]; then times >>"\${LB_SHIM_LOG:-/dev/null}.$tool-version"
-else times >>"\${LB_SHIM_LOG:-/dev/null}.$tool"; fi
+read -r target 2>/dev/null <"$W/shim-target" || target=""
+if [[ -z \$target ]]; then :
+elif [[ \$1 == --version ]]; then times >>"\$target.$tool-version"
+else times >>"\$target.$tool"; fi
 exit \$rc
 EOF
         chmod +x "$SHIM_DIR/$tool"
@@ -467,18 +537,26 @@ times_stat() {
          END { if (n == 0) print "n/a 0"; else printf "%.2f %d\n", c, n / 2 }' "$1" 2>/dev/null || echo "n/a 0"
 }
 
-write_config() { # file nregions
-    local file=$1 n=$2 i
+write_config() { # file nregions [locked catalog-database bucket]
+    local file=$1 n=$2 locked=${3:-0} catalog_db=${4:-lifeboat} bucket=${5:-lifeboat} i
     {
         printf 'recipients = ["%s"]\n' "$RECIPIENT"
         printf 'identity_file = "%s"\n' "$KEY_FILE"
         printf 'min_regions = %s\n' $((n >= 2 ? 2 : 1))
         printf 'pg_bin_dir = "%s"\n\n' "$SHIM_DIR"
         printf '[clusters.main]\nhost = "127.0.0.1"\nport = %s\nuser = "postgres"\n\n' "$PG_PORT"
-        printf '[catalog]\ncluster = "main"\ndatabase = "lifeboat"\n\n'
+        printf '[catalog]\ncluster = "main"\ndatabase = "%s"\n\n' "$catalog_db"
         for i in $(seq "$n"); do
-            printf '[regions.r%s]\nendpoint = "http://127.0.0.1:%s"\nbucket = "lifeboat"\n' "$i" "$(rport "$i" 0)"
-            printf 's3_region = "us-east-1"\naccess_key_id = "%s"\nsecret_access_key = "%s"\n' "$S3_KEY" "$S3_SECRET"
+            printf '[regions.r%s]\nendpoint = "http://127.0.0.1:%s"\n' "$i" "$(rport "$i" 0)"
+            if ((locked)); then
+                printf 'bucket = "%s"\ns3_region = "us-east-1"\n' "$LOCKED_BUCKET"
+                printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$WRITER_KEY" "$WRITER_SECRET"
+                printf 'manager_access_key_id = "%s"\nmanager_secret_access_key = "%s"\n' "$S3_KEY" "$S3_SECRET"
+                printf 'object_lock = "compliance"\nrequire_lock = true\n'
+            else
+                printf 'bucket = "%s"\ns3_region = "us-east-1"\n' "$bucket"
+                printf 'access_key_id = "%s"\nsecret_access_key = "%s"\n' "$S3_KEY" "$S3_SECRET"
+            fi
             printf 'path_style = true\npriority = %s\n\n' "$i"
         done
         # for the untimed warm-up write into every region (not in the catalog)
@@ -486,7 +564,10 @@ write_config() { # file nregions
     } >"$file"
 }
 
-lb() { "$LIFEBOAT_BIN" --config "$LB_CONF3" "$@"; }
+# RUN_BIN, LB_CONF3 and CAT_DB name the binary, configuration and catalog database in use
+# (--lock-compare switches between today's and this tree's).
+lb() { "$RUN_BIN" --config "$LB_CONF3" "$@"; }
+CAT_DB=lifeboat
 
 register_tenants() {
     local i t0
@@ -498,7 +579,7 @@ register_tenants() {
             { tail -n 5 "$W/log/tenant-add.log" >&2; die "tenant add $(tname "$i") failed"; }
     done
     TENANT_ADD_SECONDS=$(elapsed "$t0" "$(now)")
-    [[ $(psqlq -d lifeboat -c 'SELECT count(*) FROM tenants') == "$TENANTS" ]] || die "catalog does not hold $TENANTS tenants"
+    [[ $(psqlq -d "$CAT_DB" -c 'SELECT count(*) FROM tenants') == "$TENANTS" ]] || die "catalog $CAT_DB does not hold $TENANTS tenants"
     log "  took ${TENANT_ADD_SECONDS}s"
 }
 
@@ -570,10 +651,12 @@ run_nightly() { # tag config run-name flags...
     s0=$(server_ticks)
     t0=$(now)
     # shellcheck disable=SC2086
-    LB_SHIM_LOG="$W/time/$tag.child" /usr/bin/time -o "$W/time/$tag.lifeboat" -f "$TFMT" \
-        "$LIFEBOAT_BIN" --config "$conf" nightly --json --run "$run" "$@" $NIGHTLY_FLAGS \
+    printf '%s\n' "$W/time/$tag.child" >"$W/shim-target"
+    /usr/bin/time -o "$W/time/$tag.lifeboat" -f "$TFMT" \
+        "$RUN_BIN" --config "$conf" nightly --json --run "$run" "$@" $NIGHTLY_FLAGS \
         >"$W/log/$tag.json" 2>"$W/log/$tag.stderr" || rc=$?
     t1=$(now)
+    rm -f "$W/shim-target"
     s1=$(server_ticks)
     if ((rc != 0)); then
         log "  exit $rc; last stderr lines:"
@@ -610,7 +693,7 @@ run_nightly() { # tag config run-name flags...
 # backup's own duration measured by the agent around backup_tenant().
 job_stats() { # tag run
     local tag=$1 run=$2
-    psqlq -d lifeboat -F ' ' -c "
+    psqlq -d "$CAT_DB" -F ' ' -c "
 WITH b AS (
   SELECT id, created_at, started_at, finished_at, attempts,
          extract(epoch FROM finished_at - started_at) * 1000 AS held_ms,
@@ -628,11 +711,11 @@ FROM b" >"$W/time/$tag.jobs"
     read -r N[$tag.jobs] N[$tag.dur_avg] N[$tag.dur_p50] N[$tag.dur_p95] N[$tag.held_avg] N[$tag.over_avg] \
         N[$tag.busy] N[$tag.span] N[$tag.first_claim_ms] N[$tag.retries] <"$W/time/$tag.jobs"
     # maintenance jobs of the run (full nightly only)
-    psqlq -d lifeboat -F ' ' -c "
+    psqlq -d "$CAT_DB" -F ' ' -c "
 SELECT kind, count(*), round(sum(extract(epoch FROM finished_at - started_at))::numeric, 2),
        round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 2)
 FROM jobs WHERE dedup_key LIKE 'nightly:${run}:%' AND kind <> 'backup' GROUP BY kind ORDER BY kind" >"$W/time/$tag.maintjobs"
-    read -r N[$tag.backup_start] N[$tag.backup_end] < <(psqlq -d lifeboat -F ' ' -c "
+    read -r N[$tag.backup_start] N[$tag.backup_end] < <(psqlq -d "$CAT_DB" -F ' ' -c "
 SELECT round(extract(epoch FROM min(started_at))::numeric, 3), round(extract(epoch FROM max(finished_at))::numeric, 3)
 FROM jobs WHERE dedup_key LIKE 'nightly:${run}:backup:%'")
     N[$tag.startup]=$(awk -v a="${N[$tag.t0]}" -v b="${N[$tag.backup_start]}" 'BEGIN { printf "%.2f", b - a }')
@@ -658,6 +741,136 @@ machine_info() {
     echo "- other load: a compiler/test runner (rustc, cargo, nextest, cc1, rust-lld) was running during $(grep -c busy "$W/time/foreign" 2>/dev/null || echo '?') of $(grep -c . "$W/time/foreign" 2>/dev/null || echo '?') one-second samples; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# ------------------------------------------------------------ lock compare --
+# Today's nightly built from BASELINE_REV in a worktree of its own (target/bench-baseline,
+# kept for the next run).
+build_baseline() {
+    local src="$REPO_ROOT/target/bench-baseline/src-$BASELINE_REV"
+    if [[ ! -d $src ]]; then
+        log "git worktree add $src $BASELINE_REV"
+        git -C "$REPO_ROOT" worktree add --detach "$src" "$BASELINE_REV" >&2
+    fi
+    log "cargo build --release (today's nightly, $BASELINE_REV)"
+    (cd "$src" && cargo build --release --bin lifeboat --target-dir "$REPO_ROOT/target/bench-baseline/target") >&2
+    LIFEBOAT_BASELINE_BIN="$REPO_ROOT/target/bench-baseline/target/release/lifeboat"
+}
+
+# One variant: "base" (today's binary, catalog lifeboat_base, plain buckets) or "lock"
+# (this tree's, catalog lifeboat, locked buckets, writer + manager keys, tenant keys).
+use_variant() {
+    case $1 in
+        base) RUN_BIN=$LIFEBOAT_BASELINE_BIN; LB_CONF3="$W/lifeboat-base.toml"; CAT_DB=lifeboat_base ;;
+        keys) RUN_BIN=$LIFEBOAT_BIN; LB_CONF3="$W/lifeboat-keys.toml"; CAT_DB=lifeboat_keys ;;
+        lock) RUN_BIN=$LIFEBOAT_BIN; LB_CONF3="$W/lifeboat-lock.toml"; CAT_DB=lifeboat ;;
+    esac
+}
+LOCK_VARIANTS=(base keys lock)
+
+lock_compare() {
+    local p=${PS[0]} round v tag order
+    make_buckets "$LOCKED_BUCKET" 1
+    make_buckets lifeboat-keys 0
+    write_config "$W/lifeboat-base.toml" 3 0 lifeboat_base
+    write_config "$W/lifeboat-keys.toml" 3 0 lifeboat_keys lifeboat-keys
+    write_config "$W/lifeboat-lock.toml" 3 1 lifeboat
+    make_template
+    make_tenant_dbs
+    psqlq -d postgres -c 'CREATE DATABASE lifeboat_base' -c 'CREATE DATABASE lifeboat_keys'
+    for v in "${LOCK_VARIANTS[@]}"; do
+        use_variant "$v"
+        log "variant $v: $RUN_BIN"
+        register_tenants
+        warm_regions
+    done
+    use_variant lock
+    "$LIFEBOAT_BIN" --config "$LB_CONF3" regions check >"$W/log/regions-check.txt" 2>&1 ||
+        { cat "$W/log/regions-check.txt" >&2; die "lifeboat regions check failed on the locked regions"; }
+    KEYED=$(psqlq -d lifeboat -c 'SELECT count(DISTINCT tenant) FROM tenant_keys')
+    RUN_PREFIX="lock$(date +%H%M%S)"
+    LOCK_TAGS=()
+    for round in $(seq "$ROUNDS"); do
+        if ((round % 2)); then order="base keys lock"; else order="lock keys base"; fi
+        for v in $order; do
+            use_variant "$v"
+            tag="$v$round"
+            run_nightly "$tag" "$LB_CONF3" "$RUN_PREFIX-$tag" --concurrency "$p" --backups-only
+            N[$tag.p]=$p; N[$tag.variant]=$v
+            LOCK_TAGS+=("$tag")
+        done
+    done
+    if ((FULL)); then
+        for v in "${LOCK_VARIANTS[@]}"; do
+            use_variant "$v"
+            run_nightly "${v}full" "$LB_CONF3" "$RUN_PREFIX-${v}full" --concurrency "$p"
+            N[${v}full.variant]=$v
+        done
+    fi
+}
+
+# mean of N[<tag>.<field>] over the rounds of variant $1
+lock_mean() { # variant field
+    local t vals=()
+    for t in "${LOCK_TAGS[@]}"; do [[ ${N[$t.variant]} == "$1" ]] && vals+=("${N[$t.$2]}"); done
+    printf '%s\n' "${vals[@]}" | awk '$1 != "n/a" { s += $1; n++ } END { if (n) printf "%.2f", s / n; else print "n/a" }'
+}
+
+lock_report() {
+    local t base lock ratio exact
+    TOTAL=$(($(date +%s) - T_START))
+    echo "# lifeboat nightly: per-tenant keys and object lock against today's nightly — $(date '+%Y-%m-%d %H:%M %Z')"
+    echo
+    echo "Command: bench/nightly.sh $ARGS_TEXT — total run time ${TOTAL}s"
+    echo
+    machine_info
+    echo "- today's nightly: $LIFEBOAT_BASELINE_BIN (built from $BASELINE_REV)"
+    echo
+    echo "Data: $TENANTS tenant databases, each a copy of one template: pg_dump -Fc -Z0 $(awk -v b="$TMPL_DUMP_BYTES" 'BEGIN { printf "%.2f", b / 1e6 }') MB,"
+    echo "zstd -2 → $(awk -v b="$TMPL_ZSTD_BYTES" 'BEGIN { printf "%.2f", b / 1e6 }') MB. The same PostgreSQL cluster, tenant databases and 3 SeaweedFS servers for both:"
+    echo
+    echo "- **base** (today's nightly): catalog \`lifeboat_base\`, bucket \`lifeboat\` (no versioning), one S3 key that may do anything, every backup encrypted to the organisation's recipient."
+    echo "- **keys** (this tree, for telling the costs apart): catalog \`lifeboat_keys\`, bucket \`lifeboat-keys\` (no versioning), one S3 key, per-tenant keys."
+    echo "- **lock** (this tree): catalog \`lifeboat\`, bucket \`$LOCKED_BUCKET\` (versioning + object lock), agents sign with a writer key bound by the README's SeaweedFS policy, the controller with a manager key, \`object_lock = \"compliance\"\`, \`require_lock = true\`; $KEYED of $TENANTS tenants hold their own key, and every backup is encrypted to it."
+    echo
+    echo "\`lifeboat regions check\` on the lock variant's regions:"
+    echo
+    sed 's/^/    /' "$W/log/regions-check.txt"
+    echo
+    echo "## --backups-only, concurrency ${PS[0]}, 3 regions, rounds in ABBA order"
+    echo
+    echo "| run | variant | wall s | tenants | lifeboat itself CPU s | PostgreSQL CPU s | SeaweedFS CPU s | backup mean / p95 ms | held − backup mean ms |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for t in "${LOCK_TAGS[@]}" $( ((FULL)) && echo basefull keysfull lockfull); do
+        echo "| $t | ${N[$t.variant]} | ${N[$t.wall]} | ${N[$t.ok]} | ${N[$t.own_cpu]} | ${N[$t.pg_cpu]} | ${N[$t.weed_cpu]} | ${N[$t.dur_avg]} / ${N[$t.dur_p95]} | ${N[$t.over_avg]} |"
+    done
+    echo
+    base=$(lock_mean base wall); lock=$(lock_mean lock wall)
+    ratio=$(div "$lock" "$base")
+    exact=$(awk -v a="$lock" -v b="$base" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.6f", a / b }')
+    echo "Mean wall over $ROUNDS rounds: base $base s, lock $lock s: **lock / base = $ratio** (target ≤ 1.05: $(verdict "$exact" 1.05))."
+    echo
+    echo "| mean per run | base | keys | lock | keys / base | lock / base |"
+    echo "|---|---|---|---|---|---|"
+    for f in wall cpu own_cpu pg_dump_cpu pg_cpu weed_cpu dur_avg over_avg; do
+        echo "| $f | $(lock_mean base $f) | $(lock_mean keys $f) | $(lock_mean lock $f) | $(div "$(lock_mean keys $f)" "$(lock_mean base $f)") | $(div "$(lock_mean lock $f)" "$(lock_mean base $f)") |"
+    done
+    echo
+    echo "cpu = the lifeboat process with its children; own_cpu = without the pg_dumps; pg_cpu and"
+    echo "weed_cpu = the PostgreSQL and SeaweedFS servers (on a real deployment, other machines)."
+    if ((FULL)); then
+        echo
+        echo "## Full nightly (backups, retention, lock extension, purge, scrub, repair), once each"
+        echo
+        for t in basefull keysfull lockfull; do
+            echo "- $t: wall ${N[$t.wall]} s; after the last backup report ${N[$t.tail]} s; $(jq -c '.maintenance // {} | {trashed, purged, copies_checked, copies_bad, repaired, locks_extended, recovered_from_lock}' "$W/log/$t.json")"
+        done
+        echo "- full nightly lock / base: $(div "${N[lockfull.wall]}" "${N[basefull.wall]}")"
+    fi
+    echo
+    echo "Notes: each run has a fresh --run name, so it backs up every tenant again; both variants"
+    echo "received one untimed warm-up backup first. lifeboat itself = the lifeboat process's CPU"
+    echo "minus the pg_dumps it spawned (see bench/README.md)."
+}
+
 # -------------------------------------------------------------------- main --
 ensure_tools
 if [[ -z ${LIFEBOAT_BIN:-} ]]; then
@@ -667,6 +880,11 @@ if [[ -z ${LIFEBOAT_BIN:-} ]]; then
 fi
 [[ -x $LIFEBOAT_BIN ]] || die "lifeboat binary not found at $LIFEBOAT_BIN"
 "$LIFEBOAT_BIN" nightly --help >/dev/null 2>&1 || die "$LIFEBOAT_BIN has no 'nightly' command (rebuild it)"
+RUN_BIN=$LIFEBOAT_BIN
+if ((LOCK_COMPARE)); then
+    [[ -n ${LIFEBOAT_BASELINE_BIN:-} ]] || build_baseline
+    [[ -x $LIFEBOAT_BASELINE_BIN ]] || die "baseline binary not found at $LIFEBOAT_BASELINE_BIN"
+fi
 
 mkdir -p "$WORKDIR_PARENT"
 W=$(mktemp -d "$WORKDIR_PARENT/lifeboat-nightly.XXXXXX")
@@ -691,6 +909,15 @@ KEY_FILE="$W/identity.txt"
 RECIPIENT=$("$LIFEBOAT_BIN" keygen --out "$KEY_FILE" 2>/dev/null | grep -o 'age1[0-9a-z]*' | head -n 1)
 [[ $RECIPIENT == age1* ]] || die "lifeboat keygen printed no recipient"
 make_shims
+if ((LOCK_COMPARE)); then
+    read -r -a PS <<<"$CONCURRENCIES"
+    lock_compare
+    lock_report >"$W/report.txt"
+    cat "$W/report.txt"
+    cp "$W/report.txt" "$OUT_FILE"
+    log "results written to $OUT_FILE (total $(($(date +%s) - T_START))s)"
+    exit 0
+fi
 declare -A CONF=()
 for r in 1 2 3; do CONF[$r]="$W/lifeboat-r$r.toml"; write_config "${CONF[$r]}" "$r"; done
 LB_CONF3=${CONF[3]}
