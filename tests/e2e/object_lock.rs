@@ -280,8 +280,7 @@ async fn a_stolen_writer_key_cannot_destroy_any_backup_and_scrub_brings_every_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
     use crate::controller::{catalog_settings, env_with_tenants, open_catalog, scalar};
-    use lifeboat_controller::audit::Actor;
-    use lifeboat_controller::retention::{extend_locks, purge_due};
+    use lifeboat_controller::retention::extend_locks;
     use lifeboat_core::region::Regions;
 
     let env = TestEnv::start(Backend::SeaweedLocked, 1).await;
@@ -382,17 +381,7 @@ async fn kept_backups_locks_are_extended_and_purge_waits_for_the_lock_to_end() {
         .await
         .expect("make it due");
     let versions_before = writer.list_versions("tenants/").await.expect("versions");
-    let report = purge_due(
-        &catalog,
-        &managers,
-        chrono::Utc::now(),
-        &Actor::system("test"),
-    )
-    .await
-    .expect("purge");
-    assert!(report.purged.is_empty(), "{report:?}");
-    let errors = report.failed[0].errors.join("; ");
-    assert!(errors.contains("locked until"), "{errors}");
+    assert_refused_while_locked(&purge_now(&catalog, &managers).await);
     assert_eq!(
         writer
             .list_versions("tenants/")
@@ -496,8 +485,6 @@ async fn a_repaired_copy_keeps_the_lock_of_its_source() {
 async fn purge_never_bypasses_a_governance_lock_and_deletes_every_version_once_it_ends() {
     use crate::controller::{catalog_settings, env_with_tenants, open_catalog, scalar};
     use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
-    use lifeboat_controller::audit::Actor;
-    use lifeboat_controller::retention::purge_due;
     use lifeboat_core::region::{Regions, client_config};
 
     let mut env = TestEnv::start(Backend::SeaweedLocked, 1).await;
@@ -565,19 +552,7 @@ async fn purge_never_bypasses_a_governance_lock_and_deletes_every_version_once_i
     }
 
     // Locked: the manager key could bypass the lock, but purge does not.
-    let report = purge_due(
-        &catalog,
-        &managers,
-        chrono::Utc::now(),
-        &Actor::system("test"),
-    )
-    .await
-    .expect("purge");
-    assert!(report.purged.is_empty(), "{report:?}");
-    assert!(
-        report.failed[0].errors.join("; ").contains("locked until"),
-        "{report:?}"
-    );
+    assert_refused_while_locked(&purge_now(&catalog, &managers).await);
     assert_eq!(
         versions_of(trashed.clone()).await.len(),
         2,
@@ -609,14 +584,7 @@ async fn purge_never_bypasses_a_governance_lock_and_deletes_every_version_once_i
     }
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
-    let report = purge_due(
-        &catalog,
-        &managers,
-        chrono::Utc::now(),
-        &Actor::system("test"),
-    )
-    .await
-    .expect("purge");
+    let report = purge_now(&catalog, &managers).await;
     assert_eq!(report.purged.len(), 1, "{report:?}");
     assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(
@@ -630,4 +598,26 @@ async fn purge_never_bypasses_a_governance_lock_and_deletes_every_version_once_i
         "the kept backup is untouched"
     );
     assert_eq!(scalar(&catalog, "SELECT count(*) FROM backups").await, 1);
+}
+
+/// Purge the backups due now, with the manager regions, as maintenance does.
+async fn purge_now(
+    catalog: &lifeboat_controller::catalog::Catalog,
+    managers: &[Region],
+) -> lifeboat_controller::retention::PurgeReport {
+    lifeboat_controller::retention::purge_due(
+        catalog,
+        managers,
+        chrono::Utc::now(),
+        &lifeboat_controller::audit::Actor::system("test"),
+    )
+    .await
+    .expect("purge")
+}
+
+/// A purge that deleted nothing because a lock lasts, and said so.
+fn assert_refused_while_locked(report: &lifeboat_controller::retention::PurgeReport) {
+    assert!(report.purged.is_empty(), "{report:?}");
+    let errors = report.failed[0].errors.join("; ");
+    assert!(errors.contains("locked until"), "{errors}");
 }
