@@ -100,6 +100,9 @@ pub struct MaintenanceReport {
     pub copies_bad: u64,
     /// Copies in regions with object lock made current again from their locked version.
     pub recovered_from_lock: usize,
+    /// Multipart uploads left open in regions with object lock, aborted with the manager's
+    /// key (agents' scrubs, with the writer key, cannot).
+    pub stale_uploads_aborted: usize,
     pub repair_jobs: usize,
     /// Copies made again from a healthy region.
     pub repaired: usize,
@@ -242,6 +245,19 @@ pub async fn run_maintenance(
             report.problems.extend(recovery.problems);
         }
         Err(error) => report.phase_failed("recovery from locked versions", error),
+    }
+    match scrub::abort_stale_uploads_in_locked_regions(
+        catalog,
+        &options.regions,
+        lifeboat_core::copy::created_before_age(lifeboat_core::copy::STALE_UPLOAD_AGE),
+    )
+    .await
+    {
+        Ok((aborted, problems)) => {
+            report.stale_uploads_aborted = aborted;
+            report.problems.extend(problems);
+        }
+        Err(error) => report.phase_failed("stale uploads in locked regions", error),
     }
     let repaired = enqueue_repairs(catalog, options, run, attempts, wait).await;
     report.repair_jobs = repaired.repair_jobs;

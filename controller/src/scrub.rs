@@ -183,10 +183,21 @@ pub async fn plan_scrub(
     now: DateTime<Utc>,
 ) -> Result<Vec<JobWork>, CatalogError> {
     let backups = load_live_backups(catalog).await?;
-    // Every backup, trashed or not, and every id handed to a backup job that is still
-    // queued or running: the agent never deletes their objects as orphans, nor aborts
-    // their uploads as stale (a backup may run longer than a day).
-    let keep: Vec<BackupId> = catalog
+    let keep = backup_ids_to_keep(catalog).await?;
+    Ok(scrub_jobs(
+        &backups,
+        &keep,
+        configured_regions,
+        full_sample_per_day,
+        now,
+    ))
+}
+
+/// Every backup, trashed or not, and every id handed to a backup job that is still queued
+/// or running: their objects are never deleted as orphans, nor their uploads aborted as
+/// stale (a backup may run longer than a day).
+async fn backup_ids_to_keep(catalog: &Catalog) -> Result<Vec<BackupId>, CatalogError> {
+    Ok(catalog
         .connection()
         .await?
         .query(
@@ -200,14 +211,43 @@ pub async fn plan_scrub(
         .map_err(query_error("list every backup id"))?
         .iter()
         .filter_map(|row| BackupId::from_uuid(row.get(0)))
+        .collect())
+}
+
+/// In each region with object lock, abort the multipart uploads under `tenants/` opened
+/// before `initiated_before` by a backup the catalog does not keep. Scrub does this
+/// elsewhere, but agents scrub with the writer key, which a locked region refuses aborts;
+/// `regions` sign with the manager's. Returns how many were aborted; a region that cannot
+/// list its uploads is a problem.
+pub async fn abort_stale_uploads_in_locked_regions(
+    catalog: &Catalog,
+    regions: &[lifeboat_core::region::Region],
+    initiated_before: DateTime<Utc>,
+) -> Result<(usize, Vec<String>), CatalogError> {
+    let locked: Vec<&lifeboat_core::region::Region> = regions
+        .iter()
+        .filter(|region| region.lock_mode().is_some())
         .collect();
-    Ok(scrub_jobs(
-        &backups,
-        &keep,
-        configured_regions,
-        full_sample_per_day,
-        now,
-    ))
+    if locked.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let keep: std::collections::HashSet<BackupId> =
+        backup_ids_to_keep(catalog).await?.into_iter().collect();
+    let prefix = lifeboat_core::manifest::listing_prefix(None);
+    let mut aborted = 0;
+    let mut problems = Vec::new();
+    for region in locked {
+        match lifeboat_core::copy::abort_stale_uploads(region, &prefix, initiated_before, &keep)
+            .await
+        {
+            Ok(count) => aborted += count,
+            Err(error) => problems.push(format!(
+                "stale uploads in region {} not listed: {error}",
+                region.name()
+            )),
+        }
+    }
+    Ok((aborted, problems))
 }
 
 fn scrub_jobs(

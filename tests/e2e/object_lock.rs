@@ -621,3 +621,71 @@ fn assert_refused_while_locked(report: &lifeboat_controller::retention::PurgeRep
     let errors = report.failed[0].errors.join("; ");
     assert!(errors.contains("locked until"), "{errors}");
 }
+
+/// An upload a failed backup left open in a locked region: the writer key (what agents
+/// scrub with) is refused its abort, the controller's maintenance aborts it with the
+/// manager key, and leaves alone the upload of a backup the catalog keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_uploads_in_a_locked_region_are_aborted_with_the_manager_key() {
+    use crate::controller::{catalog_settings, env_with_tenants, open_catalog};
+    use lifeboat_controller::scrub::abort_stale_uploads_in_locked_regions;
+    use lifeboat_core::ids::{BackupId, TenantName};
+    use lifeboat_core::manifest::ObjectKey;
+    use lifeboat_core::region::Regions;
+
+    let env = TestEnv::start(Backend::SeaweedLocked, 1).await;
+    let config_path = env_with_tenants(&env, &["acme"], 100).await;
+    let config = env.config(&catalog_settings());
+    let ran = env.lifeboat(
+        &config_path,
+        &["nightly", "--json", "--run", "r1", "--backups-only"],
+    );
+    assert!(ran.status.success(), "{}{}", stdout(&ran), stderr(&ran));
+    let catalog = open_catalog(&config).await;
+    let kept_id: String = catalog
+        .connection()
+        .await
+        .expect("connection")
+        .query_one("SELECT id::text FROM backups", &[])
+        .await
+        .expect("the backup")
+        .get(0);
+    let acme = TenantName::parse("acme").expect("name");
+    let kept_key = ObjectKey::Dump(&acme, BackupId::parse(&kept_id).expect("id")).to_key();
+    let stale_key = ObjectKey::Dump(&acme, BackupId::new()).to_key();
+
+    let writer = Region::new(&config.regions[0]);
+    let stale_upload = writer
+        .create_multipart_upload(&stale_key)
+        .await
+        .expect("open an upload");
+    writer
+        .create_multipart_upload(&kept_key)
+        .await
+        .expect("open an upload of a kept backup");
+    let refused = writer
+        .abort_multipart_upload(&stale_key, &stale_upload)
+        .await
+        .expect_err("the writer key may not abort");
+    assert_eq!(refused.kind, RegionErrorKind::AccessDenied, "{refused}");
+
+    let managers = Regions::from_config(&config).managers(&config);
+    let later = chrono::Utc::now() + chrono::TimeDelta::minutes(1);
+    let (aborted, problems) = abort_stale_uploads_in_locked_regions(&catalog, &managers, later)
+        .await
+        .expect("abort");
+    assert_eq!((aborted, problems), (1, Vec::<String>::new()));
+    let open: Vec<String> = writer
+        .list_open_uploads("tenants/")
+        .await
+        .expect("list")
+        .expect("SeaweedFS lists uploads")
+        .into_iter()
+        .map(|upload| upload.key)
+        .collect();
+    assert_eq!(
+        open,
+        vec![kept_key],
+        "only the kept backup's upload is left"
+    );
+}
