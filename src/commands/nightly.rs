@@ -240,6 +240,12 @@ pub fn print_summary(summary: &NightlySummary, json: bool) -> anyhow::Result<()>
             done.degraded_after_repair,
             done.drop_jobs
         );
+        if done.locks_extended + done.recovered_from_lock + done.stale_uploads_aborted > 0 {
+            println!(
+                "object lock: {} copies' locks extended, {} copies brought back from their locked version, {} stale uploads aborted",
+                done.locks_extended, done.recovered_from_lock, done.stale_uploads_aborted
+            );
+        }
         for problem in &done.problems {
             println!("problem: {problem}");
         }
