@@ -196,6 +196,22 @@ pub async fn record_copy_locks<C: GenericClient>(
     }
 }
 
+/// The copy a catalog row names in its first three columns (backup id, tenant, region),
+/// with the configured region's handle; `None` for a region not configured here, or an id
+/// or name that does not parse.
+pub(crate) fn copy_of_row<'a>(
+    row: &tokio_postgres::Row,
+    regions: &'a [Region],
+) -> Option<(BackupId, TenantName, &'a Region)> {
+    let backup_id = BackupId::from_uuid(row.get(0))?;
+    let tenant = TenantName::parse(row.get::<_, &str>(1)).ok()?;
+    let region_name: &str = row.get(2);
+    let region = regions
+        .iter()
+        .find(|region| region.name().as_str() == region_name)?;
+    Some((backup_id, tenant, region))
+}
+
 /// Why a backup taken outside the queue (`lifeboat backup`) is not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

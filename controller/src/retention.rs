@@ -752,16 +752,7 @@ pub async fn extend_locks(
         .await
         .map_err(query_error("find copies whose lock ends soon"))?;
     for row in rows {
-        let id: uuid::Uuid = row.get(0);
-        let tenant_text: String = row.get(1);
-        let region_text: String = row.get(2);
-        let (Some(backup_id), Ok(tenant), Some(region)) = (
-            BackupId::from_uuid(id),
-            TenantName::parse(&tenant_text),
-            regions
-                .iter()
-                .find(|region| region.name().as_str() == region_text),
-        ) else {
+        let Some((backup_id, tenant, region)) = crate::backups::copy_of_row(&row, regions) else {
             continue;
         };
         let mut locked_until = extend_to;
@@ -792,14 +783,15 @@ pub async fn extend_locks(
         }
         if let Some(failure) = failure {
             report.problems.push(format!(
-                "lock of backup {backup_id} in region {region_text}: {failure}"
+                "lock of backup {backup_id} in region {}: {failure}",
+                region.name()
             ));
             continue;
         }
         connection
             .execute(
                 "UPDATE backup_copies SET locked_until = $3 WHERE backup_id = $1 AND region = $2",
-                &[&id, &region_text, &locked_until],
+                &[&backup_id.as_uuid(), &region.name().as_str(), &locked_until],
             )
             .await
             .map_err(query_error("record a copy's lock"))?;

@@ -636,19 +636,10 @@ pub async fn recover_locked_copies(
         ))?;
     drop(connection);
     for row in rows {
-        let Some(backup_id) = BackupId::from_uuid(row.get(0)) else {
+        let Some((backup_id, tenant, region)) = crate::backups::copy_of_row(&row, regions) else {
             continue;
         };
-        let tenant_text: String = row.get(1);
-        let region_text: String = row.get(2);
-        let (Ok(tenant), Some(region)) = (
-            TenantName::parse(&tenant_text),
-            regions
-                .iter()
-                .find(|region| region.name().as_str() == region_text),
-        ) else {
-            continue;
-        };
+        let region_text = region.name().as_str();
         let stored_bytes: i64 = row.get(3);
         let sha256: String = row.get(4);
         let manifest: serde_json::Value = row.get(5);

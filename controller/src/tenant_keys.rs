@@ -610,15 +610,7 @@ pub async fn rotate_key(
         .transaction()
         .await
         .map_err(query_error("begin"))?;
-    let exists = transaction
-        .query_opt(
-            "SELECT 1 FROM tenants WHERE name = $1 FOR SHARE",
-            &[&tenant.as_str()],
-        )
-        .await
-        .map_err(query_error("find the tenant"))?
-        .is_some();
-    if !exists {
+    if !crate::tenants::tenant_held(&*transaction, tenant).await? {
         return Err(TenantKeysError::UnknownTenant(tenant.clone()));
     }
     lock_tenant_keys(&*transaction, tenant).await?;
@@ -722,15 +714,7 @@ pub async fn shred_tenant(
         .await
         .map_err(query_error("begin"))?;
     lock_tenant_keys(&*transaction, tenant).await?;
-    let exists = transaction
-        .query_opt(
-            "SELECT 1 FROM tenants WHERE name = $1 FOR SHARE",
-            &[&tenant.as_str()],
-        )
-        .await
-        .map_err(query_error("find the tenant"))?
-        .is_some();
-    if exists {
+    if crate::tenants::tenant_held(&*transaction, tenant).await? {
         return Err(TenantKeysError::TenantExists(tenant.clone()));
     }
     let held: i64 = transaction

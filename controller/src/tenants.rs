@@ -381,6 +381,22 @@ where
     Ok((tenant, provisioned))
 }
 
+/// Whether `tenant` is in the catalog, its row held (`FOR SHARE`) until the caller's
+/// transaction ends, so that it is not removed under what the caller writes for it.
+pub async fn tenant_held<C: tokio_postgres::GenericClient>(
+    client: &C,
+    tenant: &TenantName,
+) -> Result<bool, CatalogError> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM tenants WHERE name = $1 FOR SHARE",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(crate::catalog::query_error("find the tenant"))?
+        .is_some())
+}
+
 pub async fn list_tenants(catalog: &Catalog) -> Result<Vec<Tenant>, TenantError> {
     let connection = catalog.connection().await?;
     let rows = connection

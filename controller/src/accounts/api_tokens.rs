@@ -123,15 +123,7 @@ impl Accounts {
             .transaction()
             .await
             .map_err(query_error("begin"))?;
-        let tenant_exists = transaction
-            .query_opt(
-                "SELECT 1 FROM tenants WHERE name = $1 FOR SHARE",
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(query_error("find the tenant"))?
-            .is_some();
-        if !tenant_exists {
+        if !crate::tenants::tenant_held(&*transaction, tenant).await? {
             return Err(AccountError::UnknownTenant(tenant.clone()));
         }
         let inserted = transaction

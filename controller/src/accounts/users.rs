@@ -183,18 +183,10 @@ impl Accounts {
             .transaction()
             .await
             .map_err(query_error("begin"))?;
-        if let Some(tenant) = &new.tenant {
-            let exists = transaction
-                .query_opt(
-                    "SELECT 1 FROM tenants WHERE name = $1 FOR SHARE",
-                    &[&tenant.as_str()],
-                )
-                .await
-                .map_err(query_error("find the tenant"))?
-                .is_some();
-            if !exists {
-                return Err(AccountError::UnknownTenant(tenant.clone()));
-            }
+        if let Some(tenant) = &new.tenant
+            && !crate::tenants::tenant_held(&*transaction, tenant).await?
+        {
+            return Err(AccountError::UnknownTenant(tenant.clone()));
         }
         let tenant_name = new.tenant.as_ref().map(TenantName::as_str);
         let inserted = transaction
